@@ -1,0 +1,218 @@
+//! Turning user arrays into the one shape every backend consumes — a
+//! row-major `(N, F)` slice plus CSR offsets and optional labels — and
+//! checking them against SPEC §6 once, before any backend runs.
+
+use std::borrow::Cow;
+
+use ndarray::{ArrayView2, ArrayView3};
+use rayon::prelude::*;
+
+use crate::element::Element;
+use crate::error::{Result, VladError};
+
+/// A validated batch of images: descriptors `(N, F)` row-major, offsets
+/// `(T+1,)` CSR, optional labels `(N,)` in `[0, K)`.
+#[derive(Debug)]
+pub struct Batch<'a, E: Element> {
+    rows: Cow<'a, [E]>,
+    dim: usize,
+    offsets: Cow<'a, [usize]>,
+    labels: Option<Cow<'a, [u32]>>,
+}
+
+impl<'a, E: Element> Batch<'a, E> {
+    /// Fixed-size images `(T, L, F)`: image `t` is rows `t·L .. (t+1)·L`.
+    pub fn fixed(descriptors: ArrayView3<'a, E>) -> Result<Self> {
+        let (t, l, f) = descriptors.dim();
+        let rows = contiguous3(descriptors);
+        let offsets: Vec<usize> = (0..=t).map(|i| i * l).collect();
+        Self::build(rows, t * l, f, Cow::Owned(offsets))
+    }
+
+    /// Ragged images: `(N, F)` rows plus CSR offsets `(T+1,)`.
+    pub fn ragged(descriptors: ArrayView2<'a, E>, offsets: &'a [usize]) -> Result<Self> {
+        let (n, f) = descriptors.dim();
+        check_offsets(offsets, n)?;
+        Self::build(contiguous2(descriptors), n, f, Cow::Borrowed(offsets))
+    }
+
+    /// All `(N, F)` rows as one image.
+    pub fn single(descriptors: ArrayView2<'a, E>) -> Result<Self> {
+        let (n, f) = descriptors.dim();
+        Self::build(contiguous2(descriptors), n, f, Cow::Owned(vec![0, n]))
+    }
+
+    fn build(rows: Cow<'a, [E]>, n: usize, dim: usize, offsets: Cow<'a, [usize]>) -> Result<Self> {
+        if dim == 0 {
+            return Err(VladError::Empty(
+                "the descriptors have F = 0 dimensions".to_string(),
+            ));
+        }
+        debug_assert_eq!(rows.len(), n * dim);
+        check_finite(&rows, dim, &offsets)?;
+        Ok(Batch {
+            rows,
+            dim,
+            offsets,
+            labels: None,
+        })
+    }
+
+    /// Attach given labels (skip assignment); each must be in `[0, clusters)`.
+    pub fn with_labels(mut self, labels: &'a [u32], clusters: usize) -> Result<Self> {
+        if labels.len() != self.len() {
+            return Err(VladError::DimensionMismatch(format!(
+                "{} labels for {} descriptors",
+                labels.len(),
+                self.len()
+            )));
+        }
+        if let Some((index, &label)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, l)| **l as usize >= clusters)
+        {
+            return Err(VladError::LabelOutOfRange {
+                index,
+                label: label as i128,
+                clusters,
+            });
+        }
+        self.labels = Some(Cow::Borrowed(labels));
+        Ok(self)
+    }
+
+    /// Check that the descriptor width matches the codebook's.
+    pub fn check_dim(&self, codebook_dim: usize) -> Result<()> {
+        if self.dim != codebook_dim {
+            return Err(VladError::DimensionMismatch(format!(
+                "descriptors have F = {} but centroids have F = {}",
+                self.dim, codebook_dim
+            )));
+        }
+        Ok(())
+    }
+
+    /// Row-major descriptor values, `N·F` of them.
+    pub fn rows(&self) -> &[E] {
+        &self.rows
+    }
+
+    /// Descriptor row `i`.
+    pub fn row(&self, i: usize) -> &[E] {
+        &self.rows[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Number of descriptors `N`.
+    pub fn len(&self) -> usize {
+        self.offsets.last().copied().unwrap_or(0)
+    }
+
+    /// Whether there are no descriptors at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Descriptor width `F`.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Number of images `T`.
+    pub fn images(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// CSR offsets, `T+1` of them.
+    pub fn offsets(&self) -> &[usize] {
+        &self.offsets
+    }
+
+    /// The rows of image `t`.
+    pub fn image_range(&self, t: usize) -> std::ops::Range<usize> {
+        self.offsets[t]..self.offsets[t + 1]
+    }
+
+    /// Given labels, if any.
+    pub fn labels(&self) -> Option<&[u32]> {
+        self.labels.as_deref()
+    }
+}
+
+fn contiguous2<E: Element>(a: ArrayView2<'_, E>) -> Cow<'_, [E]> {
+    match a.to_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(a.iter().copied().collect()),
+    }
+}
+
+fn contiguous3<E: Element>(a: ArrayView3<'_, E>) -> Cow<'_, [E]> {
+    match a.to_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(a.iter().copied().collect()),
+    }
+}
+
+/// Offsets must be CSR: `o[0] = 0`, non-decreasing, `o[T] = N`.
+pub fn check_offsets(offsets: &[usize], n: usize) -> Result<()> {
+    match offsets.first() {
+        None => {
+            return Err(VladError::InvalidOffsets(
+                "offsets are empty: need T+1 values starting at 0".to_string(),
+            ));
+        }
+        Some(&first) if first != 0 => {
+            return Err(VladError::InvalidOffsets(format!(
+                "offsets[0] = {first}, must be 0"
+            )));
+        }
+        _ => {}
+    }
+    if let Some(i) = offsets.windows(2).position(|w| w[1] < w[0]) {
+        return Err(VladError::InvalidOffsets(format!(
+            "offsets decrease at index {}: {} then {}",
+            i + 1,
+            offsets[i],
+            offsets[i + 1]
+        )));
+    }
+    let last = offsets[offsets.len() - 1];
+    if last != n {
+        return Err(VladError::InvalidOffsets(format!(
+            "offsets end at {last} (index {}) but there are {n} descriptors",
+            offsets.len() - 1
+        )));
+    }
+    Ok(())
+}
+
+/// First non-finite value, reported by row and image. Parallel, because it
+/// reads every input byte once and must not dominate the fast paths.
+fn check_finite<E: Element>(rows: &[E], dim: usize, offsets: &[usize]) -> Result<()> {
+    if E::DTYPE == crate::element::DType::U8 {
+        return Ok(());
+    }
+    const BLOCK_ROWS: usize = 4096;
+    let bad_block = rows
+        .par_chunks(BLOCK_ROWS * dim)
+        .position_first(|chunk| !chunk.iter().all(|v| v.is_finite()));
+    let Some(block) = bad_block else {
+        return Ok(());
+    };
+    let start = block * BLOCK_ROWS * dim;
+    let (i, value) = rows[start..]
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !v.is_finite())
+        .map(|(i, v)| (start + i, v.to_f64()))
+        .unwrap_or((start, f64::NAN));
+    let row = i / dim;
+    let image = offsets.partition_point(|&o| o <= row).saturating_sub(1);
+    Err(VladError::NonFinite {
+        what: "descriptors",
+        row,
+        image: Some(image),
+        col: i % dim,
+        value,
+    })
+}

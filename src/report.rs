@@ -1,0 +1,60 @@
+//! What ran and how long each stage took: the data behind `--json` and
+//! `vlad bench`.
+
+use std::time::Instant;
+
+use crate::backend::Backend;
+
+/// Seconds per named stage, in the order the stages ran.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StageTimes {
+    stages: Vec<(String, f64)>,
+}
+
+impl StageTimes {
+    /// An empty record.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Run `f`, add its wall time to stage `name`, return its result.
+    pub fn time<T>(&mut self, name: &str, f: impl FnOnce() -> T) -> T {
+        let start = Instant::now();
+        let out = f();
+        self.add(name, start.elapsed().as_secs_f64());
+        out
+    }
+
+    /// Add `seconds` to stage `name` (stages run per chunk accumulate).
+    pub fn add(&mut self, name: &str, seconds: f64) {
+        match self.stages.iter_mut().find(|(n, _)| n == name) {
+            Some((_, s)) => *s += seconds,
+            None => self.stages.push((name.to_string(), seconds)),
+        }
+    }
+
+    /// `(name, seconds)` pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.stages.iter().map(|(n, s)| (n.as_str(), *s))
+    }
+
+    /// Seconds of one stage, if it ran.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.stages.iter().find(|(n, _)| n == name).map(|(_, s)| *s)
+    }
+}
+
+/// What an encode or assign call did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunReport {
+    /// The backend that ran (never `Auto`).
+    pub backend: Backend,
+    /// The GPU adapter's name when the GPU ran.
+    pub adapter: Option<String>,
+    /// Compute seconds, input validation included, no file I/O.
+    pub seconds: f64,
+    /// Per-stage seconds (GPU timestamps where the adapter has them).
+    pub stages: StageTimes,
+    /// Why `Auto` fell back to the CPU, when it did.
+    pub fallback_reason: Option<String>,
+}
