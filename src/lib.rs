@@ -31,7 +31,11 @@ pub mod cpu;
 pub mod element;
 pub mod encoder;
 pub mod error;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod input;
+pub mod io;
+pub mod kmeans;
 pub mod normalization;
 pub mod reference;
 pub mod report;

@@ -3,6 +3,13 @@
 //! PLACEHOLDER: simple loops, to be replaced by the fused GEMM-argmin
 //! assignment, f64-accumulated aggregation and f32 normalization.
 
+pub mod aggregate;
+pub mod assign;
+pub mod normalize;
+pub mod radix_sort;
+pub mod residual;
+pub mod segmented_scan;
+
 use ndarray::Array2;
 
 use crate::codebook::Codebook;

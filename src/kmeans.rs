@@ -1,0 +1,1 @@
+//! Codebook training by k-means (to be written).
