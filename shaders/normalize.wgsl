@@ -1,0 +1,1 @@
+// (normalize.wgsl: being written)

@@ -1,0 +1,1 @@
+// (residual.wgsl: being written)

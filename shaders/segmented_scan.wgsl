@@ -1,0 +1,1 @@
+// (segmented_scan.wgsl: being written)

@@ -1,0 +1,411 @@
+//! Device setup and the small, checked primitives every stage's host code
+//! uses: shader and pipeline creation, buffers, submission, read-back.
+//!
+//! Nothing here panics on a GPU failure: validation errors are caught with
+//! error scopes (and, as a last resort, an uncaptured-error handler that
+//! records instead of panicking), and a lost device is remembered, so every
+//! failure surfaces as [`VladError::Gpu`] and `auto` can fall back to the CPU.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Result, VladError};
+
+/// How to pick and size the device.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GpuOptions {
+    /// Plan with storage bindings of at most this many bytes (below the
+    /// adapter's own limit). `VLAD_GPU_MAX_BINDING_BYTES` sets it too; the
+    /// smaller of the two wins.
+    pub max_binding_bytes: Option<u64>,
+}
+
+/// An adapter, its device and queue, and what they can do.
+pub struct GpuContext {
+    /// The logical device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// Name, backend, driver of the adapter.
+    pub info: wgpu::AdapterInfo,
+    /// Features enabled on the device (a subset of the adapter's).
+    pub features: wgpu::Features,
+    /// Limits of the device (the adapter's own).
+    pub limits: wgpu::Limits,
+    /// Subgroup size range reported by the adapter (only meaningful when
+    /// `features` contains `SUBGROUP`).
+    pub subgroup_sizes: (u32, u32),
+    max_binding_bytes: u64,
+    uncaptured: Arc<Mutex<Vec<String>>>,
+    lost: Arc<AtomicBool>,
+}
+
+/// Environment variable capping the planned storage-binding size (SPEC §9).
+pub const MAX_BINDING_ENV: &str = "VLAD_GPU_MAX_BINDING_BYTES";
+
+/// Features used when the adapter has them; none is required.
+const WANTED_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP
+    .union(wgpu::Features::TIMESTAMP_QUERY)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
+
+impl GpuContext {
+    /// Find an adapter (honouring `WGPU_BACKEND` and friends) and open a
+    /// device with its full limits and the optional features it has.
+    /// No adapter → [`VladError::BackendUnavailable`].
+    pub fn new(options: &GpuOptions) -> Result<Self> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            force_fallback_adapter: false,
+            compatible_surface: None,
+            apply_limit_buckets: false,
+        }))
+        .map_err(|e| {
+            VladError::BackendUnavailable(format!(
+                "no GPU adapter found ({e}); install a Vulkan driver \
+                 (e.g. `apt-get install mesa-vulkan-drivers`) or use --backend cpu"
+            ))
+        })?;
+        let info = adapter.get_info();
+        let features = adapter.features() & WANTED_FEATURES;
+        let limits = adapter.limits();
+        let subgroup_sizes = (info.subgroup_min_size, info.subgroup_max_size);
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("vlad"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| {
+            VladError::BackendUnavailable(format!(
+                "GPU adapter {:?} refused a device: {e}",
+                info.name
+            ))
+        })?;
+
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut errors) = sink.lock() {
+                errors.push(e.to_string());
+            }
+        }));
+        let lost = Arc::new(AtomicBool::new(false));
+        let lost_flag = lost.clone();
+        device.set_device_lost_callback(move |_reason, _message| {
+            lost_flag.store(true, Ordering::SeqCst);
+        });
+
+        let adapter_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let env_cap = std::env::var(MAX_BINDING_ENV)
+            .ok()
+            .map(|v| {
+                v.trim().parse::<u64>().map_err(|_| {
+                    VladError::InvalidArgument(format!(
+                        "{MAX_BINDING_ENV}={v:?} is not a byte count"
+                    ))
+                })
+            })
+            .transpose()?;
+        let max_binding_bytes = [Some(adapter_binding), env_cap, options.max_binding_bytes]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(adapter_binding)
+            // Stages bind whole rows; below a few KiB nothing useful fits.
+            .max(4096)
+            & !3;
+
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            features,
+            limits,
+            subgroup_sizes,
+            max_binding_bytes,
+            uncaptured,
+            lost,
+        })
+    }
+
+    /// The adapter's name, e.g. "NVIDIA H100" or "llvmpipe (LLVM 15.0.6, 256 bits)".
+    pub fn adapter_name(&self) -> String {
+        format!("{} ({:?})", self.info.name, self.info.backend)
+    }
+
+    /// Whether the adapter is a software rasterizer (lavapipe, WARP…): its
+    /// timings are not GPU speed.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The largest storage binding a plan may use, in bytes (multiple of 4).
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.max_binding_bytes
+    }
+
+    /// Largest number of workgroups per dispatch dimension.
+    pub fn max_workgroups_per_dim(&self) -> u32 {
+        self.limits.max_compute_workgroups_per_dimension
+    }
+
+    /// Whether subgroup operations may be used in shaders.
+    pub fn has_subgroups(&self) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
+    }
+
+    /// Whether GPU timestamps can be written inside compute passes.
+    pub fn has_timestamps(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Run `f` inside validation and out-of-memory error scopes; any error
+    /// becomes [`VladError::Gpu`] naming `what`.
+    pub fn checked<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let validation_error = pollster::block_on(validation.pop());
+        let oom_error = pollster::block_on(oom.pop());
+        if let Some(e) = validation_error.or(oom_error) {
+            return Err(VladError::Gpu(format!("{what}: {e}")));
+        }
+        self.check_health()?;
+        Ok(out)
+    }
+
+    /// Fail if the device was lost or an error escaped every scope.
+    pub fn check_health(&self) -> Result<()> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(VladError::Gpu("the GPU device was lost".to_string()));
+        }
+        if let Ok(mut errors) = self.uncaptured.lock() {
+            if let Some(first) = errors.first().cloned() {
+                errors.clear();
+                return Err(VladError::Gpu(first));
+            }
+        }
+        Ok(())
+    }
+
+    /// Compile WGSL source (a file from `shaders/`) into a compute pipeline
+    /// for entry point `entry`, with the layout derived from the shader.
+    pub fn pipeline(&self, label: &str, wgsl: &str, entry: &str) -> Result<wgpu::ComputePipeline> {
+        self.checked(&format!("compiling {label}"), || {
+            let module = self
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(label),
+                    source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+                });
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(label),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+        })
+    }
+
+    /// A bind group for `pipeline`'s group 0 with `buffers` bound in order at
+    /// bindings 0, 1, 2, …
+    pub fn bind_group(
+        &self,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[wgpu::BindingResource<'_>],
+    ) -> Result<wgpu::BindGroup> {
+        self.checked(&format!("binding {label}"), || {
+            let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
+                .iter()
+                .enumerate()
+                .map(|(i, resource)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: resource.clone(),
+                })
+                .collect();
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(label),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            })
+        })
+    }
+
+    /// An uninitialized storage buffer of `size` bytes (rounded up to 4),
+    /// usable as copy source and destination too.
+    pub fn storage_buffer(&self, label: &str, size: u64) -> Result<wgpu::Buffer> {
+        self.checked(&format!("allocating {label} ({size} bytes)"), || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: size.max(4).next_multiple_of(4),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
+    /// A storage buffer holding `data` (padded to a multiple of 4 bytes).
+    pub fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> Result<wgpu::Buffer> {
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        let mut padded;
+        let contents = if bytes.len() % 4 == 0 && !bytes.is_empty() {
+            bytes
+        } else {
+            padded = bytes.to_vec();
+            padded.resize(bytes.len().max(4).next_multiple_of(4), 0);
+            &padded
+        };
+        self.checked(&format!("uploading {label}"), || {
+            self.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                })
+        })
+    }
+
+    /// A small uniform buffer holding `params` (a `#[repr(C)]` Pod struct).
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, params: &T) -> Result<wgpu::Buffer> {
+        self.checked(&format!("uploading {label}"), || {
+            self.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: bytemuck::bytes_of(params),
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                })
+        })
+    }
+
+    /// A command encoder.
+    pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
+        self.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    }
+
+    /// Submit `encoder` and block until the GPU has finished it.
+    pub fn submit_and_wait(&self, label: &str, encoder: wgpu::CommandEncoder) -> Result<()> {
+        let index = self.checked(&format!("submitting {label}"), || {
+            self.queue.submit([encoder.finish()])
+        })?;
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
+            .map_err(|e| VladError::Gpu(format!("waiting for {label}: {e}")))?;
+        self.check_health()
+    }
+
+    /// Copy `count` elements of `T` starting at element `first` of `buffer`
+    /// back to the host (through a staging buffer) and return them.
+    pub fn read_back<T: bytemuck::Pod>(
+        &self,
+        label: &str,
+        buffer: &wgpu::Buffer,
+        first: u64,
+        count: usize,
+    ) -> Result<Vec<T>> {
+        let elem = std::mem::size_of::<T>() as u64;
+        let bytes = count as u64 * elem;
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let padded = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        let staging = self.checked(&format!("staging {label}"), || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: padded,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let mut encoder = self.encoder(label);
+        encoder.copy_buffer_to_buffer(buffer, first * elem, &staging, 0, padded);
+        self.submit_and_wait(label, encoder)?;
+        self.map_and_copy(label, &staging, bytes)
+    }
+
+    /// Map a `MAP_READ` buffer, copy out its first `bytes` bytes as `T`s, unmap.
+    pub fn map_and_copy<T: bytemuck::Pod>(
+        &self,
+        label: &str,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<T>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let padded = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        staging.map_async(wgpu::MapMode::Read, 0..padded, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
+            .map_err(|e| VladError::Gpu(format!("mapping {label}: {e}")))?;
+        rx.recv()
+            .map_err(|_| VladError::Gpu(format!("mapping {label}: no answer")))?
+            .map_err(|e| VladError::Gpu(format!("mapping {label}: {e}")))?;
+        let out = {
+            let view = staging
+                .get_mapped_range(0..padded)
+                .map_err(|e| VladError::Gpu(format!("mapping {label}: {e}")))?;
+            let bytes = &view[..bytes as usize];
+            // The mapped range is only guaranteed 4-byte aligned: copy out
+            // without assuming T's alignment.
+            bytemuck::pod_collect_to_vec::<u8, T>(bytes)
+        };
+        staging.unmap();
+        self.check_health()?;
+        Ok(out)
+    }
+}
+
+/// Split `workgroups` into a 2D dispatch `(x, y)` with `x ≤ max_per_dim`;
+/// shaders recover the linear id as `id.y * x + id.x` (and must bound-check,
+/// since `x·y` may exceed `workgroups`).
+pub fn dispatch_2d(workgroups: u32, max_per_dim: u32) -> (u32, u32) {
+    if workgroups <= max_per_dim {
+        (workgroups.max(1), 1)
+    } else {
+        let y = workgroups.div_ceil(max_per_dim);
+        (workgroups.div_ceil(y), y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dispatch_2d;
+
+    #[test]
+    fn dispatch_2d_covers_and_respects_limit() {
+        for (n, max) in [
+            (0, 10),
+            (1, 10),
+            (10, 10),
+            (11, 10),
+            (65_535 * 3 + 1, 65_535),
+        ] {
+            let (x, y) = dispatch_2d(n, max);
+            assert!(x <= max && y <= max);
+            assert!(x as u64 * y as u64 >= n as u64);
+        }
+    }
+}
