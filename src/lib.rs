@@ -26,6 +26,7 @@
 //! ```
 
 pub mod backend;
+pub mod bench;
 pub mod codebook;
 pub mod cpu;
 pub mod element;
@@ -39,6 +40,7 @@ pub mod kmeans;
 pub mod normalization;
 pub mod reference;
 pub mod report;
+pub mod synthetic;
 pub mod verify;
 
 pub use backend::Backend;
