@@ -1,0 +1,67 @@
+//! Options shared by several subcommands, and how they become an [`Encoder`].
+
+use clap::ValueEnum;
+use vlad::{Backend, Codebook, Encoder, Normalization, VladError};
+
+/// `--backend`: which implementation runs (SPEC §7).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// The GPU when an adapter works, else the CPU (saying why on stderr).
+    Auto,
+    /// wgpu compute shaders; exit status 3 when no adapter is available.
+    Gpu,
+    /// The fast multi-threaded CPU path.
+    Cpu,
+    /// Plain f64 loops: the oracle, never fast.
+    #[value(alias = "ref")]
+    Reference,
+}
+
+impl From<BackendArg> for Backend {
+    fn from(arg: BackendArg) -> Self {
+        match arg {
+            BackendArg::Auto => Backend::Auto,
+            BackendArg::Gpu => Backend::Gpu,
+            BackendArg::Cpu => Backend::Cpu,
+            BackendArg::Reference => Backend::Reference,
+        }
+    }
+}
+
+/// `--norm`: parsed by clap so a bad list is a usage error (exit 2).
+pub fn parse_norm(s: &str) -> Result<Normalization, String> {
+    s.parse::<Normalization>().map_err(|e| e.to_string())
+}
+
+/// The environment variable SPEC §9 uses to cap GPU storage bindings.
+pub const MAX_BINDING_BYTES_VAR: &str = "VLAD_GPU_MAX_BINDING_BYTES";
+
+/// An encoder for `codebook` on `backend`, honouring
+/// `VLAD_GPU_MAX_BINDING_BYTES` (a positive byte count) when it is set.
+pub fn encoder(
+    codebook: Codebook,
+    backend: Backend,
+    normalization: Normalization,
+) -> Result<Encoder, VladError> {
+    let cap = match std::env::var(MAX_BINDING_BYTES_VAR) {
+        Err(std::env::VarError::NotPresent) => None,
+        Ok(s) if s.trim().is_empty() => None,
+        Ok(s) => match s.trim().parse::<u64>() {
+            Ok(bytes) if bytes > 0 => Some(bytes),
+            _ => {
+                return Err(VladError::InvalidArgument(format!(
+                    "{MAX_BINDING_BYTES_VAR}={s:?}: expected a positive number of bytes"
+                )));
+            }
+        },
+        Err(std::env::VarError::NotUnicode(s)) => {
+            return Err(VladError::InvalidArgument(format!(
+                "{MAX_BINDING_BYTES_VAR}={s:?}: expected a positive number of bytes"
+            )));
+        }
+    };
+    Ok(Encoder::new(codebook)
+        .backend(backend)
+        .normalization(normalization)
+        .gpu_max_binding_bytes(cap))
+}

@@ -1,0 +1,87 @@
+//! The command line: one clap variant and one file per subcommand.
+//!
+//! To add a subcommand: write `src/cli/NAME.rs` with a clap `Args` struct and
+//! `pub fn run(&Args) -> Result<(), Failure>`, declare the module below and
+//! add one [`Command`] variant plus its arm in [`dispatch`].
+
+mod args;
+mod assign;
+mod demo;
+mod encode;
+mod failure;
+mod inputs;
+mod summary;
+
+use std::panic::{self, AssertUnwindSafe};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use failure::Failure;
+
+/// VLAD image encodings on any GPU, a fast CPU path, and an f64 reference.
+///
+/// Reads descriptors and centroids from `.npy` files and writes `.npy`
+/// results. Exit status: 0 ok, 1 internal failure, 2 bad input or usage,
+/// 3 requested backend unavailable, 4 verification failed.
+#[derive(Debug, Parser)]
+#[command(name = "vlad", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Encode images into VLAD vectors: writes (T, K·F) float32.
+    Encode(encode::EncodeArgs),
+    /// Label each descriptor with its nearest centroid: writes (N,) int64.
+    Assign(assign::AssignArgs),
+    /// Run the whole pipeline on built-in synthetic data with every backend
+    /// and check each against the reference.
+    Demo(demo::DemoArgs),
+}
+
+fn dispatch(command: &Command) -> Result<(), Failure> {
+    match command {
+        Command::Encode(args) => encode::run(args),
+        Command::Assign(args) => assign::run(args),
+        Command::Demo(args) => demo::run(args),
+    }
+}
+
+/// Parse the command line, run it, and map the outcome to SPEC §8's exit
+/// status. Usage errors exit 2 and `--help`/`--version` 0 (clap's own
+/// behaviour); a panic is an internal failure, exit 1, reported on one line.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "vlad: error: internal failure{place}: {}",
+            one_line(&message)
+        );
+    }));
+    match panic::catch_unwind(AssertUnwindSafe(|| dispatch(&cli.command))) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(failure)) => {
+            eprintln!("vlad: error: {}", one_line(&failure.to_string()));
+            ExitCode::from(failure.exit_code())
+        }
+        Err(_) => ExitCode::from(1),
+    }
+}
+
+/// Messages are one line on stderr, whatever the error text contains.
+fn one_line(message: &str) -> String {
+    message.lines().collect::<Vec<_>>().join("; ")
+}

@@ -1,0 +1,96 @@
+//! What a run reports: the `--json` object on stdout (SPEC §8) and the
+//! short human summary on stderr.
+
+use serde_json::{Map, Value, json};
+use vlad::RunReport;
+use vlad::verify::Verification;
+
+/// The sizes of a run.
+#[derive(Copy, Clone, Debug)]
+pub struct Sizes {
+    /// `T`.
+    pub images: usize,
+    /// `N`.
+    pub descriptors: usize,
+    /// `K`.
+    pub clusters: usize,
+    /// `F`.
+    pub dim: usize,
+}
+
+/// The fields SPEC §8 requires of every `--json` object.
+pub fn run_json(report: &RunReport, sizes: Sizes) -> Map<String, Value> {
+    let stages: Map<String, Value> = report
+        .stages
+        .iter()
+        .map(|(name, seconds)| (name.to_string(), json!(seconds)))
+        .collect();
+    let mut map = Map::new();
+    map.insert("backend".into(), json!(report.backend.name()));
+    map.insert("adapter".into(), json!(report.adapter));
+    map.insert("images".into(), json!(sizes.images));
+    map.insert("descriptors".into(), json!(sizes.descriptors));
+    map.insert("clusters".into(), json!(sizes.clusters));
+    map.insert("dim".into(), json!(sizes.dim));
+    map.insert("seconds".into(), json!(report.seconds));
+    map.insert("stages".into(), Value::Object(stages));
+    map.insert("fallback_reason".into(), json!(report.fallback_reason));
+    map
+}
+
+/// Add the `--verify` fields.
+pub fn add_verification(map: &mut Map<String, Value>, v: &Verification, seconds: f64) {
+    map.insert("label_agreement".into(), json!(v.label_agreement));
+    map.insert("max_abs_error".into(), json!(v.max_abs_error));
+    map.insert("bad_labels".into(), json!(v.bad_labels));
+    map.insert("violations".into(), json!(v.violations));
+    map.insert("verify_rule".into(), json!(v.rule));
+    map.insert("verified".into(), json!(v.passed()));
+    map.insert("verify_seconds".into(), json!(seconds));
+}
+
+/// Print the one JSON object on stdout.
+pub fn print_json(map: Map<String, Value>) {
+    println!("{}", Value::Object(map));
+}
+
+/// One line for stderr: what ran on how much, in how long.
+pub fn human(verb: &str, report: &RunReport, sizes: Sizes) -> String {
+    let adapter = report
+        .adapter
+        .as_deref()
+        .map(|a| format!(" ({a})"))
+        .unwrap_or_default();
+    format!(
+        "vlad: {verb} {} images, {} descriptors (K = {}, F = {}) on {}{adapter} in {}",
+        sizes.images,
+        sizes.descriptors,
+        sizes.clusters,
+        sizes.dim,
+        report.backend,
+        format_seconds(report.seconds)
+    )
+}
+
+/// One line for stderr describing a verification.
+pub fn human_verification(v: &Verification) -> String {
+    format!(
+        "vlad: verify: {}: label agreement {:.4} % ({} beyond a near-tie), max abs error {:.3e}, \
+         {} outside tolerance ({})",
+        if v.passed() { "pass" } else { "FAIL" },
+        100.0 * v.label_agreement,
+        v.bad_labels,
+        v.max_abs_error,
+        v.violations,
+        v.rule
+    )
+}
+
+/// `12.3 ms`, `1.25 s`.
+pub fn format_seconds(seconds: f64) -> String {
+    if seconds < 1.0 {
+        format!("{:.3} ms", seconds * 1e3)
+    } else {
+        format!("{seconds:.3} s")
+    }
+}
