@@ -71,8 +71,9 @@ fn opens_right(end: u32) -> bool {
     return end < params.rows && keys[end] == keys[end - 1u];
 }
 
-// Element `f` of sorted row `i`, minus its centroid when asked.
-fn value(i: u32, key: u32, f: u32) -> f32 {
+// Element `f` of sorted row `i`, minus its centroid element
+// `centroids[centroid_at]` when asked.
+fn value(i: u32, centroid_at: u32, f: u32) -> f32 {
     let e = rows[i] * params.dim + f;
     var x: f32;
     if (params.flags & FLAG_U8) != 0u {
@@ -81,9 +82,15 @@ fn value(i: u32, key: u32, f: u32) -> f32 {
         x = bitcast<f32>(descriptors[e]);
     }
     if (params.flags & FLAG_SUBTRACT) != 0u {
-        x = x - centroids[(key % params.clusters) * params.dim + f];
+        x = x - centroids[centroid_at];
     }
     return x;
+}
+
+// Where element `f` of the centroid of `key`'s label is. An integer
+// division: done once per run, not per row.
+fn centroid_index(key: u32, f: u32) -> u32 {
+    return (key % params.clusters) * params.dim + f;
 }
 
 fn invocation(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
@@ -109,6 +116,7 @@ fn leaf(
 
     var run_start = start;
     var run_key = keys[start];
+    var centroid_at = centroid_index(run_key, f);
     var acc = 0.0;
     var head = 0.0;
     for (var i = start; i < end; i++) {
@@ -124,9 +132,10 @@ fn leaf(
             }
             run_start = i;
             run_key = key;
+            centroid_at = centroid_index(key, f);
             acc = 0.0;
         }
-        acc = acc + value(i, key, f);
+        acc = acc + value(i, centroid_at, f);
     }
     if run_start == start {
         head = acc;
