@@ -1,1 +1,81 @@
-// (residual.wgsl: being written)
+// Residual layout: the segmented scan's per-key sums into the `(images,
+// clusters, dim)` f32 blocks, every element written (blocks of keys with no
+// row are exactly 0), and the per-block counts `n_{t,k}`.
+//
+// `count_blocks` counts each key's rows exactly, by two binary searches in
+// the sorted keys; `write_blocks` then copies the sums of the keys present
+// and writes zeros elsewhere. The scan stage leaves its sums laid out densely
+// by key (slot key·dim + f), which is already the block layout: no
+// arithmetic happens here. Host side: src/gpu/residual.rs.
+
+const WG: u32 = 64u;
+
+struct Params {
+    // Sorted rows (keys) in all.
+    rows: u32,
+    // images · clusters.
+    blocks: u32,
+    // Descriptor width F.
+    dim: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+// Out of `count_blocks`, in of `write_blocks`: `blocks` u32.
+@group(0) @binding(1) var<storage, read_write> counts: array<u32>;
+// `count_blocks` only: the sorted keys.
+@group(0) @binding(2) var<storage, read> keys: array<u32>;
+// `write_blocks` only: the scan's sums, slot key·dim + f.
+@group(0) @binding(3) var<storage, read> sums: array<f32>;
+// `write_blocks` only, out: `blocks · dim` f32.
+@group(0) @binding(4) var<storage, read_write> out_blocks: array<f32>;
+
+// First position in the sorted keys whose key is ≥ `key`.
+fn lower_bound(key: u32) -> u32 {
+    var lo = 0u;
+    var hi = params.rows;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2u;
+        if keys[mid] < key {
+            lo = mid + 1u;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+fn invocation(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+@compute @workgroup_size(WG)
+fn count_blocks(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let block = invocation(wid, nwg, lid);
+    if block >= params.blocks {
+        return;
+    }
+    // block + 1 cannot overflow: blocks ≤ 2³² − 1 elements of a buffer.
+    counts[block] = lower_bound(block + 1u) - lower_bound(block);
+}
+
+@compute @workgroup_size(WG)
+fn write_blocks(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let e = invocation(wid, nwg, lid);
+    if e >= params.blocks * params.dim {
+        return;
+    }
+    var x = 0.0;
+    if counts[e / params.dim] > 0u {
+        x = sums[e];
+    }
+    out_blocks[e] = x;
+}

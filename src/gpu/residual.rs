@@ -1,12 +1,19 @@
 //! Host side of `shaders/residual.wgsl`: segment sums written into the
 //! `(t, k, f)` layout, empty blocks exactly zero, plus per-block counts.
-//! CPU twin: `cpu::residual`.
+//! CPU twin: [`crate::cpu::residual`]. No arithmetic happens here, so the
+//! output equals the twin's bit for bit given the same segment sums.
 //!
-//! STUB: signatures fixed by the lead; the body is being written.
+//! Two dispatches: one invocation per block counts its rows (binary search
+//! in the sorted keys — exact, and no buffer needs clearing first), then one
+//! per element copies the run's sum or writes 0.
 
 use crate::error::{Result, VladError};
-use crate::gpu::context::GpuContext;
+use crate::gpu::context::{GpuContext, dispatch_2d};
 use crate::gpu::segmented_scan::SegmentSums;
+
+const SHADER: &str = include_str!("../../shaders/residual.wgsl");
+/// The shader's workgroup size.
+const WORKGROUP: u32 = 64;
 
 /// Where the blocks go.
 pub struct ResidualJob<'a> {
@@ -24,22 +31,149 @@ pub struct ResidualJob<'a> {
     pub dim: u32,
 }
 
-/// The compiled residual pipeline.
-pub struct ResidualStage {}
+/// The shader's `Params` (uniform).
+#[repr(C)]
+#[derive(Copy, Clone, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    blocks: u32,
+    dim: u32,
+    _pad: u32,
+}
+
+/// The compiled residual pipelines.
+pub struct ResidualStage {
+    count: wgpu::ComputePipeline,
+    write: wgpu::ComputePipeline,
+}
 
 impl ResidualStage {
     /// Compile the shader for this device.
-    pub fn new(_ctx: &GpuContext) -> Result<Self> {
-        Err(VladError::Gpu("residual stage not written yet".into()))
+    pub fn new(ctx: &GpuContext) -> Result<Self> {
+        Ok(ResidualStage {
+            count: ctx.pipeline("residual counts", SHADER, "count_blocks")?,
+            write: ctx.pipeline("residual blocks", SHADER, "write_blocks")?,
+        })
     }
 
     /// Record the layout pass into `encoder`.
     pub fn record(
         &self,
-        _ctx: &GpuContext,
-        _encoder: &mut wgpu::CommandEncoder,
-        _job: &ResidualJob<'_>,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        job: &ResidualJob<'_>,
     ) -> Result<()> {
-        Err(VladError::Gpu("residual stage not written yet".into()))
+        let seg = job.segments;
+        if (seg.images, seg.clusters, seg.dim) != (job.images, job.clusters, job.dim) {
+            return Err(VladError::DimensionMismatch(format!(
+                "residual layout of {}×{}×{} blocks from segment sums of {}×{}×{}",
+                job.images, job.clusters, job.dim, seg.images, seg.clusters, seg.dim
+            )));
+        }
+        let blocks = job.images as u64 * job.clusters as u64;
+        let elements = blocks * job.dim as u64;
+        if elements == 0 {
+            return Ok(());
+        }
+        if elements > u32::MAX as u64 {
+            return Err(VladError::Gpu(format!(
+                "residual layout of {elements} elements: at most {} per dispatch",
+                u32::MAX
+            )));
+        }
+        for (what, buffer, need) in [
+            ("blocks", job.blocks, elements * 4),
+            ("counts", job.counts, blocks * 4),
+            ("segment sums", &seg.sums, elements * 4),
+        ] {
+            if buffer.size() < need {
+                return Err(VladError::Gpu(format!(
+                    "residual {what} buffer holds {} bytes, needs {need}",
+                    buffer.size()
+                )));
+            }
+        }
+
+        let params = ctx.uniform(
+            "residual params",
+            &Params {
+                rows: seg.rows,
+                blocks: blocks as u32,
+                dim: job.dim,
+                _pad: 0,
+            },
+        )?;
+        let count_group = bind_numbered(
+            ctx,
+            "residual counts",
+            &self.count,
+            &[
+                (0, params.as_entire_binding()),
+                (1, job.counts.as_entire_binding()),
+                (2, seg.sorted_keys.as_entire_binding()),
+            ],
+        )?;
+        let write_group = bind_numbered(
+            ctx,
+            "residual blocks",
+            &self.write,
+            &[
+                (0, params.as_entire_binding()),
+                (1, job.counts.as_entire_binding()),
+                (3, seg.sums.as_entire_binding()),
+                (4, job.blocks.as_entire_binding()),
+            ],
+        )?;
+
+        let max_per_dim = ctx.max_workgroups_per_dim();
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("residual"),
+            timestamp_writes: None,
+        });
+        for (pipeline, group, invocations) in [
+            (&self.count, &count_group, blocks),
+            (&self.write, &write_group, elements),
+        ] {
+            let (x, y) = dispatch_2d(invocations.div_ceil(WORKGROUP as u64) as u32, max_per_dim);
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, group, &[]);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        Ok(())
+    }
+}
+
+/// A bind group for `pipeline`'s group 0 with explicit binding numbers: the
+/// two entry points share the shader's declarations but each uses only
+/// some of them, so their bindings are not 0, 1, 2… in order.
+fn bind_numbered(
+    ctx: &GpuContext,
+    label: &str,
+    pipeline: &wgpu::ComputePipeline,
+    entries: &[(u32, wgpu::BindingResource<'_>)],
+) -> Result<wgpu::BindGroup> {
+    ctx.checked(&format!("binding {label}"), || {
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = entries
+            .iter()
+            .map(|(binding, resource)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: resource.clone(),
+            })
+            .collect();
+        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shader_workgroup_matches_the_host() {
+        assert!(SHADER.contains(&format!("const WG: u32 = {WORKGROUP}u;")));
     }
 }
