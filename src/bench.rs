@@ -185,7 +185,11 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
             .backend(backend);
         let warm = match encoder.encode_batch(&batch) {
             Ok(out) => out,
-            Err(e @ (VladError::BackendUnavailable(_) | VladError::Gpu(_))) => {
+            Err(VladError::BackendUnavailable(reason)) => {
+                skipped.push(Skipped { backend, reason });
+                continue;
+            }
+            Err(e @ VladError::Gpu(_)) => {
                 skipped.push(Skipped {
                     backend,
                     reason: e.to_string(),

@@ -6,6 +6,7 @@
 
 mod args;
 mod assign;
+mod bench;
 mod demo;
 mod encode;
 mod failure;
@@ -40,6 +41,9 @@ enum Command {
     /// Run the whole pipeline on built-in synthetic data with every backend
     /// and check each against the reference.
     Demo(demo::DemoArgs),
+    /// Measure each backend and stage on synthetic data: median of repeats,
+    /// descriptors/s, GB/s, GFLOP/s.
+    Bench(bench::BenchArgs),
 }
 
 fn dispatch(command: &Command) -> Result<(), Failure> {
@@ -47,6 +51,7 @@ fn dispatch(command: &Command) -> Result<(), Failure> {
         Command::Encode(args) => encode::run(args),
         Command::Assign(args) => assign::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

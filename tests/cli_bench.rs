@@ -1,0 +1,101 @@
+//! `vlad bench`: the JSON it prints and the exit statuses it promises.
+
+use std::process::Command;
+
+fn vlad(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vlad"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .expect("the vlad binary runs")
+}
+
+#[test]
+fn cpu_bench_json_has_stages_medians_and_throughput() {
+    let out = vlad(&[
+        "bench",
+        "--images",
+        "8",
+        "--per-image",
+        "32",
+        "--dim",
+        "16",
+        "--clusters",
+        "4",
+        "--backend",
+        "cpu",
+        "--repeats",
+        "3",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["descriptors"], 256);
+    let rows = v["rows"].as_array().expect("rows");
+    let stages: Vec<&str> = rows.iter().filter_map(|r| r["stage"].as_str()).collect();
+    assert!(stages.contains(&"assign"), "{stages:?}");
+    assert!(stages.contains(&"total"), "{stages:?}");
+    for r in rows {
+        assert_eq!(r["backend"], "cpu");
+        let med = r["median_seconds"].as_f64().expect("median");
+        assert!(med >= r["min_seconds"].as_f64().unwrap());
+        assert!(med <= r["max_seconds"].as_f64().unwrap());
+    }
+    let total = rows.iter().find(|r| r["stage"] == "total").unwrap();
+    assert!(total["descriptors_per_second"].as_f64().unwrap() > 0.0);
+    assert!(total["gigaflops_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bad_bench_shape_is_a_usage_error() {
+    let out = vlad(&["bench", "--images", "0", "--backend", "cpu"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("images"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn gpu_bench_runs_or_exits_3() {
+    let out = vlad(&[
+        "bench",
+        "--images",
+        "2",
+        "--per-image",
+        "8",
+        "--dim",
+        "4",
+        "--clusters",
+        "2",
+        "--backend",
+        "gpu",
+        "--repeats",
+        "1",
+        "--json",
+    ]);
+    match out.status.code() {
+        Some(0) => {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+            let rows = v["rows"].as_array().expect("rows");
+            assert!(
+                rows.iter()
+                    .all(|r| r["backend"] == "gpu" && r["adapter"].is_string())
+            );
+        }
+        Some(3) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must have a GPU adapter (lavapipe)"
+            );
+            assert!(out.stdout.is_empty());
+        }
+        other => panic!(
+            "unexpected exit {other:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
