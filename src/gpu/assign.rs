@@ -1,10 +1,85 @@
 //! Host side of `shaders/assign.wgsl`: tiled nearest-centroid assignment
 //! that also emits the (image, label) sort key. CPU twin: `cpu::assign`.
 //!
-//! STUB: signatures fixed by the lead; the body is being written.
+//! The shader is specialized per [`TileShape`] (chosen from K, so small
+//! codebooks do not pay for a 128-wide centroid tile) and per input type
+//! (f32 or packed u8); pipelines are compiled on first use and cached.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use crate::error::{Result, VladError};
-use crate::gpu::context::GpuContext;
+use crate::gpu::context::{GpuContext, dispatch_2d};
+use crate::gpu::specialize::specialize;
+
+const SHADER: &str = include_str!("../../shaders/assign.wgsl");
+
+/// Features staged through workgroup memory per chunk (the shader's `BF`).
+const CHUNK_FEATURES: u32 = 8;
+
+/// The register/workgroup tiling of one compiled variant. Every shape uses
+/// 256 invocations, each owning 8 rows × (4 or 8) centroids.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TileShape {
+    /// 256 rows × 32 centroids per workgroup tile (K ≤ 32).
+    Narrow,
+    /// 256 rows × 64 centroids (32 < K ≤ 64).
+    Medium,
+    /// 128 rows × 128 centroids (K > 64).
+    Wide,
+}
+
+impl TileShape {
+    /// Every shape, for validation.
+    pub const ALL: [TileShape; 3] = [TileShape::Narrow, TileShape::Medium, TileShape::Wide];
+
+    /// The shape that wastes least work on `clusters` centroids.
+    pub fn for_clusters(clusters: u32) -> Self {
+        match clusters {
+            0..=32 => TileShape::Narrow,
+            33..=64 => TileShape::Medium,
+            _ => TileShape::Wide,
+        }
+    }
+
+    /// (CT, RT, TM4, TN4): invocations along centroids and rows, vec4s of
+    /// rows and of centroids per invocation.
+    fn constants(self) -> (u32, u32, u32, u32) {
+        match self {
+            TileShape::Narrow => (8, 32, 2, 1),
+            TileShape::Medium => (8, 32, 2, 2),
+            TileShape::Wide => (16, 16, 2, 2),
+        }
+    }
+
+    /// Rows per workgroup (BM).
+    pub fn rows_per_workgroup(self) -> u32 {
+        let (_, rt, tm4, _) = self.constants();
+        rt * tm4 * 4
+    }
+
+    /// Centroids per tile (BN).
+    pub fn clusters_per_tile(self) -> u32 {
+        let (ct, _, _, tn4) = self.constants();
+        ct * tn4 * 4
+    }
+}
+
+/// The WGSL the stage compiles for `shape` and input type.
+pub fn shader_source(shape: TileShape, u8_input: bool) -> Result<String> {
+    let (ct, rt, tm4, tn4) = shape.constants();
+    specialize(
+        SHADER,
+        &[
+            ("CT", format!("{ct}u")),
+            ("RT", format!("{rt}u")),
+            ("TM4", format!("{tm4}u")),
+            ("TN4", format!("{tn4}u")),
+            ("BF", format!("{CHUNK_FEATURES}u")),
+            ("U8_INPUT", u8_input.to_string()),
+        ],
+    )
+}
 
 /// Buffers and sizes of one assignment dispatch.
 pub struct AssignJob<'a> {
@@ -35,22 +110,166 @@ pub struct AssignJob<'a> {
     pub values: &'a wgpu::Buffer,
 }
 
+/// The shader's uniform block.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    dim: u32,
+    clusters: u32,
+    images: u32,
+    row_tiles: u32,
+    k_tiles: u32,
+    chunks: u32,
+    _pad: u32,
+}
+
 /// The compiled assignment pipelines.
-pub struct AssignStage {}
+pub struct AssignStage {
+    pipelines: Mutex<HashMap<(TileShape, bool), wgpu::ComputePipeline>>,
+}
 
 impl AssignStage {
-    /// Compile the shader (f32 and u8 variants) for this device.
-    pub fn new(_ctx: &GpuContext) -> Result<Self> {
-        Err(VladError::Gpu("assign stage not written yet".into()))
+    /// Compile the shader (f32 and u8 variants) for this device. The wide
+    /// variants are compiled now, so a device that cannot run the shader
+    /// fails here; the others on first use.
+    pub fn new(ctx: &GpuContext) -> Result<Self> {
+        let stage = AssignStage {
+            pipelines: Mutex::new(HashMap::new()),
+        };
+        stage.pipeline(ctx, TileShape::Wide, false)?;
+        stage.pipeline(ctx, TileShape::Wide, true)?;
+        Ok(stage)
+    }
+
+    fn pipeline(
+        &self,
+        ctx: &GpuContext,
+        shape: TileShape,
+        u8_input: bool,
+    ) -> Result<wgpu::ComputePipeline> {
+        let mut cache = self
+            .pipelines
+            .lock()
+            .map_err(|_| VladError::Gpu("assign pipeline cache lock poisoned".to_string()))?;
+        if let Some(p) = cache.get(&(shape, u8_input)) {
+            return Ok(p.clone());
+        }
+        let source = shader_source(shape, u8_input)?;
+        let label = format!("assign {shape:?} u8={u8_input}");
+        let pipeline = ctx.pipeline(&label, &source, "assign")?;
+        cache.insert((shape, u8_input), pipeline.clone());
+        Ok(pipeline)
     }
 
     /// Record the assignment of `job.rows` descriptors into `encoder`.
     pub fn record(
         &self,
-        _ctx: &GpuContext,
-        _encoder: &mut wgpu::CommandEncoder,
-        _job: &AssignJob<'_>,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        job: &AssignJob<'_>,
     ) -> Result<()> {
-        Err(VladError::Gpu("assign stage not written yet".into()))
+        if job.rows == 0 {
+            return Ok(());
+        }
+        check_job(job)?;
+        let shape = TileShape::for_clusters(job.clusters);
+        let pipeline = self.pipeline(ctx, shape, job.u8_input)?;
+        let row_tiles = job.rows.div_ceil(shape.rows_per_workgroup());
+        let params = ctx.uniform(
+            "assign params",
+            &Params {
+                rows: job.rows,
+                dim: job.dim,
+                clusters: job.clusters,
+                images: job.images,
+                row_tiles,
+                k_tiles: job.clusters.div_ceil(shape.clusters_per_tile()),
+                chunks: job.dim.div_ceil(CHUNK_FEATURES),
+                _pad: 0,
+            },
+        )?;
+        let bind_group = ctx.bind_group(
+            "assign",
+            &pipeline,
+            &[
+                params.as_entire_binding(),
+                job.descriptors.as_entire_binding(),
+                job.centroids.as_entire_binding(),
+                job.centroid_norms.as_entire_binding(),
+                job.image_offsets.as_entire_binding(),
+                job.labels.as_entire_binding(),
+                job.keys.as_entire_binding(),
+                job.values.as_entire_binding(),
+            ],
+        )?;
+        let (x, y) = dispatch_2d(row_tiles, ctx.max_workgroups_per_dim());
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("assign"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(x, y, 1);
+        Ok(())
     }
+}
+
+/// Sizes that make sense and buffers large enough for them, so the shader
+/// never indexes out of its bindings (which WGSL would clamp silently).
+fn check_job(job: &AssignJob<'_>) -> Result<()> {
+    if job.dim == 0 || job.clusters == 0 || job.images == 0 {
+        return Err(VladError::InvalidArgument(format!(
+            "assign: dim = {}, clusters = {}, images = {} (all must be ≥ 1 when rows > 0)",
+            job.dim, job.clusters, job.images
+        )));
+    }
+    let elements = job.rows as u64 * job.dim as u64;
+    if elements > u32::MAX as u64 {
+        return Err(VladError::InvalidArgument(format!(
+            "assign: {} rows × {} dims exceed the shader's 32-bit element index",
+            job.rows, job.dim
+        )));
+    }
+    if job.images as u64 * job.clusters as u64 > 1u64 << 32 {
+        return Err(VladError::InvalidArgument(format!(
+            "assign: keys image·K + label for {} images × {} clusters do not fit in 32 bits",
+            job.images, job.clusters
+        )));
+    }
+    let descriptor_bytes = if job.u8_input {
+        elements.next_multiple_of(4)
+    } else {
+        elements * 4
+    };
+    let rows_bytes = job.rows as u64 * 4;
+    for (name, buffer, need) in [
+        ("descriptors", job.descriptors, descriptor_bytes),
+        (
+            "centroids",
+            job.centroids,
+            job.clusters as u64 * job.dim as u64 * 4,
+        ),
+        (
+            "centroid_norms",
+            job.centroid_norms,
+            job.clusters as u64 * 4,
+        ),
+        (
+            "image_offsets",
+            job.image_offsets,
+            (job.images as u64 + 1) * 4,
+        ),
+        ("labels", job.labels, rows_bytes),
+        ("keys", job.keys, rows_bytes),
+        ("values", job.values, rows_bytes),
+    ] {
+        if buffer.size() < need {
+            return Err(VladError::Gpu(format!(
+                "assign: {name} holds {} bytes, the job needs {need}",
+                buffer.size()
+            )));
+        }
+    }
+    Ok(())
 }

@@ -11,5 +11,6 @@ pub mod normalize;
 pub mod radix_sort;
 pub mod residual;
 pub mod segmented_scan;
+pub mod specialize;
 
 pub use context::{GpuContext, GpuOptions};
