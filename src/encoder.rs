@@ -2,6 +2,8 @@
 //! normalization and a backend choice, validates input once, and dispatches
 //! to the backend that runs.
 
+#[cfg(feature = "gpu")]
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -64,6 +66,41 @@ pub struct Encoder {
     backend: Backend,
     gpu_max_binding_bytes: Option<u64>,
     fallback_said: AtomicBool,
+    /// The GPU session, made on first use and kept (shader compilation and
+    /// device setup are too slow to repeat per call). A failure to make it
+    /// is kept too, so `auto` does not probe for an adapter on every call.
+    #[cfg(feature = "gpu")]
+    gpu: OnceLock<Result<crate::gpu::GpuBackend, GpuSessionError>>,
+}
+
+/// Why the GPU session could not be made, kept so every later call can
+/// report the same error kind (`VladError` itself is not `Clone`).
+#[cfg(feature = "gpu")]
+#[derive(Debug)]
+enum GpuSessionError {
+    Unavailable(String),
+    Failed(String),
+    InvalidArgument(String),
+}
+
+#[cfg(feature = "gpu")]
+impl GpuSessionError {
+    fn from_error(e: VladError) -> Self {
+        match e {
+            VladError::BackendUnavailable(m) => GpuSessionError::Unavailable(m),
+            VladError::InvalidArgument(m) => GpuSessionError::InvalidArgument(m),
+            VladError::Gpu(m) => GpuSessionError::Failed(m),
+            other => GpuSessionError::Failed(other.to_string()),
+        }
+    }
+
+    fn to_error(&self) -> VladError {
+        match self {
+            GpuSessionError::Unavailable(m) => VladError::BackendUnavailable(m.clone()),
+            GpuSessionError::InvalidArgument(m) => VladError::InvalidArgument(m.clone()),
+            GpuSessionError::Failed(m) => VladError::Gpu(m.clone()),
+        }
+    }
 }
 
 impl Encoder {
@@ -75,6 +112,8 @@ impl Encoder {
             backend: Backend::Auto,
             gpu_max_binding_bytes: None,
             fallback_said: AtomicBool::new(false),
+            #[cfg(feature = "gpu")]
+            gpu: OnceLock::new(),
         }
     }
 
@@ -94,6 +133,11 @@ impl Encoder {
     /// of `VLAD_GPU_MAX_BINDING_BYTES`), so small inputs exercise chunking.
     pub fn gpu_max_binding_bytes(mut self, bytes: Option<u64>) -> Self {
         self.gpu_max_binding_bytes = bytes;
+        // A session made with the old cap plans with it: make a new one.
+        #[cfg(feature = "gpu")]
+        {
+            self.gpu = OnceLock::new();
+        }
         self
     }
 
@@ -272,6 +316,45 @@ impl Encoder {
         }
     }
 
+    /// The GPU session, made on first use with this encoder's binding cap.
+    #[cfg(feature = "gpu")]
+    fn gpu_session(&self) -> Result<&crate::gpu::GpuBackend> {
+        let session = self.gpu.get_or_init(|| {
+            let options = crate::gpu::GpuOptions {
+                max_binding_bytes: self.gpu_max_binding_bytes,
+            };
+            crate::gpu::GpuBackend::new(&options).map_err(GpuSessionError::from_error)
+        });
+        session.as_ref().map_err(GpuSessionError::to_error)
+    }
+
+    #[cfg(feature = "gpu")]
+    fn run_gpu_encode<E: Element>(
+        &self,
+        batch: &Batch<'_, E>,
+        stages: &mut StageTimes,
+    ) -> Result<BackendOutput> {
+        let gpu = self.gpu_session()?;
+        let (vlad, labels) = gpu.encode(&self.codebook, batch, &self.normalization, stages)?;
+        Ok(BackendOutput {
+            vlad,
+            labels,
+            adapter: Some(gpu.adapter_name()),
+        })
+    }
+
+    #[cfg(feature = "gpu")]
+    fn run_gpu_assign<E: Element>(
+        &self,
+        batch: &Batch<'_, E>,
+        stages: &mut StageTimes,
+    ) -> Result<(Vec<u32>, Option<String>)> {
+        let gpu = self.gpu_session()?;
+        let labels = gpu.assign(&self.codebook, batch, stages)?;
+        Ok((labels, Some(gpu.adapter_name())))
+    }
+
+    #[cfg(not(feature = "gpu"))]
     fn run_gpu_encode<E: Element>(
         &self,
         _batch: &Batch<'_, E>,
@@ -279,17 +362,18 @@ impl Encoder {
     ) -> Result<BackendOutput> {
         let _ = self.gpu_max_binding_bytes;
         Err(VladError::BackendUnavailable(
-            "the gpu backend is not implemented yet".to_string(),
+            "built without the gpu feature".to_string(),
         ))
     }
 
+    #[cfg(not(feature = "gpu"))]
     fn run_gpu_assign<E: Element>(
         &self,
         _batch: &Batch<'_, E>,
         _stages: &mut StageTimes,
     ) -> Result<(Vec<u32>, Option<String>)> {
         Err(VladError::BackendUnavailable(
-            "the gpu backend is not implemented yet".to_string(),
+            "built without the gpu feature".to_string(),
         ))
     }
 }

@@ -1,0 +1,266 @@
+//! The GPU session: one device, the compiled stages, a buffer pool and the
+//! codebook on the device, behind the three entry points the rest of the
+//! crate calls (`encode`, `assign`, and `cluster_sums` for k-means).
+//!
+//! Creating one compiles every shader (milliseconds to seconds, depending on
+//! the driver), so callers keep one session and reuse it: the
+//! [`Encoder`](crate::Encoder) makes it lazily, once.
+
+use std::sync::{Mutex, MutexGuard};
+
+use ndarray::Array2;
+
+use crate::codebook::Codebook;
+use crate::element::Element;
+use crate::error::{Result, VladError};
+use crate::gpu::chunking::{Chunk, ChunkLimits, ChunkShape, plan_chunks};
+use crate::gpu::context::{GpuContext, GpuOptions};
+use crate::gpu::pipeline::{
+    self, CompiledStages, DeviceCodebook, HostScratch, Input, Session, Work,
+};
+use crate::gpu::pool::{BufferPool, Role};
+use crate::gpu::timing::GpuTimer;
+use crate::input::Batch;
+use crate::normalization::Normalization;
+use crate::report::StageTimes;
+
+/// A ready-to-run GPU backend.
+pub struct GpuBackend {
+    ctx: GpuContext,
+    stages: CompiledStages,
+    timer: Option<GpuTimer>,
+    state: Mutex<SessionState>,
+}
+
+/// What successive calls share; one call runs at a time.
+struct SessionState {
+    pool: BufferPool,
+    scratch: HostScratch,
+    /// The centroids now in the pool's centroid buffers, compared by value:
+    /// an address is no identity (k-means frees and reallocates codebooks).
+    uploaded: Option<(usize, Vec<f32>)>,
+}
+
+impl GpuBackend {
+    /// Open a device (see [`GpuContext::new`]) and compile every stage.
+    /// No adapter → [`VladError::BackendUnavailable`]; a shader the driver
+    /// rejects → [`VladError::Gpu`].
+    pub fn new(options: &GpuOptions) -> Result<Self> {
+        Self::with_context(GpuContext::new(options)?)
+    }
+
+    /// Compile every stage on an existing context.
+    pub fn with_context(ctx: GpuContext) -> Result<Self> {
+        let stages = CompiledStages::new(&ctx)?;
+        let timer = GpuTimer::new(&ctx)?;
+        let pool = BufferPool::new(&ctx);
+        Ok(GpuBackend {
+            ctx,
+            stages,
+            timer,
+            state: Mutex::new(SessionState {
+                pool,
+                scratch: HostScratch::default(),
+                uploaded: None,
+            }),
+        })
+    }
+
+    /// The adapter's name and API, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)".
+    pub fn adapter_name(&self) -> String {
+        self.ctx.adapter_name()
+    }
+
+    /// The device context.
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// Whether per-stage times come from GPU timestamps (else wall time of
+    /// each whole submission, as stage `"compute"`).
+    pub fn has_stage_timestamps(&self) -> bool {
+        self.timer.is_some()
+    }
+
+    /// The chunks `batch` would run in against `codebook` on this device.
+    pub fn plan<E: Element>(
+        &self,
+        codebook: &Codebook,
+        batch: &Batch<'_, E>,
+    ) -> Result<Vec<Chunk>> {
+        plan_chunks(
+            batch.offsets(),
+            &ChunkShape {
+                dim: codebook.dim(),
+                clusters: codebook.clusters(),
+                dtype: E::DTYPE,
+            },
+            &ChunkLimits::for_context(&self.ctx),
+        )
+    }
+
+    /// Device buffers allocated so far (repeated encodes of similar batches
+    /// should add none).
+    pub fn pool_allocations(&self) -> Result<usize> {
+        Ok(self.lock()?.pool.allocations())
+    }
+
+    /// Encode `batch` into `(T, K·F)` with `norm`; returns the encoding and
+    /// the labels used (computed, or the batch's own).
+    pub fn encode<E: Element>(
+        &self,
+        codebook: &Codebook,
+        batch: &Batch<'_, E>,
+        norm: &Normalization,
+        stages: &mut StageTimes,
+    ) -> Result<(Array2<f32>, Vec<u32>)> {
+        let input = Input {
+            rows: batch.rows(),
+            dim: batch.dim(),
+            offsets: batch.offsets(),
+            labels: batch.labels(),
+        };
+        let work = Work::Aggregate {
+            normalization: norm,
+            subtract_centroid: true,
+            want_counts: false,
+        };
+        let out = self.run(codebook, &input, work, stages)?;
+        let vlad = Array2::from_shape_vec(
+            (batch.images(), codebook.clusters() * codebook.dim()),
+            out.blocks,
+        )
+        .map_err(|e| VladError::Gpu(format!("encoding has the wrong shape: {e}")))?;
+        Ok((vlad, out.labels))
+    }
+
+    /// Nearest-centroid labels of every descriptor of `batch` (its given
+    /// labels, if any, are ignored: this computes them).
+    pub fn assign<E: Element>(
+        &self,
+        codebook: &Codebook,
+        batch: &Batch<'_, E>,
+        stages: &mut StageTimes,
+    ) -> Result<Vec<u32>> {
+        let input = Input {
+            rows: batch.rows(),
+            dim: batch.dim(),
+            offsets: batch.offsets(),
+            labels: None,
+        };
+        Ok(self.run(codebook, &input, Work::Assign, stages)?.labels)
+    }
+
+    /// For one k-means step over `rows` (`N × dim`, row-major, already
+    /// validated as finite): each row's label, and per cluster the plain sum
+    /// of its rows (`K·F`, no centroid subtracted) and its count (`K`).
+    pub fn cluster_sums<E: Element>(
+        &self,
+        codebook: &Codebook,
+        rows: &[E],
+        dim: usize,
+        stages: &mut StageTimes,
+    ) -> Result<(Vec<u32>, Vec<f32>, Vec<u32>)> {
+        if dim == 0 || rows.len() % dim != 0 {
+            return Err(VladError::DimensionMismatch(format!(
+                "{} values are not whole rows of F = {dim}",
+                rows.len()
+            )));
+        }
+        let offsets = [0, rows.len() / dim];
+        let input = Input {
+            rows,
+            dim,
+            offsets: &offsets,
+            labels: None,
+        };
+        let none = Normalization::none();
+        let work = Work::Aggregate {
+            normalization: &none,
+            subtract_centroid: false,
+            want_counts: true,
+        };
+        let out = self.run(codebook, &input, work, stages)?;
+        Ok((out.labels, out.blocks, out.counts))
+    }
+
+    fn run<E: Element>(
+        &self,
+        codebook: &Codebook,
+        input: &Input<'_, E>,
+        work: Work<'_>,
+        stages: &mut StageTimes,
+    ) -> Result<pipeline::Output> {
+        let mut guard = self.lock()?;
+        let state = &mut *guard;
+        let device_codebook = self.upload_codebook(state, codebook)?;
+        let mut session = Session {
+            ctx: &self.ctx,
+            stages: &self.stages,
+            timer: self.timer.as_ref(),
+            pool: &mut state.pool,
+            scratch: &mut state.scratch,
+        };
+        pipeline::run(&mut session, &device_codebook, input, work, stages)
+    }
+
+    /// The codebook's buffers, written only when the centroids changed.
+    fn upload_codebook(
+        &self,
+        state: &mut SessionState,
+        codebook: &Codebook,
+    ) -> Result<DeviceCodebook> {
+        let (k, f) = (codebook.clusters(), codebook.dim());
+        let centroid_bytes = (k * f * 4) as u64;
+        // Checked by the planner too; here so the pool is never asked for a
+        // buffer larger than a binding.
+        if centroid_bytes > self.ctx.max_binding_bytes() {
+            return Err(VladError::BackendUnavailable(format!(
+                "the K × F = {k} × {f} codebook ({centroid_bytes} bytes) does not fit \
+                 a GPU storage binding of {} bytes; use the cpu backend",
+                self.ctx.max_binding_bytes()
+            )));
+        }
+        let centroids = state
+            .pool
+            .buffer(&self.ctx, Role::Centroids, centroid_bytes)?;
+        let norms = state
+            .pool
+            .buffer(&self.ctx, Role::CentroidNorms, (k * 4) as u64)?;
+        let current = codebook.as_slice();
+        // Same shape and values → same buffer sizes, so the pool cannot
+        // have regrown (and emptied) them since the last write.
+        let fresh = match &state.uploaded {
+            Some((dim, values)) => *dim != f || values.as_slice() != current,
+            None => true,
+        };
+        if fresh {
+            // Forget the old copy first: if the write fails, nothing claims
+            // the device holds it.
+            state.uploaded = None;
+            self.ctx.checked("uploading the codebook", || {
+                self.ctx
+                    .queue
+                    .write_buffer(&centroids, 0, bytemuck::cast_slice(current));
+                self.ctx.queue.write_buffer(
+                    &norms,
+                    0,
+                    bytemuck::cast_slice(codebook.squared_norms()),
+                );
+            })?;
+            state.uploaded = Some((f, current.to_vec()));
+        }
+        Ok(DeviceCodebook {
+            centroids,
+            norms,
+            clusters: k,
+            dim: f,
+        })
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, SessionState>> {
+        self.state
+            .lock()
+            .map_err(|_| VladError::Gpu("the GPU session was poisoned by an earlier panic".into()))
+    }
+}

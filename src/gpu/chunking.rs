@@ -1,0 +1,290 @@
+//! The chunk planner: which images (or which rows of one huge image) go to
+//! the device together, so that every buffer a stage binds fits one storage
+//! binding of the adapter (or of the `VLAD_GPU_MAX_BINDING_BYTES` cap).
+//!
+//! Pure arithmetic on the CSR offsets: no device needed, so it is tested on
+//! its own (`tests/gpu_chunking.rs`). The plan depends only on the shapes and
+//! the limits, never on timing, so the same input always runs the same
+//! chunks — part of what keeps the GPU output bitwise reproducible.
+
+use std::ops::Range;
+
+use crate::element::DType;
+use crate::error::{Result, VladError};
+use crate::gpu::context::GpuContext;
+
+/// Bytes one descriptor element occupies on the device: f32 as is, u8
+/// packed four per word, f64 converted to f32 on the host first.
+pub fn device_bytes_per_element(dtype: DType) -> u64 {
+    match dtype {
+        DType::F32 | DType::F64 => 4,
+        DType::U8 => 1,
+    }
+}
+
+/// What the device allows one chunk.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ChunkLimits {
+    /// Largest storage binding, in bytes.
+    pub max_binding_bytes: u64,
+    /// Most descriptors one chunk may hold: row indices are u32 and every
+    /// stage covers its rows with a (2D) grid of at most
+    /// `max_workgroups_per_dim²` workgroups of at least one row each.
+    pub max_rows: u64,
+}
+
+impl ChunkLimits {
+    /// The limits of `ctx` (its binding cap already includes the
+    /// environment variable and the API knob).
+    pub fn for_context(ctx: &GpuContext) -> Self {
+        let grid = ctx.max_workgroups_per_dim() as u64;
+        ChunkLimits {
+            max_binding_bytes: ctx.max_binding_bytes(),
+            max_rows: (grid * grid).min(u32::MAX as u64),
+        }
+    }
+}
+
+/// The problem's shape as far as buffer sizes go.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ChunkShape {
+    /// Descriptor width F.
+    pub dim: usize,
+    /// Number of centroids K.
+    pub clusters: usize,
+    /// Element type of the descriptors on the host.
+    pub dtype: DType,
+}
+
+/// One submission's worth of work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    /// Images of the batch this chunk covers (one image when it is a part).
+    pub images: Range<usize>,
+    /// Rows of the batch it uploads (global row indices).
+    pub rows: Range<usize>,
+    /// `Some` when the chunk holds only some rows of one image too large
+    /// for a binding: its raw block sums are combined on the host.
+    pub part: Option<Part>,
+}
+
+/// Which piece of a split image a chunk is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Part {
+    /// 0-based index of this piece.
+    pub index: usize,
+    /// How many pieces the image was split into (at least 2).
+    pub count: usize,
+}
+
+impl Chunk {
+    /// Number of images in the chunk.
+    pub fn image_count(&self) -> usize {
+        self.images.len()
+    }
+
+    /// Number of descriptors in the chunk.
+    pub fn row_count(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether this chunk is the last piece of a split image (or a chunk of
+    /// whole images): its image's result is complete after it.
+    pub fn completes_image(&self) -> bool {
+        self.part.is_none_or(|p| p.index + 1 == p.count)
+    }
+}
+
+/// Bytes of every buffer a stage binds for a chunk of `images` images and
+/// `rows` descriptors.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ChunkBuffers {
+    /// Descriptors on the device (u8 padded to a whole word).
+    pub descriptors: u64,
+    /// Each of labels, keys, values and their sort partners (u32 per row).
+    pub per_row: u64,
+    /// CSR offsets, `images + 1` u32.
+    pub offsets: u64,
+    /// `images × K × F` f32 blocks.
+    pub blocks: u64,
+    /// `images × K` u32 counts.
+    pub counts: u64,
+    /// `K × F` f32 centroids (the same for every chunk).
+    pub centroids: u64,
+}
+
+impl ChunkBuffers {
+    /// The sizes for `images` images and `rows` rows of `shape`.
+    pub fn new(shape: &ChunkShape, images: u64, rows: u64) -> Self {
+        let (k, f) = (shape.clusters as u64, shape.dim as u64);
+        let descriptor_bytes = rows
+            .saturating_mul(f)
+            .saturating_mul(device_bytes_per_element(shape.dtype));
+        ChunkBuffers {
+            descriptors: descriptor_bytes.saturating_add(3) & !3,
+            per_row: rows.saturating_mul(4),
+            offsets: images.saturating_add(1).saturating_mul(4),
+            blocks: images.saturating_mul(k).saturating_mul(f).saturating_mul(4),
+            counts: images.saturating_mul(k).saturating_mul(4),
+            centroids: k.saturating_mul(f).saturating_mul(4),
+        }
+    }
+
+    /// The largest of them: what must fit one binding.
+    pub fn largest(&self) -> u64 {
+        [
+            self.descriptors,
+            self.per_row,
+            self.offsets,
+            self.blocks,
+            self.counts,
+            self.centroids,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+    }
+}
+
+/// Whether a chunk of `images` images and `rows` rows fits `limits`.
+fn fits(shape: &ChunkShape, limits: &ChunkLimits, images: u64, rows: u64) -> bool {
+    // Sort keys are `image · K + label`: they must stay below 2^32.
+    let keys_fit = images.saturating_mul(shape.clusters as u64) <= 1 << 32;
+    ChunkBuffers::new(shape, images, rows).largest() <= limits.max_binding_bytes
+        && rows <= limits.max_rows
+        && keys_fit
+}
+
+/// Split the images of `offsets` (CSR, `T + 1` values) into chunks that fit
+/// `limits`: whole images, in order, as many per chunk as fit; an image too
+/// large for one chunk on its own becomes consecutive chunks of balanced row
+/// ranges. Every image is covered exactly once, in order, and empty images
+/// too (they encode to zero rows).
+///
+/// Fails with [`VladError::BackendUnavailable`] when not even the codebook
+/// (or one image's `K × F` blocks) fits a binding: no chunking helps then.
+pub fn plan_chunks(
+    offsets: &[usize],
+    shape: &ChunkShape,
+    limits: &ChunkLimits,
+) -> Result<Vec<Chunk>> {
+    if shape.dim == 0 || shape.clusters == 0 {
+        return Err(VladError::Empty(
+            "cannot plan GPU chunks for K = 0 or F = 0".to_string(),
+        ));
+    }
+    let images = offsets.len().saturating_sub(1);
+    if images == 0 {
+        return Ok(Vec::new());
+    }
+    if !fits(shape, limits, 1, 1) {
+        return Err(VladError::BackendUnavailable(format!(
+            "the GPU backend needs the K × F = {} × {} codebook, one image's blocks \
+             and one descriptor row to fit a storage binding of {} bytes \
+             (largest buffer: {} bytes); use the cpu backend",
+            shape.clusters,
+            shape.dim,
+            limits.max_binding_bytes,
+            ChunkBuffers::new(shape, 1, 1).largest()
+        )));
+    }
+    let max_part_rows = largest_fitting_rows(shape, limits);
+
+    let mut chunks = Vec::new();
+    // The open chunk: first image and first row.
+    let mut open: Option<(usize, usize)> = None;
+    for t in 0..images {
+        let (first_row, end_row) = (offsets[t], offsets[t + 1]);
+        if let Some((first_image, chunk_first_row)) = open {
+            let grown_images = (t + 1 - first_image) as u64;
+            let grown_rows = (end_row - chunk_first_row) as u64;
+            if fits(shape, limits, grown_images, grown_rows) {
+                continue;
+            }
+            chunks.push(Chunk {
+                images: first_image..t,
+                rows: chunk_first_row..first_row,
+                part: None,
+            });
+            open = None;
+        }
+        let rows = end_row - first_row;
+        if fits(shape, limits, 1, rows as u64) {
+            open = Some((t, first_row));
+            continue;
+        }
+        // Too large alone: balanced pieces of at most `max_part_rows` rows.
+        let count = rows.div_ceil(max_part_rows);
+        for index in 0..count {
+            chunks.push(Chunk {
+                images: t..t + 1,
+                rows: first_row + rows * index / count..first_row + rows * (index + 1) / count,
+                part: Some(Part { index, count }),
+            });
+        }
+    }
+    if let Some((first_image, first_row)) = open {
+        chunks.push(Chunk {
+            images: first_image..images,
+            rows: first_row..offsets[images],
+            part: None,
+        });
+    }
+    Ok(chunks)
+}
+
+/// The most rows one image's piece may hold (at least 1: the caller checked
+/// that one row fits). Binary search, because `fits` is monotone in rows
+/// and the padding rules make a closed form easy to get subtly wrong.
+fn largest_fitting_rows(shape: &ChunkShape, limits: &ChunkLimits) -> usize {
+    let (mut lo, mut hi) = (1u64, limits.max_rows.max(1));
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(shape, limits, 1, mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    usize::try_from(lo).unwrap_or(usize::MAX)
+}
+
+/// Significant bits of the sort keys of a chunk: keys are
+/// `image · K + label < images · K`; at least 1 (the sort's contract).
+pub fn key_bits(images: usize, clusters: usize) -> u32 {
+    let max_key = (images as u64 * clusters as u64).saturating_sub(1);
+    (64 - max_key.leading_zeros()).clamp(1, 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_bits_cover_the_largest_key() {
+        assert_eq!(key_bits(1, 1), 1);
+        assert_eq!(key_bits(1, 2), 1);
+        assert_eq!(key_bits(1, 3), 2);
+        assert_eq!(key_bits(2, 64), 7);
+        assert_eq!(key_bits(3, 64), 8);
+        assert_eq!(key_bits(1 << 16, 1 << 16), 32);
+    }
+
+    #[test]
+    fn largest_rows_is_exact() {
+        let shape = ChunkShape {
+            dim: 3,
+            clusters: 2,
+            dtype: DType::U8,
+        };
+        let limits = ChunkLimits {
+            max_binding_bytes: 64,
+            max_rows: 1 << 20,
+        };
+        let r = largest_fitting_rows(&shape, &limits);
+        assert!(fits(&shape, &limits, 1, r as u64));
+        assert!(!fits(&shape, &limits, 1, r as u64 + 1));
+        // u8 rows of 3 bytes: 16 rows = 48 bytes, per-row u32 = 64 bytes.
+        assert_eq!(r, 16);
+    }
+}
