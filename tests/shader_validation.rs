@@ -74,7 +74,11 @@ fn assign_variants_validate_and_have_their_entry_point() {
                 .iter()
                 .find(|e| e.name == "assign")
                 .unwrap_or_else(|| panic!("{name}: no `assign` entry point"));
-            assert_eq!(entry.workgroup_size, [256, 1, 1], "{name}");
+            assert_eq!(
+                entry.workgroup_size,
+                [shape.workgroup_size(), 1, 1],
+                "{name}"
+            );
         }
     }
 }

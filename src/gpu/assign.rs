@@ -17,15 +17,16 @@ const SHADER: &str = include_str!("../../shaders/assign.wgsl");
 /// Features staged through workgroup memory per chunk (the shader's `BF`).
 const CHUNK_FEATURES: u32 = 8;
 
-/// The register/workgroup tiling of one compiled variant. Every shape uses
-/// 256 invocations, each owning 8 rows × (4 or 8) centroids.
+/// The workgroup tiling of one compiled variant. Every invocation owns an
+/// 8 rows × 8 centroids register tile; the shapes differ in how many
+/// invocations share the centroids (CT) and the rows (RT).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TileShape {
-    /// 256 rows × 32 centroids per workgroup tile (K ≤ 32).
+    /// 256 rows × 32 centroids per workgroup tile, 128 invocations (K ≤ 32).
     Narrow,
-    /// 256 rows × 64 centroids (32 < K ≤ 64).
+    /// 256 rows × 64 centroids, 256 invocations (32 < K ≤ 64).
     Medium,
-    /// 128 rows × 128 centroids (K > 64).
+    /// 128 rows × 128 centroids, 256 invocations (K > 64).
     Wide,
 }
 
@@ -42,39 +43,40 @@ impl TileShape {
         }
     }
 
-    /// (CT, RT, TM4, TN4): invocations along centroids and rows, vec4s of
-    /// rows and of centroids per invocation.
-    fn constants(self) -> (u32, u32, u32, u32) {
+    /// (CT, RT): invocations along the centroids and along the rows.
+    fn invocations(self) -> (u32, u32) {
         match self {
-            TileShape::Narrow => (8, 32, 2, 1),
-            TileShape::Medium => (8, 32, 2, 2),
-            TileShape::Wide => (16, 16, 2, 2),
+            TileShape::Narrow => (4, 32),
+            TileShape::Medium => (8, 32),
+            TileShape::Wide => (16, 16),
         }
+    }
+
+    /// Invocations per workgroup.
+    pub fn workgroup_size(self) -> u32 {
+        let (ct, rt) = self.invocations();
+        ct * rt
     }
 
     /// Rows per workgroup (BM).
     pub fn rows_per_workgroup(self) -> u32 {
-        let (_, rt, tm4, _) = self.constants();
-        rt * tm4 * 4
+        self.invocations().1 * 8
     }
 
     /// Centroids per tile (BN).
     pub fn clusters_per_tile(self) -> u32 {
-        let (ct, _, _, tn4) = self.constants();
-        ct * tn4 * 4
+        self.invocations().0 * 8
     }
 }
 
 /// The WGSL the stage compiles for `shape` and input type.
 pub fn shader_source(shape: TileShape, u8_input: bool) -> Result<String> {
-    let (ct, rt, tm4, tn4) = shape.constants();
+    let (ct, rt) = shape.invocations();
     specialize(
         SHADER,
         &[
             ("CT", format!("{ct}u")),
             ("RT", format!("{rt}u")),
-            ("TM4", format!("{tm4}u")),
-            ("TN4", format!("{tn4}u")),
             ("BF", format!("{CHUNK_FEATURES}u")),
             ("U8_INPUT", u8_input.to_string()),
         ],
