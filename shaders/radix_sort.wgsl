@@ -23,7 +23,7 @@ const RADIX: u32 = 16u;
 // Threads per tile workgroup and pairs per thread in `scatter`.
 const WG: u32 = 128u;
 const ITEMS: u32 = 16u;
-const TILE: u32 = 2048u; // WG · ITEMS
+const TILE: u32 = WG * ITEMS;
 // Threads per scan workgroup; each scans SCAN_ITEMS consecutive entries.
 const SCAN_WG: u32 = 256u;
 const SCAN_ITEMS: u32 = 4u;
@@ -167,7 +167,7 @@ fn add_block_sums(
 // counts[d · WG + t]: pairs of digit d among thread t's ITEMS, then their
 // exclusive scan over the tile in (digit, thread) order, then each thread's
 // running position for digit d. Only thread t writes column t after the scan.
-var<workgroup> counts: array<u32, 2048>; // RADIX · WG
+var<workgroup> counts: array<u32, RADIX * WG>;
 var<workgroup> tile_partials: array<u32, WG>;
 // Global position of the tile's first pair of digit d, minus the tile-local
 // position of that pair.
