@@ -129,6 +129,8 @@ struct Params {
 /// The compiled assignment pipelines.
 pub struct AssignStage {
     pipelines: Mutex<HashMap<(TileShape, bool), wgpu::ComputePipeline>>,
+    /// Cap on workgroups per dispatch dimension below the adapter's.
+    max_workgroups_per_dim: Option<u32>,
 }
 
 impl AssignStage {
@@ -138,10 +140,19 @@ impl AssignStage {
     pub fn new(ctx: &GpuContext) -> Result<Self> {
         let stage = AssignStage {
             pipelines: Mutex::new(HashMap::new()),
+            max_workgroups_per_dim: None,
         };
         stage.pipeline(ctx, TileShape::Wide, false)?;
         stage.pipeline(ctx, TileShape::Wide, true)?;
         Ok(stage)
+    }
+
+    /// Split dispatches as if the adapter allowed at most `max` (≥ 1)
+    /// workgroups per dimension, so small inputs exercise the 2-D dispatch
+    /// that only huge ones need otherwise.
+    pub fn with_max_workgroups_per_dim(mut self, max: u32) -> Self {
+        self.max_workgroups_per_dim = Some(max.max(1));
+        self
     }
 
     fn pipeline(
@@ -205,7 +216,10 @@ impl AssignStage {
                 job.values.as_entire_binding(),
             ],
         )?;
-        let (x, y) = dispatch_2d(row_tiles, ctx.max_workgroups_per_dim());
+        let max = ctx
+            .max_workgroups_per_dim()
+            .min(self.max_workgroups_per_dim.unwrap_or(u32::MAX));
+        let (x, y) = dispatch_2d(row_tiles, max);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("assign"),
             timestamp_writes: None,
