@@ -109,6 +109,7 @@ fn assign_variants_validate_and_have_their_entry_point() {
 
 #[test]
 fn radix_sort_variants_validate_and_have_their_entry_points() {
+    use vlad::cpu::radix_sort::{RADIX, RADIX_BITS};
     use vlad::gpu::radix_sort::{TILE, shader_source};
     for scan_workgroup in [2, 8, 32, 256] {
         let name = format!("radix_sort scan_wg={scan_workgroup}");
@@ -131,6 +132,9 @@ fn radix_sort_variants_validate_and_have_their_entry_points() {
             TILE,
             "{name}: host tile size"
         );
+        // Digits as wide as the CPU twin's, so pass counts agree.
+        assert_eq!(u32_constant(&module, "RADIX_BITS"), RADIX_BITS, "{name}");
+        assert_eq!(u32_constant(&module, "RADIX"), RADIX as u32, "{name}");
     }
     assert!(shader_source(3).is_err(), "non-power-of-two scan workgroup");
 }
