@@ -4,8 +4,8 @@
 // A workgroup owns BM rows and walks the centroids in tiles of BN. For each
 // tile it stages rows and centroids through workgroup memory in chunks of BF
 // features (the next chunk is fetched into registers while the current one
-// is multiplied), and each invocation accumulates a TM × TN register tile of
-// dot products v·c. After a centroid tile the invocation folds
+// is multiplied), and each invocation accumulates an 8 × 8 register tile
+// of dot products v·c. After a centroid tile the invocation folds
 // d = ‖c‖² − 2 v·c into a running (distance, label) minimum per row; at the
 // end the CT invocations sharing a row merge their minima in workgroup
 // memory and one invocation writes the label, the sort key
@@ -22,26 +22,24 @@
 // Invocations along the centroids (CT) and along the rows (RT).
 const CT: u32 = 16u;
 const RT: u32 = 16u;
-// vec4s of rows (TM4) and of centroids (TN4) in each invocation's register tile.
-const TM4: u32 = 2u;
-const TN4: u32 = 2u;
 // Features per chunk staged through workgroup memory.
 const BF: u32 = 8u;
 // Descriptors are bytes packed four per u32 (little-endian) instead of f32 bits.
 const U8_INPUT: bool = false;
 
+// Each invocation owns an 8 × 8 register tile: two vec4s of rows × two
+// vec4s of centroids. It is written out by hand (`multiply_chunk`,
+// `fold_tile`): every access to `acc` has a constant index, so compilers
+// keep it in registers instead of spilling an indexed array to memory.
 const WG: u32 = CT * RT;
-const TM: u32 = TM4 * 4u;
-const TN: u32 = TN4 * 4u;
-const BM: u32 = RT * TM;
-const BN: u32 = CT * TN;
+const BM: u32 = RT * 8u;
+const BN: u32 = CT * 8u;
 // One spare vec4 per feature row keeps the transposing stores below free of
 // bank conflicts; reads are unaffected.
 const A_STRIDE: u32 = BM / 4u + 1u;
 const B_STRIDE: u32 = BN / 4u + 1u;
 const A_LOADS: u32 = BM * BF / WG;
 const B_LOADS: u32 = BN * BF / WG;
-const ACC: u32 = TM * TN4;
 
 struct Params {
     rows: u32,
@@ -122,29 +120,84 @@ fn stage_chunk(lid: u32) {
     }
 }
 
-// Invocation (tx, ty) owns tile rows p·4·RT + 4·ty + c and tile centroids
-// q·4·CT + 4·tx + c: strided by vec4 so that neighbouring invocations read
-// neighbouring vec4s. acc[(4p + c) · TN4 + q] holds row (p, c) × centroids q.
-fn multiply_chunk(acc: ptr<function, array<vec4<f32>, ACC>>, tx: u32, ty: u32) {
+// Invocation (tx, ty) owns tile rows 4·ty + c and 4·RT + 4·ty + c, and
+// tile centroids 4·tx + c and 4·CT + 4·tx + c (c = 0..3): strided by vec4
+// so that neighbouring invocations read neighbouring vec4s.
+// acc[2·r + h] holds row r (0..7) × centroids of half h, one per component.
+fn multiply_chunk(acc: ptr<function, array<vec4<f32>, 16>>, tx: u32, ty: u32) {
     for (var f = 0u; f < BF; f++) {
-        var a: array<vec4<f32>, TM4>;
-        var b: array<vec4<f32>, TN4>;
-        for (var p = 0u; p < TM4; p++) {
-            a[p] = a_tile[f * A_STRIDE + p * RT + ty];
-        }
-        for (var q = 0u; q < TN4; q++) {
-            b[q] = b_tile[f * B_STRIDE + q * CT + tx];
-        }
-        for (var p = 0u; p < TM4; p++) {
-            for (var c = 0u; c < 4u; c++) {
-                let v = vec4<f32>(a[p][c]);
-                for (var q = 0u; q < TN4; q++) {
-                    let i = (p * 4u + c) * TN4 + q;
-                    (*acc)[i] = fma(v, b[q], (*acc)[i]);
-                }
-            }
+        let a0 = a_tile[f * A_STRIDE + ty];
+        let a1 = a_tile[f * A_STRIDE + RT + ty];
+        let b0 = b_tile[f * B_STRIDE + tx];
+        let b1 = b_tile[f * B_STRIDE + CT + tx];
+        (*acc)[0] = fma(vec4(a0.x), b0, (*acc)[0]);
+        (*acc)[1] = fma(vec4(a0.x), b1, (*acc)[1]);
+        (*acc)[2] = fma(vec4(a0.y), b0, (*acc)[2]);
+        (*acc)[3] = fma(vec4(a0.y), b1, (*acc)[3]);
+        (*acc)[4] = fma(vec4(a0.z), b0, (*acc)[4]);
+        (*acc)[5] = fma(vec4(a0.z), b1, (*acc)[5]);
+        (*acc)[6] = fma(vec4(a0.w), b0, (*acc)[6]);
+        (*acc)[7] = fma(vec4(a0.w), b1, (*acc)[7]);
+        (*acc)[8] = fma(vec4(a1.x), b0, (*acc)[8]);
+        (*acc)[9] = fma(vec4(a1.x), b1, (*acc)[9]);
+        (*acc)[10] = fma(vec4(a1.y), b0, (*acc)[10]);
+        (*acc)[11] = fma(vec4(a1.y), b1, (*acc)[11]);
+        (*acc)[12] = fma(vec4(a1.z), b0, (*acc)[12]);
+        (*acc)[13] = fma(vec4(a1.z), b1, (*acc)[13]);
+        (*acc)[14] = fma(vec4(a1.w), b0, (*acc)[14]);
+        (*acc)[15] = fma(vec4(a1.w), b1, (*acc)[15]);
+    }
+}
+
+// The running minimum of one row: (distance, label).
+struct Best {
+    dist: f32,
+    label: u32,
+}
+
+// Fold one row's 8 dot products (halves h0, h1) into its running minimum,
+// centroids in ascending label order so that strict < keeps the lowest.
+fn fold_row(best: Best, h0: vec4<f32>, h1: vec4<f32>, n0: vec4<f32>, n1: vec4<f32>, k0: u32, k1: u32) -> Best {
+    var out = best;
+    let d0 = n0 - 2.0 * h0;
+    let d1 = n1 - 2.0 * h1;
+    for (var c = 0u; c < 4u; c++) {
+        if k0 + c < params.clusters && d0[c] < out.dist {
+            out = Best(d0[c], k0 + c);
         }
     }
+    for (var c = 0u; c < 4u; c++) {
+        if k1 + c < params.clusters && d1[c] < out.dist {
+            out = Best(d1[c], k1 + c);
+        }
+    }
+    return out;
+}
+
+// ‖c‖² of centroids k .. k + 3 (zero past the end; those are never chosen).
+fn norms4(k: u32) -> vec4<f32> {
+    var n = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c++) {
+        if k + c < params.clusters {
+            n[c] = centroid_norms[k + c];
+        }
+    }
+    return n;
+}
+
+fn fold_tile(best: ptr<function, array<Best, 8>>, acc: ptr<function, array<vec4<f32>, 16>>, col0: u32, tx: u32) {
+    let k0 = col0 + 4u * tx;
+    let k1 = k0 + 4u * CT;
+    let n0 = norms4(k0);
+    let n1 = norms4(k1);
+    (*best)[0] = fold_row((*best)[0], (*acc)[0], (*acc)[1], n0, n1, k0, k1);
+    (*best)[1] = fold_row((*best)[1], (*acc)[2], (*acc)[3], n0, n1, k0, k1);
+    (*best)[2] = fold_row((*best)[2], (*acc)[4], (*acc)[5], n0, n1, k0, k1);
+    (*best)[3] = fold_row((*best)[3], (*acc)[6], (*acc)[7], n0, n1, k0, k1);
+    (*best)[4] = fold_row((*best)[4], (*acc)[8], (*acc)[9], n0, n1, k0, k1);
+    (*best)[5] = fold_row((*best)[5], (*acc)[10], (*acc)[11], n0, n1, k0, k1);
+    (*best)[6] = fold_row((*best)[6], (*acc)[12], (*acc)[13], n0, n1, k0, k1);
+    (*best)[7] = fold_row((*best)[7], (*acc)[14], (*acc)[15], n0, n1, k0, k1);
 }
 
 // Largest image t with image_offsets[t] ≤ row (empty images are skipped).
@@ -176,21 +229,15 @@ fn assign(
     let ty = lid / CT;
     let row0 = tile * BM;
 
-    // Running minimum per owned row over the centroids this invocation saw,
-    // in ascending label order (so strict < keeps the lowest label).
-    var dist: array<f32, TM>;
-    var label: array<u32, TM>;
-    for (var i = 0u; i < TM; i++) {
-        dist[i] = bitcast<f32>(0x7f800000u); // +inf
-        label[i] = 0u;
+    // Running minimum per owned row over the centroids this invocation saw.
+    var best: array<Best, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        best[i] = Best(bitcast<f32>(0x7f800000u), 0u); // (+inf, 0)
     }
 
     for (var kt = 0u; kt < params.k_tiles; kt++) {
         let col0 = kt * BN;
-        var acc: array<vec4<f32>, ACC>;
-        for (var i = 0u; i < ACC; i++) {
-            acc[i] = vec4<f32>(0.0);
-        }
+        var acc: array<vec4<f32>, 16>;
         fetch_chunk(lid, row0, col0, 0u);
         for (var chunk = 0u; chunk < params.chunks; chunk++) {
             workgroupBarrier();
@@ -201,36 +248,20 @@ fn assign(
             }
             multiply_chunk(&acc, tx, ty);
         }
-
-        for (var q = 0u; q < TN4; q++) {
-            for (var c = 0u; c < 4u; c++) {
-                let k = col0 + q * 4u * CT + tx * 4u + c;
-                if k < params.clusters {
-                    let norm = centroid_norms[k];
-                    for (var i = 0u; i < TM; i++) {
-                        let d = norm - 2.0 * acc[i * TN4 + q][c];
-                        if d < dist[i] {
-                            dist[i] = d;
-                            label[i] = k;
-                        }
-                    }
-                }
-            }
-        }
+        fold_tile(&best, &acc, col0, tx);
     }
 
-    // Merge the CT partial minima of each row, one invocation column at a time.
+    // Merge the CT partial minima of each row, one invocation column at a
+    // time, by (distance, label) so the order of merging does not matter.
     for (var column = 0u; column < CT; column++) {
         if tx == column {
-            for (var p = 0u; p < TM4; p++) {
-                for (var c = 0u; c < 4u; c++) {
-                    let i = p * 4u + c;
-                    let r = p * 4u * RT + ty * 4u + c;
-                    if column == 0u || dist[i] < best_dist[r]
-                        || (dist[i] == best_dist[r] && label[i] < best_label[r]) {
-                        best_dist[r] = dist[i];
-                        best_label[r] = label[i];
-                    }
+            for (var i = 0u; i < 8u; i++) {
+                let r = (i / 4u) * 4u * RT + ty * 4u + i % 4u;
+                let b = best[i];
+                if column == 0u || b.dist < best_dist[r]
+                    || (b.dist == best_dist[r] && b.label < best_label[r]) {
+                    best_dist[r] = b.dist;
+                    best_label[r] = b.label;
                 }
             }
         }

@@ -2,6 +2,7 @@
 // reduce-then-scan (no decoupled look-back, no inter-workgroup progress):
 //
 //   count_digits   per tile of TILE pairs: digit histogram → hist[d · tiles + tile]
+//                  (per-thread counts in workgroup memory, no atomics)
 //   scan_blocks    exclusive scan of SCAN_BLOCK entries per workgroup, in
 //                  place, block total → the next level (hierarchical)
 //   add_block_sums add each block's scanned total back into its entries
@@ -23,7 +24,7 @@ const RADIX: u32 = 16u;
 // Threads per tile workgroup and pairs per thread in `scatter`.
 const WG: u32 = 128u;
 const ITEMS: u32 = 16u;
-const TILE: u32 = 2048u; // WG · ITEMS
+const TILE: u32 = WG * ITEMS;
 // Threads per scan workgroup; each scans SCAN_ITEMS consecutive entries.
 const SCAN_WG: u32 = 256u;
 const SCAN_ITEMS: u32 = 4u;
@@ -65,7 +66,13 @@ fn digit_of(key: u32) -> u32 {
 
 // ---------------------------------------------------------------- count
 
-var<workgroup> bins: array<atomic<u32>, RADIX>;
+// Per (digit, thread) counts, digit-major: counts[d · WG + t]. Shared with
+// `scatter` (a workgroup only runs one entry point). Each thread counts
+// into its own column, so no atomics: no contention when keys repeat.
+var<workgroup> counts: array<u32, RADIX * WG>;
+var<workgroup> tile_partials: array<u32, WG>;
+
+const COUNT_PARTS: u32 = WG / RADIX; // threads summing one digit's row
 
 @compute @workgroup_size(WG)
 fn count_digits(
@@ -77,22 +84,33 @@ fn count_digits(
     if tile >= params.tiles {
         return;
     }
-    if lid < RADIX {
-        atomicStore(&bins[lid], 0u);
+    for (var d = 0u; d < RADIX; d++) {
+        counts[d * WG + lid] = 0u;
     }
-    workgroupBarrier();
-    // Coalesced: consecutive threads read consecutive keys. Integer counts
-    // are the same whatever order the atomics land in.
+    // Coalesced: consecutive threads read consecutive keys (the order of
+    // counting does not matter).
     let base = tile * TILE;
     for (var i = 0u; i < ITEMS; i++) {
         let idx = base + i * WG + lid;
         if idx < params.len {
-            atomicAdd(&bins[digit_of(keys_in[idx])], 1u);
+            counts[digit_of(keys_in[idx]) * WG + lid] += 1u;
         }
     }
     workgroupBarrier();
+    // Thread lid sums part lid % COUNT_PARTS of digit lid / COUNT_PARTS's row.
+    let first = (lid / COUNT_PARTS) * WG + (lid % COUNT_PARTS) * RADIX;
+    var sum = 0u;
+    for (var i = 0u; i < RADIX; i++) {
+        sum += counts[first + i];
+    }
+    tile_partials[lid] = sum;
+    workgroupBarrier();
     if lid < RADIX {
-        scan_data[lid * params.tiles + tile] = atomicLoad(&bins[lid]);
+        var total = 0u;
+        for (var p = 0u; p < COUNT_PARTS; p++) {
+            total += tile_partials[lid * COUNT_PARTS + p];
+        }
+        scan_data[lid * params.tiles + tile] = total;
     }
 }
 
@@ -164,11 +182,10 @@ fn add_block_sums(
 
 // ---------------------------------------------------------------- scatter
 
-// counts[d · WG + t]: pairs of digit d among thread t's ITEMS, then their
-// exclusive scan over the tile in (digit, thread) order, then each thread's
-// running position for digit d. Only thread t writes column t after the scan.
-var<workgroup> counts: array<u32, 2048>; // RADIX · WG
-var<workgroup> tile_partials: array<u32, WG>;
+// Here counts[d · WG + t] holds the pairs of digit d among thread t's
+// ITEMS, then their exclusive scan over the tile in (digit, thread) order,
+// then each thread's running position for digit d. Only thread t writes
+// column t after the scan.
 // Global position of the tile's first pair of digit d, minus the tile-local
 // position of that pair.
 var<workgroup> digit_base: array<u32, RADIX>;

@@ -264,6 +264,25 @@ fn keys_follow_images_including_empty_ones() {
 }
 
 #[test]
+fn two_dimensional_dispatch() {
+    let Some(ctx) = gpu_common::gpu_or_skip("two_dimensional_dispatch") else {
+        return;
+    };
+    // 5 row tiles of 256 with at most 2 workgroups per dimension: a 2 × 3
+    // grid whose last workgroup has nothing to do.
+    let stage = AssignStage::new(&ctx)
+        .unwrap()
+        .with_max_workgroups_per_dim(2);
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let codebook = Codebook::from_owned(random_matrix(&mut rng, 17, 5)).unwrap();
+    let data = random_matrix(&mut rng, 4 * 256 + 3, 5);
+    let offsets = random_offsets(&mut rng, data.nrows(), 5);
+    let batch = Batch::ragged(data.view(), &offsets).unwrap();
+    let got = gpu_assign(&ctx, &stage, &codebook, &batch, false);
+    check(&codebook, &batch, &got, "2-D dispatch");
+}
+
+#[test]
 fn bad_jobs_are_errors() {
     let Some(ctx) = gpu_common::gpu_or_skip("bad_jobs_are_errors") else {
         return;

@@ -173,6 +173,21 @@ fn histogram_scan_over_many_workgroups() {
 }
 
 #[test]
+fn two_dimensional_dispatch() {
+    let Some(ctx) = gpu_common::gpu_or_skip("two_dimensional_dispatch") else {
+        return;
+    };
+    // 7 tiles, at most 3 workgroups per dimension: a 3 × 3 grid with two
+    // workgroups past the end (and 2-D scans of the histograms).
+    let stage = RadixSortStage::with_scan_workgroup(&ctx, 8)
+        .unwrap()
+        .with_max_workgroups_per_dim(3);
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let keys = random_keys(&mut rng, 6 * TILE as usize + 5, 10, None);
+    check(&ctx, &stage, &keys, 10, "2-D dispatch");
+}
+
+#[test]
 fn where_the_result_lands_follows_the_pass_count() {
     let Some(ctx) = gpu_common::gpu_or_skip("where_the_result_lands_follows_the_pass_count") else {
         return;

@@ -31,6 +31,19 @@ fn validate(name: &str, source: &str) -> Result<naga::Module, String> {
     Ok(module)
 }
 
+/// The value of the shader's `const NAME: u32` (naga folds const expressions).
+fn u32_constant(module: &naga::Module, name: &str) -> u32 {
+    let (_, constant) = module
+        .constants
+        .iter()
+        .find(|(_, c)| c.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no constant {name}"));
+    match module.global_expressions[constant.init] {
+        naga::Expression::Literal(naga::Literal::U32(v)) => v,
+        ref other => panic!("constant {name} is not a folded u32: {other:?}"),
+    }
+}
+
 #[test]
 fn every_shader_file_parses_and_validates() {
     let mut failures = Vec::new();
@@ -74,14 +87,30 @@ fn assign_variants_validate_and_have_their_entry_point() {
                 .iter()
                 .find(|e| e.name == "assign")
                 .unwrap_or_else(|| panic!("{name}: no `assign` entry point"));
-            assert_eq!(entry.workgroup_size, [256, 1, 1], "{name}");
+            assert_eq!(
+                entry.workgroup_size,
+                [shape.workgroup_size(), 1, 1],
+                "{name}"
+            );
+            // The host sizes its dispatch with the same tile.
+            assert_eq!(
+                u32_constant(&module, "BM"),
+                shape.rows_per_workgroup(),
+                "{name}"
+            );
+            assert_eq!(
+                u32_constant(&module, "BN"),
+                shape.clusters_per_tile(),
+                "{name}"
+            );
         }
     }
 }
 
 #[test]
 fn radix_sort_variants_validate_and_have_their_entry_points() {
-    use vlad::gpu::radix_sort::shader_source;
+    use vlad::cpu::radix_sort::{RADIX, RADIX_BITS};
+    use vlad::gpu::radix_sort::{TILE, shader_source};
     for scan_workgroup in [2, 8, 32, 256] {
         let name = format!("radix_sort scan_wg={scan_workgroup}");
         let source = shader_source(scan_workgroup).expect("specializable");
@@ -98,6 +127,14 @@ fn radix_sort_variants_validate_and_have_their_entry_points() {
             .find(|e| e.name == "scan_blocks")
             .expect("checked above");
         assert_eq!(scan.workgroup_size[0], scan_workgroup, "{name}");
+        assert_eq!(
+            u32_constant(&module, "TILE"),
+            TILE,
+            "{name}: host tile size"
+        );
+        // Digits as wide as the CPU twin's, so pass counts agree.
+        assert_eq!(u32_constant(&module, "RADIX_BITS"), RADIX_BITS, "{name}");
+        assert_eq!(u32_constant(&module, "RADIX"), RADIX as u32, "{name}");
     }
     assert!(shader_source(3).is_err(), "non-power-of-two scan workgroup");
 }

@@ -17,15 +17,16 @@ const SHADER: &str = include_str!("../../shaders/assign.wgsl");
 /// Features staged through workgroup memory per chunk (the shader's `BF`).
 const CHUNK_FEATURES: u32 = 8;
 
-/// The register/workgroup tiling of one compiled variant. Every shape uses
-/// 256 invocations, each owning 8 rows × (4 or 8) centroids.
+/// The workgroup tiling of one compiled variant. Every invocation owns an
+/// 8 rows × 8 centroids register tile; the shapes differ in how many
+/// invocations share the centroids (CT) and the rows (RT).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TileShape {
-    /// 256 rows × 32 centroids per workgroup tile (K ≤ 32).
+    /// 256 rows × 32 centroids per workgroup tile, 128 invocations (K ≤ 32).
     Narrow,
-    /// 256 rows × 64 centroids (32 < K ≤ 64).
+    /// 256 rows × 64 centroids, 256 invocations (32 < K ≤ 64).
     Medium,
-    /// 128 rows × 128 centroids (K > 64).
+    /// 128 rows × 128 centroids, 256 invocations (K > 64).
     Wide,
 }
 
@@ -42,39 +43,40 @@ impl TileShape {
         }
     }
 
-    /// (CT, RT, TM4, TN4): invocations along centroids and rows, vec4s of
-    /// rows and of centroids per invocation.
-    fn constants(self) -> (u32, u32, u32, u32) {
+    /// (CT, RT): invocations along the centroids and along the rows.
+    fn invocations(self) -> (u32, u32) {
         match self {
-            TileShape::Narrow => (8, 32, 2, 1),
-            TileShape::Medium => (8, 32, 2, 2),
-            TileShape::Wide => (16, 16, 2, 2),
+            TileShape::Narrow => (4, 32),
+            TileShape::Medium => (8, 32),
+            TileShape::Wide => (16, 16),
         }
+    }
+
+    /// Invocations per workgroup.
+    pub fn workgroup_size(self) -> u32 {
+        let (ct, rt) = self.invocations();
+        ct * rt
     }
 
     /// Rows per workgroup (BM).
     pub fn rows_per_workgroup(self) -> u32 {
-        let (_, rt, tm4, _) = self.constants();
-        rt * tm4 * 4
+        self.invocations().1 * 8
     }
 
     /// Centroids per tile (BN).
     pub fn clusters_per_tile(self) -> u32 {
-        let (ct, _, _, tn4) = self.constants();
-        ct * tn4 * 4
+        self.invocations().0 * 8
     }
 }
 
 /// The WGSL the stage compiles for `shape` and input type.
 pub fn shader_source(shape: TileShape, u8_input: bool) -> Result<String> {
-    let (ct, rt, tm4, tn4) = shape.constants();
+    let (ct, rt) = shape.invocations();
     specialize(
         SHADER,
         &[
             ("CT", format!("{ct}u")),
             ("RT", format!("{rt}u")),
-            ("TM4", format!("{tm4}u")),
-            ("TN4", format!("{tn4}u")),
             ("BF", format!("{CHUNK_FEATURES}u")),
             ("U8_INPUT", u8_input.to_string()),
         ],
@@ -127,6 +129,8 @@ struct Params {
 /// The compiled assignment pipelines.
 pub struct AssignStage {
     pipelines: Mutex<HashMap<(TileShape, bool), wgpu::ComputePipeline>>,
+    /// Cap on workgroups per dispatch dimension below the adapter's.
+    max_workgroups_per_dim: Option<u32>,
 }
 
 impl AssignStage {
@@ -136,10 +140,19 @@ impl AssignStage {
     pub fn new(ctx: &GpuContext) -> Result<Self> {
         let stage = AssignStage {
             pipelines: Mutex::new(HashMap::new()),
+            max_workgroups_per_dim: None,
         };
         stage.pipeline(ctx, TileShape::Wide, false)?;
         stage.pipeline(ctx, TileShape::Wide, true)?;
         Ok(stage)
+    }
+
+    /// Split dispatches as if the adapter allowed at most `max` (≥ 1)
+    /// workgroups per dimension, so small inputs exercise the 2-D dispatch
+    /// that only huge ones need otherwise.
+    pub fn with_max_workgroups_per_dim(mut self, max: u32) -> Self {
+        self.max_workgroups_per_dim = Some(max.max(1));
+        self
     }
 
     fn pipeline(
@@ -203,7 +216,10 @@ impl AssignStage {
                 job.values.as_entire_binding(),
             ],
         )?;
-        let (x, y) = dispatch_2d(row_tiles, ctx.max_workgroups_per_dim());
+        let max = ctx
+            .max_workgroups_per_dim()
+            .min(self.max_workgroups_per_dim.unwrap_or(u32::MAX));
+        let (x, y) = dispatch_2d(row_tiles, max);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("assign"),
             timestamp_writes: None,

@@ -115,6 +115,8 @@ pub struct RadixSortStage {
     scan_block: u32,
     /// Histograms and all their scan levels; grown when a sort needs more.
     scratch: Mutex<Option<wgpu::Buffer>>,
+    /// Cap on workgroups per dispatch dimension below the adapter's.
+    max_workgroups_per_dim: Option<u32>,
 }
 
 impl RadixSortStage {
@@ -135,7 +137,16 @@ impl RadixSortStage {
             scatter: ctx.pipeline("radix_sort scatter", &source, "scatter")?,
             scan_block: scan_workgroup * SCAN_ITEMS,
             scratch: Mutex::new(None),
+            max_workgroups_per_dim: None,
         })
+    }
+
+    /// Split dispatches as if the adapter allowed at most `max` (≥ 1)
+    /// workgroups per dimension, so small sorts exercise the 2-D dispatch
+    /// that only huge ones need otherwise.
+    pub fn with_max_workgroups_per_dim(mut self, max: u32) -> Self {
+        self.max_workgroups_per_dim = Some(max.max(1));
+        self
     }
 
     /// Record a stable sort of `job`'s pairs by key into `encoder`.
@@ -192,7 +203,9 @@ impl RadixSortStage {
             level_groups.push((*level, scan, add));
         }
 
-        let max = ctx.max_workgroups_per_dim();
+        let max = ctx
+            .max_workgroups_per_dim()
+            .min(self.max_workgroups_per_dim.unwrap_or(u32::MAX));
         let pass_count = passes(job.key_bits);
         let mut pass_groups = Vec::with_capacity(pass_count as usize);
         for pass in 0..pass_count {
