@@ -89,8 +89,8 @@ fn gpu_normalize(
     ctx.read_back("blocks", &blocks, 0, b.values.len()).unwrap()
 }
 
-/// What the GPU output is compared with. When `cpu::normalize::normalize_row`
-/// lands, add its output here: every check below then applies to it too.
+/// What the GPU output is compared with: the f64 reference and the CPU twin
+/// (`cpu::normalize::normalize_row`); every check below applies to both.
 fn expectations(b: &Blocks, norm: &Normalization) -> Vec<(&'static str, Vec<f64>)> {
     let sums = Array3::from_shape_fn((b.images, b.clusters, b.dim), |(t, k, f)| {
         b.values[(t * b.clusters + k) * b.dim + f] as f64
@@ -99,7 +99,16 @@ fn expectations(b: &Blocks, norm: &Normalization) -> Vec<(&'static str, Vec<f64>
         b.counts[t * b.clusters + k] as u64
     });
     let reference = reference::normalize(&sums, &counts, norm);
-    vec![("f64 reference", reference.into_raw_vec_and_offset().0)]
+    let row_len = b.clusters * b.dim;
+    let mut twin = b.values.clone();
+    for (t, row) in twin.chunks_mut(row_len.max(1)).enumerate().take(b.images) {
+        let counts = &b.counts[t * b.clusters..(t + 1) * b.clusters];
+        vlad::cpu::normalize::normalize_row(row, counts, b.clusters, b.dim, norm);
+    }
+    vec![
+        ("f64 reference", reference.into_raw_vec_and_offset().0),
+        ("cpu twin", twin.into_iter().map(f64::from).collect()),
+    ]
 }
 
 fn check(ctx: &GpuContext, stage: &NormalizeStage, b: &Blocks, norm: &Normalization) {

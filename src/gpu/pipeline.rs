@@ -22,7 +22,7 @@ use crate::gpu::radix_sort::{RadixSortStage, SortJob, SortedIn};
 use crate::gpu::residual::{ResidualJob, ResidualStage};
 use crate::gpu::segmented_scan::{ScanJob, SegmentedScanStage};
 use crate::gpu::timing::{COMPUTE_GROUP, GpuTimer, StageClock};
-use crate::normalization::{Normalization, Step};
+use crate::normalization::Normalization;
 use crate::report::StageTimes;
 
 /// The five compiled stages.
@@ -653,7 +653,7 @@ fn finish_split_image(
     for (y, &s) in row.iter_mut().zip(piece_sums) {
         *y = s as f32;
     }
-    normalize_row(row, &scratch.piece_counts, k, f, normalization);
+    crate::cpu::normalize::normalize_row(row, &scratch.piece_counts, k, f, normalization);
     if !output.counts.is_empty() {
         output.counts[image * k..(image + 1) * k].copy_from_slice(&scratch.piece_counts);
     }
@@ -719,74 +719,4 @@ fn to_u32(n: usize, what: &str) -> Result<u32> {
 
 fn to_u32_u64(n: u64, what: &str) -> Result<u32> {
     u32::try_from(n).map_err(|_| VladError::Gpu(format!("{what} ({n}) exceeds u32")))
-}
-
-// ---------------------------------------------------------------------------
-// TEMPORARY (lead: replace with `crate::cpu::normalize::normalize_row` at the
-// merge; same signature). Normalizes one image's `K·F` row of raw sums on the
-// host — used only for images split across chunks.
-// ---------------------------------------------------------------------------
-
-/// Apply `norm`'s steps in order to one image's row (SPEC §3): zero blocks
-/// and zero rows stay exactly zero. Norms are accumulated in f64, in index
-/// order, so the result is deterministic.
-pub fn normalize_row(
-    row: &mut [f32],
-    counts: &[u32],
-    clusters: usize,
-    dim: usize,
-    norm: &Normalization,
-) {
-    debug_assert_eq!(row.len(), clusters * dim);
-    debug_assert_eq!(counts.len(), clusters);
-    for step in norm.steps() {
-        match *step {
-            Step::Mass => {
-                for (block, &n) in row.chunks_mut(dim).zip(counts) {
-                    if n > 0 {
-                        block.iter_mut().for_each(|x| *x /= n as f32);
-                    }
-                }
-            }
-            Step::Power(alpha) => row
-                .iter_mut()
-                .for_each(|x| *x = x.signum() * x.abs().powf(alpha) + 0.0),
-            Step::Intra => row.chunks_mut(dim).for_each(scale_to_unit),
-            Step::L2 => scale_to_unit(row),
-        }
-    }
-}
-
-fn scale_to_unit(x: &mut [f32]) {
-    let norm2: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
-    if norm2 > 0.0 {
-        let inv = 1.0 / norm2.sqrt();
-        x.iter_mut().for_each(|v| *v = (*v as f64 * inv) as f32);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalize_row;
-    use crate::normalization::Normalization;
-
-    #[test]
-    fn host_normalization_matches_spec_on_a_small_row() {
-        // Two blocks of width 2; block 1 is empty.
-        let mut row = vec![3.0f32, -4.0, 0.0, 0.0];
-        normalize_row(
-            &mut row,
-            &[2, 0],
-            2,
-            2,
-            &"mass,intra,l2".parse::<Normalization>().unwrap(),
-        );
-        assert_eq!(row, vec![0.6, -0.8, 0.0, 0.0]);
-        let mut row = vec![4.0f32, -9.0, 0.0, 0.0];
-        normalize_row(&mut row, &[1, 0], 2, 2, &"ssr".parse().unwrap());
-        assert_eq!(row, vec![2.0, -3.0, 0.0, 0.0]);
-        let mut zero = vec![0.0f32; 4];
-        normalize_row(&mut zero, &[0, 0], 2, 2, &Normalization::default());
-        assert_eq!(zero, vec![0.0; 4]);
-    }
 }
