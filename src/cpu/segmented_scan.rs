@@ -143,7 +143,7 @@ fn check_inputs<E: Element>(
             rows.len()
         )));
     }
-    if descriptors.len() % dim != 0 {
+    if !descriptors.len().is_multiple_of(dim) {
         return Err(VladError::DimensionMismatch(format!(
             "{} descriptor elements are not whole rows of {dim}",
             descriptors.len()

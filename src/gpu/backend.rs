@@ -161,7 +161,7 @@ impl GpuBackend {
         dim: usize,
         stages: &mut StageTimes,
     ) -> Result<(Vec<u32>, Vec<f32>, Vec<u32>)> {
-        if dim == 0 || rows.len() % dim != 0 {
+        if dim == 0 || !rows.len().is_multiple_of(dim) {
             return Err(VladError::DimensionMismatch(format!(
                 "{} values are not whole rows of F = {dim}",
                 rows.len()

@@ -279,7 +279,7 @@ impl RadixSortStage {
         }
         drop(pass);
 
-        Ok(if pass_count % 2 == 0 {
+        Ok(if pass_count.is_multiple_of(2) {
             SortedIn::Primary
         } else {
             SortedIn::Alternate
