@@ -1,1 +1,373 @@
-//! Codebook training by k-means (to be written).
+//! Codebook training by k-means (Lloyd's algorithm), for users of faiss'
+//! `Kmeans` and scikit-learn's `KMeans`.
+//!
+//! ```
+//! use ndarray::Array2;
+//! use vlad::kmeans::{Init, KMeans};
+//!
+//! // Two well-separated groups of points in 2-D.
+//! let points = Array2::from_shape_fn((40, 2), |(i, j)| {
+//!     (if i < 20 { 0.0 } else { 50.0 }) + ((i * 7 + j * 3) % 5) as f32 * 0.1
+//! });
+//! let result = KMeans::new(2).init(Init::KMeansPlusPlus).seed(7).fit(points.view())?;
+//! assert_eq!(result.codebook.clusters(), 2);
+//! let mut first: Vec<f32> = result.codebook.centroids().column(0).to_vec();
+//! first.sort_by(f32::total_cmp);
+//! assert!((first[0] - 0.2).abs() < 0.1 && (first[1] - 50.2).abs() < 0.1);
+//! # Ok::<(), vlad::VladError>(())
+//! ```
+//!
+//! How it runs:
+//! 1. the input is checked (SPEC §6) and, unless `max_points_per_centroid`
+//!    is `None`, at most `K × max_points_per_centroid` rows are drawn with
+//!    the seed (indices first, then only those rows are gathered);
+//! 2. centroids are seeded by greedy k-means++ or as `K` distinct random
+//!    points;
+//! 3. each iteration assigns every training point to its nearest centroid
+//!    and moves each centroid to the mean of its points; an empty cluster is
+//!    re-seeded by splitting the most populous one (rule in [`KMeans`]);
+//! 4. it stops after `iterations`, when the labels stop changing (a fixed
+//!    point), or when the inertia changes by less than `tolerance` relative;
+//! 5. the reported inertia is `Σ ‖x − c_label(x)‖²` over the training
+//!    points, labels from the FINAL centroids, summed exactly in f64.
+//!
+//! Every reduction sums in a fixed order, so the same input, seed and
+//! backend give bitwise identical centroids whatever the thread count.
+
+mod distance;
+mod engine;
+mod init;
+mod placeholder_kernels;
+mod progress;
+mod reseed;
+mod training_set;
+mod update;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Instant;
+
+use ndarray::{Array2, ArrayView2};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::backend::Backend;
+use crate::codebook::Codebook;
+use crate::element::Element;
+use crate::error::{Result, VladError};
+use engine::Engine;
+use progress::Progress;
+use training_set::TrainingSet;
+
+/// How the centroids are seeded.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Init {
+    /// Greedy k-means++ as in scikit-learn: each new centroid is the best of
+    /// `2 + ⌊ln K⌋` candidates drawn with probability `∝ D(x)²`.
+    #[default]
+    KMeansPlusPlus,
+    /// `K` training points with distinct values, drawn uniformly (faiss'
+    /// default).
+    Random,
+}
+
+impl Init {
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Init::KMeansPlusPlus => "kmeans++",
+            Init::Random => "random",
+        }
+    }
+}
+
+impl fmt::Display for Init {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Init {
+    type Err = VladError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "kmeans++" | "k-means++" | "kmeanspp" => Ok(Init::KMeansPlusPlus),
+            "random" => Ok(Init::Random),
+            other => Err(VladError::InvalidArgument(format!(
+                "unknown k-means init {other:?}: expected kmeans++ or random"
+            ))),
+        }
+    }
+}
+
+/// A trained codebook and how training went.
+#[derive(Clone, Debug)]
+pub struct KMeansResult {
+    /// The `K × F` centroids.
+    pub codebook: Codebook,
+    /// `Σ ‖x − c‖²` of the training points to their nearest final centroid
+    /// (f64, exact differences).
+    pub inertia: f64,
+    /// Lloyd iterations run.
+    pub iterations: usize,
+    /// Inertia of each iteration's assignment, to the centroids that
+    /// iteration started from (f32 distances summed in f64); never
+    /// increases.
+    pub inertia_history: Vec<f64>,
+    /// The backend that ran (never `Auto`).
+    pub backend: Backend,
+    /// Wall seconds of the whole fit (checks, sampling, init, iterations).
+    pub seconds: f64,
+}
+
+/// k-means settings; [`KMeans::fit`] trains.
+///
+/// Defaults: 25 iterations, seed 1234, k-means++, at most 256 training points
+/// per centroid, relative inertia tolerance `1e-4`, backend `auto`, silent.
+///
+/// **Empty clusters.** After an update, each cluster that received no point
+/// (in index order) is re-seeded by splitting the most populous cluster `j`
+/// whose points are not all equal (ties → lowest index): the empty centroid
+/// moves to `c_j + δ`, `δ_f = ±σ_j/32` with seeded random signs, `σ_j²` the
+/// mean squared deviation per coordinate of cluster `j`. Only the empty
+/// centroid moves, so the inertia still never increases; the next
+/// assignment hands it about half of cluster `j`. Cluster `j` then counts as
+/// two halves, so several empty clusters split several large ones.
+#[derive(Clone, Debug)]
+pub struct KMeans {
+    k: usize,
+    iterations: usize,
+    seed: u64,
+    init: Init,
+    max_points_per_centroid: Option<usize>,
+    tolerance: f64,
+    backend: Backend,
+    verbose: bool,
+}
+
+impl KMeans {
+    /// `k` clusters, default settings.
+    pub fn new(k: usize) -> Self {
+        KMeans {
+            k,
+            iterations: 25,
+            seed: 1234,
+            init: Init::KMeansPlusPlus,
+            max_points_per_centroid: Some(256),
+            tolerance: 1e-4,
+            backend: Backend::Auto,
+            verbose: false,
+        }
+    }
+
+    /// Most Lloyd iterations (0: the seeded centroids are the result).
+    pub fn iterations(mut self, iterations: usize) -> Self {
+        self.iterations = iterations;
+        self
+    }
+
+    /// Seed of every random draw (subsample, init, empty-cluster splits).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// How the centroids are seeded.
+    pub fn init(mut self, init: Init) -> Self {
+        self.init = init;
+        self
+    }
+
+    /// Train on at most `k × m` points drawn with the seed (`None`: all).
+    pub fn max_points_per_centroid(mut self, m: Option<usize>) -> Self {
+        self.max_points_per_centroid = m;
+        self
+    }
+
+    /// Stop once an iteration changes the inertia by at most this fraction
+    /// of the previous one (`0`: run every iteration unless the labels stop
+    /// changing).
+    pub fn tolerance(mut self, tolerance: f64) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// Where the iterations run. `Gpu` is unavailable for now; `Auto` runs
+    /// on the CPU.
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Report progress on stderr (a bar on a terminal, else plain lines).
+    pub fn verbose(mut self, verbose: bool) -> Self {
+        self.verbose = verbose;
+        self
+    }
+
+    /// Sorted indices of the rows that training on `points` rows would use:
+    /// all of them, or the seeded subsample.
+    pub fn training_indices(&self, points: usize) -> Vec<usize> {
+        training_set::sample_indices(points, self.k, self.max_points_per_centroid, self.seed)
+            .unwrap_or_else(|| (0..points).collect())
+    }
+
+    /// Train a codebook on `(N, F)` descriptors (f32, f64 or u8).
+    pub fn fit<E: Element>(&self, descriptors: ArrayView2<'_, E>) -> Result<KMeansResult> {
+        let start = Instant::now();
+        self.check_settings()?;
+        training_set::check_input(&descriptors, self.k)?;
+        let (n, dim) = descriptors.dim();
+        let k = self.k;
+        let indices = training_set::sample_indices(n, k, self.max_points_per_centroid, self.seed);
+        let set = training_set::gather(&descriptors, indices.as_deref());
+        training_set::check_distinct(&set, k)?;
+
+        let progress = Progress::new(self.verbose, self.iterations);
+        let mut engine = self.engine(&set, &progress)?;
+        progress.note(&format!(
+            "{k} centroids from {} of {n} points ({dim} dims), init {}, backend {}",
+            set.len(),
+            self.init,
+            engine.backend()
+        ));
+
+        let init_start = Instant::now();
+        let mut centroids = match self.init {
+            Init::KMeansPlusPlus => init::kmeans_plus_plus(&set, k, self.seed),
+            Init::Random => init::random_points(&set, k, self.seed),
+        };
+        progress.note(&format!(
+            "{} init took {:.3} s",
+            self.init,
+            init_start.elapsed().as_secs_f64()
+        ));
+
+        let mut split_rng = ChaCha8Rng::seed_from_u64(self.seed);
+        split_rng.set_stream(reseed::RESEED_STREAM);
+        let mut inertia_history = Vec::with_capacity(self.iterations);
+        // Labels of the previous iteration, when its update was a plain mean
+        // (no re-seeded centroid): equal labels now mean a fixed point.
+        let mut previous_labels: Option<Vec<u32>> = None;
+        for iteration in 0..self.iterations {
+            let step = engine.step(&codebook_from(&centroids, k, dim)?)?;
+            let inertia: f64 = step.distances.iter().map(|&d| d as f64).sum();
+            inertia_history.push(inertia);
+            progress.iteration(iteration + 1, inertia);
+
+            let empty = update::move_to_means(&mut centroids, &step.sums, &step.counts, dim);
+            let moved = reseed::split_largest(
+                &mut centroids,
+                dim,
+                &empty,
+                &step.counts,
+                &step.labels,
+                &step.distances,
+                &mut split_rng,
+            );
+            let fixed_point = previous_labels.as_ref() == Some(&step.labels);
+            let small_change = match inertia_history.len() {
+                len if len >= 2 && self.tolerance > 0.0 => {
+                    let before = inertia_history[len - 2];
+                    (before - inertia).abs() <= self.tolerance * before
+                }
+                _ => false,
+            };
+            if fixed_point || small_change {
+                break;
+            }
+            previous_labels = (moved == 0).then_some(step.labels);
+        }
+
+        let codebook = codebook_from(&centroids, k, dim)?;
+        let labels = engine.assign(&codebook)?;
+        let inertia = exact_inertia(&set, &codebook, &labels);
+        let seconds = start.elapsed().as_secs_f64();
+        progress.finish(&format!(
+            "{} iterations, inertia {inertia:.6e}, {seconds:.3} s",
+            inertia_history.len()
+        ));
+        Ok(KMeansResult {
+            codebook,
+            inertia,
+            iterations: inertia_history.len(),
+            inertia_history,
+            backend: engine.backend(),
+            seconds,
+        })
+    }
+
+    fn check_settings(&self) -> Result<()> {
+        if self.max_points_per_centroid == Some(0) {
+            return Err(VladError::InvalidArgument(
+                "max_points_per_centroid must be at least 1 (or None for all points)".to_string(),
+            ));
+        }
+        if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
+            return Err(VladError::InvalidArgument(format!(
+                "k-means tolerance must be a finite number ≥ 0, got {}",
+                self.tolerance
+            )));
+        }
+        Ok(())
+    }
+
+    /// The engine for the asked backend; `Auto` tries the GPU and falls back
+    /// to the CPU, saying why when verbose.
+    fn engine<'a, E: Element>(
+        &self,
+        set: &'a TrainingSet<'_, E>,
+        progress: &Progress,
+    ) -> Result<Engine<'a, E>> {
+        match self.backend {
+            Backend::Auto => match Engine::new(Backend::Gpu, &set.rows, set.dim) {
+                Ok(engine) => Ok(engine),
+                Err(err @ (VladError::BackendUnavailable(_) | VladError::Gpu(_))) => {
+                    progress.note(&format!("using the cpu backend ({err})"));
+                    Engine::new(Backend::Cpu, &set.rows, set.dim)
+                }
+                Err(other) => Err(other),
+            },
+            backend => Engine::new(backend, &set.rows, set.dim),
+        }
+    }
+}
+
+/// Train `k` centroids on `(N, F)` descriptors with the default settings.
+pub fn train<E: Element>(descriptors: ArrayView2<'_, E>, k: usize) -> Result<Codebook> {
+    Ok(KMeans::new(k).fit(descriptors)?.codebook)
+}
+
+fn codebook_from(centroids: &[f32], k: usize, dim: usize) -> Result<Codebook> {
+    let array = Array2::from_shape_vec((k, dim), centroids.to_vec())
+        .map_err(|e| VladError::InvalidArgument(format!("centroid shape: {e}")))?;
+    Codebook::from_owned(array)
+}
+
+/// Rows per block of the inertia sum; fixed so the sum never depends on
+/// the thread count.
+const INERTIA_BLOCK: usize = 1024;
+
+/// `Σ ‖x − c_label(x)‖²` in f64 from exact differences, block sums added
+/// in block order.
+fn exact_inertia<E: Element>(set: &TrainingSet<'_, E>, codebook: &Codebook, labels: &[u32]) -> f64 {
+    let dim = set.dim;
+    let centroids = codebook.as_slice();
+    let blocks: Vec<f64> = set
+        .rows
+        .par_chunks(INERTIA_BLOCK * dim)
+        .zip(labels.par_chunks(INERTIA_BLOCK))
+        .map(|(rows, labels)| {
+            rows.chunks_exact(dim)
+                .zip(labels)
+                .map(|(row, &l)| {
+                    let l = l as usize;
+                    distance::squared_distance_f64(row, &centroids[l * dim..(l + 1) * dim])
+                })
+                .sum()
+        })
+        .collect();
+    blocks.iter().sum()
+}
