@@ -37,7 +37,6 @@
 mod distance;
 mod engine;
 mod init;
-mod placeholder_kernels;
 mod progress;
 mod reseed;
 mod training_set;

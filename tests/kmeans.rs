@@ -394,25 +394,34 @@ fn bad_inputs_are_errors() {
 #[test]
 fn backends_run_or_say_why_not() {
     let points = Array2::from_shape_fn((40, 2), |(i, j)| ((i * 7 + j) % 11) as f32);
-    let err = KMeans::new(2)
-        .backend(Backend::Gpu)
-        .fit(points.view())
-        .unwrap_err();
-    assert!(matches!(err, VladError::BackendUnavailable(_)), "{err}");
-    assert_eq!(err.exit_code(), 3);
+    // The GPU trains where an adapter exists (lavapipe in CI) and says why
+    // not, with the "unavailable" exit status, where none does.
+    match KMeans::new(2).backend(Backend::Gpu).fit(points.view()) {
+        Ok(gpu) => assert_eq!(gpu.backend, Backend::Gpu),
+        Err(err) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must have a GPU: {err}"
+            );
+            assert!(matches!(err, VladError::BackendUnavailable(_)), "{err}");
+            assert_eq!(err.exit_code(), 3);
+        }
+    }
     assert!(matches!(
         KMeans::new(2)
             .backend(Backend::Reference)
             .fit(points.view()),
         Err(VladError::InvalidArgument(_))
     ));
+    // Auto is the GPU when one works, else the CPU; either way it gives
+    // exactly what asking for that backend gives.
     let auto = KMeans::new(2).verbose(true).fit(points.view()).unwrap();
-    assert_eq!(auto.backend, Backend::Cpu);
-    let cpu = KMeans::new(2)
-        .backend(Backend::Cpu)
+    let same = KMeans::new(2)
+        .backend(auto.backend)
         .fit(points.view())
         .unwrap();
-    assert_eq!(bits(&auto), bits(&cpu));
+    assert!(matches!(auto.backend, Backend::Gpu | Backend::Cpu));
+    assert_eq!(bits(&auto), bits(&same));
 }
 
 #[test]

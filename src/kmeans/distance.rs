@@ -23,6 +23,7 @@ fn fold(lanes: [f32; LANES]) -> f32 {
 }
 
 /// `Σ_f row[f] · centroid[f]` in f32.
+#[cfg(test)]
 #[inline]
 pub(crate) fn dot<E: Element>(row: &[E], centroid: &[f32]) -> f32 {
     debug_assert_eq!(row.len(), centroid.len());
@@ -41,6 +42,7 @@ pub(crate) fn dot<E: Element>(row: &[E], centroid: &[f32]) -> f32 {
 }
 
 /// `‖row‖²` in f32.
+#[cfg(test)]
 #[inline]
 pub(crate) fn squared_norm<E: Element>(row: &[E]) -> f32 {
     let mut lanes = [0f32; LANES];

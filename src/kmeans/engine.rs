@@ -10,9 +10,7 @@ use crate::codebook::Codebook;
 use crate::element::Element;
 use crate::error::{Result, VladError};
 
-// MERGE: swap this line for
-// `use crate::cpu::{aggregate::cluster_sums, assign::assign_rows_with_distances};`
-use super::placeholder_kernels::{assign_rows_with_distances, cluster_sums};
+use crate::cpu::{aggregate::cluster_sums, assign::assign_rows_with_distances};
 
 /// What one Lloyd iteration's assignment produced.
 pub(crate) struct LloydStep {
@@ -28,6 +26,10 @@ pub(crate) struct LloydStep {
 
 enum EngineKind {
     Cpu,
+    /// The GPU pipeline's assign → sort → segmented sum, with the centroid
+    /// taken as zero: the k-means update is the VLAD scatter-reduction.
+    #[cfg(feature = "gpu")]
+    Gpu(Box<crate::gpu::GpuBackend>),
 }
 
 /// The training rows bound to the backend that processes them.
@@ -42,9 +44,14 @@ impl<'a, E: Element> Engine<'a, E> {
     pub fn new(backend: Backend, rows: &'a [E], dim: usize) -> Result<Self> {
         let kind = match backend {
             Backend::Cpu => EngineKind::Cpu,
+            #[cfg(feature = "gpu")]
+            Backend::Gpu => EngineKind::Gpu(Box::new(crate::gpu::GpuBackend::new(
+                &crate::gpu::GpuOptions::default(),
+            )?)),
+            #[cfg(not(feature = "gpu"))]
             Backend::Gpu => {
                 return Err(VladError::BackendUnavailable(
-                    "k-means on the gpu backend is not implemented yet".to_string(),
+                    "built without the gpu feature".to_string(),
                 ));
             }
             Backend::Auto | Backend::Reference => {
@@ -60,6 +67,8 @@ impl<'a, E: Element> Engine<'a, E> {
     pub fn backend(&self) -> Backend {
         match self.kind {
             EngineKind::Cpu => Backend::Cpu,
+            #[cfg(feature = "gpu")]
+            EngineKind::Gpu(_) => Backend::Gpu,
         }
     }
 
@@ -77,6 +86,19 @@ impl<'a, E: Element> Engine<'a, E> {
                     counts,
                 })
             }
+            #[cfg(feature = "gpu")]
+            EngineKind::Gpu(ref gpu) => {
+                let mut stages = crate::report::StageTimes::new();
+                let (labels, sums, counts) =
+                    gpu.cluster_sums(codebook, self.rows, self.dim, &mut stages)?;
+                let distances = distances_to_labels(codebook, self.rows, self.dim, &labels);
+                Ok(LloydStep {
+                    labels,
+                    distances,
+                    sums: sums.into_iter().map(f64::from).collect(),
+                    counts: counts.into_iter().map(u64::from).collect(),
+                })
+            }
         }
     }
 
@@ -84,6 +106,41 @@ impl<'a, E: Element> Engine<'a, E> {
     pub fn assign(&mut self, codebook: &Codebook) -> Result<Vec<u32>> {
         match self.kind {
             EngineKind::Cpu => Ok(assign_rows_with_distances(codebook, self.rows, self.dim).0),
+            #[cfg(feature = "gpu")]
+            EngineKind::Gpu(ref gpu) => {
+                let mut stages = crate::report::StageTimes::new();
+                Ok(gpu
+                    .cluster_sums(codebook, self.rows, self.dim, &mut stages)?
+                    .0)
+            }
         }
     }
+}
+
+/// `‖v − c_label‖²` of every row in f32, each row summed in index order (so
+/// the same whatever the thread count). The GPU returns labels and sums, not
+/// distances; this one pass over the rows is `N·F` work against the
+/// assignment's `N·K·F`.
+#[cfg(feature = "gpu")]
+fn distances_to_labels<E: Element>(
+    codebook: &Codebook,
+    rows: &[E],
+    dim: usize,
+    labels: &[u32],
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let centroids = codebook.as_slice();
+    rows.par_chunks(dim)
+        .zip(labels.par_iter())
+        .map(|(v, &label)| {
+            let c = &centroids[label as usize * dim..][..dim];
+            v.iter()
+                .zip(c)
+                .map(|(&x, &y)| {
+                    let d = x.to_f32() - y;
+                    d * d
+                })
+                .sum()
+        })
+        .collect()
 }
