@@ -912,7 +912,14 @@ fn demo_runs_every_backend_and_prints_the_table() {
     let out = stdout(&run);
     assert!(out.contains("label agreement"), "{out}");
     assert!(out.contains("max abs error"), "{out}");
-    assert!(out.contains("NOT trained"), "{out}");
+    // The codebook is trained by k-means, and the demo says how.
+    let codebook = out
+        .lines()
+        .find(|l| l.starts_with("codebook: "))
+        .unwrap_or_else(|| panic!("no codebook line: {out}"));
+    for needle in ["k-means++ / Lloyd", "iterations", "inertia", "trained on"] {
+        assert!(codebook.contains(needle), "{codebook}");
+    }
     for backend in ["reference", "cpu"] {
         let line = out
             .lines()

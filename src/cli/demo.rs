@@ -1,15 +1,13 @@
 //! `vlad demo`: the seed experiment end to end on built-in synthetic data —
-//! build a codebook, encode with every backend, check each against the f64
+//! train a codebook by k-means, encode with every backend, check each against the f64
 //! reference, print a table.
 
 use std::fmt::Write as _;
 
 use clap::Args;
-use ndarray::{Array2, Array3, Axis};
-use rand::SeedableRng;
-use rand::seq::index;
-use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Normal};
+use ndarray::Array3;
+use vlad::kmeans::{Init, KMeans};
+use vlad::synthetic::clustered_images;
 use vlad::verify;
 use vlad::{Backend, Batch, Codebook, Encoder, Normalization, VladError};
 
@@ -24,17 +22,14 @@ const PER_IMAGE: usize = 128;
 const DIM: usize = 64;
 /// Codebook size (and number of generating clusters).
 const CLUSTERS: usize = 16;
-/// Spread of the generating cluster centres around the origin.
-const CENTRE_SIGMA: f32 = 1.0;
-/// Spread of the descriptors around their centre: small enough that the
-/// clusters are well separated (centres are ~√(2·64) ≈ 11 apart, a
-/// descriptor strays ~0.4·√64 ≈ 3 from its own).
-const NOISE_SIGMA: f32 = 0.4;
+/// Most Lloyd iterations (the library's default, spelled out for the
+/// message); training on well-separated data usually stops sooner.
+const MAX_ITERATIONS: usize = 25;
 
 /// `vlad demo` options.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Seed of the synthetic data and of the codebook's sampling.
+    /// Seed of the synthetic data and of the codebook's training.
     #[arg(long, default_value_t = 1234)]
     pub seed: u64,
 }
@@ -42,7 +37,7 @@ pub struct DemoArgs {
 /// Run `vlad demo`: exit 0 when every backend that ran passes verification,
 /// 4 when one does not.
 pub fn run(args: &DemoArgs) -> Result<(), Failure> {
-    let descriptors = synthetic_descriptors(args.seed);
+    let descriptors = clustered_images(IMAGES, PER_IMAGE, DIM, CLUSTERS, args.seed);
     let batch = Batch::fixed(descriptors.view())?;
     let (codebook, how) = build_codebook(&descriptors, args.seed)?;
     let norm = Normalization::default();
@@ -51,7 +46,8 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
     let _ = writeln!(
         out,
         "vlad demo: {IMAGES} images × {PER_IMAGE} descriptors × F = {DIM}, K = {CLUSTERS} \
-         (seeded synthetic data, seed {}, descriptors around {CLUSTERS} random centres)",
+         (seeded synthetic data, seed {}: descriptors spread σ = 0.1 around {CLUSTERS} random \
+         centres in [0, 1)^{DIM})",
         args.seed
     );
     let _ = writeln!(out, "codebook: {how}");
@@ -114,53 +110,29 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
     }
 }
 
-/// `(IMAGES, PER_IMAGE, DIM)` descriptors, each drawn around one of
-/// `CLUSTERS` random centres, so nearest-centroid assignment is meaningful.
-fn synthetic_descriptors(seed: u64) -> Array3<f32> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let centre = Normal::new(0.0f32, CENTRE_SIGMA).unwrap_or_else(|_| unreachable!());
-    let noise = Normal::new(0.0f32, NOISE_SIGMA).unwrap_or_else(|_| unreachable!());
-    let centres = Array2::from_shape_simple_fn((CLUSTERS, DIM), || centre.sample(&mut rng) * 4.0);
-    let mut descriptors = Array3::zeros((IMAGES, PER_IMAGE, DIM));
-    for mut image in descriptors.outer_iter_mut() {
-        for mut v in image.outer_iter_mut() {
-            let k = index::sample(&mut rng, CLUSTERS, 1).index(0);
-            for (x, c) in v.iter_mut().zip(centres.row(k)) {
-                *x = c + noise.sample(&mut rng);
-            }
-        }
-    }
-    descriptors
-}
-
-/// The demo's codebook and a sentence saying how it was made.
-///
-/// There is no k-means yet (`vlad kmeans` is not implemented), so the
-/// centroids are `CLUSTERS` distinct descriptors sampled at random — a
-/// k-means initialisation, not a trained codebook. This is the one place to
-/// slot training in.
+/// The demo's codebook, trained by k-means on the demo's descriptors (cpu,
+/// the library's default settings, the demo's seed), and a sentence saying
+/// how it was trained.
 fn build_codebook(descriptors: &Array3<f32>, seed: u64) -> Result<(Codebook, String), Failure> {
     let rows = descriptors
         .view()
         .into_shape_with_order((IMAGES * PER_IMAGE, DIM))
         .map_err(|e| VladError::InvalidArgument(format!("demo data shape: {e}")))?;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_c0de);
-    let mut picked: Vec<usize> = Vec::with_capacity(CLUSTERS);
-    for i in index::sample(&mut rng, rows.nrows(), rows.nrows()) {
-        if picked.iter().all(|&p| rows.row(p) != rows.row(i)) {
-            picked.push(i);
-            if picked.len() == CLUSTERS {
-                break;
-            }
-        }
-    }
-    let centroids = rows.select(Axis(0), &picked);
-    let codebook = Codebook::from_owned(centroids)?;
-    Ok((
-        codebook,
-        format!(
-            "{CLUSTERS} distinct descriptors picked at random — NOT trained \
-             (k-means is not implemented yet)"
-        ),
-    ))
+    let kmeans = KMeans::new(CLUSTERS)
+        .init(Init::KMeansPlusPlus)
+        .iterations(MAX_ITERATIONS)
+        .seed(seed)
+        .backend(Backend::Cpu);
+    let trained = kmeans.fit(rows)?;
+    let how = format!(
+        "k-means++ / Lloyd on {}, {} iterations (at most {MAX_ITERATIONS}), inertia {:.4e}, \
+         trained on {} of {} descriptors (seeded sample) in {}",
+        trained.backend,
+        trained.iterations,
+        trained.inertia,
+        kmeans.training_indices(rows.nrows()).len(),
+        rows.nrows(),
+        format_seconds(trained.seconds)
+    );
+    Ok((trained.codebook, how))
 }

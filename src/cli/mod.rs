@@ -11,6 +11,7 @@ mod demo;
 mod encode;
 mod failure;
 mod inputs;
+mod kmeans;
 mod summary;
 
 use std::panic::{self, AssertUnwindSafe};
@@ -38,6 +39,8 @@ enum Command {
     Encode(encode::EncodeArgs),
     /// Label each descriptor with its nearest centroid: writes (N,) int64.
     Assign(assign::AssignArgs),
+    /// Train a codebook by k-means (Lloyd): writes (K, F) float32 centroids.
+    Kmeans(kmeans::KMeansArgs),
     /// Run the whole pipeline on built-in synthetic data with every backend
     /// and check each against the reference.
     Demo(demo::DemoArgs),
@@ -50,6 +53,7 @@ fn dispatch(command: &Command) -> Result<(), Failure> {
     match command {
         Command::Encode(args) => encode::run(args),
         Command::Assign(args) => assign::run(args),
+        Command::Kmeans(args) => kmeans::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
     }

@@ -1,0 +1,273 @@
+//! `vlad kmeans`: descriptors → a `(K, F)` float32 codebook trained by
+//! k-means (SPEC §8). The training is `vlad::kmeans`; this file reads,
+//! checks options, writes and reports.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use ndarray::{ArrayD, Ix2};
+use serde_json::{Map, Value, json};
+use vlad::io::{self, DescriptorArray, OutputFile};
+use vlad::kmeans::{Init, KMeans, KMeansResult};
+use vlad::{Backend, Element, VladError};
+
+use super::failure::{Failure, in_file};
+use super::summary::{self, format_seconds};
+
+/// `--backend` for k-means: there is no reference k-means, so `reference`
+/// is parsed only to be refused with a message saying so.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KMeansBackendArg {
+    /// The GPU when its k-means engine works, else the CPU (saying why).
+    Auto,
+    /// The GPU engine; exit status 3 when it is unavailable.
+    Gpu,
+    /// The multi-threaded CPU engine.
+    Cpu,
+    /// Refused: the f64 reference is the encoder's oracle, not a trainer.
+    #[value(hide = true, alias = "ref")]
+    Reference,
+}
+
+/// `--init`: how the centroids are seeded.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitArg {
+    /// Greedy k-means++ (scikit-learn's default).
+    #[value(name = "kmeans++", alias = "k-means++")]
+    KMeansPlusPlus,
+    /// K distinct training points drawn uniformly (faiss' default).
+    Random,
+}
+
+impl From<InitArg> for Init {
+    fn from(arg: InitArg) -> Self {
+        match arg {
+            InitArg::KMeansPlusPlus => Init::KMeansPlusPlus,
+            InitArg::Random => Init::Random,
+        }
+    }
+}
+
+/// `vlad kmeans` options (SPEC §8). Defaults are the library's.
+#[derive(Debug, Args)]
+pub struct KMeansArgs {
+    /// Descriptors to train on: (N, F) rows or (T, L, F) images (all T·L
+    /// rows are used); float32, float64 or uint8.
+    #[arg(long, value_name = "D.npy")]
+    pub descriptors: PathBuf,
+    /// Number of centroids K (at least 1, at most the number of distinct
+    /// training points).
+    #[arg(short = 'k', long = "clusters", value_name = "K")]
+    pub clusters: usize,
+    /// Where to write the (K, F) float32 centroids (written atomically:
+    /// nothing is written when the run fails).
+    #[arg(long, value_name = "C.npy")]
+    pub out: PathBuf,
+    /// Most Lloyd iterations; training stops earlier at a fixed point or
+    /// when the inertia changes by less than --tolerance (0: the seeded
+    /// centroids are the result).
+    #[arg(long, default_value_t = 25)]
+    pub iters: usize,
+    /// Seed of every random draw (subsample, init, empty-cluster splits):
+    /// the same seed and input give a byte-identical output.
+    #[arg(long, default_value_t = 1234)]
+    pub seed: u64,
+    /// How the centroids are seeded.
+    #[arg(long, value_enum, default_value_t = InitArg::KMeansPlusPlus)]
+    pub init: InitArg,
+    /// Train on at most K × this many points, drawn with the seed; 0 trains
+    /// on every point.
+    #[arg(long, value_name = "M", default_value_t = 256)]
+    pub max_points_per_centroid: usize,
+    /// Stop once an iteration changes the inertia by at most this fraction
+    /// of the previous one (0: only at a fixed point or after --iters).
+    #[arg(long, default_value_t = 1e-4, allow_negative_numbers = true)]
+    pub tolerance: f64,
+    /// Where the iterations run.
+    #[arg(long, value_enum, default_value_t = KMeansBackendArg::Auto)]
+    pub backend: KMeansBackendArg,
+    /// Print one JSON object describing the run on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run `vlad kmeans`.
+pub fn run(args: &KMeansArgs) -> Result<(), Failure> {
+    let backend = match args.backend {
+        KMeansBackendArg::Auto => Backend::Auto,
+        KMeansBackendArg::Gpu => Backend::Gpu,
+        KMeansBackendArg::Cpu => Backend::Cpu,
+        KMeansBackendArg::Reference => {
+            return Err(VladError::InvalidArgument(
+                "--backend reference: k-means has no reference backend (the f64 reference \
+                 checks encodings); use auto, gpu or cpu"
+                    .to_string(),
+            )
+            .into());
+        }
+    };
+    check_options(args)?;
+    // Reserve the output first: an unwritable destination fails before any work.
+    let out = OutputFile::create(&args.out)?;
+    let descriptors = io::read_descriptors(&args.descriptors)?;
+    let kmeans = KMeans::new(args.clusters)
+        .iterations(args.iters)
+        .seed(args.seed)
+        .init(args.init.into())
+        .max_points_per_centroid(match args.max_points_per_centroid {
+            0 => None,
+            m => Some(m),
+        })
+        .tolerance(args.tolerance)
+        .backend(backend)
+        .verbose(true);
+    let trained = match &descriptors {
+        DescriptorArray::F32(a) => train(&kmeans, a, &args.descriptors),
+        DescriptorArray::F64(a) => train(&kmeans, a, &args.descriptors),
+        DescriptorArray::U8(a) => train(&kmeans, a, &args.descriptors),
+    }?;
+    out.write_npy(&trained.result.codebook.centroids())?;
+
+    let result = &trained.result;
+    eprintln!(
+        "vlad: kmeans: K = {}, F = {}, trained on {} of {} points on {}: {} iterations, \
+         inertia {:.6e}, {} -> {}",
+        args.clusters,
+        trained.dim,
+        trained.training_points,
+        trained.points,
+        result.backend,
+        result.iterations,
+        result.inertia,
+        format_seconds(result.seconds),
+        args.out.display()
+    );
+    if args.json {
+        summary::print_json(to_json(args, &trained));
+    }
+    Ok(())
+}
+
+/// A trained codebook and the sizes it was trained on.
+struct Trained {
+    result: KMeansResult,
+    /// Rows in the input (`N`, or `T·L`).
+    points: usize,
+    /// Rows training used (all, or the seeded subsample).
+    training_points: usize,
+    dim: usize,
+}
+
+/// Train on `array` as `(N, F)` rows: a `(T, L, F)` input is its `T·L`
+/// rows, image-major. Errors name `path`.
+fn train<E: Element>(kmeans: &KMeans, array: &ArrayD<E>, path: &Path) -> Result<Trained, Failure> {
+    let shape = array.shape().to_vec();
+    let (points, dim, per_image) = match shape[..] {
+        [n, f] => (n, f, None),
+        [t, l, f] => (t * l, f, Some(l)),
+        _ => {
+            return Err(VladError::Unsupported {
+                path: path.to_path_buf(),
+                message: format!(
+                    "descriptors must be (T, L, F) or (N, F), got {} dimensions",
+                    shape.len()
+                ),
+            }
+            .into());
+        }
+    };
+    // A copy only when the file is Fortran-ordered (3-D) — C order reshapes
+    // in place.
+    let rows = array
+        .to_shape(vec![points, dim])
+        .map_err(|e| shape_failure(path, e))?
+        .into_dimensionality::<Ix2>()
+        .map_err(|e| shape_failure(path, e))?;
+    let result = kmeans.fit(rows.view()).map_err(|e| match e {
+        // Not about the file: the backend cannot run here.
+        VladError::BackendUnavailable(_) | VladError::Gpu(_) => Failure::from(e),
+        other => in_file(path)(with_image(other, per_image)),
+    })?;
+    Ok(Trained {
+        training_points: kmeans.training_indices(points).len(),
+        result,
+        points,
+        dim,
+    })
+}
+
+/// Options the library would also refuse, refused here before any file is
+/// read or created, with the option's name.
+fn check_options(args: &KMeansArgs) -> Result<(), Failure> {
+    if args.clusters == 0 {
+        return Err(VladError::InvalidArgument(
+            "-k 0: k-means needs at least one cluster".to_string(),
+        )
+        .into());
+    }
+    if !(args.tolerance.is_finite() && args.tolerance >= 0.0) {
+        return Err(VladError::InvalidArgument(format!(
+            "--tolerance {}: expected a finite number ≥ 0",
+            args.tolerance
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// For `(T, L, F)` input, name the image a non-finite row belongs to, as
+/// `vlad encode` does.
+fn with_image(error: VladError, per_image: Option<usize>) -> VladError {
+    match (error, per_image) {
+        (
+            VladError::NonFinite {
+                what,
+                row,
+                image: None,
+                col,
+                value,
+            },
+            Some(l),
+        ) if l > 0 => VladError::NonFinite {
+            what,
+            row,
+            image: Some(row / l),
+            col,
+            value,
+        },
+        (error, _) => error,
+    }
+}
+
+/// `read_descriptors` only returns 2- or 3-D arrays, which always reshape
+/// to rows; a failure here is reported, not panicked on.
+fn shape_failure(path: &Path, e: ndarray::ShapeError) -> Failure {
+    VladError::Unsupported {
+        path: path.to_path_buf(),
+        message: format!("cannot view the descriptors as rows: {e}"),
+    }
+    .into()
+}
+
+fn to_json(args: &KMeansArgs, trained: &Trained) -> Map<String, Value> {
+    let result = &trained.result;
+    let mut map = Map::new();
+    map.insert("backend".into(), json!(result.backend.name()));
+    // The k-means result does not name a GPU adapter; on the CPU there is none.
+    if result.backend == Backend::Cpu {
+        map.insert("adapter".into(), Value::Null);
+    }
+    map.insert("clusters".into(), json!(args.clusters));
+    map.insert("dim".into(), json!(trained.dim));
+    map.insert("points".into(), json!(trained.points));
+    map.insert("training_points".into(), json!(trained.training_points));
+    map.insert("init".into(), json!(Init::from(args.init).name()));
+    map.insert("seed".into(), json!(args.seed));
+    map.insert("max_iterations".into(), json!(args.iters));
+    map.insert("iterations".into(), json!(result.iterations));
+    map.insert("inertia".into(), json!(result.inertia));
+    map.insert("inertia_history".into(), json!(result.inertia_history));
+    map.insert("seconds".into(), json!(result.seconds));
+    map.insert("output".into(), json!(args.out.display().to_string()));
+    map
+}
