@@ -4,6 +4,7 @@
 //!     cargo bench --bench kmeans                  # small and large shapes
 //!     cargo bench --bench kmeans -- small         # only shapes whose name matches
 //!     VLAD_BENCH_REPEATS=5 cargo bench --bench kmeans
+//!     VLAD_BENCH_ITERS=5 VLAD_BENCH_VERBOSE=1 cargo bench --bench kmeans -- large
 //!
 //! Per shape it times, on the cpu backend with no subsampling:
 //! * `assign` — `iterations(0)` with random init: one nearest-centroid pass
@@ -64,6 +65,11 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
+    let iterations: usize = std::env::var("VLAD_BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25);
+    let verbose = std::env::var_os("VLAD_BENCH_VERBOSE").is_some();
     let threads = rayon::current_num_threads();
     for shape in SHAPES
         .iter()
@@ -81,6 +87,7 @@ fn main() {
                 .tolerance(0.0)
                 .max_points_per_centroid(None)
                 .backend(Backend::Cpu)
+                .verbose(verbose)
                 .fit(data.view())
                 .expect("bench data is valid")
         };
@@ -88,20 +95,20 @@ fn main() {
         let assign = median(repeats.max(3), || run(Init::Random, 0).seconds);
         println!("  assign           {assign:9.3} s");
         for init in [Init::Random, Init::KMeansPlusPlus] {
-            let mut iterations = 0;
+            let mut ran = 0;
             let t = median(repeats, || {
-                let r = run(init, 25);
-                iterations = r.iterations;
+                let r = run(init, iterations);
+                ran = r.iterations;
                 r.seconds
             });
             // Both runs share the checks and the final assignment, so the
             // difference is the iterations (and the init for k-means++).
             println!(
-                "  lloyd25/{:<8} {t:9.3} s  ({iterations} iterations, {:.2} × 25 assign; \
+                "  lloyd{iterations}/{:<8} {t:9.3} s  ({ran} iterations, {:.2} × {iterations} assign; \
                  {:.3} s per iteration beyond the assign run)",
                 init.name(),
-                t / (25.0 * assign),
-                (t - assign) / iterations.max(1) as f64
+                t / (iterations as f64 * assign),
+                (t - assign) / ran.max(1) as f64
             );
         }
     }

@@ -193,8 +193,10 @@ impl KMeans {
         self
     }
 
-    /// Where the iterations run. `Gpu` is unavailable for now; `Auto` runs
-    /// on the CPU.
+    /// Where the iterations run: `Cpu`, or `Gpu` (not implemented yet: a
+    /// [`VladError::BackendUnavailable`]), or `Auto` (the GPU when it works,
+    /// else the CPU, saying why on stderr when verbose). `Reference` is an
+    /// encoding oracle only and is refused.
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;
         self

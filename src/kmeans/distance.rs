@@ -1,5 +1,5 @@
-//! Small f32 kernels on one row: squared norm, dot product and squared
-//! distance, each summed in 16 independent lanes so the compiler can keep
+//! Small f32 kernels on rows: squared norm, dot product and squared
+//! distances, each summed in 16 independent lanes so the compiler can keep
 //! them in vector registers. Strict IEEE order forbids it from
 //! re-associating one running sum by itself; the lane split makes the
 //! summation order fixed (and so deterministic) *and* vectorizable.
@@ -60,27 +60,6 @@ pub(crate) fn squared_norm<E: Element>(row: &[E]) -> f32 {
     fold(lanes)
 }
 
-/// `‖row − centroid‖²` in f32, from the differences (no cancellation), for
-/// the places where a distance is used as a sampling weight.
-#[inline]
-pub(crate) fn squared_distance<E: Element>(row: &[E], centroid: &[f32]) -> f32 {
-    debug_assert_eq!(row.len(), centroid.len());
-    let mut lanes = [0f32; LANES];
-    let (row_body, row_tail) = row.split_at(row.len() - row.len() % LANES);
-    let (c_body, c_tail) = centroid.split_at(row_body.len());
-    for (r, c) in row_body.chunks_exact(LANES).zip(c_body.chunks_exact(LANES)) {
-        for j in 0..LANES {
-            let d = r[j].to_f32() - c[j];
-            lanes[j] += d * d;
-        }
-    }
-    for (j, (r, c)) in row_tail.iter().zip(c_tail).enumerate() {
-        let d = r.to_f32() - c;
-        lanes[j] += d * d;
-    }
-    fold(lanes)
-}
-
 /// `‖row − centroid‖²` in f64: the exact figure reported as inertia.
 #[inline]
 pub(crate) fn squared_distance_f64<E: Element>(row: &[E], centroid: &[f32]) -> f64 {
@@ -91,6 +70,77 @@ pub(crate) fn squared_distance_f64<E: Element>(row: &[E], centroid: &[f32]) -> f
             d * d
         })
         .sum()
+}
+
+/// `rows` (`n × dim`, row-major) widened to f32 and transposed to
+/// column-major (`out[f·n + i] = rows[i·dim + f]`): the layout in which
+/// [`distances_to_each`] runs without gemm repacking it on every call.
+pub(crate) fn column_major<E: Element>(rows: &[E], dim: usize, out: &mut [f32]) {
+    let n = rows.len() / dim;
+    debug_assert_eq!(out.len(), n * dim);
+    for (i, row) in rows.chunks_exact(dim).enumerate() {
+        for (f, x) in row.iter().enumerate() {
+            out[f * n + i] = x.to_f32();
+        }
+    }
+}
+
+/// `out[c·n + i] = max(‖x_i‖² + ‖c‖² − 2 x_i·c, 0)` for each of the `n`
+/// rows `x_i` of `columns` (`n × dim` column-major, see [`column_major`])
+/// and each of the `C` candidates (`C × dim` row-major), candidate-major.
+/// The dot products come from one single-threaded GEMM: `gemm` picks
+/// AVX-512/AVX2 kernels at run time, and a fixed shape always takes the same
+/// path, so results are reproducible.
+pub(crate) fn distances_to_each(
+    columns: &[f32],
+    row_norms: &[f32],
+    dim: usize,
+    candidates: &[f32],
+    candidate_norms: &[f32],
+    out: &mut [f32],
+) {
+    let (n, count) = (row_norms.len(), candidate_norms.len());
+    assert_eq!(
+        (columns.len(), candidates.len(), out.len()),
+        (n * dim, count * dim, n * count),
+        "distances_to_each: inconsistent extents"
+    );
+    if n == 0 || count == 0 {
+        return;
+    }
+    // SAFETY: the assert above makes every pointer cover exactly what gemm
+    // touches: `out` is n × count column-major (column stride n), `columns`
+    // n × dim column-major (column stride n), and the right-hand matrix
+    // (dim × count) is the row-major candidates read with row stride 1 and
+    // column stride dim. `out` aliases neither input.
+    unsafe {
+        gemm::gemm(
+            n,
+            count,
+            dim,
+            out.as_mut_ptr(),
+            n as isize,
+            1,
+            false,
+            columns.as_ptr(),
+            n as isize,
+            1,
+            candidates.as_ptr(),
+            dim as isize,
+            1,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    for (out, &c_norm) in out.chunks_exact_mut(n).zip(candidate_norms) {
+        for (o, &x_norm) in out.iter_mut().zip(row_norms) {
+            *o = (x_norm + c_norm - 2.0 * *o).max(0.0);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -111,8 +161,30 @@ mod tests {
                 .sum();
             assert!((dot(&a, &b) as f64 - dot64).abs() < 1e-4 * (1.0 + dot64.abs()));
             assert!((squared_norm(&a) as f64 - norm64).abs() < 1e-4 * (1.0 + norm64));
-            assert!((squared_distance(&a, &b) as f64 - dist64).abs() < 1e-4 * (1.0 + dist64));
             assert!((squared_distance_f64(&a, &b) - dist64).abs() < 1e-9 * (1.0 + dist64));
+            // Rows (a, b) against candidates (b, a), from f32 and f64 input.
+            let both: Vec<f32> = a.iter().chain(&b).copied().collect();
+            let swapped: Vec<f32> = b.iter().chain(&a).copied().collect();
+            let norms = [squared_norm(&a), squared_norm(&b)];
+            let mut columns = vec![0f32; 2 * dim];
+            column_major(&both, dim, &mut columns);
+            let both64: Vec<f64> = both.iter().map(|&x| x as f64).collect();
+            let mut columns64 = vec![0f32; 2 * dim];
+            column_major(&both64, dim, &mut columns64);
+            assert_eq!(columns, columns64);
+            let mut out = [0f32; 4];
+            let swapped_norms = [norms[1], norms[0]];
+            distances_to_each(&columns, &norms, dim, &swapped, &swapped_norms, &mut out);
+            // out[c·2 + i]: (a,b) (b,b) (a,a) (b,a).
+            for d in [out[0], out[3]] {
+                assert!(
+                    (d as f64 - dist64).abs() < 1e-4 * (1.0 + dist64),
+                    "{d} vs {dist64}"
+                );
+            }
+            for d in [out[1], out[2]] {
+                assert!((d as f64) < 1e-5 * (1.0 + norm64), "{d}");
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::distance::squared_distance;
+use super::distance::{column_major, distances_to_each, squared_norm};
 use super::training_set::{RowKey, TrainingSet};
 use crate::element::Element;
 
@@ -35,6 +35,32 @@ pub(crate) fn kmeans_plus_plus<E: Element>(
     let dim = set.dim;
     let trials = 2 + (k as f64).ln().floor() as usize;
 
+    // ‖x‖² and a column-major f32 copy of each block of rows, once; each
+    // distance below is ‖x‖² + ‖c‖² − 2 x·c with the dot products from a
+    // GEMM (scikit-learn computes them the same way). The copy costs N × F
+    // floats while seeding runs, and saves converting and repacking the
+    // rows in each of the K − 1 passes.
+    let row_norms: Vec<f32> = set
+        .rows
+        .par_chunks(BLOCK * dim)
+        .flat_map_iter(|rows| rows.chunks_exact(dim).map(squared_norm))
+        .collect();
+    let mut columns = vec![0f32; n * dim];
+    columns
+        .par_chunks_mut(BLOCK * dim)
+        .zip(set.rows.par_chunks(BLOCK * dim))
+        .for_each(|(columns, rows)| column_major(rows, dim, columns));
+    let distances = |candidates: &[f32], out: &mut [f32]| {
+        let count = candidates.len() / dim;
+        let candidate_norms: Vec<f32> = candidates.chunks_exact(dim).map(squared_norm).collect();
+        out.par_chunks_mut(BLOCK * count)
+            .zip(columns.par_chunks(BLOCK * dim))
+            .zip(row_norms.par_chunks(BLOCK))
+            .for_each(|((out, columns), norms)| {
+                distances_to_each(columns, norms, dim, candidates, &candidate_norms, out)
+            });
+    };
+
     let mut chosen = Vec::with_capacity(k);
     let mut centroids = Vec::with_capacity(k * dim);
     let first = rng.random_range(0..n);
@@ -43,14 +69,9 @@ pub(crate) fn kmeans_plus_plus<E: Element>(
 
     // closest[i] = D(x_i)², the squared distance to the nearest chosen centroid.
     let mut closest = vec![0f32; n];
-    closest
-        .par_chunks_mut(BLOCK)
-        .zip(set.rows.par_chunks(BLOCK * dim))
-        .for_each(|(closest, rows)| {
-            for (d, row) in closest.iter_mut().zip(rows.chunks_exact(dim)) {
-                *d = squared_distance(row, &centroids[..dim]);
-            }
-        });
+    distances(&centroids, &mut closest);
+    // A chosen point is at distance 0 exactly, whatever the rounding.
+    closest[first] = 0.0;
     let mut block_sums = block_sums_of(&closest);
 
     let mut candidate_distances = vec![0f32; n * trials];
@@ -74,29 +95,24 @@ pub(crate) fn kmeans_plus_plus<E: Element>(
             .flat_map(|&c| set.row(c).iter().map(|x| x.to_f32()))
             .collect();
 
-        // Distances of every point to every candidate, and per block the
-        // potential each candidate would leave.
-        let per_block: Vec<Vec<f64>> = candidate_distances[..n * trials_here]
-            .par_chunks_mut(BLOCK * trials_here)
-            .zip(set.rows.par_chunks(BLOCK * dim))
+        // Distances of every point to every candidate (per block of rows,
+        // candidate-major), then per block the potential each candidate
+        // would leave.
+        let here = &mut candidate_distances[..n * trials_here];
+        distances(&candidate_rows, here);
+        let per_block: Vec<Vec<f64>> = here
+            .par_chunks(BLOCK * trials_here)
             .zip(closest.par_chunks(BLOCK))
-            .map(|((out, rows), closest)| {
-                let mut sums = vec![0f64; trials_here];
-                for ((out, row), &current) in out
-                    .chunks_exact_mut(trials_here)
-                    .zip(rows.chunks_exact(dim))
-                    .zip(closest)
-                {
-                    for (t, (o, c)) in out
-                        .iter_mut()
-                        .zip(candidate_rows.chunks_exact(dim))
-                        .enumerate()
-                    {
-                        *o = squared_distance(row, c);
-                        sums[t] += o.min(current) as f64;
-                    }
-                }
-                sums
+            .map(|(out, closest)| {
+                out.chunks_exact(closest.len())
+                    .map(|to_candidate| {
+                        to_candidate
+                            .iter()
+                            .zip(closest)
+                            .map(|(&d, &current)| d.min(current) as f64)
+                            .sum()
+                    })
+                    .collect()
             })
             .collect();
         let best = (0..trials_here)
@@ -109,15 +125,16 @@ pub(crate) fn kmeans_plus_plus<E: Element>(
 
         chosen.push(candidates[best]);
         centroids.extend_from_slice(&candidate_rows[best * dim..(best + 1) * dim]);
-        let distances = &candidate_distances[..n * trials_here];
         closest
             .par_chunks_mut(BLOCK)
-            .zip(distances.par_chunks(BLOCK * trials_here))
+            .zip(here.par_chunks(BLOCK * trials_here))
             .for_each(|(closest, out)| {
-                for (c, out) in closest.iter_mut().zip(out.chunks_exact(trials_here)) {
-                    *c = c.min(out[best]);
+                let to_best = &out[best * closest.len()..(best + 1) * closest.len()];
+                for (c, &d) in closest.iter_mut().zip(to_best) {
+                    *c = c.min(d);
                 }
             });
+        closest[candidates[best]] = 0.0;
         block_sums = block_sums_of(&closest);
     }
     centroids
