@@ -42,7 +42,6 @@ pub(crate) fn dot<E: Element>(row: &[E], centroid: &[f32]) -> f32 {
 }
 
 /// `‖row‖²` in f32.
-#[cfg(test)]
 #[inline]
 pub(crate) fn squared_norm<E: Element>(row: &[E]) -> f32 {
     let mut lanes = [0f32; LANES];
