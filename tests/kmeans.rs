@@ -48,6 +48,12 @@ fn nearest_labels(result: &KMeansResult, points: ArrayView2<'_, f32>) -> Vec<u32
         .to_vec()
 }
 
+/// The CPU backend's k-means: these tests pin CPU behaviour (thread counts,
+/// exact figures); `tests/kmeans_gpu.rs` covers the GPU engine.
+fn cpu_kmeans(k: usize) -> KMeans {
+    KMeans::new(k).backend(Backend::Cpu)
+}
+
 fn bits(result: &KMeansResult) -> Vec<u32> {
     result
         .codebook
@@ -69,7 +75,7 @@ fn well_separated_gaussian_clusters_are_recovered_exactly() {
     }
     let (points, truth) = gaussian_clusters(&centres, &[150; 6], 1.0, 12);
     for seed in [1, 2, 3] {
-        let result = KMeans::new(k)
+        let result = cpu_kmeans(k)
             .seed(seed)
             .max_points_per_centroid(None)
             .fit(points.view())
@@ -114,7 +120,7 @@ fn inertia_never_increases_between_iterations() {
     let centres = random_centres(10, 4, 3.0, 21);
     let (points, _) = gaussian_clusters(&centres, &[200; 10], 1.0, 22);
     for seed in [5, 6] {
-        let result = KMeans::new(16)
+        let result = cpu_kmeans(16)
             .init(Init::Random)
             .seed(seed)
             .iterations(40)
@@ -143,7 +149,7 @@ fn kmeans_plus_plus_beats_random_init_on_a_trap() {
     let (points, _) = gaussian_clusters(&centres, &[970, 10, 10, 10], 1.0, 31);
     for seed in 0..5 {
         let fit = |init| {
-            KMeans::new(4)
+            cpu_kmeans(4)
                 .init(init)
                 .seed(seed)
                 .max_points_per_centroid(None)
@@ -171,7 +177,7 @@ fn identical_centroids_run_after_run_and_whatever_the_thread_count() {
             .build()
             .unwrap()
             .install(|| {
-                KMeans::new(20)
+                cpu_kmeans(20)
                     .init(init)
                     .max_points_per_centroid(Some(100))
                     .tolerance(0.0)
@@ -195,7 +201,7 @@ fn identical_centroids_run_after_run_and_whatever_the_thread_count() {
 fn different_seeds_give_different_centroids() {
     let centres = random_centres(8, 4, 2.0, 51);
     let (points, _) = gaussian_clusters(&centres, &[100; 8], 1.0, 52);
-    let fit = |seed| KMeans::new(8).seed(seed).fit(points.view()).unwrap();
+    let fit = |seed| cpu_kmeans(8).seed(seed).fit(points.view()).unwrap();
     assert_ne!(bits(&fit(1)), bits(&fit(2)));
 }
 
@@ -203,7 +209,7 @@ fn different_seeds_give_different_centroids() {
 fn subsampling_is_seeded_and_uses_only_the_sampled_rows() {
     let centres = random_centres(5, 6, 10.0, 61);
     let (points, _) = gaussian_clusters(&centres, &[400; 5], 1.0, 62);
-    let kmeans = KMeans::new(5).max_points_per_centroid(Some(50)).seed(9);
+    let kmeans = cpu_kmeans(5).max_points_per_centroid(Some(50)).seed(9);
     let picked = kmeans.training_indices(points.nrows());
     assert_eq!(picked, kmeans.training_indices(points.nrows()));
     assert_eq!(picked.len(), 250);
@@ -240,7 +246,7 @@ fn f64_and_u8_inputs_train_like_f32() {
     });
     let as_f32 = bytes.mapv(|x| x as f32);
     let as_f64 = bytes.mapv(|x| x as f64);
-    let kmeans = KMeans::new(3).max_points_per_centroid(None);
+    let kmeans = cpu_kmeans(3).max_points_per_centroid(None);
     let reference = kmeans.fit(as_f32.view()).unwrap();
     for other in [
         kmeans.fit(bytes.view()).unwrap(),
@@ -262,7 +268,7 @@ fn f64_and_u8_inputs_train_like_f32() {
 fn stops_early_on_tolerance_and_at_a_fixed_point() {
     let centres = random_centres(4, 3, 20.0, 81);
     let (points, _) = gaussian_clusters(&centres, &[100; 4], 1.0, 82);
-    let base = KMeans::new(4).max_points_per_centroid(None).iterations(100);
+    let base = cpu_kmeans(4).max_points_per_centroid(None).iterations(100);
     // Any decrease is at most 100 % of the inertia: stops at iteration 2.
     assert_eq!(
         base.clone()
@@ -295,7 +301,7 @@ fn stops_early_on_tolerance_and_at_a_fixed_point() {
 #[test]
 fn one_cluster_is_the_mean() {
     let points = ndarray::array![[1.0f32, 2.0], [3.0, 6.0], [5.0, 1.0], [7.0, 3.0]];
-    let result = KMeans::new(1).fit(points.view()).unwrap();
+    let result = cpu_kmeans(1).fit(points.view()).unwrap();
     assert_eq!(result.codebook.as_slice(), &[4.0, 3.0]);
     // Σ‖x − (4, 3)‖² = (9+1) + (1+9) + (1+4) + (9+0) = 34.
     assert_eq!(result.inertia, 34.0);
@@ -304,10 +310,10 @@ fn one_cluster_is_the_mean() {
 #[test]
 fn identical_points_train_one_cluster_and_refuse_two() {
     let points = Array2::from_elem((50, 3), 2.5f32);
-    let result = KMeans::new(1).fit(points.view()).unwrap();
+    let result = cpu_kmeans(1).fit(points.view()).unwrap();
     assert_eq!(result.codebook.as_slice(), &[2.5, 2.5, 2.5]);
     assert_eq!(result.inertia, 0.0);
-    let err = KMeans::new(2).fit(points.view()).unwrap_err();
+    let err = cpu_kmeans(2).fit(points.view()).unwrap_err();
     assert!(
         matches!(&err, VladError::InvalidArgument(m) if m.contains("1 distinct")),
         "{err}"
@@ -319,8 +325,8 @@ fn too_few_distinct_points_is_a_clear_error() {
     // 30 points, 3 distinct values (−0.0 and 0.0 are one point).
     let mut points = Array2::from_shape_fn((30, 2), |(i, _)| (i % 3) as f32);
     points[[0, 0]] = -0.0;
-    assert!(KMeans::new(3).fit(points.view()).is_ok());
-    let err = KMeans::new(4).fit(points.view()).unwrap_err();
+    assert!(cpu_kmeans(3).fit(points.view()).is_ok());
+    let err = cpu_kmeans(4).fit(points.view()).unwrap_err();
     assert!(
         matches!(&err, VladError::InvalidArgument(m) if m.contains("3 distinct")),
         "{err}"
@@ -335,58 +341,58 @@ fn bad_inputs_are_errors() {
     let mut nan = good.clone();
     nan[[7, 2]] = f32::NAN;
     nan[[12, 0]] = f32::NAN;
-    match KMeans::new(2).fit(nan.view()).unwrap_err() {
+    match cpu_kmeans(2).fit(nan.view()).unwrap_err() {
         VladError::NonFinite { row, col, .. } => assert_eq!((row, col), (7, 2)),
         other => panic!("{other}"),
     }
     let mut inf = good.mapv(|x| x as f64);
     inf[[4, 1]] = f64::INFINITY;
     assert!(matches!(
-        KMeans::new(2).fit(inf.view()),
+        cpu_kmeans(2).fit(inf.view()),
         Err(VladError::NonFinite { row: 4, col: 1, .. })
     ));
     // Finite in f64, infinite in the f32 arithmetic.
     let mut huge = good.mapv(|x| x as f64);
     huge[[9, 0]] = 1e300;
     assert!(matches!(
-        KMeans::new(2).fit(huge.view()),
+        cpu_kmeans(2).fit(huge.view()),
         Err(VladError::NonFinite { row: 9, col: 0, .. })
     ));
     // Outside any subsample, still refused.
     let mut late = Array2::from_shape_fn((5000, 2), |(i, j)| (i + j) as f32);
     late[[4999, 1]] = f32::NEG_INFINITY;
     assert!(matches!(
-        KMeans::new(2)
+        cpu_kmeans(2)
             .max_points_per_centroid(Some(10))
             .fit(late.view()),
         Err(VladError::NonFinite { row: 4999, .. })
     ));
 
     assert!(matches!(
-        KMeans::new(2).fit(Array2::<f32>::zeros((10, 0)).view()),
+        cpu_kmeans(2).fit(Array2::<f32>::zeros((10, 0)).view()),
         Err(VladError::Empty(_))
     ));
     assert!(matches!(
-        KMeans::new(2).fit(Array2::<f32>::zeros((0, 4)).view()),
+        cpu_kmeans(2).fit(Array2::<f32>::zeros((0, 4)).view()),
         Err(VladError::Empty(_))
     ));
     assert!(matches!(
-        KMeans::new(0).fit(good.view()),
+        cpu_kmeans(0).fit(good.view()),
         Err(VladError::InvalidArgument(_))
     ));
-    let err = KMeans::new(21).fit(good.view()).unwrap_err();
+    let err = cpu_kmeans(21).fit(good.view()).unwrap_err();
     assert!(
         matches!(&err, VladError::InvalidArgument(m) if m.contains("N = 20")),
         "{err}"
     );
     assert!(matches!(
-        KMeans::new(2)
+        cpu_kmeans(2)
             .max_points_per_centroid(Some(0))
             .fit(good.view()),
         Err(VladError::InvalidArgument(_))
     ));
     assert!(matches!(
-        KMeans::new(2).tolerance(-1.0).fit(good.view()),
+        cpu_kmeans(2).tolerance(-1.0).fit(good.view()),
         Err(VladError::InvalidArgument(_))
     ));
 }
