@@ -10,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use super::distance::{dot, squared_norm};
+use super::distance::{LANES, fold, squared_norm};
 use crate::codebook::Codebook;
 use crate::element::Element;
 
@@ -75,4 +75,22 @@ pub fn cluster_sums<E: Element>(
         }
     }
     (sums, counts)
+}
+
+/// `Σ_f row[f] · centroid[f]` in f32.
+#[inline]
+fn dot<E: Element>(row: &[E], centroid: &[f32]) -> f32 {
+    debug_assert_eq!(row.len(), centroid.len());
+    let mut lanes = [0f32; LANES];
+    let (row_body, row_tail) = row.split_at(row.len() - row.len() % LANES);
+    let (c_body, c_tail) = centroid.split_at(row_body.len());
+    for (r, c) in row_body.chunks_exact(LANES).zip(c_body.chunks_exact(LANES)) {
+        for j in 0..LANES {
+            lanes[j] += r[j].to_f32() * c[j];
+        }
+    }
+    for (j, (r, c)) in row_tail.iter().zip(c_tail).enumerate() {
+        lanes[j] += r.to_f32() * c;
+    }
+    fold(lanes)
 }
