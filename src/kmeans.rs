@@ -63,7 +63,9 @@ use training_set::TrainingSet;
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Init {
     /// Greedy k-means++ as in scikit-learn: each new centroid is the best of
-    /// `2 + ⌊ln K⌋` candidates drawn with probability `∝ D(x)²`.
+    /// `2 + ⌊ln K⌋` candidates drawn with probability `∝ D(x)²`. It reads
+    /// the training set once per centroid (`K − 1` passes) and holds an f32
+    /// copy of it while seeding.
     #[default]
     KMeansPlusPlus,
     /// `K` training points with distinct values, drawn uniformly (faiss'

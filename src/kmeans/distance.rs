@@ -1,16 +1,15 @@
-//! Small f32 kernels on rows: squared norm, dot product and squared
-//! distances, each summed in 16 independent lanes so the compiler can keep
+//! Small f32 kernels on rows: squared norm and squared distances, each summed in 16 independent lanes so the compiler can keep
 //! them in vector registers. Strict IEEE order forbids it from
 //! re-associating one running sum by itself; the lane split makes the
 //! summation order fixed (and so deterministic) *and* vectorizable.
 
 use crate::element::Element;
 
-const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 
 /// Fold the lanes in a fixed pairwise order.
 #[inline(always)]
-fn fold(lanes: [f32; LANES]) -> f32 {
+pub(crate) fn fold(lanes: [f32; LANES]) -> f32 {
     let mut width = LANES;
     let mut lanes = lanes;
     while width > 1 {
@@ -20,25 +19,6 @@ fn fold(lanes: [f32; LANES]) -> f32 {
         }
     }
     lanes[0]
-}
-
-/// `Σ_f row[f] · centroid[f]` in f32.
-#[cfg(test)]
-#[inline]
-pub(crate) fn dot<E: Element>(row: &[E], centroid: &[f32]) -> f32 {
-    debug_assert_eq!(row.len(), centroid.len());
-    let mut lanes = [0f32; LANES];
-    let (row_body, row_tail) = row.split_at(row.len() - row.len() % LANES);
-    let (c_body, c_tail) = centroid.split_at(row_body.len());
-    for (r, c) in row_body.chunks_exact(LANES).zip(c_body.chunks_exact(LANES)) {
-        for j in 0..LANES {
-            lanes[j] += r[j].to_f32() * c[j];
-        }
-    }
-    for (j, (r, c)) in row_tail.iter().zip(c_tail).enumerate() {
-        lanes[j] += r.to_f32() * c;
-    }
-    fold(lanes)
 }
 
 /// `‖row‖²` in f32.
@@ -151,14 +131,12 @@ mod tests {
         for dim in [1usize, 5, 16, 17, 40] {
             let a: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
             let b: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.11).cos() - 0.5).collect();
-            let dot64: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
             let norm64: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum();
             let dist64: f64 = a
                 .iter()
                 .zip(&b)
                 .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
                 .sum();
-            assert!((dot(&a, &b) as f64 - dot64).abs() < 1e-4 * (1.0 + dot64.abs()));
             assert!((squared_norm(&a) as f64 - norm64).abs() < 1e-4 * (1.0 + norm64));
             assert!((squared_distance_f64(&a, &b) - dist64).abs() < 1e-9 * (1.0 + dist64));
             // Rows (a, b) against candidates (b, a), from f32 and f64 input.
