@@ -119,6 +119,8 @@ pub struct KMeansResult {
     pub inertia_history: Vec<f64>,
     /// The backend that ran (never `Auto`).
     pub backend: Backend,
+    /// The GPU adapter's name when the GPU ran.
+    pub adapter: Option<String>,
     /// Wall seconds of the whole fit (checks, sampling, init, iterations).
     pub seconds: f64,
 }
@@ -298,6 +300,7 @@ impl KMeans {
             iterations: inertia_history.len(),
             inertia_history,
             backend: engine.backend(),
+            adapter: engine.adapter(),
             seconds,
         })
     }

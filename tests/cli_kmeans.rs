@@ -614,7 +614,9 @@ fn gpu_backend_exits_3_or_trains_on_the_gpu() {
             assert!(!out.exists());
         }
         Some(0) => {
-            assert_eq!(json_of(&run)["backend"], "gpu");
+            let json = json_of(&run);
+            assert_eq!(json["backend"], "gpu");
+            assert!(json["adapter"].is_string(), "the GPU run names its adapter");
             assert_recovers(&read_f32(&out), &truth, 0.25);
         }
         other => panic!("--backend gpu exited {other:?}: {}", stderr(&run)),

@@ -253,10 +253,7 @@ fn to_json(args: &KMeansArgs, trained: &Trained) -> Map<String, Value> {
     let result = &trained.result;
     let mut map = Map::new();
     map.insert("backend".into(), json!(result.backend.name()));
-    // The k-means result does not name a GPU adapter; on the CPU there is none.
-    if result.backend == Backend::Cpu {
-        map.insert("adapter".into(), Value::Null);
-    }
+    map.insert("adapter".into(), json!(result.adapter));
     map.insert("clusters".into(), json!(args.clusters));
     map.insert("dim".into(), json!(trained.dim));
     map.insert("points".into(), json!(trained.points));

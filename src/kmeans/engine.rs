@@ -63,6 +63,15 @@ impl<'a, E: Element> Engine<'a, E> {
         Ok(Engine { rows, dim, kind })
     }
 
+    /// The GPU adapter's name when the GPU runs.
+    pub fn adapter(&self) -> Option<String> {
+        match self.kind {
+            EngineKind::Cpu => None,
+            #[cfg(feature = "gpu")]
+            EngineKind::Gpu(ref gpu) => Some(gpu.adapter_name()),
+        }
+    }
+
     /// The backend that runs.
     pub fn backend(&self) -> Backend {
         match self.kind {
