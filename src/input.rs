@@ -187,7 +187,7 @@ pub fn check_offsets(offsets: &[usize], n: usize) -> Result<()> {
 }
 
 /// Whether every value is finite. A fold without early exit, unlike
-/// `Iterator::all`, so the compiler vectorizes it: ~4× faster per block,
+/// `Iterator::all`, so the compiler vectorizes it (2–3× faster measured),
 /// and blocks are small enough that a NaN is still found early.
 fn all_finite<E: Element>(values: &[E]) -> bool {
     values.iter().fold(true, |ok, v| ok & v.is_finite())

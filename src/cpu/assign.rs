@@ -157,7 +157,7 @@ fn assign_block<E: Element>(
         }
         // No `vzeroupper` needed here: gemm's AVX kernels end with one (the
         // compiler inserts it; checked in the disassembly of gemm 0.19), and
-        // the argmin that follows is AVX-512 code anyway.
+        // the argmin that follows is VEX-encoded AVX2 code anyway.
         argmin_rows(
             &scratch.dots,
             codebook.squared_norms(),

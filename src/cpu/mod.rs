@@ -3,7 +3,7 @@
 //! Three stages, each parallel with rayon and bitwise deterministic whatever
 //! the thread count (SPEC §5):
 //!
-//! 1. [`assign`]: nearest centroid by a blocked GEMM with the argmin fused in;
+//! 1. [`assign`](mod@assign): nearest centroid by a blocked GEMM with the argmin fused in;
 //! 2. [`aggregate`]: per-image residual sums in f64, rounded once to f32;
 //! 3. [`normalize`]: SPEC §3's steps per row with fixed-order f64 norms.
 //!
