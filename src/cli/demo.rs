@@ -64,14 +64,17 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
         let encoder = Encoder::new(codebook.clone())
             .normalization(norm.clone())
             .backend(backend);
-        let encoded = match encoder.encode_batch(&batch) {
-            Ok(encoded) => encoded,
+        // One untimed warm-up (GPU device setup and shader compilation, thread
+        // pool start), then the run that is timed and verified.
+        match encoder.encode_batch(&batch) {
+            Ok(_) => {}
             Err(VladError::BackendUnavailable(reason)) => {
                 let _ = writeln!(out, "{backend}: unavailable ({reason})");
                 continue;
             }
             Err(other) => return Err(other.into()),
-        };
+        }
+        let encoded = encoder.encode_batch(&batch)?;
         let v = verify::verify(
             &codebook,
             &batch,
@@ -83,7 +86,14 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
             .report
             .adapter
             .as_deref()
-            .map(|a| format!("  on {a}"))
+            .map(|a| {
+                let software = if vlad::bench::is_software_adapter(a) {
+                    " (software emulation on the CPU: not GPU speed)"
+                } else {
+                    ""
+                };
+                format!("  on {a}{software}")
+            })
             .unwrap_or_default();
         let _ = writeln!(
             out,
@@ -98,6 +108,10 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
             failed.push(backend.to_string());
         }
     }
+    let _ = writeln!(
+        out,
+        "(time: compute only, in process, the second of two runs; `vlad bench` gives medians)"
+    );
     print!("{out}");
     if failed.is_empty() {
         Ok(())
