@@ -169,18 +169,6 @@ const LISTS: [&str; 12] = [
 ];
 
 #[test]
-fn shader_validates_with_naga() {
-    let source = include_str!("../shaders/normalize.wgsl");
-    let module = naga::front::wgsl::parse_str(source).unwrap();
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
-    )
-    .validate(&module)
-    .unwrap();
-}
-
-#[test]
 fn every_step_and_list_at_every_width() {
     let Some((ctx, stage)) = stage_or_skip("every_step_and_list_at_every_width") else {
         return;

@@ -110,18 +110,6 @@ fn check(s: &Stages, case: &Case, u8_input: bool, subtract: bool) {
 }
 
 #[test]
-fn shader_validates_with_naga() {
-    let source = include_str!("../shaders/residual.wgsl");
-    let module = naga::front::wgsl::parse_str(source).unwrap();
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
-    )
-    .validate(&module)
-    .unwrap();
-}
-
-#[test]
 fn random_images_every_width_and_input_kind() {
     let Some(s) = stages_or_skip("residual random_images_every_width_and_input_kind") else {
         return;
