@@ -17,6 +17,29 @@ use crate::input::Batch;
 use crate::normalization::Normalization;
 use crate::report::{RunReport, StageTimes};
 
+/// Environment variable capping the storage-binding size the GPU backend
+/// plans with (SPEC §9), so small inputs exercise every chunking path.
+pub const MAX_BINDING_ENV: &str = "VLAD_GPU_MAX_BINDING_BYTES";
+
+/// The cap `VLAD_GPU_MAX_BINDING_BYTES` sets: `None` when unset or empty,
+/// an error unless it is a positive number of bytes.
+pub fn gpu_max_binding_bytes_from_env() -> Result<Option<u64>> {
+    let bad = |value: &dyn std::fmt::Debug| {
+        VladError::InvalidArgument(format!(
+            "{MAX_BINDING_ENV}={value:?}: expected a positive number of bytes"
+        ))
+    };
+    match std::env::var(MAX_BINDING_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(s)) => Err(bad(&s)),
+        Ok(s) if s.trim().is_empty() => Ok(None),
+        Ok(s) => match s.trim().parse::<u64>() {
+            Ok(bytes) if bytes > 0 => Ok(Some(bytes)),
+            _ => Err(bad(&s)),
+        },
+    }
+}
+
 /// An encoding with the labels it was computed from and what ran.
 #[derive(Clone, Debug)]
 pub struct Encoded {

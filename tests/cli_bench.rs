@@ -99,3 +99,37 @@ fn gpu_bench_runs_or_exits_3() {
         ),
     }
 }
+
+#[test]
+fn a_bad_binding_cap_in_the_environment_is_a_clear_error() {
+    for value in ["0", "lots"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_vlad"))
+            .args([
+                "bench",
+                "--images",
+                "2",
+                "--per-image",
+                "4",
+                "--dim",
+                "2",
+                "--clusters",
+                "2",
+                "--backend",
+                "gpu",
+                "--repeats",
+                "1",
+            ])
+            .env("XDG_RUNTIME_DIR", "/tmp")
+            .env("VLAD_GPU_MAX_BINDING_BYTES", value)
+            .output()
+            .expect("the vlad binary runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        match out.status.code() {
+            Some(2) => assert!(err.contains("VLAD_GPU_MAX_BINDING_BYTES"), "{err}"),
+            // Without an adapter the GPU is refused before the cap is read.
+            Some(3) => assert!(std::env::var_os("CI").is_none(), "CI has lavapipe: {err}"),
+            other => panic!("{value:?}: unexpected exit {other:?}: {err}"),
+        }
+        assert!(out.stdout.is_empty());
+    }
+}

@@ -33,9 +33,6 @@ pub fn parse_norm(s: &str) -> Result<Normalization, String> {
     s.parse::<Normalization>().map_err(|e| e.to_string())
 }
 
-/// The environment variable SPEC §9 uses to cap GPU storage bindings.
-pub const MAX_BINDING_BYTES_VAR: &str = "VLAD_GPU_MAX_BINDING_BYTES";
-
 /// An encoder for `codebook` on `backend`, honouring
 /// `VLAD_GPU_MAX_BINDING_BYTES` (a positive byte count) when it is set.
 pub fn encoder(
@@ -43,23 +40,7 @@ pub fn encoder(
     backend: Backend,
     normalization: Normalization,
 ) -> Result<Encoder, VladError> {
-    let cap = match std::env::var(MAX_BINDING_BYTES_VAR) {
-        Err(std::env::VarError::NotPresent) => None,
-        Ok(s) if s.trim().is_empty() => None,
-        Ok(s) => match s.trim().parse::<u64>() {
-            Ok(bytes) if bytes > 0 => Some(bytes),
-            _ => {
-                return Err(VladError::InvalidArgument(format!(
-                    "{MAX_BINDING_BYTES_VAR}={s:?}: expected a positive number of bytes"
-                )));
-            }
-        },
-        Err(std::env::VarError::NotUnicode(s)) => {
-            return Err(VladError::InvalidArgument(format!(
-                "{MAX_BINDING_BYTES_VAR}={s:?}: expected a positive number of bytes"
-            )));
-        }
-    };
+    let cap = vlad::encoder::gpu_max_binding_bytes_from_env()?;
     Ok(Encoder::new(codebook)
         .backend(backend)
         .normalization(normalization)

@@ -43,7 +43,7 @@ pub struct GpuContext {
 }
 
 /// Environment variable capping the planned storage-binding size (SPEC §9).
-pub const MAX_BINDING_ENV: &str = "VLAD_GPU_MAX_BINDING_BYTES";
+pub use crate::encoder::MAX_BINDING_ENV;
 
 /// Features used when the adapter has them; none is required.
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP
@@ -104,16 +104,7 @@ impl GpuContext {
         let adapter_binding = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
-        let env_cap = std::env::var(MAX_BINDING_ENV)
-            .ok()
-            .map(|v| {
-                v.trim().parse::<u64>().map_err(|_| {
-                    VladError::InvalidArgument(format!(
-                        "{MAX_BINDING_ENV}={v:?} is not a byte count"
-                    ))
-                })
-            })
-            .transpose()?;
+        let env_cap = crate::encoder::gpu_max_binding_bytes_from_env()?;
         let max_binding_bytes = [Some(adapter_binding), env_cap, options.max_binding_bytes]
             .into_iter()
             .flatten()
