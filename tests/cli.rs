@@ -1,12 +1,10 @@
 //! The `vlad` command line, run as a user runs it: the built binary on
 //! `.npy` files in a temporary folder (SPEC §6 and §8).
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use ndarray::{Array, Array1, Array2, Array3, ArrayD, Dimension, ShapeBuilder, array, s};
-use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use ndarray::{Array1, Array2, Array3, ArrayD, ShapeBuilder, array, s};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -17,48 +15,42 @@ const L: usize = 9;
 const F: usize = 5;
 const K: usize = 4;
 
+#[path = "common/cli.rs"]
+mod cli_common;
+
+use cli_common::{Folder, p, read, stderr, stdout, vlad};
+
 /// A scratch folder with the standard good inputs written into it.
 struct Scratch {
-    dir: tempfile::TempDir,
+    folder: Folder,
     descriptors: Array3<f32>,
     centroids: Array2<f32>,
 }
 
+/// The folder's own helpers (`path`, `write`, `listing`…) on the scratch.
+impl std::ops::Deref for Scratch {
+    type Target = Folder;
+
+    fn deref(&self) -> &Folder {
+        &self.folder
+    }
+}
+
 impl Scratch {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let folder = Folder::new();
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let normal = Normal::new(0.0f32, 1.0).unwrap();
         let descriptors = Array3::from_shape_simple_fn((T, L, F), || normal.sample(&mut rng));
         let centroids = Array2::from_shape_simple_fn((K, F), || normal.sample(&mut rng));
         let scratch = Scratch {
-            dir,
+            folder,
             descriptors,
             centroids,
         };
         scratch.write("d.npy", &scratch.descriptors);
         scratch.write("c.npy", &scratch.centroids);
         scratch
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write<A: ndarray_npy::WritableElement, D: Dimension>(
-        &self,
-        name: &str,
-        a: &Array<A, D>,
-    ) -> PathBuf {
-        let path = self.path(name);
-        a.write_npy(File::create(&path).unwrap()).unwrap();
-        path
-    }
-
-    fn write_bytes(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.path(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
     }
 
     /// The descriptors as `(N, F)` rows with offsets `[0, L, 2L, …]`.
@@ -74,40 +66,6 @@ impl Scratch {
             self.write("offsets.npy", &offsets),
         )
     }
-
-    /// Names in the folder, sorted: to see that no temporary file is left.
-    fn listing(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-fn vlad(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vlad"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .output()
-        .unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn read<A: ndarray_npy::ReadableElement, D: Dimension>(path: &Path) -> Array<A, D> {
-    Array::<A, D>::read_npy(File::open(path).unwrap()).unwrap()
 }
 
 /// Run `args` (which write to `out`) and check that it fails with `code`, a

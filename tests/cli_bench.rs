@@ -1,14 +1,9 @@
 //! `vlad bench`: the JSON it prints and the exit statuses it promises.
 
-use std::process::Command;
+#[path = "common/cli.rs"]
+mod cli_common;
 
-fn vlad(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_vlad"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .output()
-        .expect("the vlad binary runs")
-}
+use cli_common::{vlad, vlad_with_env};
 
 #[test]
 fn cpu_bench_json_has_stages_medians_and_throughput() {
@@ -103,8 +98,8 @@ fn gpu_bench_runs_or_exits_3() {
 #[test]
 fn a_bad_binding_cap_in_the_environment_is_a_clear_error() {
     for value in ["0", "lots"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_vlad"))
-            .args([
+        let out = vlad_with_env(
+            &[
                 "bench",
                 "--images",
                 "2",
@@ -118,11 +113,9 @@ fn a_bad_binding_cap_in_the_environment_is_a_clear_error() {
                 "gpu",
                 "--repeats",
                 "1",
-            ])
-            .env("XDG_RUNTIME_DIR", "/tmp")
-            .env("VLAD_GPU_MAX_BINDING_BYTES", value)
-            .output()
-            .expect("the vlad binary runs");
+            ],
+            &[("VLAD_GPU_MAX_BINDING_BYTES", value)],
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         match out.status.code() {
             Some(2) => assert!(err.contains("VLAD_GPU_MAX_BINDING_BYTES"), "{err}"),

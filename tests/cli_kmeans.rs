@@ -1,72 +1,21 @@
 //! `vlad kmeans` run as a user runs it: the built binary on `.npy` files in
 //! a temporary folder (SPEC §6 and §8).
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-use ndarray::{Array, Array2, Array3, ArrayView1, Dimension, ShapeBuilder};
-use ndarray_npy::{ReadNpyExt, WritableElement, WriteNpyExt};
+use ndarray::{Array2, Array3, ArrayView1, ShapeBuilder};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
-/// A temporary folder for one test's files.
-struct Scratch {
-    dir: tempfile::TempDir,
-}
+#[path = "common/cli.rs"]
+mod cli_common;
 
-impl Scratch {
-    fn new() -> Self {
-        Scratch {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write<A: WritableElement, D: Dimension>(&self, name: &str, a: &Array<A, D>) -> PathBuf {
-        let path = self.path(name);
-        a.write_npy(File::create(&path).unwrap()).unwrap();
-        path
-    }
-
-    /// Names in the folder, sorted: to see that no temporary file is left.
-    fn listing(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-fn vlad(args: &[&str]) -> Output {
-    vlad_with_env(args, &[])
-}
-
-fn vlad_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vlad"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use cli_common::{Folder as Scratch, p, read, stderr, vlad, vlad_with_env};
 
 fn read_f32(path: &Path) -> Array2<f32> {
-    Array2::<f32>::read_npy(File::open(path).unwrap()).unwrap()
+    read(path)
 }
 
 /// `vlad kmeans --descriptors d --out out -k k` plus `extra`; asserts exit 0.
