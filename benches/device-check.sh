@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# The one-shot device check: everything worth knowing about a GPU machine
+# that is lent now and then, in one command that finishes in minutes.
+#
+#   benches/device-check.sh            on a bare GPU machine, over a copy of
+#                                      this checkout with .device/ (made by
+#                                      benches/device-bundle.sh) and .gl/ (the
+#                                      Vulkan loader packages) carried to it
+#   benches/device-check.sh --local    here, against whatever adapter wgpu
+#                                      finds (lavapipe): smaller shapes, built
+#                                      from this checkout; keeps the script
+#                                      working between GPU machines
+#
+# It writes into $OUT (or target/device-check/):
+#   summary.json   keys: adapters, bench, tests, torch, cross_check, machine
+#   check.log      what ran, with timings
+#   tests.log      every test binary's output (CI=true: no GPU test skips)
+#   bench.log      vlad bench's stderr
+#   torch.log      benches/torch_vlad.py's output
+#
+# DEVICE_CHECK_SHAPES and DEVICE_CHECK_TESTS narrow it down (see below).
+#
+# Steps, most wanted first: `vlad adapters --json`; `vlad bench --json` (gpu
+# and cpu) at the seed, SIFT-like and N = 10^6 shapes, with and without
+# VLAD_GPU_TENSOR_CORES=1; the usual hand-rolled PyTorch CUDA VLAD on the
+# same data, run twice to show whether it is bitwise repeatable, and vlad's
+# gpu encoding of that same data checked against it (--verify); then every
+# test executable, one test at a time, within the deadline.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+local_mode=0
+[ "${1:-}" = "--local" ] && local_mode=1
+out=${OUT:-$repo/target/device-check}
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+t0=$(date +%s)
+say() { echo "[device-check +$(($(date +%s) - t0))s] $*" | tee -a "$out/check.log" >&2; }
+: >"$out/check.log"
+: >"$out/tests.log"
+: >"$out/bench.log"
+: >"$out/torch.log"
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
+export CI=true
+
+# --- 1. binaries -------------------------------------------------------------
+if [ "$local_mode" = 1 ]; then
+    say "local mode: building release binaries here"
+    cargo build --release --bin vlad >>"$out/check.log" 2>&1 || { say "build failed"; exit 1; }
+    cargo test --release --no-run --message-format=json 2>>"$out/check.log" |
+        python3 -c '
+import json, sys
+for line in sys.stdin:
+    try: m = json.loads(line)
+    except ValueError: continue
+    if m.get("reason") == "compiler-artifact" and m.get("profile", {}).get("test") and m.get("executable"):
+        print(m["executable"])
+' >"$work/tests.txt"
+    # lavapipe emulates the GPU on the CPU: keep the shapes small.
+    shapes="seed:256:128:64:16:5 sift:200:500:128:64:3"
+    torch_shapes="256,128,64,16"
+    save_shape="256,128,64,16"
+else
+    # Vulkan loader: the GPU image has the NVIDIA driver, maybe not libvulkan.
+    if ! ldconfig -p | grep -q 'libvulkan.so.1'; then
+        for f in .gl/*.deb; do dpkg -x "$f" /; done
+        ldconfig
+        say "unpacked the carried Vulkan loader packages"
+    fi
+    icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+    if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$icd" ] &&
+        ! ls /etc/vulkan/icd.d/nvidia* /usr/share/vulkan/icd.d/nvidia* >/dev/null 2>&1; then
+        export VK_DRIVER_FILES=$icd
+        export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+        say "VK_DRIVER_FILES=$icd"
+    fi
+    [ -f .device/bundle.tar.xz ] || { say "no .device/bundle.tar.xz: run benches/device-bundle.sh here and carry .device"; exit 1; }
+    mkdir -p "$work/bundle"
+    tar -xJf .device/bundle.tar.xz -C "$work/bundle"
+    mkdir -p target/release
+    cp -a "$work/bundle/target/." target/
+    built_at=$(cat "$work/bundle/built_at.txt")
+    # The tests have the build checkout's paths compiled in (the vlad binary,
+    # the shaders folder): make that path lead here.
+    if [ "$built_at" != "$repo" ] && [ ! -e "$built_at" ]; then
+        mkdir -p "$(dirname "$built_at")"
+        ln -s "$repo" "$built_at"
+    fi
+    sed "s|^|$repo/|" "$work/bundle/tests.txt" >"$work/tests.txt"
+    say "bundle of commit $(cat "$work/bundle/commit.txt"), $(wc -l <"$work/tests.txt") test executables"
+    shapes="seed:256:128:64:16:9 sift:200:500:128:64:9 1m:2000:500:128:256:7"
+    torch_shapes="256,128,64,16 200,500,128,64 2000,500,128,256"
+    # The cross-check runs the f64 reference too (--verify): the SIFT-like shape.
+    save_shape="200,500,128,64"
+fi
+vlad=$repo/target/release/vlad
+# Overrides, to try the script quickly: DEVICE_CHECK_SHAPES="label:T:L:F:K:repeats ..."
+# and DEVICE_CHECK_TESTS (an extended regex of test binary names to run).
+shapes=${DEVICE_CHECK_SHAPES:-$shapes}
+if [ -n "${DEVICE_CHECK_TESTS:-}" ]; then
+    grep -E "$DEVICE_CHECK_TESTS" "$work/tests.txt" >"$work/t.txt" || true
+    mv "$work/t.txt" "$work/tests.txt"
+fi
+
+{
+    echo "host: $(uname -a)"
+    lscpu 2>/dev/null | grep -E 'Model name|^CPU\(s\)' || true
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>/dev/null || echo "nvidia-smi: none"
+} >"$work/machine.txt" 2>&1
+cat "$work/machine.txt" >>"$out/check.log"
+
+# --- 2. adapters -------------------------------------------------------------
+if timeout 60 "$vlad" adapters --json >"$work/adapters.json" 2>>"$out/check.log"; then
+    say "vlad adapters: ok"
+else
+    say "vlad adapters failed or is not built in this version"
+    echo null >"$work/adapters.json"
+fi
+
+# --- 3. vlad bench -------------------------------------------------------------
+: >"$work/bench.jsonl"
+for spec in $shapes; do
+    IFS=: read -r label t l f k repeats <<<"$spec"
+    for tc in 0 1; do
+        say "bench $label (T=$t L=$l F=$f K=$k, tensor cores $tc)"
+        if [ "$tc" = 1 ]; then backends="--backend gpu"; else backends="--backend gpu --backend cpu"; fi
+        # shellcheck disable=SC2086
+        if VLAD_GPU_TENSOR_CORES=$tc timeout 60 "$vlad" bench --images "$t" --per-image "$l" --dim "$f" \
+            --clusters "$k" $backends --repeats "$repeats" --json >"$work/b.json" 2>>"$out/bench.log"; then
+            python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({"shape": sys.argv[2], "tensor_cores": sys.argv[3] == "1", "result": d}))' \
+                "$work/b.json" "$label" "$tc" >>"$work/bench.jsonl"
+        else
+            say "bench $label failed (rc $?)"
+            echo "{\"shape\": \"$label\", \"tensor_cores\": $([ "$tc" = 1 ] && echo true || echo false), \"result\": null}" >>"$work/bench.jsonl"
+        fi
+    done
+done
+
+# --- 4. PyTorch, the usual hand-rolled CUDA VLAD, and a cross-check ------------
+echo null >"$work/torch.json"
+echo null >"$work/cross.json"
+if python3 -c 'import torch, numpy' >/dev/null 2>&1; then
+    say "torch_vlad.py"
+    # shellcheck disable=SC2086
+    timeout 180 python3 benches/torch_vlad.py --shapes $torch_shapes --save "$work/data" --save-shape "$save_shape" \
+        --json "$work/torch.json" >>"$out/torch.log" 2>&1 || say "torch_vlad.py failed (rc $?)"
+    # vlad on the very same data, checked against the torch result.
+    if [ -f "$work/data/d.npy" ]; then
+        if timeout 120 "$vlad" encode --descriptors "$work/data/d.npy" --centroids "$work/data/c.npy" \
+            --out "$work/data/v.npy" --backend gpu --verify --json >"$work/enc.json" 2>>"$out/torch.log"; then
+            python3 - "$work" >"$work/cross.json" 2>>"$out/torch.log" <<'EOF'
+import json, sys
+import numpy as np
+w = sys.argv[1]
+v = np.load(f"{w}/data/v.npy")
+t = np.load(f"{w}/data/t.npy")
+enc = json.load(open(f"{w}/enc.json"))
+print(json.dumps({
+    "shape": list(np.load(f"{w}/data/d.npy", mmap_mode="r").shape),
+    "vlad_gpu_vs_torch_max_abs_diff": float(np.abs(v - t).max()),
+    "vlad_encode": enc,
+}))
+EOF
+        else
+            say "vlad encode on the torch data failed"
+        fi
+    fi
+else
+    say "no torch here: PyTorch comparison skipped"
+fi
+
+# --- 5. tests ----------------------------------------------------------------
+# Last, under a deadline, one test at a time (--test-threads=1: the harness
+# names each test before it runs, so a hang names its test), each binary
+# bounded by what is left of DEVICE_CHECK_DEADLINE seconds since the start.
+deadline=${DEVICE_CHECK_DEADLINE:-420}
+: >"$work/tests.tsv"
+while read -r exe; do
+    [ -n "$exe" ] || continue
+    name=$(basename "$exe" | sed 's/-[0-9a-f]\{16\}$//')
+    echo "===== $name" >>"$out/tests.log"
+    left=$((deadline - ($(date +%s) - t0)))
+    if [ "$left" -lt 5 ]; then
+        say "tests $name: not run, past the deadline"
+        printf '%s\t%s\t0\t0\t0\n' "$name" "skipped" >>"$work/tests.tsv"
+        continue
+    fi
+    s=$(date +%s%N)
+    timeout "$left" "$exe" --test-threads=1 >"$work/one.log" 2>&1
+    rc=$?
+    e=$(date +%s%N)
+    cat "$work/one.log" >>"$out/tests.log"
+    passed=$(grep -o '[0-9]* passed' "$work/one.log" | awk '{s += $1} END {print s + 0}')
+    failed=$(grep -o '[0-9]* failed' "$work/one.log" | awk '{s += $1} END {print s + 0}')
+    printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$rc" "$passed" "$failed" "$(((e - s) / 1000000))" >>"$work/tests.tsv"
+    say "tests $name: rc $rc, $passed passed, $failed failed"
+done <"$work/tests.txt"
+
+# --- 6. summary --------------------------------------------------------------
+python3 - "$work" "$out" <<'EOF'
+import json, sys
+w, out = sys.argv[1], sys.argv[2]
+def load(p):
+    try:
+        with open(p) as f:
+            return json.load(f)
+    except Exception as e:  # a step that failed left nothing usable
+        return {"error": str(e)}
+tests = []
+for line in open(f"{w}/tests.tsv"):
+    name, rc, passed, failed, ms = line.rstrip("\n").split("\t")
+    tests.append({"binary": name, "exit": int(rc) if rc.isdigit() else rc,
+                  "passed": int(passed), "failed": int(failed),
+                  "seconds": int(ms or 0) / 1e3})
+bench = [json.loads(l) for l in open(f"{w}/bench.jsonl") if l.strip()]
+summary = {
+    "machine": open(f"{w}/machine.txt").read(),
+    "adapters": load(f"{w}/adapters.json"),
+    "tests": {"binaries": tests,
+              "passed": sum(t["passed"] for t in tests),
+              "failed": sum(t["failed"] for t in tests),
+              "all_ok": all(t["exit"] == 0 for t in tests)},
+    "bench": bench,
+    "torch": load(f"{w}/torch.json"),
+    "cross_check": load(f"{w}/cross.json"),
+}
+json.dump(summary, open(f"{out}/summary.json", "w"), indent=1)
+t = summary["tests"]
+print(f"tests: {t['passed']} passed, {t['failed']} failed, all binaries ok: {t['all_ok']}")
+for b in bench:
+    r = b["result"] or {}
+    for row in r.get("rows", []):
+        if row.get("stage") == "total":
+            print(f"bench {b['shape']:5} tc={int(b['tensor_cores'])} {row.get('backend'):4} "
+                  f"{row.get('median_seconds', 0)*1e3:9.3f} ms  {row.get('adapter')}")
+EOF
+say "done in $(($(date +%s) - t0)) s; summary in $out/summary.json"
