@@ -61,6 +61,15 @@ struct Outcome {
 
 /// Run `vlad encode`.
 pub fn run(args: &EncodeArgs) -> Result<(), Failure> {
+    super::same_file::refuse_input_as_output(
+        &args.out,
+        &[
+            ("--descriptors", Some(args.descriptors.as_path())),
+            ("--centroids", Some(args.centroids.as_path())),
+            ("--offsets", args.offsets.as_deref()),
+            ("--labels", args.labels.as_deref()),
+        ],
+    )?;
     // Reserve the output first: an unwritable destination fails before any work.
     let out = OutputFile::create(&args.out)?;
     let codebook = io::read_centroids(&args.centroids).map_err(in_file(&args.centroids))?;

@@ -107,6 +107,10 @@ pub fn run(args: &KMeansArgs) -> Result<(), Failure> {
         }
     };
     check_options(args)?;
+    super::same_file::refuse_input_as_output(
+        &args.out,
+        &[("--descriptors", Some(args.descriptors.as_path()))],
+    )?;
     // Reserve the output first: an unwritable destination fails before any work.
     let out = OutputFile::create(&args.out)?;
     let descriptors = io::read_descriptors(&args.descriptors)?;

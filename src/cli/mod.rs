@@ -12,6 +12,7 @@ mod encode;
 mod failure;
 mod inputs;
 mod kmeans;
+mod same_file;
 mod summary;
 
 use std::panic::{self, AssertUnwindSafe};
