@@ -18,13 +18,16 @@
 //! use vlad::{Backend, Codebook, Encoder};
 //!
 //! let centroids = ndarray::array![[0.0f32, 0.0], [10.0, 10.0]];
-//! let encoder = Encoder::new(Codebook::new(centroids.view())?).backend(Backend::Cpu);
+//! let encoder = Encoder::builder(Codebook::new(centroids.view())?)
+//!     .backend(Backend::Cpu)
+//!     .build();
 //! let images = Array3::from_shape_vec((2, 2, 2), vec![1.0f32, 0.0, 9.0, 10.0, 0.0, 2.0, 0.0, 1.0]).unwrap();
 //! let vlad = encoder.encode(images.view())?; // (2 images, 2·2) with ssr,l2
 //! assert_eq!(vlad.dim(), (2, 4));
 //! # Ok::<(), vlad::VladError>(())
 //! ```
 
+pub mod adapter;
 pub mod backend;
 pub mod bench;
 pub mod codebook;
@@ -38,11 +41,13 @@ pub mod input;
 pub mod io;
 pub mod kmeans;
 pub mod normalization;
+pub mod offset;
 pub mod reference;
 pub mod report;
 pub mod synthetic;
 pub mod verify;
 
+pub use adapter::{AdapterInfo, AdapterKind, AdapterPick, Adapters, adapters};
 pub use backend::Backend;
 pub use codebook::Codebook;
 pub use element::{DType, Element};
@@ -50,4 +55,5 @@ pub use encoder::{Assigned, Encoded, Encoder};
 pub use error::{Result, VladError};
 pub use input::Batch;
 pub use normalization::{Normalization, Step};
+pub use offset::Offset;
 pub use report::{RunReport, StageTimes};

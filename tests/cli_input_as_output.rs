@@ -2,6 +2,7 @@
 //! or a hard link of it — is refused with exit status 2 and one line naming
 //! both files, and the input is left byte for byte as it was (SPEC §11).
 //! Every input flag of every command that writes a file is tried.
+#![cfg(feature = "cli")]
 
 use std::path::{Path, PathBuf};
 

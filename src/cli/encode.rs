@@ -160,7 +160,7 @@ impl Job<'_> {
             let v = verify::verify(
                 codebook,
                 &batch,
-                self.encoder.get_normalization(),
+                self.encoder.normalization(),
                 encoded.vlad.view(),
                 &encoded.labels,
             );
