@@ -47,7 +47,9 @@ pub enum VladError {
     /// A `.npy` file that is truncated or malformed.
     #[error("cannot read {path} as .npy: {message}", path = path.display())]
     Npy { path: PathBuf, message: String },
-    /// An unreadable input or unwritable output path.
+    /// An unreadable input or unwritable output path. The `io::Error` is
+    /// shared so that the error stays `Clone`; it is also the
+    /// [`source`](std::error::Error::source) (as `Arc<io::Error>`).
     #[error("{action} {path}: {source}", path = path.display())]
     Io {
         action: &'static str,

@@ -13,6 +13,22 @@
 //!
 //! `../shared/SPEC.md` in the repository is the contract.
 //!
+//! Arrays are [`ndarray`] 0.17 arrays; the crate re-exports it as
+//! [`vlad::ndarray`](crate::ndarray), so a project on another ndarray
+//! version builds its inputs with `vlad::ndarray::Array2` and never meets
+//! "multiple different versions of crate ndarray".
+//!
+//! Features: `gpu` (the wgpu backend) and `cli` (the `vlad` binary: clap,
+//! serde_json, indicatif), both on by default. A library user who wants
+//! neither writes `vlad = { version = "0.1", default-features = false }`:
+//! the CPU and reference backends, nothing that prints. The library never
+//! writes to stdout or stderr: why `auto` did not take the GPU is in
+//! [`RunReport::fallback_reason`], and k-means progress reaches a callback
+//! ([`kmeans::KMeans::on_progress`]).
+//!
+//! Labels are `u32` in `[0, K)` everywhere in the library (the command line
+//! writes them as int64 `.npy`, numpy's default integer).
+//!
 //! ```
 //! use ndarray::Array3;
 //! use vlad::{Backend, Codebook, Encoder};
@@ -47,11 +63,13 @@ pub mod report;
 pub mod synthetic;
 pub mod verify;
 
+pub use ndarray;
+
 pub use adapter::{AdapterInfo, AdapterKind, AdapterPick, Adapters, adapters};
 pub use backend::Backend;
 pub use codebook::Codebook;
 pub use element::{DType, Element};
-pub use encoder::{Assigned, Encoded, Encoder};
+pub use encoder::{Assigned, Encoded, Encoder, EncoderBuilder};
 pub use error::{Result, VladError};
 pub use input::Batch;
 pub use normalization::{Normalization, Step};

@@ -144,6 +144,16 @@ struct Job<'a> {
 impl Job<'_> {
     fn run<E: Element>(&self, array: &ArrayD<E>) -> Result<Outcome, Failure> {
         let codebook = self.encoder.codebook();
+        // The output's size is known from the shapes alone: refuse one that
+        // cannot be allocated before anything else is.
+        let images = match (array.ndim(), self.offsets) {
+            (3, _) => array.shape()[0],
+            (_, Some(offsets)) => offsets.len().saturating_sub(1),
+            _ => 1,
+        };
+        self.encoder
+            .check_output_fits(images)
+            .map_err(inputs::encoder_error(self.sources))?;
         let batch = inputs::batch(
             array,
             self.offsets,

@@ -83,10 +83,15 @@ pub fn human(verb: &str, report: &RunReport, sizes: Sizes) -> String {
         .as_deref()
         .map(|r| format!("vlad: {r}\n"))
         .unwrap_or_default();
-    let setup = if report.setup_seconds > 0.0 {
-        format!(" (+ {} GPU setup)", format_seconds(report.setup_seconds))
-    } else {
-        String::new()
+    let setup = match (report.setup_seconds > 0.0, report.backend) {
+        (false, _) => String::new(),
+        (true, vlad::Backend::Gpu) => {
+            format!(" (+ {} GPU setup)", format_seconds(report.setup_seconds))
+        }
+        (true, _) => format!(
+            " (+ {} looking for a GPU)",
+            format_seconds(report.setup_seconds)
+        ),
     };
     format!(
         "{fallback}vlad: {verb} {}, {} (K = {}, F = {}) on {}{} in {}{setup}",
