@@ -43,7 +43,7 @@ fn encode(c: &mut Criterion) {
     for (t, l, f, k) in [(256, 128, 64, 16), (200, 500, 128, 64)] {
         let (rows, codebook) = data(t * l, f, k, 7);
         let images = Array3::from_shape_vec((t, l, f), rows).expect("t·l·f values");
-        let encoder = Encoder::new(codebook).backend(Backend::Cpu);
+        let encoder = Encoder::builder(codebook).backend(Backend::Cpu).build();
         group.throughput(Throughput::Elements((t * l) as u64));
         group.bench_function(
             BenchmarkId::from_parameter(format!("T{t}xL{l}xF{f}xK{k}")),

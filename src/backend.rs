@@ -8,11 +8,13 @@ use crate::error::VladError;
 /// A compute backend.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Backend {
-    /// The GPU when an adapter is found and works, else the CPU (one line on
-    /// stderr says why).
+    /// The GPU on a hardware adapter (discrete, integrated or virtual) that
+    /// works, else the CPU; never a software adapter (llvmpipe, lavapipe).
+    /// The report's `fallback_reason` says why the CPU ran.
     #[default]
     Auto,
-    /// wgpu compute shaders; an error when no adapter is available.
+    /// wgpu compute shaders on the adapter `VLAD_ADAPTER` names, else the
+    /// best there is — a software adapter too; an error when there is none.
     Gpu,
     /// The fast multi-threaded CPU path.
     Cpu,

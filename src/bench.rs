@@ -180,9 +180,10 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
     for &backend in &config.backends {
-        let encoder = Encoder::new(codebook.clone())
+        let encoder = Encoder::builder(codebook.clone())
             .normalization(config.normalization.clone())
-            .backend(backend);
+            .backend(backend)
+            .build();
         let warm = match encoder.encode_batch(&batch) {
             Ok(out) => out,
             Err(VladError::BackendUnavailable(reason)) => {
@@ -204,7 +205,8 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         }
         let ran = warm.report.backend;
         let adapter = warm.report.adapter.clone();
-        let software = adapter.as_deref().is_some_and(is_software_adapter);
+        let software = warm.report.adapter_kind == Some(crate::adapter::AdapterKind::Software)
+            || adapter.as_deref().is_some_and(is_software_adapter);
         let mut stage_names: Vec<String> = warm
             .report
             .stages

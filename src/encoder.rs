@@ -1,10 +1,15 @@
 //! The library's front door: an [`Encoder`] holds a codebook, a
 //! normalization and a backend choice, validates input once, and dispatches
 //! to the backend that runs.
+//!
+//! An encoder is configured once, through [`Encoder::builder`], and is then
+//! immutable: the GPU session (device, compiled shaders, buffers) is made on
+//! first use and no setter can invalidate it. It is `Send + Sync`: share
+//! one between threads (GPU calls run one at a time).
 
+use std::fmt;
 #[cfg(feature = "gpu")]
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use ndarray::{Array1, Array2, ArrayView2, ArrayView3};
@@ -15,7 +20,12 @@ use crate::element::Element;
 use crate::error::{Result, VladError};
 use crate::input::Batch;
 use crate::normalization::Normalization;
+use crate::offset::Offset;
 use crate::report::{RunReport, StageTimes};
+use crate::verify::Verification;
+
+#[cfg(feature = "gpu")]
+use crate::adapter::AdapterKind;
 
 /// Environment variable capping the storage-binding size the GPU backend
 /// plans with (SPEC §9), so small inputs exercise every chunking path.
@@ -42,19 +52,37 @@ pub fn gpu_max_binding_bytes_from_env() -> Result<Option<u64>> {
 
 /// An encoding with the labels it was computed from and what ran.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Encoded {
     /// `(T, K·F)` f32, cluster-major within each row.
     pub vlad: Array2<f32>,
-    /// The label of every descriptor (given or computed).
+    /// The label of every descriptor (given or computed), in `[0, K)`.
+    /// Labels are `u32` throughout the library (the command line writes
+    /// them as int64 `.npy`).
     pub labels: Vec<u32>,
     /// Backend, adapter, timings.
     pub report: RunReport,
 }
 
+impl Encoded {
+    /// Check this encoding of `batch` against the f64 reference under SPEC
+    /// §4, from the same labels (see [`crate::verify::verify`]).
+    pub fn verify<E: Element>(&self, encoder: &Encoder, batch: &Batch<'_, E>) -> Verification {
+        crate::verify::verify(
+            encoder.codebook(),
+            batch,
+            encoder.normalization(),
+            self.vlad.view(),
+            &self.labels,
+        )
+    }
+}
+
 /// Labels with what ran.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Assigned {
-    /// Nearest-centroid label of every descriptor.
+    /// Nearest-centroid label (`u32` in `[0, K)`) of every descriptor.
     pub labels: Vec<u32>,
     /// Backend, adapter, timings.
     pub report: RunReport,
@@ -64,23 +92,35 @@ pub struct Assigned {
 pub(crate) struct BackendOutput {
     pub vlad: Array2<f32>,
     pub labels: Vec<u32>,
-    pub adapter: Option<String>,
 }
 
-/// Encodes images against one codebook.
+/// The GPU adapter a call ran on and how long opening the session took in
+/// that call.
+#[derive(Default)]
+struct GpuRan {
+    adapter: Option<String>,
+    #[cfg(feature = "gpu")]
+    kind: Option<AdapterKind>,
+    setup_seconds: f64,
+}
+
+/// Encodes images against one codebook. Build one with [`Encoder::new`]
+/// (defaults: `ssr,l2`, backend `auto`) or [`Encoder::builder`].
 ///
 /// ```
 /// use ndarray::{array, Array3};
 /// use vlad::{Backend, Codebook, Encoder, Normalization};
 ///
 /// let codebook = Codebook::new(array![[0.0f32, 1.0, 2.0], [9.0, 9.0, 9.0]].view())?;
-/// let encoder = Encoder::new(codebook)
+/// let encoder = Encoder::builder(codebook)
 ///     .normalization(Normalization::none())
-///     .backend(Backend::Cpu);
+///     .backend(Backend::Cpu)
+///     .build();
 /// // One image with one descriptor [1, 2, 3]: residual [1, 1, 1] in block 0.
 /// let images = Array3::from_shape_vec((1, 1, 3), vec![1.0f32, 2.0, 3.0]).unwrap();
 /// let vlad = encoder.encode(images.view())?;
 /// assert_eq!(vlad.row(0).to_vec(), vec![1.0, 1.0, 1.0, 0.0, 0.0, 0.0]);
+/// assert_eq!(encoder.backend(), Backend::Cpu);
 /// # Ok::<(), vlad::VladError>(())
 /// ```
 pub struct Encoder {
@@ -88,80 +128,132 @@ pub struct Encoder {
     normalization: Normalization,
     backend: Backend,
     gpu_max_binding_bytes: Option<u64>,
-    fallback_said: AtomicBool,
     /// The GPU session, made on first use and kept (shader compilation and
     /// device setup are too slow to repeat per call). A failure to make it
-    /// is kept too, so `auto` does not probe for an adapter on every call.
+    /// — or `auto`'s decision not to (a software adapter) — is kept too, so
+    /// `auto` does not probe for an adapter on every call.
     #[cfg(feature = "gpu")]
-    gpu: OnceLock<Result<crate::gpu::GpuBackend, GpuSessionError>>,
+    gpu: OnceLock<Result<crate::gpu::GpuBackend>>,
 }
 
-/// Why the GPU session could not be made, kept so every later call can
-/// report the same error kind (`VladError` itself is not `Clone`).
-#[cfg(feature = "gpu")]
-#[derive(Debug)]
-enum GpuSessionError {
-    Unavailable(String),
-    Failed(String),
-    InvalidArgument(String),
+/// An [`Encoder`] being configured; [`EncoderBuilder::build`] makes it.
+#[derive(Clone, Debug)]
+#[must_use = "an EncoderBuilder does nothing until .build()"]
+pub struct EncoderBuilder {
+    codebook: Codebook,
+    normalization: Normalization,
+    backend: Backend,
+    gpu_max_binding_bytes: Option<u64>,
 }
 
-#[cfg(feature = "gpu")]
-impl GpuSessionError {
-    fn from_error(e: VladError) -> Self {
-        match e {
-            VladError::BackendUnavailable(m) => GpuSessionError::Unavailable(m),
-            VladError::InvalidArgument(m) => GpuSessionError::InvalidArgument(m),
-            VladError::Gpu(m) => GpuSessionError::Failed(m),
-            other => GpuSessionError::Failed(other.to_string()),
-        }
-    }
-
-    fn to_error(&self) -> VladError {
-        match self {
-            GpuSessionError::Unavailable(m) => VladError::BackendUnavailable(m.clone()),
-            GpuSessionError::InvalidArgument(m) => VladError::InvalidArgument(m.clone()),
-            GpuSessionError::Failed(m) => VladError::Gpu(m.clone()),
-        }
-    }
-}
-
-impl Encoder {
-    /// An encoder with the default normalization (`ssr,l2`) and backend (`auto`).
-    pub fn new(codebook: Codebook) -> Self {
-        Encoder {
-            codebook,
-            normalization: Normalization::default(),
-            backend: Backend::Auto,
-            gpu_max_binding_bytes: None,
-            fallback_said: AtomicBool::new(false),
-            #[cfg(feature = "gpu")]
-            gpu: OnceLock::new(),
-        }
-    }
-
-    /// Set the normalization steps.
+impl EncoderBuilder {
+    /// The normalization steps (default `ssr,l2`).
     pub fn normalization(mut self, normalization: Normalization) -> Self {
         self.normalization = normalization;
         self
     }
 
-    /// Set the backend.
+    /// The backend (default `auto`).
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;
         self
     }
 
     /// Cap the storage-binding size the GPU backend plans with (the API twin
-    /// of `VLAD_GPU_MAX_BINDING_BYTES`), so small inputs exercise chunking.
+    /// of `VLAD_GPU_MAX_BINDING_BYTES`; the smaller wins), so small inputs
+    /// exercise chunking.
     pub fn gpu_max_binding_bytes(mut self, bytes: Option<u64>) -> Self {
         self.gpu_max_binding_bytes = bytes;
-        // A session made with the old cap plans with it: make a new one.
-        #[cfg(feature = "gpu")]
-        {
-            self.gpu = OnceLock::new();
-        }
         self
+    }
+
+    /// The encoder. Nothing is opened yet: the GPU session is made on the
+    /// first call that needs it.
+    pub fn build(self) -> Encoder {
+        Encoder {
+            codebook: self.codebook,
+            normalization: self.normalization,
+            backend: self.backend,
+            gpu_max_binding_bytes: self.gpu_max_binding_bytes,
+            #[cfg(feature = "gpu")]
+            gpu: OnceLock::new(),
+        }
+    }
+}
+
+impl fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Encoder");
+        d.field("clusters", &self.codebook.clusters())
+            .field("dim", &self.codebook.dim())
+            .field("normalization", &self.normalization.to_string())
+            .field("backend", &self.backend)
+            .field("gpu_max_binding_bytes", &self.gpu_max_binding_bytes);
+        #[cfg(feature = "gpu")]
+        d.field(
+            "gpu",
+            &match self.gpu.get() {
+                None => "not opened".to_string(),
+                Some(Ok(gpu)) => format!("open on {}", gpu.adapter_name()),
+                Some(Err(e)) => format!("unavailable: {e}"),
+            },
+        );
+        d.finish()
+    }
+}
+
+/// An encoder is shared between threads: checked at compile time.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Encoder>();
+};
+
+/// The element count and byte size of a `(T, K·F)` f32 encoding, checked;
+/// then a trial reservation of that much memory, so a request that cannot
+/// fit is an error up front instead of an abort half-way.
+pub(crate) fn check_output_fits(images: usize, clusters: usize, dim: usize) -> Result<()> {
+    let too_large = |bytes: Option<u64>| VladError::TooLarge {
+        what: format!("the (T, K·F) = ({images}, {clusters}·{dim}) float32 encoding"),
+        bytes,
+        hint: format!(
+            "encode fewer images per call (split the input) or use a smaller codebook \
+             (K × F = {clusters} × {dim} is {} bytes per image)",
+            (clusters as u128) * (dim as u128) * 4
+        ),
+    };
+    let len = images
+        .checked_mul(clusters)
+        .and_then(|x| x.checked_mul(dim));
+    let bytes = len.and_then(|l| u64::try_from(l).ok()?.checked_mul(4));
+    let (Some(len), Some(_)) = (len, bytes) else {
+        return Err(too_large(None));
+    };
+    let mut probe: Vec<f32> = Vec::new();
+    // Reserving does not touch the memory: this asks the allocator whether
+    // the size is possible now (address space, allocator limits) without
+    // using it. The backends then allocate the real output.
+    if probe.try_reserve_exact(len).is_err() {
+        return Err(too_large(bytes));
+    }
+    Ok(())
+}
+
+impl Encoder {
+    /// An encoder with the default normalization (`ssr,l2`) and backend
+    /// (`auto`).
+    pub fn new(codebook: Codebook) -> Self {
+        Self::builder(codebook).build()
+    }
+
+    /// Configure an encoder: `Encoder::builder(codebook).normalization(n)
+    /// .backend(b).build()`.
+    pub fn builder(codebook: Codebook) -> EncoderBuilder {
+        EncoderBuilder {
+            codebook,
+            normalization: Normalization::default(),
+            backend: Backend::Auto,
+            gpu_max_binding_bytes: None,
+        }
     }
 
     /// The codebook.
@@ -170,36 +262,58 @@ impl Encoder {
     }
 
     /// The normalization.
-    pub fn get_normalization(&self) -> &Normalization {
+    pub fn normalization(&self) -> &Normalization {
         &self.normalization
     }
 
-    /// The backend asked for.
-    pub fn get_backend(&self) -> Backend {
+    /// The backend asked for (`Auto` stays `Auto`: see
+    /// [`RunReport::backend`] for what ran).
+    pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The storage-binding cap given to the builder.
+    pub fn gpu_max_binding_bytes(&self) -> Option<u64> {
+        self.gpu_max_binding_bytes
+    }
+
+    /// Fail with [`VladError::TooLarge`] when encoding `images` images with
+    /// this codebook needs an output larger than can be allocated.
+    pub fn check_output_fits(&self, images: usize) -> Result<()> {
+        check_output_fits(images, self.codebook.clusters(), self.codebook.dim())
     }
 
     /// Encode fixed-size images `(T, L, F)` into `(T, K·F)`.
     pub fn encode<E: Element>(&self, descriptors: ArrayView3<'_, E>) -> Result<Array2<f32>> {
+        self.check_output_fits(descriptors.dim().0)?;
         let batch = Batch::fixed(descriptors)?;
         Ok(self.encode_batch(&batch)?.vlad)
     }
 
-    /// Encode ragged images: `(N, F)` rows plus CSR offsets `(T+1,)`.
-    pub fn encode_ragged<E: Element>(
+    /// Encode a list of images, one `(n_t, F)` array each.
+    pub fn encode_images<E: Element>(&self, images: &[ArrayView2<'_, E>]) -> Result<Array2<f32>> {
+        self.check_output_fits(images.len())?;
+        let batch = Batch::from_images(images)?;
+        Ok(self.encode_batch(&batch)?.vlad)
+    }
+
+    /// Encode ragged images: `(N, F)` rows plus CSR offsets `(T+1,)`
+    /// (`usize`, `u64`, `i64`, `u32` or `i32`).
+    pub fn encode_ragged<E: Element, O: Offset>(
         &self,
         descriptors: ArrayView2<'_, E>,
-        offsets: &[usize],
+        offsets: &[O],
     ) -> Result<Array2<f32>> {
         let batch = Batch::ragged(descriptors, offsets)?;
         Ok(self.encode_batch(&batch)?.vlad)
     }
 
-    /// Encode ragged images whose labels are already known (skips assignment).
-    pub fn encode_ragged_with_labels<E: Element>(
+    /// Encode ragged images whose labels (`u32` in `[0, K)`) are already
+    /// known (skips assignment).
+    pub fn encode_ragged_with_labels<E: Element, O: Offset>(
         &self,
         descriptors: ArrayView2<'_, E>,
-        offsets: &[usize],
+        offsets: &[O],
         labels: &[u32],
     ) -> Result<Array2<f32>> {
         let batch =
@@ -224,25 +338,20 @@ impl Encoder {
                 });
             }
         }
-        let start = Instant::now();
+        self.check_output_fits(batch.images())?;
         let mut stages = StageTimes::new();
-        let (ran, out, fallback_reason) = self.dispatch(&mut stages, |backend, stages| {
-            self.run_encode(backend, batch, stages)
+        let run = self.dispatch(&mut stages, |backend, stages, gpu| {
+            self.run_encode(backend, batch, stages, gpu)
         })?;
+        let report = run.report(stages);
         Ok(Encoded {
-            vlad: out.vlad,
-            labels: out.labels,
-            report: RunReport {
-                backend: ran,
-                adapter: out.adapter,
-                seconds: start.elapsed().as_secs_f64(),
-                stages,
-                fallback_reason,
-            },
+            vlad: run.out.vlad,
+            labels: run.out.labels,
+            report,
         })
     }
 
-    /// Nearest-centroid labels of `(N, F)` descriptors.
+    /// Nearest-centroid labels (`u32` in `[0, K)`) of `(N, F)` descriptors.
     pub fn assign<E: Element>(&self, descriptors: ArrayView2<'_, E>) -> Result<Array1<u32>> {
         let batch = Batch::single(descriptors)?;
         Ok(Array1::from(self.assign_batch(&batch)?.labels))
@@ -251,45 +360,66 @@ impl Encoder {
     /// Nearest-centroid labels of a validated [`Batch`], with a report.
     pub fn assign_batch<E: Element>(&self, batch: &Batch<'_, E>) -> Result<Assigned> {
         batch.check_dim(self.codebook.dim())?;
-        let start = Instant::now();
         let mut stages = StageTimes::new();
-        let (ran, (labels, adapter), fallback_reason) = self
-            .dispatch(&mut stages, |backend, stages| {
-                self.run_assign(backend, batch, stages)
-            })?;
+        let run = self.dispatch(&mut stages, |backend, stages, gpu| {
+            self.run_assign(backend, batch, stages, gpu)
+        })?;
+        let report = run.report(stages);
         Ok(Assigned {
-            labels,
-            report: RunReport {
-                backend: ran,
-                adapter,
-                seconds: start.elapsed().as_secs_f64(),
-                stages,
-                fallback_reason,
-            },
+            labels: run.out,
+            report,
         })
     }
 
-    /// Run `job` on the chosen backend; under `Auto`, fall back from the GPU
-    /// to the CPU on any GPU failure, saying why once on stderr.
+    /// Run `job` on the chosen backend. Under `Auto` the GPU runs only on a
+    /// hardware adapter; otherwise, or on any GPU failure, the CPU runs and
+    /// the report says why (the library prints nothing).
     fn dispatch<T>(
         &self,
         stages: &mut StageTimes,
-        job: impl Fn(Backend, &mut StageTimes) -> Result<T>,
-    ) -> Result<(Backend, T, Option<String>)> {
+        job: impl Fn(Backend, &mut StageTimes, &mut GpuRan) -> Result<T>,
+    ) -> Result<Ran<T>> {
+        let start = Instant::now();
+        let mut gpu = GpuRan::default();
+        let finish = |backend, out, gpu: GpuRan, fallback_reason| {
+            let total = start.elapsed().as_secs_f64();
+            Ran {
+                backend,
+                out,
+                seconds: (total - gpu.setup_seconds).max(0.0),
+                gpu,
+                fallback_reason,
+            }
+        };
         match self.backend {
-            Backend::Auto => match job(Backend::Gpu, stages) {
-                Ok(out) => Ok((Backend::Gpu, out, None)),
+            Backend::Auto => match job(Backend::Gpu, stages, &mut gpu) {
+                Ok(out) => Ok(finish(Backend::Gpu, out, gpu, None)),
+                // A VLAD_ADAPTER that matches nothing is a typo to fix, not
+                // a reason to fall back quietly.
+                Err(VladError::BackendUnavailable(reason))
+                    if crate::adapter::is_no_match(&reason) =>
+                {
+                    Err(VladError::BackendUnavailable(reason))
+                }
                 Err(err @ (VladError::BackendUnavailable(_) | VladError::Gpu(_))) => {
-                    let reason = err.to_string();
-                    if !self.fallback_said.swap(true, Ordering::Relaxed) {
-                        eprintln!("vlad: using the cpu backend ({reason})");
-                    }
+                    let reason = match err {
+                        VladError::BackendUnavailable(reason) => reason,
+                        other => format!("{other}: using cpu"),
+                    };
                     *stages = StageTimes::new();
-                    Ok((Backend::Cpu, job(Backend::Cpu, stages)?, Some(reason)))
+                    let setup = gpu.setup_seconds;
+                    let mut none = GpuRan::default();
+                    let out = job(Backend::Cpu, stages, &mut none)?;
+                    // The failed GPU attempt is setup, not compute.
+                    none.setup_seconds = setup;
+                    Ok(finish(Backend::Cpu, out, none, Some(reason)))
                 }
                 Err(other) => Err(other),
             },
-            backend => Ok((backend, job(backend, stages)?, None)),
+            backend => {
+                let out = job(backend, stages, &mut gpu)?;
+                Ok(finish(backend, out, gpu, None))
+            }
         }
     }
 
@@ -298,6 +428,7 @@ impl Encoder {
         backend: Backend,
         batch: &Batch<'_, E>,
         stages: &mut StageTimes,
+        gpu: &mut GpuRan,
     ) -> Result<BackendOutput> {
         match backend {
             Backend::Reference => {
@@ -307,19 +438,14 @@ impl Encoder {
                 Ok(BackendOutput {
                     vlad: vlad.mapv(|x| x as f32),
                     labels,
-                    adapter: None,
                 })
             }
             Backend::Cpu => {
                 let (vlad, labels) =
                     crate::cpu::encode(&self.codebook, batch, &self.normalization, stages);
-                Ok(BackendOutput {
-                    vlad,
-                    labels,
-                    adapter: None,
-                })
+                Ok(BackendOutput { vlad, labels })
             }
-            Backend::Gpu | Backend::Auto => self.run_gpu_encode(batch, stages),
+            Backend::Gpu | Backend::Auto => self.run_gpu_encode(batch, stages, gpu),
         }
     }
 
@@ -328,27 +454,47 @@ impl Encoder {
         backend: Backend,
         batch: &Batch<'_, E>,
         stages: &mut StageTimes,
-    ) -> Result<(Vec<u32>, Option<String>)> {
+        gpu: &mut GpuRan,
+    ) -> Result<Vec<u32>> {
         match backend {
-            Backend::Reference => Ok((
-                stages.time("assign", || crate::reference::assign(&self.codebook, batch)),
-                None,
-            )),
-            Backend::Cpu => Ok((crate::cpu::assign(&self.codebook, batch, stages), None)),
-            Backend::Gpu | Backend::Auto => self.run_gpu_assign(batch, stages),
+            Backend::Reference => {
+                Ok(stages.time("assign", || crate::reference::assign(&self.codebook, batch)))
+            }
+            Backend::Cpu => Ok(crate::cpu::assign(&self.codebook, batch, stages)),
+            Backend::Gpu | Backend::Auto => self.run_gpu_assign(batch, stages, gpu),
         }
     }
 
     /// The GPU session, made on first use with this encoder's binding cap.
+    /// Under `Auto` the adapters are listed first (no device, no shader)
+    /// and a software-only machine is answered with the reason, in
+    /// milliseconds.
     #[cfg(feature = "gpu")]
-    fn gpu_session(&self) -> Result<&crate::gpu::GpuBackend> {
+    fn gpu_session(&self, ran: &mut GpuRan) -> Result<&crate::gpu::GpuBackend> {
+        let start = Instant::now();
+        let mut made = false;
         let session = self.gpu.get_or_init(|| {
+            made = true;
+            if self.backend == Backend::Auto {
+                let adapters = crate::adapter::adapters();
+                if let Err(reason) = adapters.auto_adapter()? {
+                    return Err(VladError::BackendUnavailable(reason.to_string()));
+                }
+            }
             let options = crate::gpu::GpuOptions {
                 max_binding_bytes: self.gpu_max_binding_bytes,
             };
-            crate::gpu::GpuBackend::new(&options).map_err(GpuSessionError::from_error)
+            crate::gpu::GpuBackend::new(&options)
         });
-        session.as_ref().map_err(GpuSessionError::to_error)
+        if made {
+            ran.setup_seconds = start.elapsed().as_secs_f64();
+        }
+        let gpu = session.as_ref().map_err(Clone::clone)?;
+        ran.adapter = Some(gpu.adapter_name());
+        ran.kind = Some(crate::gpu::adapters::kind_of(
+            gpu.context().info.device_type,
+        ));
+        Ok(gpu)
     }
 
     #[cfg(feature = "gpu")]
@@ -356,14 +502,11 @@ impl Encoder {
         &self,
         batch: &Batch<'_, E>,
         stages: &mut StageTimes,
+        ran: &mut GpuRan,
     ) -> Result<BackendOutput> {
-        let gpu = self.gpu_session()?;
+        let gpu = self.gpu_session(ran)?;
         let (vlad, labels) = gpu.encode(&self.codebook, batch, &self.normalization, stages)?;
-        Ok(BackendOutput {
-            vlad,
-            labels,
-            adapter: Some(gpu.adapter_name()),
-        })
+        Ok(BackendOutput { vlad, labels })
     }
 
     #[cfg(feature = "gpu")]
@@ -371,10 +514,10 @@ impl Encoder {
         &self,
         batch: &Batch<'_, E>,
         stages: &mut StageTimes,
-    ) -> Result<(Vec<u32>, Option<String>)> {
-        let gpu = self.gpu_session()?;
-        let labels = gpu.assign(&self.codebook, batch, stages)?;
-        Ok((labels, Some(gpu.adapter_name())))
+        ran: &mut GpuRan,
+    ) -> Result<Vec<u32>> {
+        let gpu = self.gpu_session(ran)?;
+        gpu.assign(&self.codebook, batch, stages)
     }
 
     #[cfg(not(feature = "gpu"))]
@@ -382,8 +525,8 @@ impl Encoder {
         &self,
         _batch: &Batch<'_, E>,
         _stages: &mut StageTimes,
+        _ran: &mut GpuRan,
     ) -> Result<BackendOutput> {
-        let _ = self.gpu_max_binding_bytes;
         Err(VladError::BackendUnavailable(
             "built without the gpu feature".to_string(),
         ))
@@ -394,9 +537,36 @@ impl Encoder {
         &self,
         _batch: &Batch<'_, E>,
         _stages: &mut StageTimes,
-    ) -> Result<(Vec<u32>, Option<String>)> {
+        _ran: &mut GpuRan,
+    ) -> Result<Vec<u32>> {
         Err(VladError::BackendUnavailable(
             "built without the gpu feature".to_string(),
         ))
+    }
+}
+
+/// What [`Encoder::dispatch`] ran.
+struct Ran<T> {
+    backend: Backend,
+    out: T,
+    seconds: f64,
+    gpu: GpuRan,
+    fallback_reason: Option<String>,
+}
+
+impl<T> Ran<T> {
+    fn report(&self, stages: StageTimes) -> RunReport {
+        RunReport {
+            backend: self.backend,
+            adapter: self.gpu.adapter.clone(),
+            #[cfg(feature = "gpu")]
+            adapter_kind: self.gpu.kind,
+            #[cfg(not(feature = "gpu"))]
+            adapter_kind: None,
+            seconds: self.seconds,
+            setup_seconds: self.gpu.setup_seconds,
+            stages,
+            fallback_reason: self.fallback_reason.clone(),
+        }
     }
 }

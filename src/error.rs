@@ -1,11 +1,16 @@
 //! One error type for everything SPEC §6 calls bad input, plus the few
-//! failures that are not the user's fault. The command line maps each
-//! variant to an exit status with [`VladError::exit_code`].
+//! failures that are not the user's fault. The error is `Clone` (an I/O
+//! error is shared behind an [`Arc`]), so a failure to open the GPU can be
+//! kept and reported again on every later call. Exit statuses are the
+//! command line's business (`src/cli/exit.rs`), not the error type's.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-/// Everything the library can refuse or fail at.
-#[derive(Debug, thiserror::Error)]
+/// Everything the library can refuse or fail at. New variants may be added:
+/// match with a wildcard arm.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum VladError {
     /// NaN or ±Inf in an input array. `row` is the first offending row;
     /// for descriptors `image` names the image that row belongs to.
@@ -42,13 +47,24 @@ pub enum VladError {
     /// A `.npy` file that is truncated or malformed.
     #[error("cannot read {path} as .npy: {message}", path = path.display())]
     Npy { path: PathBuf, message: String },
-    /// An unreadable input or unwritable output path.
+    /// An unreadable input or unwritable output path. The `io::Error` is
+    /// shared so that the error stays `Clone`; it is also the
+    /// [`source`](std::error::Error::source) (as `Arc<io::Error>`).
     #[error("{action} {path}: {source}", path = path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
+    },
+    /// An output or working buffer that cannot be allocated: `bytes` were
+    /// needed (`None` when the size overflows 64 bits); `hint` says what to
+    /// change.
+    #[error("{what} needs {} of memory, which cannot be allocated: {hint}", bytes.map(format_bytes).unwrap_or_else(|| "more than 2^64 bytes".to_string()))]
+    TooLarge {
+        what: String,
+        bytes: Option<u64>,
+        hint: String,
     },
     /// The requested backend cannot run here (no GPU adapter, feature off).
     #[error("backend unavailable: {0}")]
@@ -61,18 +77,19 @@ pub enum VladError {
     VerificationFailed(String),
 }
 
-impl VladError {
-    /// The command line's exit status for this error (SPEC §8):
-    /// 1 internal failure, 2 bad input or usage, 3 backend unavailable,
-    /// 4 verification failed.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            VladError::BackendUnavailable(_) => 3,
-            VladError::VerificationFailed(_) => 4,
-            VladError::Gpu(_) => 1,
-            _ => 2,
-        }
-    }
+/// `5.12 GB (5120000000 bytes)`.
+fn format_bytes(bytes: u64) -> String {
+    let b = bytes as f64;
+    let (value, unit) = if b >= 1e12 {
+        (b / 1e12, "TB")
+    } else if b >= 1e9 {
+        (b / 1e9, "GB")
+    } else if b >= 1e6 {
+        (b / 1e6, "MB")
+    } else {
+        (b / 1e3, "kB")
+    };
+    format!("{value:.2} {unit} ({bytes} bytes)")
 }
 
 /// Shorthand used across the crate.

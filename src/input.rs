@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use crate::element::Element;
 use crate::error::{Result, VladError};
+use crate::offset::{Offset, to_usize_offsets};
 
 /// A validated batch of images: descriptors `(N, F)` row-major, offsets
 /// `(T+1,)` CSR, optional labels `(N,)` in `[0, K)`.
@@ -24,16 +25,69 @@ impl<'a, E: Element> Batch<'a, E> {
     /// Fixed-size images `(T, L, F)`: image `t` is rows `t·L .. (t+1)·L`.
     pub fn fixed(descriptors: ArrayView3<'a, E>) -> Result<Self> {
         let (t, l, f) = descriptors.dim();
+        // T + 1 offsets: allocated fallibly, since T is the caller's (an
+        // empty (T, 0, F) array can claim any T).
+        let mut offsets: Vec<usize> = Vec::new();
+        let count = t.checked_add(1);
+        if count.is_none_or(|count| offsets.try_reserve_exact(count).is_err()) {
+            return Err(VladError::TooLarge {
+                what: format!("the offsets of T = {t} images"),
+                bytes: count.and_then(|c| (c as u64).checked_mul(8)),
+                hint: "split the images into smaller batches".to_string(),
+            });
+        }
+        offsets.extend((0..=t).map(|i| i * l));
         let rows = contiguous3(descriptors);
-        let offsets: Vec<usize> = (0..=t).map(|i| i * l).collect();
         Self::build(rows, t * l, f, Cow::Owned(offsets))
     }
 
-    /// Ragged images: `(N, F)` rows plus CSR offsets `(T+1,)`.
-    pub fn ragged(descriptors: ArrayView2<'a, E>, offsets: &'a [usize]) -> Result<Self> {
+    /// Ragged images: `(N, F)` rows plus CSR offsets `(T+1,)` in any
+    /// [`Offset`] type (`usize` is read in place; `u64`, `i64`, `u32`, `i32`
+    /// are converted once).
+    pub fn ragged<O: Offset>(descriptors: ArrayView2<'a, E>, offsets: &'a [O]) -> Result<Self> {
         let (n, f) = descriptors.dim();
-        check_offsets(offsets, n)?;
-        Self::build(contiguous2(descriptors), n, f, Cow::Borrowed(offsets))
+        let offsets = to_usize_offsets(offsets)?;
+        check_offsets(&offsets, n)?;
+        Self::build(contiguous2(descriptors), n, f, offsets)
+    }
+
+    /// One image per array of a list of `(n_t, F)` arrays (copied into one
+    /// row-major buffer). Every array must have the same `F`; an empty list
+    /// is [`VladError::Empty`].
+    pub fn from_images(images: &[ArrayView2<'_, E>]) -> Result<Batch<'static, E>> {
+        let Some(first) = images.first() else {
+            return Err(VladError::Empty("the list of images is empty".to_string()));
+        };
+        let f = first.ncols();
+        let mut offsets = Vec::with_capacity(images.len() + 1);
+        offsets.push(0usize);
+        for (t, image) in images.iter().enumerate() {
+            if image.ncols() != f {
+                return Err(VladError::DimensionMismatch(format!(
+                    "image {t} has F = {} but image 0 has F = {f}",
+                    image.ncols()
+                )));
+            }
+            let end = offsets[t] + image.nrows();
+            offsets.push(end);
+        }
+        let n = offsets[images.len()];
+        let mut rows: Vec<E> = Vec::new();
+        if n.checked_mul(f)
+            .is_none_or(|len| rows.try_reserve_exact(len).is_err())
+        {
+            return Err(VladError::TooLarge {
+                what: format!("{n} descriptors of F = {f}"),
+                bytes: n
+                    .checked_mul(f)
+                    .and_then(|len| (len as u64).checked_mul(std::mem::size_of::<E>() as u64)),
+                hint: "split the images into smaller batches".to_string(),
+            });
+        }
+        for image in images {
+            rows.extend(image.iter().copied());
+        }
+        Batch::build(Cow::Owned(rows), n, f, Cow::Owned(offsets))
     }
 
     /// All `(N, F)` rows as one image.

@@ -259,10 +259,10 @@ impl OutputFile {
     /// Reserve a temporary file next to `path`.
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let io_error = |source| VladError::Io {
+        let io_error = |source: io::Error| VladError::Io {
             action: "cannot write",
             path: path.clone(),
-            source,
+            source: source.into(),
         };
         let Some(name) = path.file_name() else {
             return Err(io_error(io::Error::new(
@@ -314,10 +314,10 @@ impl OutputFile {
     /// Write `array`, sync it and rename it into place.
     pub fn write_npy<T: WriteNpyExt + ?Sized>(mut self, array: &T) -> Result<()> {
         let path = self.path.clone();
-        let io_error = |source| VladError::Io {
+        let io_error = |source: io::Error| VladError::Io {
             action: "cannot write",
             path: path.clone(),
-            source,
+            source: source.into(),
         };
         let mut writer = BufWriter::new(self.temp.as_file_mut());
         array.write_npy(&mut writer).map_err(|e| match e {
@@ -378,10 +378,10 @@ fn wrong_dtype(path: &Path, info: &NpyInfo, what: &str, expected: &str) -> VladE
 /// against the file's length, and leave the reader at the start of the file
 /// for [`read_data`].
 fn open_checked(path: &Path) -> Result<(NpyInfo, BufReader<File>)> {
-    let io_error = |source| VladError::Io {
+    let io_error = |source: io::Error| VladError::Io {
         action: "cannot read",
         path: path.to_path_buf(),
-        source,
+        source: source.into(),
     };
     let file = File::open(path).map_err(io_error)?;
     let file_len = file.metadata().map_err(io_error)?.len();
@@ -452,7 +452,7 @@ fn read_data<T: ReadableElement, R: Read>(path: &Path, reader: R) -> Result<Arra
         ReadNpyError::Io(source) => VladError::Io {
             action: "cannot read",
             path: path.to_path_buf(),
-            source,
+            source: source.into(),
         },
         other => npy_error(path, other.to_string()),
     })

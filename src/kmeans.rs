@@ -37,13 +37,13 @@
 mod distance;
 mod engine;
 mod init;
-mod progress;
 mod reseed;
 mod training_set;
 mod update;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::{Array2, ArrayView2};
@@ -51,16 +51,17 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use crate::adapter::AdapterKind;
 use crate::backend::Backend;
 use crate::codebook::Codebook;
 use crate::element::Element;
 use crate::error::{Result, VladError};
 use engine::Engine;
-use progress::Progress;
 use training_set::TrainingSet;
 
 /// How the centroids are seeded.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Init {
     /// Greedy k-means++ as in scikit-learn: each new centroid is the best of
     /// `2 + ⌊ln K⌋` candidates drawn with probability `∝ D(x)²`. It reads
@@ -105,6 +106,7 @@ impl FromStr for Init {
 
 /// A trained codebook and how training went.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct KMeansResult {
     /// The `K × F` centroids.
     pub codebook: Codebook,
@@ -121,14 +123,80 @@ pub struct KMeansResult {
     pub backend: Backend,
     /// The GPU adapter's name when the GPU ran.
     pub adapter: Option<String>,
-    /// Wall seconds of the whole fit (checks, sampling, init, iterations).
+    /// The GPU adapter's kind when the GPU ran (`Software`: not GPU speed).
+    pub adapter_kind: Option<AdapterKind>,
+    /// Why `Auto` did not use the GPU, when it did not.
+    pub fallback_reason: Option<String>,
+    /// Wall seconds of the whole fit (checks, sampling, init, iterations),
+    /// GPU setup excluded.
     pub seconds: f64,
+    /// GPU setup (adapter, device, shader compilation), 0 on the CPU.
+    pub setup_seconds: f64,
+}
+
+/// What [`KMeans::fit`] tells the callback given to
+/// [`KMeans::on_progress`] while it trains.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum KMeansProgress {
+    /// Training starts, on `backend`.
+    Started {
+        /// `K`.
+        clusters: usize,
+        /// Rows in the input.
+        points: usize,
+        /// Rows training uses (all, or the seeded subsample).
+        training_points: usize,
+        /// `F`.
+        dim: usize,
+        /// How the centroids are seeded.
+        init: Init,
+        /// The backend that runs (never `Auto`).
+        backend: Backend,
+        /// Why `Auto` did not use the GPU, when it did not.
+        fallback_reason: Option<String>,
+    },
+    /// The centroids are seeded.
+    Seeded {
+        /// Seconds the seeding took.
+        seconds: f64,
+    },
+    /// Lloyd iteration `iteration` (1-based) of at most `max_iterations`
+    /// ended with this inertia.
+    Iteration {
+        /// 1-based.
+        iteration: usize,
+        /// The most iterations that will run.
+        max_iterations: usize,
+        /// The inertia of this iteration's assignment.
+        inertia: f64,
+    },
+    /// Training is over.
+    Finished {
+        /// Iterations run.
+        iterations: usize,
+        /// Final inertia.
+        inertia: f64,
+        /// Wall seconds of the fit.
+        seconds: f64,
+    },
+}
+
+/// The callback given to [`KMeans::on_progress`].
+#[derive(Clone)]
+struct ProgressFn(Arc<dyn Fn(&KMeansProgress) + Send + Sync>);
+
+impl fmt::Debug for ProgressFn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ProgressFn")
+    }
 }
 
 /// k-means settings; [`KMeans::fit`] trains.
 ///
 /// Defaults: 25 iterations, seed 1234, k-means++, at most 256 training points
-/// per centroid, relative inertia tolerance `1e-4`, backend `auto`, silent.
+/// per centroid, relative inertia tolerance `1e-4`, backend `auto`, no
+/// progress callback (the library never prints).
 ///
 /// **Empty clusters.** After an update, each cluster that received no point
 /// (in index order) is re-seeded by splitting the most populous cluster `j`
@@ -147,7 +215,7 @@ pub struct KMeans {
     max_points_per_centroid: Option<usize>,
     tolerance: f64,
     backend: Backend,
-    verbose: bool,
+    progress: Option<ProgressFn>,
 }
 
 impl KMeans {
@@ -161,7 +229,7 @@ impl KMeans {
             max_points_per_centroid: Some(256),
             tolerance: 1e-4,
             backend: Backend::Auto,
-            verbose: false,
+            progress: None,
         }
     }
 
@@ -197,19 +265,31 @@ impl KMeans {
         self
     }
 
-    /// Where the iterations run: `Cpu`, or `Gpu` (not implemented yet: a
-    /// [`VladError::BackendUnavailable`]), or `Auto` (the GPU when it works,
-    /// else the CPU, saying why on stderr when verbose). `Reference` is an
-    /// encoding oracle only and is refused.
+    /// Where the iterations run: `Cpu`; `Gpu` (the GPU pipeline's assign →
+    /// sort → segmented sum; [`VladError::BackendUnavailable`] without an
+    /// adapter; runs on a software adapter too); or `Auto` (the GPU on a
+    /// hardware adapter, else the CPU, with the reason in
+    /// [`KMeansResult::fallback_reason`]). `Reference` is an encoding oracle
+    /// only and is refused.
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;
         self
     }
 
-    /// Report progress on stderr (a bar on a terminal, else plain lines).
-    pub fn verbose(mut self, verbose: bool) -> Self {
-        self.verbose = verbose;
+    /// Call `callback` as training goes (start, seeding, every iteration,
+    /// end): the command line draws its progress bar from it.
+    pub fn on_progress(
+        mut self,
+        callback: impl Fn(&KMeansProgress) + Send + Sync + 'static,
+    ) -> Self {
+        self.progress = Some(ProgressFn(Arc::new(callback)));
         self
+    }
+
+    fn report(&self, event: KMeansProgress) {
+        if let Some(ProgressFn(callback)) = &self.progress {
+            callback(&event);
+        }
     }
 
     /// Sorted indices of the rows that training on `points` rows would use:
@@ -230,25 +310,30 @@ impl KMeans {
         let set = training_set::gather(&descriptors, indices.as_deref());
         training_set::check_distinct(&set, k)?;
 
-        let progress = Progress::new(self.verbose, self.iterations);
-        let mut engine = self.engine(&set, &progress)?;
-        progress.note(&format!(
-            "{k} centroids from {} of {n} points ({dim} dims), init {}, backend {}",
-            set.len(),
-            self.init,
-            engine.backend()
-        ));
+        let setup_start = Instant::now();
+        let (mut engine, fallback_reason) = self.engine(&set)?;
+        let setup_seconds = match engine.backend() {
+            Backend::Gpu => setup_start.elapsed().as_secs_f64(),
+            _ => 0.0,
+        };
+        self.report(KMeansProgress::Started {
+            clusters: k,
+            points: n,
+            training_points: set.len(),
+            dim,
+            init: self.init,
+            backend: engine.backend(),
+            fallback_reason: fallback_reason.clone(),
+        });
 
         let init_start = Instant::now();
         let mut centroids = match self.init {
             Init::KMeansPlusPlus => init::kmeans_plus_plus(&set, k, self.seed),
             Init::Random => init::random_points(&set, k, self.seed),
         };
-        progress.note(&format!(
-            "{} init took {:.3} s",
-            self.init,
-            init_start.elapsed().as_secs_f64()
-        ));
+        self.report(KMeansProgress::Seeded {
+            seconds: init_start.elapsed().as_secs_f64(),
+        });
 
         let mut split_rng = ChaCha8Rng::seed_from_u64(self.seed);
         split_rng.set_stream(reseed::RESEED_STREAM);
@@ -260,7 +345,11 @@ impl KMeans {
             let step = engine.step(&codebook_from(&centroids, k, dim)?)?;
             let inertia: f64 = step.distances.iter().map(|&d| d as f64).sum();
             inertia_history.push(inertia);
-            progress.iteration(iteration + 1, inertia);
+            self.report(KMeansProgress::Iteration {
+                iteration: iteration + 1,
+                max_iterations: self.iterations,
+                inertia,
+            });
 
             let empty = update::move_to_means(&mut centroids, &step.sums, &step.counts, dim);
             let moved = reseed::split_largest(
@@ -289,11 +378,12 @@ impl KMeans {
         let codebook = codebook_from(&centroids, k, dim)?;
         let labels = engine.assign(&codebook)?;
         let inertia = exact_inertia(&set, &codebook, &labels);
-        let seconds = start.elapsed().as_secs_f64();
-        progress.finish(&format!(
-            "{} iterations, inertia {inertia:.6e}, {seconds:.3} s",
-            inertia_history.len()
-        ));
+        let seconds = (start.elapsed().as_secs_f64() - setup_seconds).max(0.0);
+        self.report(KMeansProgress::Finished {
+            iterations: inertia_history.len(),
+            inertia,
+            seconds,
+        });
         Ok(KMeansResult {
             codebook,
             inertia,
@@ -301,7 +391,10 @@ impl KMeans {
             inertia_history,
             backend: engine.backend(),
             adapter: engine.adapter(),
+            adapter_kind: engine.adapter_kind(),
+            fallback_reason,
             seconds,
+            setup_seconds,
         })
     }
 
@@ -320,23 +413,30 @@ impl KMeans {
         Ok(())
     }
 
-    /// The engine for the asked backend; `Auto` tries the GPU and falls back
-    /// to the CPU, saying why when verbose.
+    /// The engine for the asked backend, and why `Auto` did not take the
+    /// GPU. `Auto` lists the adapters first (no device, no shader): only a
+    /// hardware adapter is tried; any GPU failure falls back to the CPU.
     fn engine<'a, E: Element>(
         &self,
         set: &'a TrainingSet<'_, E>,
-        progress: &Progress,
-    ) -> Result<Engine<'a, E>> {
+    ) -> Result<(Engine<'a, E>, Option<String>)> {
         match self.backend {
-            Backend::Auto => match Engine::new(Backend::Gpu, &set.rows, set.dim) {
-                Ok(engine) => Ok(engine),
-                Err(err @ (VladError::BackendUnavailable(_) | VladError::Gpu(_))) => {
-                    progress.note(&format!("using the cpu backend ({err})"));
-                    Engine::new(Backend::Cpu, &set.rows, set.dim)
+            Backend::Auto => {
+                let adapters = crate::adapter::adapters();
+                if let Err(reason) = adapters.auto_adapter()? {
+                    let engine = Engine::new(Backend::Cpu, &set.rows, set.dim)?;
+                    return Ok((engine, Some(reason.to_string())));
                 }
-                Err(other) => Err(other),
-            },
-            backend => Engine::new(backend, &set.rows, set.dim),
+                match Engine::new(Backend::Gpu, &set.rows, set.dim) {
+                    Ok(engine) => Ok((engine, None)),
+                    Err(err @ (VladError::BackendUnavailable(_) | VladError::Gpu(_))) => {
+                        let engine = Engine::new(Backend::Cpu, &set.rows, set.dim)?;
+                        Ok((engine, Some(format!("{err}: using cpu"))))
+                    }
+                    Err(other) => Err(other),
+                }
+            }
+            backend => Ok((Engine::new(backend, &set.rows, set.dim)?, None)),
         }
     }
 }

@@ -13,18 +13,37 @@
 //!
 //! `../shared/SPEC.md` in the repository is the contract.
 //!
+//! Arrays are [`ndarray`] 0.17 arrays; the crate re-exports it as
+//! [`vlad::ndarray`](crate::ndarray), so a project on another ndarray
+//! version builds its inputs with `vlad::ndarray::Array2` and never meets
+//! "multiple different versions of crate ndarray".
+//!
+//! Features: `gpu` (the wgpu backend) and `cli` (the `vlad` binary: clap,
+//! serde_json, indicatif), both on by default. A library user who wants
+//! neither writes `vlad = { version = "0.1", default-features = false }`:
+//! the CPU and reference backends, nothing that prints. The library never
+//! writes to stdout or stderr: why `auto` did not take the GPU is in
+//! [`RunReport::fallback_reason`], and k-means progress reaches a callback
+//! ([`kmeans::KMeans::on_progress`]).
+//!
+//! Labels are `u32` in `[0, K)` everywhere in the library (the command line
+//! writes them as int64 `.npy`, numpy's default integer).
+//!
 //! ```
 //! use ndarray::Array3;
 //! use vlad::{Backend, Codebook, Encoder};
 //!
 //! let centroids = ndarray::array![[0.0f32, 0.0], [10.0, 10.0]];
-//! let encoder = Encoder::new(Codebook::new(centroids.view())?).backend(Backend::Cpu);
+//! let encoder = Encoder::builder(Codebook::new(centroids.view())?)
+//!     .backend(Backend::Cpu)
+//!     .build();
 //! let images = Array3::from_shape_vec((2, 2, 2), vec![1.0f32, 0.0, 9.0, 10.0, 0.0, 2.0, 0.0, 1.0]).unwrap();
 //! let vlad = encoder.encode(images.view())?; // (2 images, 2·2) with ssr,l2
 //! assert_eq!(vlad.dim(), (2, 4));
 //! # Ok::<(), vlad::VladError>(())
 //! ```
 
+pub mod adapter;
 pub mod backend;
 pub mod bench;
 pub mod codebook;
@@ -38,16 +57,21 @@ pub mod input;
 pub mod io;
 pub mod kmeans;
 pub mod normalization;
+pub mod offset;
 pub mod reference;
 pub mod report;
 pub mod synthetic;
 pub mod verify;
 
+pub use ndarray;
+
+pub use adapter::{AdapterInfo, AdapterKind, AdapterPick, Adapters, adapters};
 pub use backend::Backend;
 pub use codebook::Codebook;
 pub use element::{DType, Element};
-pub use encoder::{Assigned, Encoded, Encoder};
+pub use encoder::{Assigned, Encoded, Encoder, EncoderBuilder};
 pub use error::{Result, VladError};
 pub use input::Batch;
 pub use normalization::{Normalization, Step};
+pub use offset::Offset;
 pub use report::{RunReport, StageTimes};

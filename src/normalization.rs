@@ -8,6 +8,7 @@ use crate::error::VladError;
 
 /// One normalization step.
 #[derive(Copy, Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Step {
     /// Divide each block by its descriptor count `n_{t,k}` where `n > 0`.
     Mass,

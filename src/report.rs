@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use crate::adapter::AdapterKind;
 use crate::backend::Backend;
 
 /// Seconds per named stage, in the order the stages ran.
@@ -44,17 +45,26 @@ impl StageTimes {
     }
 }
 
-/// What an encode or assign call did.
+/// What an encode or assign call did. Fields may be added: read them,
+/// do not build one.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct RunReport {
     /// The backend that ran (never `Auto`).
     pub backend: Backend,
     /// The GPU adapter's name when the GPU ran.
     pub adapter: Option<String>,
-    /// Compute seconds, input validation included, no file I/O.
+    /// The GPU adapter's kind when the GPU ran: `Software` means the shaders
+    /// ran on a CPU rasterizer (lavapipe…), not GPU speed.
+    pub adapter_kind: Option<AdapterKind>,
+    /// Compute seconds, input validation included, no file I/O and no GPU
+    /// setup.
     pub seconds: f64,
+    /// GPU setup in this call (adapter, device, shader compilation): 0 when
+    /// the session was already open, or for the CPU backends.
+    pub setup_seconds: f64,
     /// Per-stage seconds (GPU timestamps where the adapter has them).
     pub stages: StageTimes,
-    /// Why `Auto` fell back to the CPU, when it did.
+    /// Why `Auto` did not use the GPU, when it did not.
     pub fallback_reason: Option<String>,
 }

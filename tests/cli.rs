@@ -1,5 +1,6 @@
 //! The `vlad` command line, run as a user runs it: the built binary on
 //! `.npy` files in a temporary folder (SPEC §6 and §8).
+#![cfg(feature = "cli")]
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -485,13 +486,15 @@ fn encode_writes_t_by_kf_f32_matching_the_library() {
     assert!(stderr(&run).contains("cpu"));
 
     let codebook = Codebook::new(scratch.centroids.view()).unwrap();
-    let library = Encoder::new(codebook.clone())
+    let library = Encoder::builder(codebook.clone())
         .backend(Backend::Cpu)
+        .build()
         .encode(scratch.descriptors.view())
         .unwrap();
     assert_eq!(vlad_cpu, library, "same backend, same input: bitwise equal");
-    let reference = Encoder::new(codebook)
+    let reference = Encoder::builder(codebook)
         .backend(Backend::Reference)
+        .build()
         .encode(scratch.descriptors.view())
         .unwrap();
     assert!(max_abs_diff(&vlad_cpu, &reference) <= 1e-5);
@@ -563,8 +566,9 @@ fn fixed_and_ragged_inputs_give_the_same_rows() {
     let (_, single) = encode_ok(&scratch, &rows, "v3.npy", &["--backend", "cpu"]);
     assert_eq!(single.dim(), (1, K * F));
     let codebook = Codebook::new(scratch.centroids.view()).unwrap();
-    let pooled = Encoder::new(codebook)
+    let pooled = Encoder::builder(codebook)
         .backend(Backend::Reference)
+        .build()
         .encode(
             scratch
                 .descriptors
@@ -694,15 +698,17 @@ fn given_labels_replace_assignment() {
         .view()
         .into_shape_with_order((T * L, F))
         .unwrap();
-    let want = Encoder::new(Codebook::new(scratch.centroids.view()).unwrap())
+    let want = Encoder::builder(Codebook::new(scratch.centroids.view()).unwrap())
         .backend(Backend::Reference)
         .normalization(vlad::Normalization::none())
+        .build()
         .encode_ragged_with_labels(rows, &offsets, &labels)
         .unwrap();
     assert!(max_abs_diff(&forced, &want) <= 1e-5);
-    let nearest = Encoder::new(Codebook::new(scratch.centroids.view()).unwrap())
+    let nearest = Encoder::builder(Codebook::new(scratch.centroids.view()).unwrap())
         .backend(Backend::Reference)
         .normalization(vlad::Normalization::none())
+        .build()
         .encode(scratch.descriptors.view())
         .unwrap();
     assert!(

@@ -1,4 +1,5 @@
 //! `vlad bench`: the JSON it prints and the exit statuses it promises.
+#![cfg(feature = "cli")]
 
 #[path = "common/cli.rs"]
 mod cli_common;

@@ -43,9 +43,10 @@ fn check_all_thread_counts<E: Element>(make: impl Fn(&mut ChaCha8Rng) -> E) {
         in_pool(threads, || {
             let mut out = Vec::new();
             for norm in ["none", "ssr,l2", "mass,ssr,intra,l2"] {
-                let encoder = Encoder::new(codebook.clone())
+                let encoder = Encoder::builder(codebook.clone())
                     .normalization(norm.parse().expect("valid normalization"))
-                    .backend(Backend::Cpu);
+                    .backend(Backend::Cpu)
+                    .build();
                 let vlad = encoder
                     .encode_ragged(rows.view(), &offsets)
                     .expect("valid input");

@@ -141,9 +141,10 @@ fn check<E: Element>(
     let offsets = case.offsets();
     let norm = case.norm();
     let batch = Batch::ragged(rows, &offsets).expect("valid input");
-    let encoder = Encoder::new(codebook.clone())
+    let encoder = Encoder::builder(codebook.clone())
         .normalization(norm.clone())
-        .backend(Backend::Cpu);
+        .backend(Backend::Cpu)
+        .build();
     let encoded = encoder.encode_batch(&batch).expect("valid input");
     prop_assert_eq!(
         encoded.vlad.dim(),
@@ -248,8 +249,9 @@ fn exact_ties_between_distinct_centroids_pick_the_lowest_index() {
     for (i, mut row) in rows.outer_iter_mut().enumerate() {
         row.assign(&ndarray::arr1(&points[i % 3].0));
     }
-    let labels = Encoder::new(codebook.clone())
+    let labels = Encoder::builder(codebook.clone())
         .backend(Backend::Cpu)
+        .build()
         .assign(rows.view())
         .expect("valid input");
     for (i, &label) in labels.iter().enumerate() {
@@ -273,9 +275,10 @@ fn a_long_image_summed_in_blocks_matches_the_reference() {
     let batch = Batch::ragged(rows.view(), &offsets).expect("valid input");
     for norm in ["none", "mass", "ssr", "ssr,l2", "mass,ssr,intra,l2"] {
         let norm: Normalization = norm.parse().expect("valid normalization");
-        let encoded = Encoder::new(codebook.clone())
+        let encoded = Encoder::builder(codebook.clone())
             .normalization(norm.clone())
             .backend(Backend::Cpu)
+            .build()
             .encode_batch(&batch)
             .expect("valid input");
         let verdict = verify(

@@ -1,6 +1,7 @@
 //! GPU nearest-centroid assignment against the f64 oracle (exact argmin,
 //! within SPEC §4's near-tie tolerance) and the CPU twin; sort keys and row
 //! values; edge sizes, exact ties and u8 input.
+#![cfg(feature = "gpu")]
 
 #[path = "common/gpu.rs"]
 mod gpu_common;

@@ -1,4 +1,5 @@
 //! The GPU context opens on the adapter wgpu finds and reports it honestly.
+#![cfg(feature = "gpu")]
 
 #[path = "common/gpu.rs"]
 mod gpu_common;

@@ -2,6 +2,7 @@
 //! (SPEC §5): random shapes, every normalization step, ragged input with
 //! empty images, duplicate centroids and exact ties, u8 and f64 input,
 //! given labels, assignment, k-means sums, buffer reuse and stage times.
+#![cfg(feature = "gpu")]
 
 #[path = "common/gpu.rs"]
 mod gpu_common;
@@ -19,9 +20,10 @@ fn random_codebook(rng: &mut ChaCha8Rng, k: usize, f: usize) -> Codebook {
 }
 
 fn gpu_encoder(codebook: &Codebook, norm: &Normalization) -> Encoder {
-    Encoder::new(codebook.clone())
+    Encoder::builder(codebook.clone())
         .normalization(norm.clone())
         .backend(Backend::Gpu)
+        .build()
 }
 
 /// Encode on the GPU and check SPEC §4 against the reference.

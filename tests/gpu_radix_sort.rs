@@ -1,5 +1,6 @@
 //! The GPU radix sort against its CPU twin and a stable std sort: values
 //! must follow their keys, equal keys must keep their input order.
+#![cfg(feature = "gpu")]
 
 #[path = "common/gpu.rs"]
 mod gpu_common;

@@ -7,9 +7,10 @@ const BACKENDS: [Backend; 2] = [Backend::Cpu, Backend::Reference];
 
 fn encoder(centroids: Array2<f32>, norm: &str, backend: Backend) -> Encoder {
     let codebook = Codebook::new(centroids.view()).expect("valid centroids");
-    Encoder::new(codebook)
+    Encoder::builder(codebook)
         .normalization(norm.parse().expect("valid normalization"))
         .backend(backend)
+        .build()
 }
 
 fn encode(centroids: Array2<f32>, norm: &str, backend: Backend, images: &[&[f32]]) -> Vec<f32> {

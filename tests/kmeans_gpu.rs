@@ -1,6 +1,7 @@
 //! k-means on the GPU (lavapipe in CI) against the CPU: one Lloyd iteration
 //! gives the same centroids up to f32 summation order, and a full fit
 //! recovers the same clusters.
+#![cfg(feature = "gpu")]
 
 #[path = "common/gpu.rs"]
 mod gpu_common;

@@ -2,6 +2,7 @@
 //! compiles — parses and validates with naga, so a shader error shows up
 //! here with naga's own message instead of as a GPU failure at run time.
 //! Needs no GPU.
+#![cfg(feature = "gpu")]
 
 use std::path::{Path, PathBuf};
 

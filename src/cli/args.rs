@@ -6,9 +6,11 @@ use vlad::{Backend, Codebook, Encoder, Normalization, VladError};
 /// `--backend`: which implementation runs (SPEC §7).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendArg {
-    /// The GPU when an adapter works, else the CPU (saying why on stderr).
+    /// The GPU on a hardware adapter, else the CPU (saying why on stderr);
+    /// never a software adapter (llvmpipe, lavapipe).
     Auto,
-    /// wgpu compute shaders; exit status 3 when no adapter is available.
+    /// wgpu compute shaders, on a software adapter too; exit status 3 when
+    /// no adapter is available.
     Gpu,
     /// The fast multi-threaded CPU path.
     Cpu,
@@ -41,8 +43,9 @@ pub fn encoder(
     normalization: Normalization,
 ) -> Result<Encoder, VladError> {
     let cap = vlad::encoder::gpu_max_binding_bytes_from_env()?;
-    Ok(Encoder::new(codebook)
+    Ok(Encoder::builder(codebook)
         .backend(backend)
         .normalization(normalization)
-        .gpu_max_binding_bytes(cap))
+        .gpu_max_binding_bytes(cap)
+        .build())
 }

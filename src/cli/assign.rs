@@ -35,6 +35,13 @@ pub struct AssignArgs {
 
 /// Run `vlad assign`.
 pub fn run(args: &AssignArgs) -> Result<(), Failure> {
+    super::same_file::refuse_input_as_output(
+        &args.out,
+        &[
+            ("--descriptors", Some(args.descriptors.as_path())),
+            ("--centroids", Some(args.centroids.as_path())),
+        ],
+    )?;
     let out = OutputFile::create(&args.out)?;
     let codebook = io::read_centroids(&args.centroids).map_err(in_file(&args.centroids))?;
     let descriptors = io::read_descriptors(&args.descriptors)?;

@@ -32,6 +32,11 @@ pub struct DemoArgs {
     /// Seed of the synthetic data and of the codebook's training.
     #[arg(long, default_value_t = 1234)]
     pub seed: u64,
+    /// Also run the gpu backend when the only adapter is a software one
+    /// (llvmpipe, lavapipe): slow, the first time minutes (shader
+    /// compilation), and not GPU speed.
+    #[arg(long)]
+    pub software_gpu: bool,
 }
 
 /// Run `vlad demo`: exit 0 when every backend that ran passes verification,
@@ -60,10 +65,23 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
     );
 
     let mut failed = Vec::new();
-    for backend in [Backend::Reference, Backend::Cpu, Backend::Gpu] {
-        let encoder = Encoder::new(codebook.clone())
+    let mut backends = vec![Backend::Reference, Backend::Cpu];
+    // The GPU runs only where `auto` would take it (a hardware adapter),
+    // unless asked: a software adapter compiles the shaders for minutes the
+    // first time and then runs slower than the cpu backend. Listing the
+    // adapters opens no device and takes milliseconds.
+    let mut skipped = None;
+    match vlad::adapters().auto_adapter() {
+        Ok(Ok(_)) => backends.push(Backend::Gpu),
+        _ if args.software_gpu => backends.push(Backend::Gpu),
+        Ok(Err(reason)) => skipped = Some(reason.to_string()),
+        Err(e) => skipped = Some(e.to_string()),
+    }
+    for backend in backends {
+        let encoder = Encoder::builder(codebook.clone())
             .normalization(norm.clone())
-            .backend(backend);
+            .backend(backend)
+            .build();
         // One untimed warm-up (GPU device setup and shader compilation, thread
         // pool start), then the run that is timed and verified.
         match encoder.encode_batch(&batch) {
@@ -87,7 +105,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
             .adapter
             .as_deref()
             .map(|a| {
-                let software = if vlad::bench::is_software_adapter(a) {
+                let software = if encoded.report.adapter_kind == Some(vlad::AdapterKind::Software) {
                     " (software emulation on the CPU: not GPU speed)"
                 } else {
                     ""
@@ -107,6 +125,12 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
         if !v.passed() {
             failed.push(backend.to_string());
         }
+    }
+    if let Some(reason) = skipped {
+        let _ = writeln!(
+            out,
+            "gpu: skipped ({reason}; `vlad demo --software-gpu` runs it there, slowly)"
+        );
     }
     let _ = writeln!(
         out,

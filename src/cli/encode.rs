@@ -61,6 +61,15 @@ struct Outcome {
 
 /// Run `vlad encode`.
 pub fn run(args: &EncodeArgs) -> Result<(), Failure> {
+    super::same_file::refuse_input_as_output(
+        &args.out,
+        &[
+            ("--descriptors", Some(args.descriptors.as_path())),
+            ("--centroids", Some(args.centroids.as_path())),
+            ("--offsets", args.offsets.as_deref()),
+            ("--labels", args.labels.as_deref()),
+        ],
+    )?;
     // Reserve the output first: an unwritable destination fails before any work.
     let out = OutputFile::create(&args.out)?;
     let codebook = io::read_centroids(&args.centroids).map_err(in_file(&args.centroids))?;
@@ -135,6 +144,16 @@ struct Job<'a> {
 impl Job<'_> {
     fn run<E: Element>(&self, array: &ArrayD<E>) -> Result<Outcome, Failure> {
         let codebook = self.encoder.codebook();
+        // The output's size is known from the shapes alone: refuse one that
+        // cannot be allocated before anything else is.
+        let images = match (array.ndim(), self.offsets) {
+            (3, _) => array.shape()[0],
+            (_, Some(offsets)) => offsets.len().saturating_sub(1),
+            _ => 1,
+        };
+        self.encoder
+            .check_output_fits(images)
+            .map_err(inputs::encoder_error(self.sources))?;
         let batch = inputs::batch(
             array,
             self.offsets,
@@ -151,7 +170,7 @@ impl Job<'_> {
             let v = verify::verify(
                 codebook,
                 &batch,
-                self.encoder.get_normalization(),
+                self.encoder.normalization(),
                 encoded.vlad.view(),
                 &encoded.labels,
             );

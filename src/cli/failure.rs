@@ -16,7 +16,7 @@ pub struct Failure {
 impl Failure {
     /// The exit status SPEC §8 gives this failure.
     pub fn exit_code(&self) -> u8 {
-        u8::try_from(self.error.exit_code()).unwrap_or(1)
+        super::exit::exit_code(&self.error)
     }
 }
 

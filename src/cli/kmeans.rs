@@ -18,7 +18,7 @@ use super::summary::{self, format_seconds};
 /// is parsed only to be refused with a message saying so.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum KMeansBackendArg {
-    /// The GPU when its k-means engine works, else the CPU (saying why).
+    /// The GPU on a hardware adapter, else the CPU (saying why).
     Auto,
     /// The GPU engine; exit status 3 when it is unavailable.
     Gpu,
@@ -107,6 +107,10 @@ pub fn run(args: &KMeansArgs) -> Result<(), Failure> {
         }
     };
     check_options(args)?;
+    super::same_file::refuse_input_as_output(
+        &args.out,
+        &[("--descriptors", Some(args.descriptors.as_path()))],
+    )?;
     // Reserve the output first: an unwritable destination fails before any work.
     let out = OutputFile::create(&args.out)?;
     let descriptors = io::read_descriptors(&args.descriptors)?;
@@ -120,7 +124,10 @@ pub fn run(args: &KMeansArgs) -> Result<(), Failure> {
         })
         .tolerance(args.tolerance)
         .backend(backend)
-        .verbose(true);
+        .on_progress({
+            let progress = super::progress::Progress::new();
+            move |event| progress.show(event)
+        });
     let trained = match &descriptors {
         DescriptorArray::F32(a) => train(&kmeans, a, &args.descriptors),
         DescriptorArray::F64(a) => train(&kmeans, a, &args.descriptors),
@@ -130,13 +137,14 @@ pub fn run(args: &KMeansArgs) -> Result<(), Failure> {
 
     let result = &trained.result;
     eprintln!(
-        "vlad: kmeans: K = {}, F = {}, trained on {} of {} points on {}: {} iterations, \
+        "vlad: kmeans: K = {}, F = {}, trained on {} of {} points on {}{}: {} iterations, \
          inertia {:.6e}, {} -> {}",
         args.clusters,
         trained.dim,
         trained.training_points,
         trained.points,
         result.backend,
+        summary::adapter_note(result.adapter.as_deref(), result.adapter_kind),
         result.iterations,
         result.inertia,
         format_seconds(result.seconds),
@@ -254,6 +262,12 @@ fn to_json(args: &KMeansArgs, trained: &Trained) -> Map<String, Value> {
     let mut map = Map::new();
     map.insert("backend".into(), json!(result.backend.name()));
     map.insert("adapter".into(), json!(result.adapter));
+    map.insert(
+        "adapter_kind".into(),
+        json!(result.adapter_kind.map(|k| k.name())),
+    );
+    map.insert("fallback_reason".into(), json!(result.fallback_reason));
+    map.insert("setup_seconds".into(), json!(result.setup_seconds));
     map.insert("clusters".into(), json!(args.clusters));
     map.insert("dim".into(), json!(trained.dim));
     map.insert("points".into(), json!(trained.points));

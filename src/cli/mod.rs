@@ -4,14 +4,18 @@
 //! `pub fn run(&Args) -> Result<(), Failure>`, declare the module below and
 //! add one [`Command`] variant plus its arm in [`dispatch`].
 
+mod adapters;
 mod args;
 mod assign;
 mod bench;
 mod demo;
 mod encode;
+mod exit;
 mod failure;
 mod inputs;
 mod kmeans;
+mod progress;
+mod same_file;
 mod summary;
 
 use std::panic::{self, AssertUnwindSafe};
@@ -44,6 +48,10 @@ enum Command {
     /// Run the whole pipeline on built-in synthetic data with every backend
     /// and check each against the reference.
     Demo(demo::DemoArgs),
+    /// List the GPU adapters wgpu sees, what vlad uses of each, and which
+    /// one --backend auto and --backend gpu would take (VLAD_ADAPTER picks
+    /// one by index or name).
+    Adapters(adapters::AdaptersArgs),
     /// Measure each backend and stage on synthetic data: median of repeats,
     /// descriptors/s, GB/s, GFLOP/s.
     Bench(bench::BenchArgs),
@@ -56,6 +64,7 @@ fn dispatch(command: &Command) -> Result<(), Failure> {
         Command::Kmeans(args) => kmeans::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Adapters(args) => adapters::run(args),
     }
 }
 
@@ -63,6 +72,7 @@ fn dispatch(command: &Command) -> Result<(), Failure> {
 /// status. Usage errors exit 2 and `--help`/`--version` 0 (clap's own
 /// behaviour); a panic is an internal failure, exit 1, reported on one line.
 pub fn main() -> ExitCode {
+    quiet_mesa();
     let cli = Cli::parse();
     panic::set_hook(Box::new(|info| {
         let message = info
@@ -93,4 +103,20 @@ pub fn main() -> ExitCode {
 /// Messages are one line on stderr, whatever the error text contains.
 fn one_line(message: &str) -> String {
     message.lines().collect::<Vec<_>>().join("; ")
+}
+
+/// Mesa's drivers (lavapipe, llvmpipe) print "XDG_RUNTIME_DIR is invalid or
+/// not set in the environment" on stderr when that variable is unset — on
+/// every run, into every test's output and the demo. A compute program has
+/// no use for a runtime folder (it opens no window and no Wayland or X
+/// socket), so when it is unset the command line points it at the system
+/// temporary folder. Only when unset: a value the user gave is kept. This
+/// runs first thing in `main`, before any thread exists, which is what makes
+/// changing the environment sound. The library never does this.
+fn quiet_mesa() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // SAFETY: single-threaded here (start of main, nothing spawned yet),
+        // so no other thread can read the environment concurrently.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
 }

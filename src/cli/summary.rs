@@ -2,8 +2,8 @@
 //! short human summary on stderr.
 
 use serde_json::{Map, Value, json};
-use vlad::RunReport;
 use vlad::verify::Verification;
+use vlad::{AdapterKind, RunReport};
 
 /// The sizes of a run.
 #[derive(Copy, Clone, Debug)]
@@ -28,11 +28,16 @@ pub fn run_json(report: &RunReport, sizes: Sizes) -> Map<String, Value> {
     let mut map = Map::new();
     map.insert("backend".into(), json!(report.backend.name()));
     map.insert("adapter".into(), json!(report.adapter));
+    map.insert(
+        "adapter_kind".into(),
+        json!(report.adapter_kind.map(|k| k.name())),
+    );
     map.insert("images".into(), json!(sizes.images));
     map.insert("descriptors".into(), json!(sizes.descriptors));
     map.insert("clusters".into(), json!(sizes.clusters));
     map.insert("dim".into(), json!(sizes.dim));
     map.insert("seconds".into(), json!(report.seconds));
+    map.insert("setup_seconds".into(), json!(report.setup_seconds));
     map.insert("stages".into(), Value::Object(stages));
     map.insert("fallback_reason".into(), json!(report.fallback_reason));
     map
@@ -54,20 +59,48 @@ pub fn print_json(map: Map<String, Value>) {
     println!("{}", Value::Object(map));
 }
 
-/// One line for stderr: what ran on how much, in how long.
+/// `1 image`, `2 images`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// ` (NAME)`, or ` (NAME, a software adapter: not GPU speed)`.
+pub fn adapter_note(adapter: Option<&str>, kind: Option<AdapterKind>) -> String {
+    match (adapter, kind) {
+        (Some(a), Some(AdapterKind::Software)) => {
+            format!(" ({a}, a software adapter: the CPU emulates the GPU, not GPU speed)")
+        }
+        (Some(a), _) => format!(" ({a})"),
+        _ => String::new(),
+    }
+}
+
+/// The lines for stderr: why `auto` did not use the GPU (when it did
+/// not), then what ran on how much, in how long (GPU setup apart).
 pub fn human(verb: &str, report: &RunReport, sizes: Sizes) -> String {
-    let adapter = report
-        .adapter
+    let fallback = report
+        .fallback_reason
         .as_deref()
-        .map(|a| format!(" ({a})"))
+        .map(|r| format!("vlad: {r}\n"))
         .unwrap_or_default();
+    let setup = match (report.setup_seconds > 0.0, report.backend) {
+        (false, _) => String::new(),
+        (true, vlad::Backend::Gpu) => {
+            format!(" (+ {} GPU setup)", format_seconds(report.setup_seconds))
+        }
+        (true, _) => format!(
+            " (+ {} looking for a GPU)",
+            format_seconds(report.setup_seconds)
+        ),
+    };
     format!(
-        "vlad: {verb} {} images, {} descriptors (K = {}, F = {}) on {}{adapter} in {}",
-        sizes.images,
-        sizes.descriptors,
+        "{fallback}vlad: {verb} {}, {} (K = {}, F = {}) on {}{} in {}{setup}",
+        count(sizes.images, "image", "images"),
+        count(sizes.descriptors, "descriptor", "descriptors"),
         sizes.clusters,
         sizes.dim,
         report.backend,
+        adapter_note(report.adapter.as_deref(), report.adapter_kind),
         format_seconds(report.seconds)
     )
 }

@@ -51,24 +51,14 @@ const WANTED_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
 
 impl GpuContext {
-    /// Find an adapter (honouring `WGPU_BACKEND` and friends) and open a
+    /// Find an adapter (`VLAD_ADAPTER`, else the best kind; honouring
+    /// `WGPU_BACKEND` and friends) and open a
     /// device with its full limits and the optional features it has.
     /// No adapter → [`VladError::BackendUnavailable`].
     pub fn new(options: &GpuOptions) -> Result<Self> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::HighPerformance,
-            force_fallback_adapter: false,
-            compatible_surface: None,
-            apply_limit_buckets: false,
-        }))
-        .map_err(|e| {
-            VladError::BackendUnavailable(format!(
-                "no GPU adapter found ({e}); install a Vulkan driver \
-                 (e.g. `apt-get install mesa-vulkan-drivers`) or use --backend cpu"
-            ))
-        })?;
+        // The adapter SPEC §7's rule picks (VLAD_ADAPTER, else the best
+        // kind): src/gpu/adapters.rs.
+        let (adapter, _) = crate::gpu::adapters::select()?;
         let info = adapter.get_info();
         let features = adapter.features() & WANTED_FEATURES;
         let limits = adapter.limits();

@@ -6,24 +6,36 @@
 //! normalization.
 //!
 //! Host side: [`chunking`] plans chunks that fit the adapter's bindings,
-//! [`pool`] reuses device buffers, [`pipeline`] records a chunk's stages into
-//! one submission and reads the results back, [`timing`] turns encoder
-//! timestamps into per-stage seconds, and [`backend`] ties them into the
-//! [`GpuBackend`] session the [`Encoder`](crate::Encoder) uses.
+//! `pool` reuses device buffers, `pipeline` records a chunk's stages into
+//! one submission and reads the results back, `timing` turns encoder
+//! timestamps into per-stage seconds (these three and `specialize` are
+//! internal), [`adapters`] lists and picks adapters, and [`backend`] ties
+//! them into the [`GpuBackend`] session the [`Encoder`](crate::Encoder)
+//! uses.
 
+pub mod adapters;
 pub mod assign;
 pub mod backend;
 pub mod chunking;
 pub mod context;
 pub mod normalize;
-pub mod pipeline;
-pub mod pool;
+pub(crate) mod pipeline;
+pub(crate) mod pool;
 pub mod radix_sort;
 pub mod residual;
 pub mod segmented_scan;
-pub mod specialize;
-pub mod timing;
+pub(crate) mod specialize;
+pub(crate) mod timing;
 
 pub use backend::GpuBackend;
 pub use chunking::{Chunk, ChunkLimits, ChunkShape, Part, plan_chunks};
 pub use context::{GpuContext, GpuOptions};
+
+/// Host internals that the GPU tests in `tests/` exercise directly (the
+/// buffer pool and the timestamp clock). Not public API: no stability
+/// promise, hidden from the docs.
+#[doc(hidden)]
+pub mod __internal {
+    pub use super::pool::{BufferPool, Role, pooled_size};
+    pub use super::timing::{GpuTimer, StageClock};
+}

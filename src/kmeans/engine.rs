@@ -72,6 +72,17 @@ impl<'a, E: Element> Engine<'a, E> {
         }
     }
 
+    /// The GPU adapter's kind when the GPU runs.
+    pub fn adapter_kind(&self) -> Option<crate::adapter::AdapterKind> {
+        match self.kind {
+            EngineKind::Cpu => None,
+            #[cfg(feature = "gpu")]
+            EngineKind::Gpu(ref gpu) => Some(crate::gpu::adapters::kind_of(
+                gpu.context().info.device_type,
+            )),
+        }
+    }
+
     /// The backend that runs.
     pub fn backend(&self) -> Backend {
         match self.kind {

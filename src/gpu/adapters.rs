@@ -1,0 +1,82 @@
+//! Listing wgpu's adapters and opening the one the rule in
+//! [`crate::adapter`] picks.
+//!
+//! Listing only enumerates adapters and reads their info, features and
+//! limits: no device is created and no shader is compiled, so `auto` can
+//! decide against a software adapter in milliseconds.
+
+use crate::adapter::{AdapterInfo, AdapterKind, Adapters, wanted_from_env};
+use crate::error::{Result, VladError};
+
+/// The instance every adapter comes from (backends from `WGPU_BACKEND` and
+/// wgpu's other variables).
+fn instance() -> (wgpu::Instance, wgpu::Backends) {
+    let descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    let backends = descriptor.backends;
+    (wgpu::Instance::new(descriptor), backends)
+}
+
+/// The library's kind for wgpu's device type.
+pub(crate) fn kind_of(device_type: wgpu::DeviceType) -> AdapterKind {
+    match device_type {
+        wgpu::DeviceType::DiscreteGpu => AdapterKind::Discrete,
+        wgpu::DeviceType::IntegratedGpu => AdapterKind::Integrated,
+        wgpu::DeviceType::VirtualGpu => AdapterKind::Virtual,
+        wgpu::DeviceType::Cpu => AdapterKind::Software,
+        wgpu::DeviceType::Other => AdapterKind::Other,
+    }
+}
+
+fn describe(index: usize, adapter: &wgpu::Adapter) -> AdapterInfo {
+    let info = adapter.get_info();
+    let features = adapter.features();
+    let limits = adapter.limits();
+    let driver = format!("{} {}", info.driver, info.driver_info)
+        .trim()
+        .to_string();
+    AdapterInfo {
+        index,
+        name: info.name,
+        kind: kind_of(info.device_type),
+        api: format!("{:?}", info.backend),
+        driver,
+        subgroups: features.contains(wgpu::Features::SUBGROUP),
+        timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+        shader_f16: features.contains(wgpu::Features::SHADER_F16),
+        cooperative_matrix: features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
+        max_binding_bytes: limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size),
+    }
+}
+
+fn enumerate() -> (Vec<wgpu::Adapter>, Adapters) {
+    let (instance, backends) = instance();
+    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    let infos = adapters
+        .iter()
+        .enumerate()
+        .map(|(i, a)| describe(i, a))
+        .collect();
+    let chosen = Adapters::choose(infos, wanted_from_env().as_deref());
+    (adapters, chosen)
+}
+
+/// Every adapter and what `gpu` and `auto` would take.
+pub fn list() -> Adapters {
+    enumerate().1
+}
+
+/// The adapter `--backend gpu` runs on (software included), with its
+/// description; [`VladError::BackendUnavailable`] when there is none or
+/// `VLAD_ADAPTER` matches none.
+pub(crate) fn select() -> Result<(wgpu::Adapter, AdapterInfo)> {
+    let (mut adapters, chosen) = enumerate();
+    let info = chosen.gpu_adapter()?.clone();
+    if info.index >= adapters.len() {
+        return Err(VladError::BackendUnavailable(
+            "the chosen GPU adapter disappeared".to_string(),
+        ));
+    }
+    Ok((adapters.swap_remove(info.index), info))
+}
