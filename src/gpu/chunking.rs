@@ -3,7 +3,7 @@
 //! binding of the adapter (or of the `VLAD_GPU_MAX_BINDING_BYTES` cap).
 //!
 //! Pure arithmetic on the CSR offsets: no device needed, so it is tested on
-//! its own (`tests/gpu_chunking.rs`). The plan depends only on the shapes and
+//! its own (`tests/gpu/chunking.rs`). The plan depends only on the shapes and
 //! the limits, never on timing, so the same input always runs the same
 //! chunks — part of what keeps the GPU output bitwise reproducible.
 

@@ -1,12 +1,11 @@
 //! The GPU context opens on the adapter wgpu finds and reports it honestly.
 #![cfg(feature = "gpu")]
 
-#[path = "common/gpu.rs"]
-mod gpu_common;
+use crate::util::{gpu_or_skip, gpu_with_options_or_skip};
 
 #[test]
 fn context_opens_and_reads_limits() {
-    let Some(ctx) = gpu_common::gpu_or_skip("context_opens_and_reads_limits") else {
+    let Some(ctx) = gpu_or_skip("context_opens_and_reads_limits") else {
         return;
     };
     eprintln!(
@@ -32,7 +31,7 @@ fn binding_cap_is_honoured() {
     let opts = vlad::gpu::GpuOptions {
         max_binding_bytes: Some(10_000),
     };
-    let Some(ctx) = gpu_common::gpu_with_options_or_skip("binding_cap_is_honoured", &opts) else {
+    let Some(ctx) = gpu_with_options_or_skip("binding_cap_is_honoured", &opts) else {
         return;
     };
     assert_eq!(ctx.max_binding_bytes(), 10_000);

@@ -2,9 +2,7 @@
 //! must follow their keys, equal keys must keep their input order.
 #![cfg(feature = "gpu")]
 
-#[path = "common/gpu.rs"]
-mod gpu_common;
-
+use crate::util::gpu_or_skip;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::cpu::radix_sort::radix_sort_pairs;
@@ -105,7 +103,7 @@ fn random_keys(rng: &mut ChaCha8Rng, len: usize, key_bits: u32, distinct: Option
 
 #[test]
 fn tiny_and_structured_inputs() {
-    let Some(ctx) = gpu_common::gpu_or_skip("tiny_and_structured_inputs") else {
+    let Some(ctx) = gpu_or_skip("tiny_and_structured_inputs") else {
         return;
     };
     let stage = RadixSortStage::new(&ctx).unwrap();
@@ -123,7 +121,7 @@ fn tiny_and_structured_inputs() {
 
 #[test]
 fn random_keys_every_width() {
-    let Some(ctx) = gpu_common::gpu_or_skip("random_keys_every_width") else {
+    let Some(ctx) = gpu_or_skip("random_keys_every_width") else {
         return;
     };
     let stage = RadixSortStage::new(&ctx).unwrap();
@@ -140,7 +138,7 @@ fn random_keys_every_width() {
 
 #[test]
 fn bits_above_key_bits_are_ignored_stably() {
-    let Some(ctx) = gpu_common::gpu_or_skip("bits_above_key_bits_are_ignored_stably") else {
+    let Some(ctx) = gpu_or_skip("bits_above_key_bits_are_ignored_stably") else {
         return;
     };
     let stage = RadixSortStage::new(&ctx).unwrap();
@@ -151,7 +149,7 @@ fn bits_above_key_bits_are_ignored_stably() {
 
 #[test]
 fn histogram_scan_over_many_workgroups() {
-    let Some(ctx) = gpu_common::gpu_or_skip("histogram_scan_over_many_workgroups") else {
+    let Some(ctx) = gpu_or_skip("histogram_scan_over_many_workgroups") else {
         return;
     };
     let mut rng = ChaCha8Rng::seed_from_u64(11);
@@ -175,7 +173,7 @@ fn histogram_scan_over_many_workgroups() {
 
 #[test]
 fn two_dimensional_dispatch() {
-    let Some(ctx) = gpu_common::gpu_or_skip("two_dimensional_dispatch") else {
+    let Some(ctx) = gpu_or_skip("two_dimensional_dispatch") else {
         return;
     };
     // 7 tiles, at most 3 workgroups per dimension: a 3 × 3 grid with two
@@ -190,7 +188,7 @@ fn two_dimensional_dispatch() {
 
 #[test]
 fn where_the_result_lands_follows_the_pass_count() {
-    let Some(ctx) = gpu_common::gpu_or_skip("where_the_result_lands_follows_the_pass_count") else {
+    let Some(ctx) = gpu_or_skip("where_the_result_lands_follows_the_pass_count") else {
         return;
     };
     let stage = RadixSortStage::new(&ctx).unwrap();

@@ -4,9 +4,8 @@
 //! given labels, assignment, k-means sums, buffer reuse and stage times.
 #![cfg(feature = "gpu")]
 
-#[path = "common/gpu.rs"]
-mod gpu_common;
-
+use crate::common::NORMALIZATIONS;
+use crate::util::gpu_or_skip;
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -47,7 +46,7 @@ fn encode_and_verify<E: Element>(
 
 #[test]
 fn random_shapes_match_the_reference() {
-    let Some(_ctx) = gpu_common::gpu_or_skip("random_shapes_match_the_reference") else {
+    let Some(_ctx) = gpu_or_skip("random_shapes_match_the_reference") else {
         return;
     };
     let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -71,24 +70,14 @@ fn random_shapes_match_the_reference() {
 
 #[test]
 fn every_normalization_matches_the_reference() {
-    let Some(_ctx) = gpu_common::gpu_or_skip("every_normalization_matches_the_reference") else {
+    let Some(_ctx) = gpu_or_skip("every_normalization_matches_the_reference") else {
         return;
     };
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let codebook = random_codebook(&mut rng, 8, 12);
     let images = Array3::from_shape_fn((5, 40, 12), |_| rng.random_range(-2.0f32..2.0));
     let batch = Batch::fixed(images.view()).unwrap();
-    for norm in [
-        "none",
-        "mass",
-        "ssr",
-        "power=0.3",
-        "intra",
-        "l2",
-        "ssr,l2",
-        "mass,ssr,intra,l2",
-        "l2,ssr",
-    ] {
+    for norm in NORMALIZATIONS {
         let norm: Normalization = norm.parse().unwrap();
         encode_and_verify("normalization", &codebook, &batch, &norm);
     }
@@ -96,7 +85,7 @@ fn every_normalization_matches_the_reference() {
 
 #[test]
 fn ragged_input_with_empty_images() {
-    let Some(_ctx) = gpu_common::gpu_or_skip("ragged_input_with_empty_images") else {
+    let Some(_ctx) = gpu_or_skip("ragged_input_with_empty_images") else {
         return;
     };
     let mut rng = ChaCha8Rng::seed_from_u64(3);
@@ -125,7 +114,7 @@ fn ragged_input_with_empty_images() {
 
 #[test]
 fn duplicate_centroids_and_exact_ties_go_to_the_lowest_index() {
-    let Some(_ctx) = gpu_common::gpu_or_skip("duplicate_centroids_and_exact_ties") else {
+    let Some(_ctx) = gpu_or_skip("duplicate_centroids_and_exact_ties") else {
         return;
     };
     // Centroids 1 and 3 are copies of 0 and 2; small integers keep every
@@ -167,7 +156,7 @@ fn duplicate_centroids_and_exact_ties_go_to_the_lowest_index() {
 
 #[test]
 fn u8_and_f64_inputs_match_the_reference() {
-    let Some(_ctx) = gpu_common::gpu_or_skip("u8_and_f64_inputs_match_the_reference") else {
+    let Some(_ctx) = gpu_or_skip("u8_and_f64_inputs_match_the_reference") else {
         return;
     };
     let mut rng = ChaCha8Rng::seed_from_u64(4);
@@ -194,7 +183,7 @@ fn u8_and_f64_inputs_match_the_reference() {
 
 #[test]
 fn given_labels_skip_assignment() {
-    let Some(_ctx) = gpu_common::gpu_or_skip("given_labels_skip_assignment") else {
+    let Some(_ctx) = gpu_or_skip("given_labels_skip_assignment") else {
         return;
     };
     let mut rng = ChaCha8Rng::seed_from_u64(5);
@@ -221,7 +210,7 @@ fn given_labels_skip_assignment() {
 
 #[test]
 fn gpu_runs_are_bitwise_reproducible() {
-    let Some(_ctx) = gpu_common::gpu_or_skip("gpu_runs_are_bitwise_reproducible") else {
+    let Some(_ctx) = gpu_or_skip("gpu_runs_are_bitwise_reproducible") else {
         return;
     };
     let mut rng = ChaCha8Rng::seed_from_u64(6);
@@ -241,7 +230,7 @@ fn gpu_runs_are_bitwise_reproducible() {
 
 #[test]
 fn assignment_matches_the_exact_argmin() {
-    let Some(_ctx) = gpu_common::gpu_or_skip("assignment_matches_the_exact_argmin") else {
+    let Some(_ctx) = gpu_or_skip("assignment_matches_the_exact_argmin") else {
         return;
     };
     let mut rng = ChaCha8Rng::seed_from_u64(8);
@@ -265,7 +254,7 @@ fn assignment_matches_the_exact_argmin() {
 
 #[test]
 fn cluster_sums_are_plain_sums_per_label() {
-    let Some(_ctx) = gpu_common::gpu_or_skip("cluster_sums_are_plain_sums_per_label") else {
+    let Some(_ctx) = gpu_or_skip("cluster_sums_are_plain_sums_per_label") else {
         return;
     };
     let mut rng = ChaCha8Rng::seed_from_u64(9);
@@ -307,7 +296,7 @@ fn cluster_sums_are_plain_sums_per_label() {
 
 #[test]
 fn repeated_encodes_reuse_buffers_and_report_stages() {
-    let Some(_ctx) = gpu_common::gpu_or_skip("repeated_encodes_reuse_buffers") else {
+    let Some(_ctx) = gpu_or_skip("repeated_encodes_reuse_buffers") else {
         return;
     };
     let mut rng = ChaCha8Rng::seed_from_u64(10);

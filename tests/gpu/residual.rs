@@ -1,14 +1,9 @@
 //! The GPU residual layout (after the GPU segmented scan) against its CPU
 //! twin (bit for bit: pure copies) and the f64 reference: blocks, counts,
 //! empty blocks exactly zero whatever the buffers held before.
-#![cfg(feature = "gpu")]
 
-#[path = "common/gpu.rs"]
-mod gpu_common;
-#[path = "scan_case/mod.rs"]
-mod scan_case;
-
-use scan_case::{Case, Uploaded, record_scan, reference_sums, twin_sums};
+use crate::scan_case::{Case, Uploaded, record_scan, reference_sums, twin_sums};
+use crate::util::gpu_or_skip;
 use vlad::cpu::residual as twin;
 use vlad::gpu::GpuContext;
 use vlad::gpu::residual::{ResidualJob, ResidualStage};
@@ -21,7 +16,7 @@ struct Stages {
 }
 
 fn stages_or_skip(test: &str) -> Option<Stages> {
-    let ctx = gpu_common::gpu_or_skip(test)?;
+    let ctx = gpu_or_skip(test)?;
     let scan = SegmentedScanStage::new(&ctx).unwrap();
     let residual = ResidualStage::new(&ctx).unwrap();
     Some(Stages {

@@ -1,11 +1,9 @@
 //! The GPU normalization against the f64 reference: every step alone and
 //! in lists, zero blocks and zero rows exactly zero, extreme magnitudes,
 //! SPEC §4's 1e-5 after `l2` / `intra`, same bits run after run.
-#![cfg(feature = "gpu")]
 
-#[path = "common/gpu.rs"]
-mod gpu_common;
-
+use crate::common::NORMALIZATIONS;
+use crate::util::gpu_or_skip;
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -148,25 +146,10 @@ fn check(ctx: &GpuContext, stage: &NormalizeStage, b: &Blocks, norm: &Normalizat
 }
 
 fn stage_or_skip(test: &str) -> Option<(GpuContext, NormalizeStage)> {
-    let ctx = gpu_common::gpu_or_skip(test)?;
+    let ctx = gpu_or_skip(test)?;
     let stage = NormalizeStage::new(&ctx).unwrap();
     Some((ctx, stage))
 }
-
-const LISTS: [&str; 12] = [
-    "none",
-    "mass",
-    "ssr",
-    "power=0.3",
-    "intra",
-    "l2",
-    "ssr,l2",
-    "mass,ssr,intra,l2",
-    "power=0.3,intra,l2",
-    "intra,ssr",
-    "l2,l2",
-    "mass,l2",
-];
 
 #[test]
 fn every_step_and_list_at_every_width() {
@@ -177,7 +160,7 @@ fn every_step_and_list_at_every_width() {
     for (dim, clusters) in [(1, 40), (3, 17), (37, 9), (128, 8), (200, 5)] {
         seed += 1;
         let blocks = Blocks::random(seed, 4, clusters, dim);
-        for list in LISTS {
+        for list in NORMALIZATIONS {
             check(&ctx, &stage, &blocks, &list.parse().unwrap());
         }
     }
@@ -227,7 +210,7 @@ fn all_zero_and_no_images() {
         values: vec![0.0; 30],
         counts: vec![0; 10],
     };
-    for list in LISTS {
+    for list in NORMALIZATIONS {
         check(&ctx, &stage, &zeros, &list.parse().unwrap());
     }
     let nothing = Blocks {

@@ -8,26 +8,14 @@
 //! * small integers: every distance is exact in f32 too, so the labels must
 //!   equal the reference's exactly — ties included, lowest index first.
 
+use crate::common::NORMALIZATIONS;
 use ndarray::{Array2, ArrayView2};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::verify::verify;
 use vlad::{Backend, Batch, Codebook, Element, Encoder, Normalization, reference};
-
-const NORMS: &[&str] = &[
-    "none",
-    "mass",
-    "ssr",
-    "power=0.3",
-    "intra",
-    "l2",
-    "ssr,l2",
-    "intra,l2",
-    "mass,l2",
-    "power=0.7,intra",
-    "mass,ssr,intra,l2",
-];
 
 /// How the values are drawn.
 #[derive(Copy, Clone, Debug)]
@@ -62,7 +50,7 @@ impl Case {
     }
 
     fn norm(&self) -> Normalization {
-        NORMS[self.norm]
+        NORMALIZATIONS[self.norm]
             .parse()
             .expect("listed normalizations parse")
     }
@@ -116,7 +104,7 @@ fn case() -> impl Strategy<Value = Case> {
         prop::collection::vec(prop_oneof![0usize..=1, 0usize..=40], 1..6),
         values,
         0usize..4,
-        0..NORMS.len(),
+        0..NORMALIZATIONS.len(),
         any::<u64>(),
     )
         .prop_map(
@@ -171,56 +159,124 @@ fn check<E: Element>(
     Ok(())
 }
 
+/// The cpu backend on `case` drawn as f32 values.
+fn f32_case(case: &Case) -> Result<(), TestCaseError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(case.seed);
+    let n = case.offsets()[case.image_sizes.len()];
+    let rows: Vec<f64> = (0..n * case.dim).map(|_| case.draw(&mut rng)).collect();
+    let codebook = case.codebook(&rows, &mut rng);
+    let rows = Array2::from_shape_vec((n, case.dim), rows.iter().map(|&x| x as f32).collect())
+        .expect("n·dim values");
+    check(case, &codebook, rows.view())
+}
+
+/// The cpu backend on `case` drawn as full-precision f64 values.
+fn f64_case(case: &Case) -> Result<(), TestCaseError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(case.seed);
+    let n = case.offsets()[case.image_sizes.len()];
+    // Full-precision f64 values: the cpu path rounds them to f32 for the
+    // assignment but must aggregate them exactly.
+    let rows: Vec<f64> = (0..n * case.dim)
+        .map(|_| {
+            case.draw(&mut rng)
+                + match case.values {
+                    Values::Real { scale, .. } => 1e-3 * scale as f64 * rng.random::<f64>(),
+                    Values::Integer { .. } => 0.0,
+                }
+        })
+        .collect();
+    let codebook = case.codebook(&rows, &mut rng);
+    let rows = Array2::from_shape_vec((n, case.dim), rows).expect("n·dim values");
+    check(case, &codebook, rows.view())
+}
+
+/// The cpu backend on `case` drawn as u8 values.
+fn u8_case(case: &Case) -> Result<(), TestCaseError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(case.seed);
+    let n = case.offsets()[case.image_sizes.len()];
+    // Integer cases stay small (exact ties); the others span all of u8.
+    let top = match case.values {
+        Values::Integer { hi, .. } => 2 * hi as u8,
+        Values::Real { .. } => u8::MAX,
+    };
+    let rows: Vec<u8> = (0..n * case.dim)
+        .map(|_| rng.random_range(0..=top))
+        .collect();
+    let wide: Vec<f64> = rows.iter().map(|&x| x as f64).collect();
+    let codebook = match case.values {
+        Values::Integer { .. } => Case {
+            values: Values::Integer {
+                lo: 0,
+                hi: top as i32,
+            },
+            ..case.clone()
+        }
+        .codebook(&wide, &mut rng),
+        Values::Real { .. } => Case {
+            values: Values::Real {
+                scale: 128.0,
+                offset: 128.0,
+            },
+            ..case.clone()
+        }
+        .codebook(&wide, &mut rng),
+    };
+    let rows = Array2::from_shape_vec((n, case.dim), rows).expect("n·dim values");
+    check(case, &codebook, rows.view())
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    // Failures are saved beside this file (vs_reference.proptest-regressions)
+    // and replayed first. Named explicitly: proptest's default would put them
+    // under tests/proptest-regressions/, found through tests/cpu/main.rs.
+    #![proptest_config(ProptestConfig {
+        cases: 96,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn f32_input_matches_the_reference(case in case()) {
-        let mut rng = ChaCha8Rng::seed_from_u64(case.seed);
-        let n = case.offsets()[case.image_sizes.len()];
-        let rows: Vec<f64> = (0..n * case.dim).map(|_| case.draw(&mut rng)).collect();
-        let codebook = case.codebook(&rows, &mut rng);
-        let rows = Array2::from_shape_vec((n, case.dim), rows.iter().map(|&x| x as f32).collect())
-            .expect("n·dim values");
-        check(&case, &codebook, rows.view())?;
+        f32_case(&case)?;
     }
 
     #[test]
     fn f64_input_matches_the_reference(case in case()) {
-        let mut rng = ChaCha8Rng::seed_from_u64(case.seed);
-        let n = case.offsets()[case.image_sizes.len()];
-        // Full-precision f64 values: the cpu path rounds them to f32 for the
-        // assignment but must aggregate them exactly.
-        let rows: Vec<f64> = (0..n * case.dim)
-            .map(|_| case.draw(&mut rng) + match case.values {
-                Values::Real { scale, .. } => 1e-3 * scale as f64 * rng.random::<f64>(),
-                Values::Integer { .. } => 0.0,
-            })
-            .collect();
-        let codebook = case.codebook(&rows, &mut rng);
-        let rows = Array2::from_shape_vec((n, case.dim), rows).expect("n·dim values");
-        check(&case, &codebook, rows.view())?;
+        f64_case(&case)?;
     }
 
     #[test]
     fn u8_input_matches_the_reference(case in case()) {
-        let mut rng = ChaCha8Rng::seed_from_u64(case.seed);
-        let n = case.offsets()[case.image_sizes.len()];
-        // Integer cases stay small (exact ties); the others span all of u8.
-        let top = match case.values {
-            Values::Integer { hi, .. } => 2 * hi as u8,
-            Values::Real { .. } => u8::MAX,
-        };
-        let rows: Vec<u8> = (0..n * case.dim).map(|_| rng.random_range(0..=top)).collect();
-        let wide: Vec<f64> = rows.iter().map(|&x| x as f64).collect();
-        let codebook = match case.values {
-            Values::Integer { .. } => Case { values: Values::Integer { lo: 0, hi: top as i32 }, ..case.clone() }
-                .codebook(&wide, &mut rng),
-            Values::Real { .. } => Case { values: Values::Real { scale: 128.0, offset: 128.0 }, ..case.clone() }
-                .codebook(&wide, &mut rng),
-        };
-        let rows = Array2::from_shape_vec((n, case.dim), rows).expect("n·dim values");
-        check(&case, &codebook, rows.view())?;
+        u8_case(&case)?;
+    }
+}
+
+/// The case proptest once shrank a failure to (see
+/// vs_reference.proptest-regressions), pinned: the stored seed replays
+/// through the strategy, so it stops meaning this case when the strategy
+/// changes.
+#[test]
+fn the_recorded_failure_stays_fixed() {
+    let case = Case {
+        dim: 1,
+        clusters: 3,
+        image_sizes: vec![1],
+        values: Values::Integer { lo: -1, hi: 1 },
+        duplicates: 1,
+        norm: 0,
+        seed: 1256690409076186184,
+    };
+    assert_eq!(NORMALIZATIONS[case.norm], "none");
+    for (input, run) in [
+        ("f32", f32_case as fn(&Case) -> Result<(), TestCaseError>),
+        ("f64", f64_case),
+        ("u8", u8_case),
+    ] {
+        if let Err(e) = run(&case) {
+            panic!("{input}: {e}");
+        }
     }
 }
 

@@ -1,8 +1,10 @@
-//! Shared by the command-line test files: a temporary folder for `.npy`
-//! inputs and outputs, and the built `vlad` binary run on them.
-// Each test file uses a different subset of these helpers.
+//! Shared by the command-line tests: a temporary folder for `.npy` inputs
+//! and outputs, the built `vlad` binary run on them, and the argument lists
+//! every run of a command starts with.
+// Each test module uses a different subset of these helpers.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -54,12 +56,12 @@ impl Folder {
 }
 
 /// Run the built binary with `args`.
-pub fn vlad(args: &[&str]) -> Output {
+pub fn vlad<S: AsRef<OsStr>>(args: &[S]) -> Output {
     vlad_with_env(args, &[])
 }
 
 /// Run the built binary with `args` and extra environment variables.
-pub fn vlad_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub fn vlad_with_env<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vlad"))
         .args(args)
         .env("XDG_RUNTIME_DIR", "/tmp")
@@ -86,4 +88,61 @@ pub fn stdout(out: &Output) -> String {
 /// Read an `.npy` file written by a run.
 pub fn read<A: ReadableElement, D: Dimension>(path: &Path) -> Array<A, D> {
     Array::<A, D>::read_npy(File::open(path).unwrap()).unwrap()
+}
+
+/// `COMMAND --descriptors D --centroids C --out OUT` then `extra`: how every
+/// `encode` and `assign` run starts.
+pub fn io_args<'a>(
+    command: &'a str,
+    descriptors: &'a Path,
+    centroids: &'a Path,
+    out: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        command,
+        "--descriptors",
+        p(descriptors),
+        "--centroids",
+        p(centroids),
+        "--out",
+        p(out),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// `kmeans --descriptors D --out OUT` then `extra` (`-k` among them).
+pub fn kmeans_args<'a>(descriptors: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["kmeans", "--descriptors", p(descriptors), "--out", p(out)];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// The synthetic problem `vlad bench` times: `images` × `per_image`
+/// descriptors of `dim` values, `clusters` clusters.
+#[derive(Clone, Copy, Debug)]
+pub struct BenchShape {
+    pub images: usize,
+    pub per_image: usize,
+    pub dim: usize,
+    pub clusters: usize,
+}
+
+/// `bench` on `shape` with `backend`, `repeats` runs each, then `extra`.
+pub fn bench_args(shape: BenchShape, backend: &str, repeats: usize, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec!["bench".into()];
+    for (flag, value) in [
+        ("--images", shape.images),
+        ("--per-image", shape.per_image),
+        ("--dim", shape.dim),
+        ("--clusters", shape.clusters),
+    ] {
+        args.push(flag.into());
+        args.push(value.to_string());
+    }
+    args.extend(["--backend".into(), backend.into()]);
+    args.extend(["--repeats".into(), repeats.to_string()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }

@@ -3,9 +3,7 @@
 //! tiny binding cap that forces many chunks and split images.
 #![cfg(feature = "gpu")]
 
-#[path = "common/gpu.rs"]
-mod gpu_common;
-
+use crate::util::gpu_or_skip;
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -268,7 +266,7 @@ fn a_codebook_larger_than_a_binding_is_refused() {
 
 #[test]
 fn pool_reuses_and_grows_by_powers_of_two() {
-    let Some(ctx) = gpu_common::gpu_or_skip("pool_reuses_and_grows_by_powers_of_two") else {
+    let Some(ctx) = gpu_or_skip("pool_reuses_and_grows_by_powers_of_two") else {
         return;
     };
     let mut pool = BufferPool::new(&ctx);
@@ -298,8 +296,7 @@ fn pool_reuses_and_grows_by_powers_of_two() {
 
 #[test]
 fn pooled_buffers_carry_data_through_a_round_trip() {
-    let Some(ctx) = gpu_common::gpu_or_skip("pooled_buffers_carry_data_through_a_round_trip")
-    else {
+    let Some(ctx) = gpu_or_skip("pooled_buffers_carry_data_through_a_round_trip") else {
         return;
     };
     let mut pool = BufferPool::new(&ctx);
@@ -314,7 +311,7 @@ fn pooled_buffers_carry_data_through_a_round_trip() {
 
 #[test]
 fn timestamps_name_each_stage_or_are_absent() {
-    let Some(ctx) = gpu_common::gpu_or_skip("timestamps_name_each_stage_or_are_absent") else {
+    let Some(ctx) = gpu_or_skip("timestamps_name_each_stage_or_are_absent") else {
         return;
     };
     let timer = GpuTimer::new(&ctx).unwrap();
@@ -359,7 +356,7 @@ fn random_codebook(rng: &mut ChaCha8Rng, k: usize, f: usize) -> Codebook {
 
 #[test]
 fn tiny_cap_many_chunks_and_a_split_image_match_unchunked_and_reference() {
-    let Some(_ctx) = gpu_common::gpu_or_skip("tiny_cap_end_to_end") else {
+    let Some(_ctx) = gpu_or_skip("tiny_cap_end_to_end") else {
         return;
     };
     let mut rng = ChaCha8Rng::seed_from_u64(11);
@@ -428,7 +425,7 @@ fn tiny_cap_many_chunks_and_a_split_image_match_unchunked_and_reference() {
 
 #[test]
 fn tiny_cap_u8_split_image_and_given_labels() {
-    let Some(_ctx) = gpu_common::gpu_or_skip("tiny_cap_u8_split_image_and_given_labels") else {
+    let Some(_ctx) = gpu_or_skip("tiny_cap_u8_split_image_and_given_labels") else {
         return;
     };
     let mut rng = ChaCha8Rng::seed_from_u64(12);

@@ -1,16 +1,10 @@
 //! The GPU segmented scan against its CPU twin (bit for bit: same
 //! additions, same order) and against the f64 reference (SPEC §4's bound).
-#![cfg(feature = "gpu")]
 
-#[path = "common/gpu.rs"]
-mod gpu_common;
-
-#[path = "scan_case/mod.rs"]
-mod scan_case;
-
+use crate::scan_case::{Case, gpu_sums, reference_sums, twin_sums};
+use crate::util::gpu_or_skip;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use scan_case::{Case, gpu_sums, reference_sums, twin_sums};
 use vlad::cpu::segmented_scan::{self as twin, CHUNK_ROWS};
 use vlad::gpu::GpuContext;
 use vlad::gpu::segmented_scan::{ScanJob, SegmentedScanStage};
@@ -62,7 +56,7 @@ fn check(
 }
 
 fn stage_or_skip(test: &str) -> Option<(GpuContext, SegmentedScanStage)> {
-    let ctx = gpu_common::gpu_or_skip(test)?;
+    let ctx = gpu_or_skip(test)?;
     let stage = SegmentedScanStage::new(&ctx).unwrap();
     Some((ctx, stage))
 }

@@ -3,9 +3,7 @@
 //! recovers the same clusters.
 #![cfg(feature = "gpu")]
 
-#[path = "common/gpu.rs"]
-mod gpu_common;
-
+use crate::util::gpu_or_skip;
 use ndarray::Array2;
 use vlad::Backend;
 use vlad::kmeans::KMeans;
@@ -27,7 +25,7 @@ fn blobs(centres: usize, per: usize, dim: usize) -> Array2<f32> {
 
 #[test]
 fn one_lloyd_iteration_matches_the_cpu() {
-    if gpu_common::gpu_or_skip("one_lloyd_iteration_matches_the_cpu").is_none() {
+    if gpu_or_skip("one_lloyd_iteration_matches_the_cpu").is_none() {
         return;
     }
     let data = blobs(6, 150, 19);
@@ -61,7 +59,7 @@ fn one_lloyd_iteration_matches_the_cpu() {
 
 #[test]
 fn gpu_fit_recovers_the_clusters_and_is_deterministic() {
-    if gpu_common::gpu_or_skip("gpu_fit_recovers_the_clusters_and_is_deterministic").is_none() {
+    if gpu_or_skip("gpu_fit_recovers_the_clusters_and_is_deterministic").is_none() {
         return;
     }
     let data = blobs(4, 100, 8);

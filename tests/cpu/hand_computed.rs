@@ -1,5 +1,6 @@
 //! Small encodings worked out by hand, on the cpu and reference backends.
 
+use crate::common::NORMALIZATIONS;
 use ndarray::{Array2, Array3, array};
 use vlad::{Backend, Codebook, Encoder};
 
@@ -103,16 +104,7 @@ fn images_without_descriptors_encode_to_zero_rows_under_every_list() {
     // Three images: empty, two descriptors, empty.
     let rows = array![[1.0f32, 2.0, 3.0], [4.0, 6.0, 5.0]];
     let offsets = [0usize, 0, 2, 2];
-    for norm in [
-        "none",
-        "mass",
-        "ssr",
-        "power=0.3",
-        "intra",
-        "l2",
-        "ssr,l2",
-        "mass,ssr,intra,l2",
-    ] {
+    for &norm in NORMALIZATIONS {
         for backend in BACKENDS {
             let vlad = encoder(centroids.clone(), norm, backend)
                 .encode_ragged(rows.view(), &offsets)

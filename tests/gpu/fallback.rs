@@ -15,11 +15,13 @@ use vlad::{Backend, Batch, Codebook, Encoder, VladError};
 /// Set in the child: run the body of the test instead of spawning.
 const CHILD_MARKER: &str = "VLAD_TEST_NO_GPU_CHILD";
 
-/// Re-run this binary on test `name` with no Vulkan driver reachable.
+/// Re-run this binary on test `name` (of this module) with no Vulkan driver
+/// reachable.
 fn run_child_without_gpu(name: &str) -> (bool, String, String) {
     let exe = std::env::current_exe().expect("the test binary knows its path");
     let out = Command::new(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .arg(harness_name(name))
+        .args(["--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_MARKER, "1")
         .env("VK_ICD_FILENAMES", "/nonexistent.json")
         .env("VK_DRIVER_FILES", "/nonexistent.json")
@@ -33,6 +35,15 @@ fn run_child_without_gpu(name: &str) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Test `name` as the harness filters it: its path inside this binary
+/// (`fallback::name`), the crate name left out.
+fn harness_name(name: &str) -> String {
+    match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::{name}"),
+        None => name.to_string(),
+    }
 }
 
 fn in_child() -> bool {

@@ -16,10 +16,7 @@ const L: usize = 9;
 const F: usize = 5;
 const K: usize = 4;
 
-#[path = "common/cli.rs"]
-mod cli_common;
-
-use cli_common::{Folder, p, read, stderr, stdout, vlad};
+use crate::util::{Folder, io_args, p, read, stderr, stdout, vlad};
 
 /// A scratch folder with the standard good inputs written into it.
 struct Scratch {
@@ -112,17 +109,7 @@ fn expect_failure(scratch: &Scratch, args: &[&str], out: &Path, code: i32, needl
 fn encode_failure(scratch: &Scratch, d: &Path, extra: &[&str], code: i32, needles: &[&str]) {
     let out = scratch.path("v.npy");
     let c = scratch.path("c.npy");
-    let mut args = vec![
-        "encode",
-        "--descriptors",
-        p(d),
-        "--centroids",
-        p(&c),
-        "--out",
-        p(&out),
-        "--backend",
-        "cpu",
-    ];
+    let mut args = io_args("encode", d, &c, &out, &["--backend", "cpu"]);
     args.extend_from_slice(extra);
     expect_failure(scratch, &args, &out, code, needles);
 }
@@ -131,27 +118,11 @@ fn encode_failure(scratch: &Scratch, d: &Path, extra: &[&str], code: i32, needle
 fn centroid_failure(scratch: &Scratch, c: &Path, needles: &[&str]) {
     let out = scratch.path("v.npy");
     let d = scratch.path("d.npy");
-    let args = [
-        "encode",
-        "--descriptors",
-        p(&d),
-        "--centroids",
-        p(c),
-        "--out",
-        p(&out),
-    ];
+    let args = io_args("encode", &d, c, &out, &[]);
     expect_failure(scratch, &args, &out, 2, needles);
     // `assign` reads centroids the same way and must refuse them too.
     let out = scratch.path("a.npy");
-    let args = [
-        "assign",
-        "--descriptors",
-        p(&d),
-        "--centroids",
-        p(c),
-        "--out",
-        p(&out),
-    ];
+    let args = io_args("assign", &d, c, &out, &[]);
     expect_failure(scratch, &args, &out, 2, needles);
 }
 
@@ -172,16 +143,7 @@ fn raw_npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
 fn encode_ok(scratch: &Scratch, d: &Path, out: &str, extra: &[&str]) -> (Output, Array2<f32>) {
     let out = scratch.path(out);
     let c = scratch.path("c.npy");
-    let mut args = vec![
-        "encode",
-        "--descriptors",
-        p(d),
-        "--centroids",
-        p(&c),
-        "--out",
-        p(&out),
-    ];
-    args.extend_from_slice(extra);
+    let args = io_args("encode", d, &c, &out, extra);
     let run = vlad(&args);
     assert_eq!(run.status.code(), Some(0), "{args:?}: {}", stderr(&run));
     (run, read(&out))
@@ -401,15 +363,7 @@ fn unwritable_output_paths_are_refused() {
     let d = scratch.path("d.npy");
     let c = scratch.path("c.npy");
     let out = scratch.path("no/such/folder/v.npy");
-    let args = [
-        "encode",
-        "--descriptors",
-        p(&d),
-        "--centroids",
-        p(&c),
-        "--out",
-        p(&out),
-    ];
+    let args = io_args("encode", &d, &c, &out, &[]);
     expect_failure(
         &scratch,
         &args,
@@ -420,15 +374,7 @@ fn unwritable_output_paths_are_refused() {
     // An existing folder cannot be replaced by the output.
     let folder = scratch.path("folder");
     std::fs::create_dir(&folder).unwrap();
-    let run = vlad(&[
-        "assign",
-        "--descriptors",
-        p(&d),
-        "--centroids",
-        p(&c),
-        "--out",
-        p(&folder),
-    ]);
+    let run = vlad(&io_args("assign", &d, &c, &folder, &[]));
     assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
     assert!(folder.is_dir());
     assert!(stderr(&run).contains("folder"));
@@ -445,17 +391,7 @@ fn usage_errors_exit_2_and_help_exits_0() {
         &["--backend", "tpu"][..],
         &["--no-such-flag"][..],
     ] {
-        let mut args = vec![
-            "encode",
-            "--descriptors",
-            p(&d),
-            "--centroids",
-            p(&c),
-            "--out",
-            p(&out),
-        ];
-        args.extend_from_slice(extra);
-        let run = vlad(&args);
+        let run = vlad(&io_args("encode", &d, &c, &out, extra));
         assert_eq!(run.status.code(), Some(2), "{extra:?}: {}", stderr(&run));
         assert!(!out.exists());
     }
@@ -463,7 +399,7 @@ fn usage_errors_exit_2_and_help_exits_0() {
         vlad(&["encode", "--descriptors", p(&d)]).status.code(),
         Some(2)
     );
-    assert_eq!(vlad(&[]).status.code(), Some(2));
+    assert_eq!(vlad::<&str>(&[]).status.code(), Some(2));
     assert_eq!(vlad(&["frobnicate"]).status.code(), Some(2));
     let help = vlad(&["--help"]);
     assert_eq!(help.status.code(), Some(0));
@@ -595,17 +531,7 @@ fn fortran_order_f64_and_u8_inputs_are_accepted() {
     scratch.write("c_fortran.npy", &centroids_f);
     let c_f = scratch.path("c_fortran.npy");
     let out = scratch.path("v_f.npy");
-    let run = vlad(&[
-        "encode",
-        "--descriptors",
-        p(&d_f),
-        "--centroids",
-        p(&c_f),
-        "--out",
-        p(&out),
-        "--backend",
-        "cpu",
-    ]);
+    let run = vlad(&io_args("encode", &d_f, &c_f, &out, &["--backend", "cpu"]));
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     assert_eq!(read::<f32, ndarray::Ix2>(&out), c_order);
 
@@ -624,17 +550,7 @@ fn fortran_order_f64_and_u8_inputs_are_accepted() {
     let c_big = scratch.write("c_big.npy", &(&scratch.centroids * 40.0 + 128.0));
     for (d, name) in [(&d8, "v8.npy"), (&d8f, "v8f.npy")] {
         let out = scratch.path(name);
-        let run = vlad(&[
-            "encode",
-            "--descriptors",
-            p(d),
-            "--centroids",
-            p(&c_big),
-            "--out",
-            p(&out),
-            "--backend",
-            "cpu",
-        ]);
+        let run = vlad(&io_args("encode", d, &c_big, &out, &["--backend", "cpu"]));
         assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     }
     let v8: Array2<f32> = read(&scratch.path("v8.npy"));
@@ -651,17 +567,7 @@ fn given_labels_replace_assignment() {
 
     // The labels `assign` writes reproduce the plain encoding.
     let a = scratch.path("a.npy");
-    let run = vlad(&[
-        "assign",
-        "--descriptors",
-        p(&d),
-        "--centroids",
-        p(&c),
-        "--out",
-        p(&a),
-        "--backend",
-        "cpu",
-    ]);
+    let run = vlad(&io_args("assign", &d, &c, &a, &["--backend", "cpu"]));
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     let (_, plain) = encode_ok(&scratch, &d, "v.npy", &["--backend", "cpu"]);
     let (_, relabelled) = encode_ok(
@@ -760,18 +666,13 @@ fn json_reports_the_spec_fields_and_verify_passes() {
     // assign --json has the same fields.
     let c = scratch.path("c.npy");
     let a = scratch.path("a.npy");
-    let run = vlad(&[
+    let run = vlad(&io_args(
         "assign",
-        "--descriptors",
-        p(&d),
-        "--centroids",
-        p(&c),
-        "--out",
-        p(&a),
-        "--backend",
-        "reference",
-        "--json",
-    ]);
+        &d,
+        &c,
+        &a,
+        &["--backend", "reference", "--json"],
+    ));
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     for field in [
@@ -797,17 +698,7 @@ fn assign_writes_image_major_i64_labels() {
     let c = scratch.path("c.npy");
     let a = scratch.path("a.npy");
     for backend in ["cpu", "reference"] {
-        let run = vlad(&[
-            "assign",
-            "--descriptors",
-            p(&d),
-            "--centroids",
-            p(&c),
-            "--out",
-            p(&a),
-            "--backend",
-            backend,
-        ]);
+        let run = vlad(&io_args("assign", &d, &c, &a, &["--backend", backend]));
         assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
         assert!(run.stdout.is_empty());
         let labels: Array1<i64> = read(&a);
@@ -840,18 +731,13 @@ fn gpu_backend_exits_3_or_runs_on_the_gpu() {
     let d = scratch.path("d.npy");
     let c = scratch.path("c.npy");
     let out = scratch.path("v.npy");
-    let run = vlad(&[
+    let run = vlad(&io_args(
         "encode",
-        "--descriptors",
-        p(&d),
-        "--centroids",
-        p(&c),
-        "--out",
-        p(&out),
-        "--backend",
-        "gpu",
-        "--json",
-    ]);
+        &d,
+        &c,
+        &out,
+        &["--backend", "gpu", "--json"],
+    ));
     match run.status.code() {
         Some(3) => {
             assert!(stderr(&run).contains("vlad: error:"), "{}", stderr(&run));

@@ -1,29 +1,17 @@
 //! `vlad bench`: the JSON it prints and the exit statuses it promises.
 #![cfg(feature = "cli")]
 
-#[path = "common/cli.rs"]
-mod cli_common;
-
-use cli_common::{vlad, vlad_with_env};
+use crate::util::{BenchShape, bench_args, vlad, vlad_with_env};
 
 #[test]
 fn cpu_bench_json_has_stages_medians_and_throughput() {
-    let out = vlad(&[
-        "bench",
-        "--images",
-        "8",
-        "--per-image",
-        "32",
-        "--dim",
-        "16",
-        "--clusters",
-        "4",
-        "--backend",
-        "cpu",
-        "--repeats",
-        "3",
-        "--json",
-    ]);
+    let shape = BenchShape {
+        images: 8,
+        per_image: 32,
+        dim: 16,
+        clusters: 4,
+    };
+    let out = vlad(&bench_args(shape, "cpu", 3, &["--json"]));
     assert!(
         out.status.success(),
         "{}",
@@ -57,22 +45,13 @@ fn bad_bench_shape_is_a_usage_error() {
 
 #[test]
 fn gpu_bench_runs_or_exits_3() {
-    let out = vlad(&[
-        "bench",
-        "--images",
-        "2",
-        "--per-image",
-        "8",
-        "--dim",
-        "4",
-        "--clusters",
-        "2",
-        "--backend",
-        "gpu",
-        "--repeats",
-        "1",
-        "--json",
-    ]);
+    let shape = BenchShape {
+        images: 2,
+        per_image: 8,
+        dim: 4,
+        clusters: 2,
+    };
+    let out = vlad(&bench_args(shape, "gpu", 1, &["--json"]));
     match out.status.code() {
         Some(0) => {
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
@@ -98,23 +77,15 @@ fn gpu_bench_runs_or_exits_3() {
 
 #[test]
 fn a_bad_binding_cap_in_the_environment_is_a_clear_error() {
+    let shape = BenchShape {
+        images: 2,
+        per_image: 4,
+        dim: 2,
+        clusters: 2,
+    };
     for value in ["0", "lots"] {
         let out = vlad_with_env(
-            &[
-                "bench",
-                "--images",
-                "2",
-                "--per-image",
-                "4",
-                "--dim",
-                "2",
-                "--clusters",
-                "2",
-                "--backend",
-                "gpu",
-                "--repeats",
-                "1",
-            ],
+            &bench_args(shape, "gpu", 1, &[]),
             &[("VLAD_GPU_MAX_BINDING_BYTES", value)],
         );
         let err = String::from_utf8_lossy(&out.stderr);

@@ -3,9 +3,7 @@
 //! values; edge sizes, exact ties and u8 input.
 #![cfg(feature = "gpu")]
 
-#[path = "common/gpu.rs"]
-mod gpu_common;
-
+use crate::util::gpu_or_skip;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -121,7 +119,7 @@ fn random_offsets(rng: &mut ChaCha8Rng, rows: usize, images: usize) -> Vec<usize
 
 #[test]
 fn random_f32_every_shape() {
-    let Some(ctx) = gpu_common::gpu_or_skip("random_f32_every_shape") else {
+    let Some(ctx) = gpu_or_skip("random_f32_every_shape") else {
         return;
     };
     let stage = AssignStage::new(&ctx).unwrap();
@@ -152,7 +150,7 @@ fn random_f32_every_shape() {
 
 #[test]
 fn zero_and_one_rows_and_tile_edges() {
-    let Some(ctx) = gpu_common::gpu_or_skip("zero_and_one_rows_and_tile_edges") else {
+    let Some(ctx) = gpu_or_skip("zero_and_one_rows_and_tile_edges") else {
         return;
     };
     let stage = AssignStage::new(&ctx).unwrap();
@@ -204,7 +202,7 @@ fn check_exact_ties(ctx: &GpuContext, stage: &AssignStage, k: usize, f: usize, s
 
 #[test]
 fn exact_ties_go_to_the_lowest_label() {
-    let Some(ctx) = gpu_common::gpu_or_skip("exact_ties_go_to_the_lowest_label") else {
+    let Some(ctx) = gpu_or_skip("exact_ties_go_to_the_lowest_label") else {
         return;
     };
     let stage = AssignStage::new(&ctx).unwrap();
@@ -216,7 +214,7 @@ fn exact_ties_go_to_the_lowest_label() {
 
 #[test]
 fn u8_descriptors_are_widened_on_the_device() {
-    let Some(ctx) = gpu_common::gpu_or_skip("u8_descriptors_are_widened_on_the_device") else {
+    let Some(ctx) = gpu_or_skip("u8_descriptors_are_widened_on_the_device") else {
         return;
     };
     let stage = AssignStage::new(&ctx).unwrap();
@@ -240,7 +238,7 @@ fn u8_descriptors_are_widened_on_the_device() {
 
 #[test]
 fn keys_follow_images_including_empty_ones() {
-    let Some(ctx) = gpu_common::gpu_or_skip("keys_follow_images_including_empty_ones") else {
+    let Some(ctx) = gpu_or_skip("keys_follow_images_including_empty_ones") else {
         return;
     };
     let stage = AssignStage::new(&ctx).unwrap();
@@ -266,7 +264,7 @@ fn keys_follow_images_including_empty_ones() {
 
 #[test]
 fn two_dimensional_dispatch() {
-    let Some(ctx) = gpu_common::gpu_or_skip("two_dimensional_dispatch") else {
+    let Some(ctx) = gpu_or_skip("two_dimensional_dispatch") else {
         return;
     };
     // 5 row tiles of 256 with at most 2 workgroups per dimension: a 2 × 3
@@ -285,7 +283,7 @@ fn two_dimensional_dispatch() {
 
 #[test]
 fn bad_jobs_are_errors() {
-    let Some(ctx) = gpu_common::gpu_or_skip("bad_jobs_are_errors") else {
+    let Some(ctx) = gpu_or_skip("bad_jobs_are_errors") else {
         return;
     };
     let stage = AssignStage::new(&ctx).unwrap();

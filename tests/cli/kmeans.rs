@@ -10,10 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
-#[path = "common/cli.rs"]
-mod cli_common;
-
-use cli_common::{Folder as Scratch, p, read, stderr, vlad, vlad_with_env};
+use crate::util::{Folder as Scratch, kmeans_args, p, read, stderr, vlad, vlad_with_env};
 
 fn read_f32(path: &Path) -> Array2<f32> {
     read(path)
@@ -22,7 +19,7 @@ fn read_f32(path: &Path) -> Array2<f32> {
 /// `vlad kmeans --descriptors d --out out -k k` plus `extra`; asserts exit 0.
 fn kmeans_ok(d: &Path, out: &Path, k: usize, extra: &[&str]) -> Output {
     let k = k.to_string();
-    let mut args = vec!["kmeans", "--descriptors", p(d), "-k", &k, "--out", p(out)];
+    let mut args = kmeans_args(d, out, &["-k", &k]);
     args.extend_from_slice(extra);
     let run = vlad(&args);
     assert_eq!(run.status.code(), Some(0), "{args:?}: {}", stderr(&run));
@@ -241,28 +238,21 @@ fn same_seed_same_bytes_whatever_the_thread_count() {
     let d = scratch.write("d.npy", &points);
     let a = scratch.path("a.npy");
     let b = scratch.path("b.npy");
-    let args = |out: &Path| -> Vec<String> {
-        [
-            "kmeans",
-            "--descriptors",
-            p(&d),
-            "-k",
-            "8",
-            "--out",
-            p(out),
-            "--seed",
-            "42",
-            "--max-points-per-centroid",
-            "64",
-            "--backend",
-            "cpu",
-        ]
-        .map(String::from)
-        .to_vec()
-    };
     for (out, threads) in [(&a, "1"), (&b, "2")] {
-        let args = args(out);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let args = kmeans_args(
+            &d,
+            out,
+            &[
+                "-k",
+                "8",
+                "--seed",
+                "42",
+                "--max-points-per-centroid",
+                "64",
+                "--backend",
+                "cpu",
+            ],
+        );
         let run = vlad_with_env(&args, &[("RAYON_NUM_THREADS", threads)]);
         assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     }
@@ -350,8 +340,7 @@ fn expect_failure(
     code: i32,
     needles: &[&str],
 ) {
-    let mut args = vec!["kmeans", "--descriptors", p(d), "--out", p(out)];
-    args.extend_from_slice(extra);
+    let args = kmeans_args(d, out, extra);
     let _ = std::fs::remove_file(out);
     let before = scratch.listing();
     let run = vlad(&args);
@@ -523,9 +512,7 @@ fn usage_errors_exit_2() {
         &["-k", "two"][..],
         &[][..],
     ] {
-        let mut args = vec!["kmeans", "--descriptors", p(&d), "--out", p(&out)];
-        args.extend_from_slice(extra);
-        let run = vlad(&args);
+        let run = vlad(&kmeans_args(&d, &out, extra));
         assert_eq!(run.status.code(), Some(2), "{extra:?}: {}", stderr(&run));
         assert!(!out.exists());
     }
@@ -544,18 +531,11 @@ fn gpu_backend_exits_3_or_trains_on_the_gpu() {
     let truth = far_centres(3, 4, 19);
     let d = scratch.write("d.npy", &blobs(&truth, 20, 0.2, 20));
     let out = scratch.path("c.npy");
-    let run = vlad(&[
-        "kmeans",
-        "--descriptors",
-        p(&d),
-        "-k",
-        "3",
-        "--out",
-        p(&out),
-        "--backend",
-        "gpu",
-        "--json",
-    ]);
+    let run = vlad(&kmeans_args(
+        &d,
+        &out,
+        &["-k", "3", "--backend", "gpu", "--json"],
+    ));
     match run.status.code() {
         Some(3) => {
             let err = stderr(&run);

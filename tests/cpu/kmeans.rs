@@ -50,7 +50,7 @@ fn nearest_labels(result: &KMeansResult, points: ArrayView2<'_, f32>) -> Vec<u32
 }
 
 /// The CPU backend's k-means: these tests pin CPU behaviour (thread counts,
-/// exact figures); `tests/kmeans_gpu.rs` covers the GPU engine.
+/// exact figures); `tests/gpu/kmeans.rs` covers the GPU engine.
 fn cpu_kmeans(k: usize) -> KMeans {
     KMeans::new(k).backend(Backend::Cpu)
 }

@@ -1,0 +1,14 @@
+//! The `vlad` command line, run as a user runs it: the built binary on
+//! `.npy` files in a temporary folder. `cargo test --test cli`.
+//!
+//! To add tests: put them in a new `tests/cli/NAME.rs` and add `mod NAME;`
+//! below (see tests/README.md); `util.rs` has the folder, the runner and the
+//! argument lists every command shares.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod util;
+
+mod bench;
+mod encode;
+mod kmeans;

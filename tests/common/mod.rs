@@ -1,0 +1,28 @@
+//! Helpers shared by more than one test area. Each area's `main.rs` includes
+//! this folder once, as `#[path = "../common/mod.rs"] mod common;`; helpers
+//! used by one area only live in that area's own `util.rs`.
+
+// Each area uses a different subset.
+#![allow(dead_code)]
+
+/// Every normalization list the tests run (SPEC §3), in one place: each step
+/// alone, the default, VLFeat's combinations, a repeated step and orders
+/// VLFeat cannot express. `none` stays first: the proptest case in
+/// `cpu/vs_reference.rs` stores an index into this list.
+pub const NORMALIZATIONS: &[&str] = &[
+    "none",
+    "mass",
+    "ssr",
+    "power=0.3",
+    "intra",
+    "l2",
+    "ssr,l2",
+    "intra,l2",
+    "mass,l2",
+    "power=0.7,intra",
+    "mass,ssr,intra,l2",
+    "power=0.3,intra,l2",
+    "intra,ssr",
+    "l2,l2",
+    "l2,ssr",
+];

@@ -1,0 +1,13 @@
+//! The CPU backend and k-means against the f64 reference, by hand and by
+//! property: `cargo test --test cpu`. Needs no GPU and no `gpu` feature.
+//!
+//! To add tests: put them in a new `tests/cpu/NAME.rs` and add `mod NAME;`
+//! below (see tests/README.md).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod determinism;
+mod hand_computed;
+mod kmeans;
+mod vs_reference;

@@ -1,0 +1,24 @@
+//! The GPU backend, one module per shader stage plus the host pieces around
+//! them. Run with `cargo test --test gpu`; set `CI=true` so that a missing
+//! adapter fails instead of skipping (lavapipe runs the shaders on the CPU).
+//!
+//! To add tests: put them in a new `tests/gpu/NAME.rs` and add `mod NAME;`
+//! below (see tests/README.md). The `gpu` feature gate is here, once.
+#![cfg(feature = "gpu")]
+
+#[path = "../common/mod.rs"]
+mod common;
+mod scan_case;
+mod util;
+
+mod assign;
+mod chunking;
+mod context;
+mod end_to_end;
+mod fallback;
+mod kmeans;
+mod normalize;
+mod radix_sort;
+mod residual;
+mod segmented_scan;
+mod shader_validation;
