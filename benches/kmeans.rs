@@ -81,15 +81,16 @@ fn main() {
             shape.name, shape.points, shape.dim, shape.clusters
         );
         let run = |init: Init, iterations: usize| {
-            KMeans::new(shape.clusters)
+            let mut kmeans = KMeans::new(shape.clusters)
                 .init(init)
                 .iterations(iterations)
                 .tolerance(0.0)
                 .max_points_per_centroid(None)
-                .backend(Backend::Cpu)
-                .verbose(verbose)
-                .fit(data.view())
-                .expect("bench data is valid")
+                .backend(Backend::Cpu);
+            if verbose {
+                kmeans = kmeans.on_progress(|event| eprintln!("kmeans: {event:?}"));
+            }
+            kmeans.fit(data.view()).expect("bench data is valid")
         };
         // Cheap next to the 25-iteration runs: always at least 3 repeats.
         let assign = median(repeats.max(3), || run(Init::Random, 0).seconds);

@@ -288,6 +288,28 @@ fn pick_for_gpu(
     }
 }
 
+/// Every adapter wgpu sees and what `gpu` and `auto` would take (the data
+/// behind `vlad adapters`). Cheap: no device is opened, no shader compiled.
+/// Without the `gpu` feature the list is empty and both say why.
+pub fn adapters() -> Adapters {
+    #[cfg(feature = "gpu")]
+    {
+        crate::gpu::adapters::list()
+    }
+    #[cfg(not(feature = "gpu"))]
+    {
+        let why = "built without the gpu feature".to_string();
+        Adapters {
+            adapters: Vec::new(),
+            gpu: Err(why.clone()),
+            auto: Ok(AdapterPick {
+                index: None,
+                reason: format!("{why}: using cpu"),
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,27 +403,5 @@ mod tests {
                 .reason
                 .contains("no GPU adapter")
         );
-    }
-}
-
-/// Every adapter wgpu sees and what `gpu` and `auto` would take (the data
-/// behind `vlad adapters`). Cheap: no device is opened, no shader compiled.
-/// Without the `gpu` feature the list is empty and both say why.
-pub fn adapters() -> Adapters {
-    #[cfg(feature = "gpu")]
-    {
-        crate::gpu::adapters::list()
-    }
-    #[cfg(not(feature = "gpu"))]
-    {
-        let why = "built without the gpu feature".to_string();
-        Adapters {
-            adapters: Vec::new(),
-            gpu: Err(why.clone()),
-            auto: Ok(AdapterPick {
-                index: None,
-                reason: format!("{why}: using cpu"),
-            }),
-        }
     }
 }
