@@ -12,6 +12,7 @@
 //! [`GpuBackend`] session the [`Encoder`](crate::Encoder) uses.
 
 pub mod assign;
+pub mod assign_coop;
 pub mod backend;
 pub mod chunking;
 pub mod context;
