@@ -15,10 +15,10 @@
 //! One test function: it sets the process environment, which tests running
 //! in parallel threads must not race on.
 
-#[path = "common/gpu.rs"]
-mod gpu_common;
 #[path = "common/cli.rs"]
 mod cli_common;
+#[path = "common/gpu.rs"]
+mod gpu_common;
 
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
@@ -93,15 +93,25 @@ fn near_tie_cases() -> Vec<(String, Codebook, Vec<f32>, Vec<usize>)> {
         for _ in 0..k / 2 {
             let a: Vec<f32> = (0..f).map(|_| rng.random_range(0.0f32..scale)).collect();
             c.extend(&a);
-            c.extend(a.iter().map(|x| x + rng.random_range(-1e-5f32..1e-5) * scale));
+            c.extend(
+                a.iter()
+                    .map(|x| x + rng.random_range(-1e-5f32..1e-5) * scale),
+            );
         }
         while c.len() < k * f {
             c.push(rng.random_range(0.0f32..scale));
         }
         let codebook = Codebook::new(Array2::from_shape_vec((k, f), c).unwrap().view()).unwrap();
-        let rows: Vec<f32> = (0..n * f).map(|_| rng.random_range(0.0f32..scale)).collect();
+        let rows: Vec<f32> = (0..n * f)
+            .map(|_| rng.random_range(0.0f32..scale))
+            .collect();
         let offsets = vec![0, n / 3, n / 3, n];
-        cases.push((format!("paired N={n} F={f} K={k} ×{scale}"), codebook, rows, offsets));
+        cases.push((
+            format!("paired N={n} F={f} K={k} ×{scale}"),
+            codebook,
+            rows,
+            offsets,
+        ));
     }
     // Rows on a large common offset between two centroids: ‖c‖² − 2v·c
     // cancels badly, the gaps are tiny — every row goes to the re-check.
@@ -131,8 +141,8 @@ fn check<E: Element>(
     let k = codebook.clusters() as u32;
     let exact = reference::assign(codebook, batch);
     let mut differ = 0;
-    for i in 0..batch.len() {
-        let (g, p, e) = (coop.labels[i], plain.labels[i], exact[i]);
+    for (i, &e) in exact.iter().enumerate() {
+        let (g, p) = (coop.labels[i], plain.labels[i]);
         assert!(g < k, "{what}: row {i}: label {g} out of range (K = {k})");
         assert!(
             is_near_tie(codebook, batch.row(i), g, e),
@@ -146,7 +156,11 @@ fn check<E: Element>(
     }
     for t in 0..batch.images() {
         for i in batch.image_range(t) {
-            assert_eq!(coop.keys[i], t as u32 * k + coop.labels[i], "{what}: key of row {i}");
+            assert_eq!(
+                coop.keys[i],
+                t as u32 * k + coop.labels[i],
+                "{what}: key of row {i}"
+            );
         }
     }
     let rows: Vec<u32> = (0..batch.len() as u32).collect();
@@ -158,12 +172,10 @@ fn compare_on_device(ctx: &GpuContext) {
     let coop = AssignCoopStage::new(ctx)
         .unwrap_or_else(|e| panic!("tensor cores enabled but the stage failed: {e}"));
     let plain = AssignStage::new(ctx).unwrap();
-    let coop_record = |enc: &mut wgpu::CommandEncoder, job: &AssignJob<'_>| {
-        coop.record(ctx, enc, job).unwrap()
-    };
-    let plain_record = |enc: &mut wgpu::CommandEncoder, job: &AssignJob<'_>| {
-        plain.record(ctx, enc, job).unwrap()
-    };
+    let coop_record =
+        |enc: &mut wgpu::CommandEncoder, job: &AssignJob<'_>| coop.record(ctx, enc, job).unwrap();
+    let plain_record =
+        |enc: &mut wgpu::CommandEncoder, job: &AssignJob<'_>| plain.record(ctx, enc, job).unwrap();
     for (what, codebook, rows, offsets) in near_tie_cases() {
         let f = codebook.dim();
         let view = ndarray::ArrayView2::from_shape((rows.len() / f, f), &rows[..]).unwrap();
@@ -171,7 +183,10 @@ fn compare_on_device(ctx: &GpuContext) {
         let got = run(ctx, &coop_record, &codebook, &batch);
         let want = run(ctx, &plain_record, &codebook, &batch);
         let differ = check(&what, &codebook, &batch, &got, &want);
-        eprintln!("{what}: {differ} of {} labels differ from the exact argmin", batch.len());
+        eprintln!(
+            "{what}: {differ} of {} labels differ from the exact argmin",
+            batch.len()
+        );
         // Repeatable on the same device (SPEC §5).
         let again = run(ctx, &coop_record, &codebook, &batch);
         assert_eq!(again.labels, got.labels, "{what}: not repeatable");
@@ -227,8 +242,20 @@ fn tensor_cores_on_request_run_right_or_fall_back_loudly() {
             // The command line says so, and still computes.
             let out = cli_common::vlad_with_env(
                 &[
-                    "bench", "--images", "4", "--per-image", "64", "--dim", "16",
-                    "--clusters", "8", "--backend", "gpu", "--repeats", "1", "--json",
+                    "bench",
+                    "--images",
+                    "4",
+                    "--per-image",
+                    "64",
+                    "--dim",
+                    "16",
+                    "--clusters",
+                    "8",
+                    "--backend",
+                    "gpu",
+                    "--repeats",
+                    "1",
+                    "--json",
                 ],
                 &[(TENSOR_CORES_ENV, "1")],
             );
@@ -256,7 +283,10 @@ fn tensor_cores_on_request_run_right_or_fall_back_loudly() {
     set_env(Some("0"));
     let ctx = GpuContext::new(&Default::default()).unwrap();
     assert_eq!(ctx.tensor_cores, TensorCores::Off);
-    assert_eq!(CompiledStages::new(&ctx).unwrap().assign_stage_name(), "assign");
+    assert_eq!(
+        CompiledStages::new(&ctx).unwrap().assign_stage_name(),
+        "assign"
+    );
     drop(ctx);
 
     // A value that is neither on nor off is an error naming the variable.

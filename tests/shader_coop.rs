@@ -51,7 +51,11 @@ fn every_host_variant_validates_and_has_its_entry_point() {
                 .iter()
                 .find(|e| e.name == "assign")
                 .unwrap_or_else(|| panic!("{name}: no entry point `assign`"));
-            assert_eq!(entry.workgroup_size, [sg, 1, 1], "{name}: one subgroup per workgroup");
+            assert_eq!(
+                entry.workgroup_size,
+                [sg, 1, 1],
+                "{name}: one subgroup per workgroup"
+            );
         }
     }
 }

@@ -213,7 +213,6 @@ struct SplitBest {
 }
 
 fn best_two(
-    v: &[f32],
     v_split: &Split,
     centroids: &[Split],
     norms: &[f32],
@@ -231,11 +230,12 @@ fn best_two(
             d2 = d;
         }
     }
-    let _ = v;
+    // Decided only when the gap provably exceeds 2B; a NaN gap (from an
+    // out-of-range scale) is not decided either.
+    let decided = (d2 - d1).partial_cmp(&(2.0 * bound)) == Some(std::cmp::Ordering::Greater);
     SplitBest {
         label: k1,
-        // `!(gap > 2B)`: NaN (an out-of-range scale) re-checks too.
-        needs_recheck: force || v_split.out_of_range || !(d2 - d1 > 2.0 * bound),
+        needs_recheck: force || v_split.out_of_range || !decided,
     }
 }
 
@@ -257,7 +257,11 @@ fn prepare<E: Element>(
     rows: &[E],
     dim: usize,
 ) -> (Vec<Split>, bool, f32, usize) {
-    assert_eq!(dim, codebook.dim(), "descriptor width must match the codebook's");
+    assert_eq!(
+        dim,
+        codebook.dim(),
+        "descriptor width must match the codebook's"
+    );
     assert_eq!(rows.len() % dim, 0, "rows must hold a whole number of rows");
     let centroids: Vec<Split> = codebook
         .as_slice()
@@ -284,7 +288,6 @@ fn decide<E: Element>(
     let v_norm2: f32 = v.iter().map(|x| x * x).sum();
     let bound = error_bound(v.len(), v_norm2, c_max2);
     let best = best_two(
-        &v,
         &v_split,
         centroids,
         codebook.squared_norms(),
@@ -404,13 +407,25 @@ mod tests {
             assert_eq!(hi, round_f16(hi));
             assert_eq!(lo, round_f16(lo));
             let err = (a as f64 - hi as f64 - lo as f64).abs();
-            assert!(err <= 2f64.powi(-21) * a.abs() as f64 + 2f64.powi(-25), "{a}: {err}");
+            assert!(
+                err <= 2f64.powi(-21) * a.abs() as f64 + 2f64.powi(-25),
+                "{a}: {err}"
+            );
         }
     }
 
     #[test]
     fn scale_exponent_brings_the_largest_element_into_range() {
-        for &m in &[1.0f32, 0.75, 3.0, 255.0, 1e-10, 1e10, 65504.0, 2f32.powi(-60)] {
+        for &m in &[
+            1.0f32,
+            0.75,
+            3.0,
+            255.0,
+            1e-10,
+            1e10,
+            65504.0,
+            2f32.powi(-60),
+        ] {
             let e = scale_exponent(m).unwrap();
             let s = m * pow2(e);
             assert!((16384.0..32768.0).contains(&s), "{m}: {s}");
@@ -445,10 +460,17 @@ mod tests {
                     let v_norm2: f32 = v.iter().map(|x| x * x).sum();
                     let got = c_norm2 - 2.0 * split_dot_product(&v, &c, u8_rows);
                     let exact: f64 = c.iter().map(|&x| x as f64 * x as f64).sum::<f64>()
-                        - 2.0 * v.iter().zip(&c).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>();
+                        - 2.0
+                            * v.iter()
+                                .zip(&c)
+                                .map(|(&a, &b)| a as f64 * b as f64)
+                                .sum::<f64>();
                     let bound = error_bound(f, v_norm2, c_norm2) as f64;
                     let err = (got as f64 - exact).abs();
-                    assert!(err <= bound, "F = {f}, range {lo}..{hi}: error {err} > bound {bound}");
+                    assert!(
+                        err <= bound,
+                        "F = {f}, range {lo}..{hi}: error {err} > bound {bound}"
+                    );
                     // The split dot alone is far better than the bound: its
                     // representation error is ~2^-20 relative.
                     if bound > 0.0 {
@@ -537,7 +559,11 @@ mod tests {
         rows.extend(&diag);
         let got = assign_rows_coop(&cb, &rows, f);
         assert_eq!(got.labels, vec![0, 7, 2]);
-        assert_eq!(got.rechecked, vec![0, 2], "ties are re-checked, the clear row is not");
+        assert_eq!(
+            got.rechecked,
+            vec![0, 2],
+            "ties are re-checked, the clear row is not"
+        );
     }
 
     /// Random data with many near ties (more centroids than clusters) over a
@@ -546,30 +572,52 @@ mod tests {
     #[test]
     fn near_tie_data_obeys_spec4() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        for &(f, k, scale) in &[(16usize, 64usize, 1.0f32), (128, 256, 1e3), (24, 40, 1e-4), (33, 70, 10.0)] {
+        for &(f, k, scale) in &[
+            (16usize, 64usize, 1.0f32),
+            (128, 256, 1e3),
+            (24, 40, 1e-4),
+            (33, 70, 10.0),
+        ] {
             let n = 600;
             // Centroids in pairs: c and c + tiny, so ties are frequent.
             let mut c = Vec::with_capacity(k * f);
             for _ in 0..k / 2 {
                 let a: Vec<f32> = (0..f).map(|_| rng.random_range(0.0f32..scale)).collect();
                 c.extend(&a);
-                c.extend(a.iter().map(|x| x + rng.random_range(-1e-6f32..1e-6) * scale));
+                c.extend(
+                    a.iter()
+                        .map(|x| x + rng.random_range(-1e-6f32..1e-6) * scale),
+                );
             }
             let cb = codebook(k, f, c);
-            let rows: Vec<f32> = (0..n * f).map(|_| rng.random_range(0.0f32..scale)).collect();
+            let rows: Vec<f32> = (0..n * f)
+                .map(|_| rng.random_range(0.0f32..scale))
+                .collect();
             let got = assign_rows_coop(&cb, &rows, f);
-            assert_spec4(&cb, &rows, &got.labels, &format!("f32 F={f} K={k} ×{scale}"));
+            assert_spec4(
+                &cb,
+                &rows,
+                &got.labels,
+                &format!("f32 F={f} K={k} ×{scale}"),
+            );
             let rows64: Vec<f64> = rows.iter().map(|&x| x as f64).collect();
             let got64 = assign_rows_coop(&cb, &rows64, f);
             assert_eq!(got64, got, "f64 input converts to the same f32 rows");
-            let rechecked: std::collections::HashSet<usize> = got.rechecked.iter().copied().collect();
+            let rechecked: std::collections::HashSet<usize> =
+                got.rechecked.iter().copied().collect();
             for i in 0..n {
                 if !rechecked.contains(&i) {
                     let (want, _, _) = exact_argmin(&cb, &rows64[i * f..][..f]);
-                    assert_eq!(got.labels[i], want, "row {i} was not re-checked, so must be exact");
+                    assert_eq!(
+                        got.labels[i], want,
+                        "row {i} was not re-checked, so must be exact"
+                    );
                 }
             }
-            assert!(!got.rechecked.is_empty(), "paired centroids must produce near ties");
+            assert!(
+                !got.rechecked.is_empty(),
+                "paired centroids must produce near ties"
+            );
         }
         // u8 rows against u8-range centroids (the SIFT case), paired centroids.
         let (f, k, n) = (128usize, 64usize, 500usize);
@@ -597,7 +645,11 @@ mod tests {
         assert_eq!(got.rechecked, vec![0]);
         let huge = codebook(2, f, vec![1e30, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
         let got = assign_rows_coop(&huge, &rows, f);
-        assert_eq!(got.rechecked, vec![0, 1], "an out-of-range centroid re-checks all");
+        assert_eq!(
+            got.rechecked,
+            vec![0, 1],
+            "an out-of-range centroid re-checks all"
+        );
         assert_spec4(&huge, &rows, &got.labels, "huge centroid");
     }
 
@@ -613,10 +665,21 @@ mod tests {
         let cb = codebook(k, f, cents.as_slice().unwrap().to_vec());
         let got = assign_rows_coop(&cb, rows, f);
         let share = got.rechecked.len() as f64 / (t * l) as f64;
-        eprintln!("clustered F={f} K={k}: {:.2} % of rows re-checked", 100.0 * share);
+        eprintln!(
+            "clustered F={f} K={k}: {:.2} % of rows re-checked",
+            100.0 * share
+        );
         assert_spec4(&cb, rows, &got.labels, "clustered");
         let plain = crate::cpu::assign::assign_rows(&cb, rows, f);
-        let same = plain.iter().zip(&got.labels).filter(|(a, b)| a == b).count();
-        assert!(same as f64 >= 0.99 * (t * l) as f64, "{same} of {} agree with the plain path", t * l);
+        let same = plain
+            .iter()
+            .zip(&got.labels)
+            .filter(|(a, b)| a == b)
+            .count();
+        assert!(
+            same as f64 >= 0.99 * (t * l) as f64,
+            "{same} of {} agree with the plain path",
+            t * l
+        );
     }
 }

@@ -181,8 +181,7 @@ pub fn device_request(adapter: &wgpu::Adapter) -> Result<TensorRequest> {
     ) {
         Err(reason) => Ok(none(TensorCores::Unavailable(reason))),
         Ok(subgroup_size) => Ok(TensorRequest {
-            features: wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
-                | wgpu::Features::SHADER_F16,
+            features: wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16,
             // SAFETY: wgpu marks cooperative matrices experimental (possible
             // implementation bugs, not a memory-safety contract on our side).
             // We opt in only when the user asked for it, use the feature
@@ -328,7 +327,9 @@ pub fn select(ctx: &GpuContext) -> (Option<AssignCoopStage>, TensorCores) {
     match &ctx.tensor_cores {
         TensorCores::Off => (None, TensorCores::Off),
         TensorCores::Unavailable(reason) => {
-            eprintln!("vlad: {TENSOR_CORES_ENV}=1 but tensor cores are unavailable ({reason}); using the plain assign");
+            eprintln!(
+                "vlad: {TENSOR_CORES_ENV}=1 but tensor cores are unavailable ({reason}); using the plain assign"
+            );
             (None, ctx.tensor_cores.clone())
         }
         TensorCores::Enabled { .. } => match AssignCoopStage::new(ctx) {
@@ -474,8 +475,16 @@ mod tests {
         let good = [props(F32, 8), props(F16, 16)];
         assert_eq!(status_of(all, &good, (32, 32)), Ok(32));
         let no_coop = status_of(wgpu::Features::SHADER_F16, &good, (32, 32));
-        assert!(no_coop.unwrap_err().contains("EXPERIMENTAL_COOPERATIVE_MATRIX"));
-        let no_f16 = status_of(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX, &good, (32, 32));
+        assert!(
+            no_coop
+                .unwrap_err()
+                .contains("EXPERIMENTAL_COOPERATIVE_MATRIX")
+        );
+        let no_f16 = status_of(
+            wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
+            &good,
+            (32, 32),
+        );
         assert!(no_f16.unwrap_err().contains("SHADER_F16"));
         // Only 8×8 f32 (what wgpu's Metal path offers): refused, and said so.
         let only_8 = status_of(all, &[props(F32, 8)], (32, 32)).unwrap_err();

@@ -98,11 +98,17 @@ impl GpuContext {
         let (device, queue, tensor_cores) = match open(tensor.features, tensor.experimental) {
             Ok((device, queue)) => (device, queue, tensor.status),
             Err(e) if tensor.status.is_enabled() => {
-                let (device, queue) =
-                    open(wgpu::Features::empty(), wgpu::ExperimentalFeatures::disabled())
-                        .map_err(refused)?;
+                let (device, queue) = open(
+                    wgpu::Features::empty(),
+                    wgpu::ExperimentalFeatures::disabled(),
+                )
+                .map_err(refused)?;
                 let reason = format!("the device refused cooperative matrices: {e}");
-                (device, queue, crate::gpu::assign_coop::TensorCores::Unavailable(reason))
+                (
+                    device,
+                    queue,
+                    crate::gpu::assign_coop::TensorCores::Unavailable(reason),
+                )
             }
             Err(e) => return Err(refused(e)),
         };
