@@ -89,6 +89,11 @@ const TARGET_EXPONENT: i32 = 14;
 // Largest |binary exponent| of a row's / centroid's largest |element| that
 // is scaled; beyond it the row (every row, for a centroid) is re-checked.
 const EXPONENT_RANGE: i32 = 60;
+// B = (BOUND_PER_FEATURE · F + BOUND_CONSTANT) · 2^-23 · (‖v‖ + C)², with
+// ‖v‖ and C taken NORM_MARGIN high (see the header).
+const BOUND_PER_FEATURE: f32 = 8.0;
+const BOUND_CONSTANT: f32 = 32.0;
+const NORM_MARGIN: f32 = 1.01;
 
 struct Params {
     rows: u32,
@@ -268,7 +273,7 @@ fn assign(
     for (var i = 0u; i < SG; i++) {
         c_max2 = max(c_max2, lane_dist[i]);
     }
-    let c_max = sqrt(c_max2) * 1.01;
+    let c_max = sqrt(c_max2) * NORM_MARGIN;
 
     // Each row's scale and gap bound 2B.
     for (var r = lid; r < BM; r += SG) {
@@ -289,8 +294,9 @@ fn assign(
         row_scale[r] = s.scale;
         row_unscale[r] = s.unscale;
         row_force[r] = select(1u, 0u, s.ok);
-        let v = sqrt(norm2) * 1.01;
-        let b = (8.0 * f32(params.dim) + 32.0) * pow2(-23) * (v + c_max) * (v + c_max);
+        let v = sqrt(norm2) * NORM_MARGIN;
+        let b = (BOUND_PER_FEATURE * f32(params.dim) + BOUND_CONSTANT) * pow2(-23)
+            * (v + c_max) * (v + c_max);
         row_gap_bound[r] = 2.0 * b;
         best1[r] = infinity();
         best1_label[r] = 0u;

@@ -127,3 +127,44 @@ fn every_variant_translates_to_spirv_with_cooperative_matrix_instructions() {
         }
     }
 }
+
+/// The shader and its CPU twin use the same constants: scaling target and
+/// range, step, and the error bound's coefficients.
+#[test]
+fn shader_constants_match_the_cpu_twin() {
+    use vlad::cpu::assign_coop as twin;
+    let (module, _) = validate("assign_coop", &file_source(), coop_capabilities())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let literal = |name: &str| -> naga::Literal {
+        let (_, constant) = module
+            .constants
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no constant {name}"));
+        match module.global_expressions[constant.init] {
+            naga::Expression::Literal(l) => l,
+            ref other => panic!("{name} is not a literal: {other:?}"),
+        }
+    };
+    assert_eq!(
+        literal("TARGET_EXPONENT"),
+        naga::Literal::I32(twin::TARGET_EXPONENT)
+    );
+    assert_eq!(
+        literal("EXPONENT_RANGE"),
+        naga::Literal::I32(twin::EXPONENT_RANGE)
+    );
+    assert_eq!(literal("STEP"), naga::Literal::U32(twin::STEP as u32));
+    assert_eq!(
+        literal("BOUND_PER_FEATURE"),
+        naga::Literal::F32(twin::BOUND_PER_FEATURE)
+    );
+    assert_eq!(
+        literal("BOUND_CONSTANT"),
+        naga::Literal::F32(twin::BOUND_CONSTANT)
+    );
+    assert_eq!(
+        literal("NORM_MARGIN"),
+        naga::Literal::F32(twin::NORM_MARGIN)
+    );
+}

@@ -66,6 +66,13 @@ pub const TARGET_EXPONENT: i32 = 14;
 /// bound inside f32's normal range.)
 pub const EXPONENT_RANGE: i32 = 60;
 
+/// `B = (BOUND_PER_FEATURE · F + BOUND_CONSTANT) · 2^-23 · (‖v‖ + C)²`.
+pub const BOUND_PER_FEATURE: f32 = 8.0;
+/// See [`BOUND_PER_FEATURE`].
+pub const BOUND_CONSTANT: f32 = 32.0;
+/// `‖v‖` and `C` enter the bound this much high (their own f32 rounding).
+pub const NORM_MARGIN: f32 = 1.01;
+
 /// Round an f32 to the nearest f16 value, ties to even, returned as f32
 /// (the conversion the shader's `f16(x)` does on IEEE hardware). Values
 /// beyond f16's range become ±∞.
@@ -120,10 +127,10 @@ pub fn split(a: f32) -> (f32, f32) {
 /// the dimension, `‖v‖²` and `max_k ‖c_k‖²` (both as computed in f32).
 /// See the module documentation.
 pub fn error_bound(dim: usize, v_norm2: f32, c_max2: f32) -> f32 {
-    let v = v_norm2.max(0.0).sqrt() * 1.01;
-    let c = c_max2.max(0.0).sqrt() * 1.01;
+    let v = v_norm2.max(0.0).sqrt() * NORM_MARGIN;
+    let c = c_max2.max(0.0).sqrt() * NORM_MARGIN;
     let u = pow2(-23);
-    (8.0 * dim as f32 + 32.0) * u * (v + c) * (v + c)
+    (BOUND_PER_FEATURE * dim as f32 + BOUND_CONSTANT) * u * (v + c) * (v + c)
 }
 
 /// One operand (a row or a centroid) scaled and split.
