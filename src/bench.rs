@@ -103,7 +103,7 @@ pub fn stage_work(stage: &str, n: f64, f: f64, k: f64, t: f64) -> (f64, f64) {
     let output = t * k * f * 4.0;
     match stage {
         // Read descriptors and centroids; write label, key and value.
-        "assign" => (input + k * f * 4.0 + n * 12.0, 2.0 * n * k * f),
+        "assign" | "assign (tensor cores)" => (input + k * f * 4.0 + n * 12.0, 2.0 * n * k * f),
         // Each pass reads and writes keys and values once (a lower bound).
         "sort" => {
             let bits = (t * k).max(2.0).log2().ceil();

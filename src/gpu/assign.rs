@@ -233,7 +233,7 @@ impl AssignStage {
 
 /// Sizes that make sense and buffers large enough for them, so the shader
 /// never indexes out of its bindings (which WGSL would clamp silently).
-fn check_job(job: &AssignJob<'_>) -> Result<()> {
+pub(crate) fn check_job(job: &AssignJob<'_>) -> Result<()> {
     if job.dim == 0 || job.clusters == 0 || job.images == 0 {
         return Err(VladError::InvalidArgument(format!(
             "assign: dim = {}, clusters = {}, images = {} (all must be ≥ 1 when rows > 0)",

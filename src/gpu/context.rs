@@ -37,6 +37,9 @@ pub struct GpuContext {
     /// Subgroup size range reported by the adapter (only meaningful when
     /// `features` contains `SUBGROUP`).
     pub subgroup_sizes: (u32, u32),
+    /// Whether the device was opened with cooperative matrices for the
+    /// tensor-core assign (`VLAD_GPU_TENSOR_CORES=1`), and if not, why.
+    pub tensor_cores: crate::gpu::assign_coop::TensorCores,
     max_binding_bytes: u64,
     uncaptured: Arc<Mutex<Vec<String>>>,
     lost: Arc<AtomicBool>,
@@ -63,20 +66,46 @@ impl GpuContext {
         let features = adapter.features() & WANTED_FEATURES;
         let limits = adapter.limits();
         let subgroup_sizes = (info.subgroup_min_size, info.subgroup_max_size);
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("vlad"),
-            required_features: features,
-            required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| {
+        // Tensor cores are opt-in; a device that refuses them is opened
+        // without them (the plain assign runs, and says why).
+        let tensor = crate::gpu::assign_coop::device_request(&adapter)?;
+        let open = |extra: wgpu::Features, experimental: wgpu::ExperimentalFeatures| {
+            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                label: Some("vlad"),
+                required_features: features | extra,
+                required_limits: limits.clone(),
+                experimental_features: experimental,
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            }))
+        };
+        let refused = |e: wgpu::RequestDeviceError| {
             VladError::BackendUnavailable(format!(
                 "GPU adapter {:?} refused a device: {e}",
                 info.name
             ))
-        })?;
+        };
+        let (device, queue, tensor_cores) = match open(tensor.features, tensor.experimental) {
+            Ok((device, queue)) => (device, queue, tensor.status),
+            Err(e) if tensor.status.is_enabled() => {
+                let (device, queue) = open(
+                    wgpu::Features::empty(),
+                    wgpu::ExperimentalFeatures::disabled(),
+                )
+                .map_err(refused)?;
+                let reason = format!("the device refused cooperative matrices: {e}");
+                (
+                    device,
+                    queue,
+                    crate::gpu::assign_coop::TensorCores::Unavailable(reason),
+                )
+            }
+            Err(e) => return Err(refused(e)),
+        };
+        let features = match tensor_cores {
+            crate::gpu::assign_coop::TensorCores::Enabled { .. } => features | tensor.features,
+            _ => features,
+        };
 
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
@@ -111,6 +140,7 @@ impl GpuContext {
             features,
             limits,
             subgroup_sizes,
+            tensor_cores,
             max_binding_bytes,
             uncaptured,
             lost,

@@ -15,6 +15,7 @@
 
 pub mod adapters;
 pub mod assign;
+pub mod assign_coop;
 pub mod backend;
 pub mod chunking;
 pub mod context;

@@ -14,6 +14,7 @@ use std::time::Instant;
 use crate::element::{DType, Element};
 use crate::error::{Result, VladError};
 use crate::gpu::assign::{AssignJob, AssignStage};
+use crate::gpu::assign_coop::{AssignCoopStage, TensorCores};
 use crate::gpu::chunking::{Chunk, ChunkBuffers, ChunkLimits, ChunkShape, key_bits, plan_chunks};
 use crate::gpu::context::GpuContext;
 use crate::gpu::normalize::{NormalizeJob, NormalizeStage};
@@ -29,6 +30,11 @@ use crate::report::StageTimes;
 pub struct CompiledStages {
     /// Nearest-centroid labels and sort keys.
     pub assign: AssignStage,
+    /// The tensor-core variant of `assign`, when asked for, available and
+    /// checked on this device; it then runs instead of `assign`.
+    pub assign_coop: Option<AssignCoopStage>,
+    /// Whether tensor cores are used, and if asked for but not, why.
+    pub tensor_cores: TensorCores,
     /// Stable key–value radix sort.
     pub sort: RadixSortStage,
     /// Segmented sums over runs of equal keys.
@@ -40,10 +46,22 @@ pub struct CompiledStages {
 }
 
 impl CompiledStages {
+    /// The name timings give the assignment stage: `"assign"`, or
+    /// `"assign (tensor cores)"` when the tensor-core variant runs.
+    pub fn assign_stage_name(&self) -> &'static str {
+        match self.assign_coop {
+            Some(_) => crate::gpu::assign_coop::STAGE_NAME,
+            None => "assign",
+        }
+    }
+
     /// Compile every stage's shaders for `ctx`.
     pub fn new(ctx: &GpuContext) -> Result<Self> {
+        let (assign_coop, tensor_cores) = crate::gpu::assign_coop::select(ctx);
         Ok(CompiledStages {
             assign: AssignStage::new(ctx)?,
+            assign_coop,
+            tensor_cores,
             sort: RadixSortStage::new(ctx)?,
             scan: SegmentedScanStage::new(ctx)?,
             residual: ResidualStage::new(ctx)?,
@@ -429,25 +447,25 @@ fn record<E: Element>(
             let labels = pool.buffer(ctx, Role::Labels, sizes.per_row)?;
             let keys = pool.buffer(ctx, Role::Keys, sizes.per_row)?;
             let values = pool.buffer(ctx, Role::Values, sizes.per_row)?;
-            stages.assign.record(
-                ctx,
-                &mut encoder,
-                &AssignJob {
-                    descriptors: &uploaded.descriptors,
-                    u8_input,
-                    centroids: &codebook.centroids,
-                    centroid_norms: &codebook.norms,
-                    image_offsets: &uploaded.offsets,
-                    rows,
-                    dim,
-                    clusters,
-                    images,
-                    labels: &labels,
-                    keys: &keys,
-                    values: &values,
-                },
-            )?;
-            clock.lap(&mut encoder, "assign");
+            let job = AssignJob {
+                descriptors: &uploaded.descriptors,
+                u8_input,
+                centroids: &codebook.centroids,
+                centroid_norms: &codebook.norms,
+                image_offsets: &uploaded.offsets,
+                rows,
+                dim,
+                clusters,
+                images,
+                labels: &labels,
+                keys: &keys,
+                values: &values,
+            };
+            match &stages.assign_coop {
+                Some(coop) => coop.record(ctx, &mut encoder, &job)?,
+                None => stages.assign.record(ctx, &mut encoder, &job)?,
+            }
+            clock.lap(&mut encoder, stages.assign_stage_name());
             let staging = pool.buffer(ctx, Role::ReadLabels, sizes.per_row)?;
             encoder.copy_buffer_to_buffer(&labels, 0, &staging, 0, sizes.per_row);
             pending.labels = Some(staging);
