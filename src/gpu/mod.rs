@@ -15,6 +15,8 @@ pub mod assign;
 pub mod backend;
 pub mod chunking;
 pub mod context;
+#[doc(hidden)]
+pub mod contract;
 pub mod normalize;
 pub mod pipeline;
 pub mod pool;
