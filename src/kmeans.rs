@@ -197,8 +197,8 @@ impl KMeans {
         self
     }
 
-    /// Where the iterations run: `Cpu`, or `Gpu` (not implemented yet: a
-    /// [`VladError::BackendUnavailable`]), or `Auto` (the GPU when it works,
+    /// Where the iterations run: `Cpu`, or `Gpu` (the VLAD pipeline's
+    /// shaders; [`VladError::BackendUnavailable`] without an adapter), or `Auto` (the GPU when it works,
     /// else the CPU, saying why on stderr when verbose). `Reference` is an
     /// encoding oracle only and is refused.
     pub fn backend(mut self, backend: Backend) -> Self {

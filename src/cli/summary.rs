@@ -62,14 +62,23 @@ pub fn human(verb: &str, report: &RunReport, sizes: Sizes) -> String {
         .map(|a| format!(" ({a})"))
         .unwrap_or_default();
     format!(
-        "vlad: {verb} {} images, {} descriptors (K = {}, F = {}) on {}{adapter} in {}",
-        sizes.images,
-        sizes.descriptors,
+        "vlad: {verb} {}, {} (K = {}, F = {}) on {}{adapter} in {}",
+        count(sizes.images, "image"),
+        count(sizes.descriptors, "descriptor"),
         sizes.clusters,
         sizes.dim,
         report.backend,
         format_seconds(report.seconds)
     )
+}
+
+/// `n` and `noun`, plural unless `n` is 1: "1 image", "2 images".
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// One line for stderr describing a verification.
@@ -92,5 +101,17 @@ pub fn format_seconds(seconds: f64) -> String {
         format!("{:.3} ms", seconds * 1e3)
     } else {
         format!("{seconds:.3} s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn counts_are_plural_except_one() {
+        assert_eq!(count(1, "image"), "1 image");
+        assert_eq!(count(0, "image"), "0 images");
+        assert_eq!(count(2, "descriptor"), "2 descriptors");
     }
 }
