@@ -29,6 +29,8 @@ const TILE: u32 = WG * ITEMS;
 const SCAN_WG: u32 = 256u;
 const SCAN_ITEMS: u32 = 4u;
 const SCAN_BLOCK: u32 = SCAN_WG * SCAN_ITEMS;
+// Threads per `add_block_sums` workgroup, one entry each.
+const ADD_WG: u32 = 256u;
 
 struct Params {
     // Pairs to sort.
@@ -168,13 +170,13 @@ fn scan_blocks(
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(ADD_WG)
 fn add_block_sums(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let i = linear_group(wid, groups) * 256u + lid;
+    let i = linear_group(wid, groups) * ADD_WG + lid;
     if i < params.scan_len {
         scan_data[params.scan_offset + i] += scan_data[params.sums_offset + i / SCAN_BLOCK];
     }

@@ -11,7 +11,10 @@
 //! * `reference`: plain f64 loops, the oracle every other backend is
 //!   checked against (see [`verify`]).
 //!
-//! `../shared/SPEC.md` in the repository is the contract.
+//! The contract — what is computed, the inputs accepted, the accuracy every
+//! backend meets, the command line — is `SPEC.md` in the repository root
+//! (shipped in the crate package too); every "SPEC §n" in these docs is a
+//! section of it.
 //!
 //! Arrays are [`ndarray`] 0.17 arrays; the crate re-exports it as
 //! [`vlad::ndarray`](crate::ndarray), so a project on another ndarray

@@ -127,3 +127,15 @@ pub fn format_seconds(seconds: f64) -> String {
         format!("{seconds:.3} s")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn counts_are_plural_except_one() {
+        assert_eq!(count(1, "image", "images"), "1 image");
+        assert_eq!(count(0, "image", "images"), "0 images");
+        assert_eq!(count(2, "descriptor", "descriptors"), "2 descriptors");
+    }
+}

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use crate::error::{Result, VladError};
 use crate::gpu::context::{GpuContext, dispatch_2d};
+use crate::gpu::contract::{ShaderContract, uniform_layout};
 use crate::gpu::specialize::specialize;
 
 const SHADER: &str = include_str!("../../shaders/assign.wgsl");
@@ -75,10 +76,10 @@ pub fn shader_source(shape: TileShape, u8_input: bool) -> Result<String> {
     specialize(
         SHADER,
         &[
-            ("CT", format!("{ct}u")),
-            ("RT", format!("{rt}u")),
-            ("BF", format!("{CHUNK_FEATURES}u")),
-            ("U8_INPUT", u8_input.to_string()),
+            ("CT", ct.into()),
+            ("RT", rt.into()),
+            ("BF", CHUNK_FEATURES.into()),
+            ("U8_INPUT", u8_input.into()),
         ],
     )
 }
@@ -124,6 +125,42 @@ struct Params {
     k_tiles: u32,
     chunks: u32,
     _pad: u32,
+}
+
+/// What this file assumes of every variant it compiles.
+pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
+    let mut contracts = Vec::new();
+    for shape in TileShape::ALL {
+        for u8_input in [false, true] {
+            let (ct, rt) = shape.invocations();
+            contracts.push(ShaderContract {
+                name: format!("assign {shape:?} u8={u8_input}"),
+                file: "assign",
+                source: shader_source(shape, u8_input)?,
+                constants: vec![
+                    ("CT", ct.into()),
+                    ("RT", rt.into()),
+                    ("BF", CHUNK_FEATURES.into()),
+                    ("U8_INPUT", u8_input.into()),
+                    ("WG", shape.workgroup_size().into()),
+                    ("BM", shape.rows_per_workgroup().into()),
+                    ("BN", shape.clusters_per_tile().into()),
+                ],
+                entry_points: vec![("assign", Some([shape.workgroup_size(), 1, 1]))],
+                uniform: uniform_layout!(Params {
+                    rows,
+                    dim,
+                    clusters,
+                    images,
+                    row_tiles,
+                    k_tiles,
+                    chunks,
+                    _pad,
+                }),
+            });
+        }
+    }
+    Ok(contracts)
 }
 
 /// The compiled assignment pipelines.

@@ -19,6 +19,8 @@ pub mod assign_coop;
 pub mod backend;
 pub mod chunking;
 pub mod context;
+#[doc(hidden)]
+pub mod contract;
 pub mod normalize;
 pub(crate) mod pipeline;
 pub(crate) mod pool;

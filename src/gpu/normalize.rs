@@ -21,6 +21,7 @@
 
 use crate::error::{Result, VladError};
 use crate::gpu::context::{GpuContext, dispatch_2d};
+use crate::gpu::contract::{ShaderContract, uniform_layout};
 use crate::normalization::{Normalization, Step};
 
 const SHADER: &str = include_str!("../../shaders/normalize.wgsl");
@@ -55,6 +56,29 @@ struct Params {
     dim: u32,
     alpha: f32,
     _pad: [u32; 3],
+}
+
+/// What this file assumes of the shader.
+pub(crate) fn contracts() -> Vec<ShaderContract> {
+    vec![ShaderContract {
+        name: "normalize".into(),
+        file: "normalize",
+        source: SHADER.into(),
+        constants: vec![("WG", WORKGROUP.into())],
+        entry_points: vec![
+            ("mass", Some([WORKGROUP, 1, 1])),
+            ("power", Some([WORKGROUP, 1, 1])),
+            ("scale_segments", Some([WORKGROUP, 1, 1])),
+        ],
+        uniform: uniform_layout!(Params {
+            len,
+            segments,
+            lanes,
+            dim,
+            alpha,
+            _pad,
+        }),
+    }]
 }
 
 /// The compiled normalization pipelines.
@@ -190,6 +214,5 @@ mod tests {
         assert_eq!(lanes_per_segment(17), 2);
         assert_eq!(lanes_per_segment(128), 8);
         assert_eq!(lanes_per_segment(256 * 128), WORKGROUP);
-        assert!(SHADER.contains(&format!("const WG: u32 = {WORKGROUP}u;")));
     }
 }

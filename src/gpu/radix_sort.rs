@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use crate::cpu::radix_sort::{RADIX, RADIX_BITS, passes};
 use crate::error::{Result, VladError};
 use crate::gpu::context::{GpuContext, dispatch_2d};
+use crate::gpu::contract::{ShaderContract, uniform_layout};
 use crate::gpu::specialize::specialize;
 
 /// Pairs per `count_digits` / `scatter` workgroup (the shader's `TILE`).
@@ -21,7 +22,7 @@ pub const TILE: u32 = 2048;
 pub const DEFAULT_SCAN_WORKGROUP: u32 = 256;
 /// Histogram entries each scan thread takes (the shader's `SCAN_ITEMS`).
 const SCAN_ITEMS: u32 = 4;
-/// Threads of an `add_block_sums` workgroup.
+/// Threads of an `add_block_sums` workgroup (the shader's `ADD_WG`).
 const ADD_WORKGROUP: u32 = 256;
 
 const SHADER: &str = include_str!("../../shaders/radix_sort.wgsl");
@@ -34,7 +35,7 @@ pub fn shader_source(scan_workgroup: u32) -> Result<String> {
             "radix sort scan workgroup of {scan_workgroup} threads: need a power of two in 2..=256"
         )));
     }
-    specialize(SHADER, &[("SCAN_WG", format!("{scan_workgroup}u"))])
+    specialize(SHADER, &[("SCAN_WG", scan_workgroup.into())])
 }
 
 /// Keys and values to sort, with their ping-pong partners.
@@ -74,6 +75,46 @@ struct Params {
     scan_len: u32,
     sums_offset: u32,
     _pad: u32,
+}
+
+/// What this file assumes of the shader, for the default scan workgroup and
+/// the small ones the tests use to build deep scan hierarchies.
+pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
+    let mut contracts = Vec::new();
+    for scan_workgroup in [DEFAULT_SCAN_WORKGROUP, 2, 8, 32] {
+        contracts.push(ShaderContract {
+            name: format!("radix_sort scan_wg={scan_workgroup}"),
+            file: "radix_sort",
+            source: shader_source(scan_workgroup)?,
+            constants: vec![
+                ("TILE", TILE.into()),
+                ("RADIX_BITS", RADIX_BITS.into()),
+                ("RADIX", (RADIX as u32).into()),
+                ("SCAN_WG", scan_workgroup.into()),
+                ("SCAN_ITEMS", SCAN_ITEMS.into()),
+                ("ADD_WG", ADD_WORKGROUP.into()),
+            ],
+            // A tile workgroup's thread count is the shader's business: the
+            // host dispatches one per TILE pairs.
+            entry_points: vec![
+                ("count_digits", None),
+                ("scan_blocks", Some([scan_workgroup, 1, 1])),
+                ("add_block_sums", Some([ADD_WORKGROUP, 1, 1])),
+                ("scatter", None),
+            ],
+            uniform: uniform_layout!(Params {
+                len,
+                tiles,
+                shift,
+                mask,
+                scan_offset,
+                scan_len,
+                sums_offset,
+                _pad,
+            }),
+        });
+    }
+    Ok(contracts)
 }
 
 /// One level of the histogram scan: `len` entries at `offset` of the

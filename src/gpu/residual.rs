@@ -9,6 +9,7 @@
 
 use crate::error::{Result, VladError};
 use crate::gpu::context::{GpuContext, dispatch_2d};
+use crate::gpu::contract::{ShaderContract, uniform_layout};
 use crate::gpu::segmented_scan::SegmentSums;
 
 const SHADER: &str = include_str!("../../shaders/residual.wgsl");
@@ -39,6 +40,26 @@ struct Params {
     blocks: u32,
     dim: u32,
     _pad: u32,
+}
+
+/// What this file assumes of the shader.
+pub(crate) fn contracts() -> Vec<ShaderContract> {
+    vec![ShaderContract {
+        name: "residual".into(),
+        file: "residual",
+        source: SHADER.into(),
+        constants: vec![("WG", WORKGROUP.into())],
+        entry_points: vec![
+            ("count_blocks", Some([WORKGROUP, 1, 1])),
+            ("write_blocks", Some([WORKGROUP, 1, 1])),
+        ],
+        uniform: uniform_layout!(Params {
+            rows,
+            blocks,
+            dim,
+            _pad,
+        }),
+    }]
 }
 
 /// The compiled residual pipelines.
@@ -166,14 +187,4 @@ fn bind_numbered(
             entries: &entries,
         })
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shader_workgroup_matches_the_host() {
-        assert!(SHADER.contains(&format!("const WG: u32 = {WORKGROUP}u;")));
-    }
 }

@@ -21,4 +21,5 @@ mod normalize;
 mod radix_sort;
 mod residual;
 mod segmented_scan;
+mod shader_contract;
 mod shader_validation;

@@ -1,8 +1,8 @@
 //! Every WGSL file in `shaders/` — and every specialized variant the host
 //! compiles — parses and validates with naga, so a shader error shows up
 //! here with naga's own message instead of as a GPU failure at run time.
-//! Needs no GPU.
-#![cfg(feature = "gpu")]
+//! What the host assumes of each (constants, workgroup sizes, uniform
+//! layout) is `shader_contract.rs`. Needs no GPU.
 
 use std::path::{Path, PathBuf};
 
@@ -31,19 +31,6 @@ fn validate(name: &str, source: &str) -> Result<naga::Module, String> {
         .validate(&module)
         .map_err(|e| format!("{name}: validation error\n{}", e.emit_to_string(source)))?;
     Ok(module)
-}
-
-/// The value of the shader's `const NAME: u32` (naga folds const expressions).
-fn u32_constant(module: &naga::Module, name: &str) -> u32 {
-    let (_, constant) = module
-        .constants
-        .iter()
-        .find(|(_, c)| c.name.as_deref() == Some(name))
-        .unwrap_or_else(|| panic!("no constant {name}"));
-    match module.global_expressions[constant.init] {
-        naga::Expression::Literal(naga::Literal::U32(v)) => v,
-        ref other => panic!("constant {name} is not a folded u32: {other:?}"),
-    }
 }
 
 #[test]
@@ -89,35 +76,18 @@ fn assign_variants_validate_and_have_their_entry_point() {
             let name = format!("assign {shape:?} u8={u8_input}");
             let source = shader_source(shape, u8_input).expect("specializable");
             let module = validate(&name, &source).unwrap_or_else(|m| panic!("{m}"));
-            let entry = module
-                .entry_points
-                .iter()
-                .find(|e| e.name == "assign")
-                .unwrap_or_else(|| panic!("{name}: no `assign` entry point"));
-            assert_eq!(
-                entry.workgroup_size,
-                [shape.workgroup_size(), 1, 1],
-                "{name}"
+            assert!(
+                module.entry_points.iter().any(|e| e.name == "assign"),
+                "{name}: no `assign` entry point"
             );
-            // The host sizes its dispatch with the same tile.
-            assert_eq!(
-                u32_constant(&module, "BM"),
-                shape.rows_per_workgroup(),
-                "{name}"
-            );
-            assert_eq!(
-                u32_constant(&module, "BN"),
-                shape.clusters_per_tile(),
-                "{name}"
-            );
+            // Its workgroup size and tile (BM, BN): shader_contract.rs.
         }
     }
 }
 
 #[test]
 fn radix_sort_variants_validate_and_have_their_entry_points() {
-    use vlad::cpu::radix_sort::{RADIX, RADIX_BITS};
-    use vlad::gpu::radix_sort::{TILE, shader_source};
+    use vlad::gpu::radix_sort::shader_source;
     for scan_workgroup in [2, 8, 32, 256] {
         let name = format!("radix_sort scan_wg={scan_workgroup}");
         let source = shader_source(scan_workgroup).expect("specializable");
@@ -128,20 +98,8 @@ fn radix_sort_variants_validate_and_have_their_entry_points() {
                 "{name}: no `{entry}` entry point"
             );
         }
-        let scan = module
-            .entry_points
-            .iter()
-            .find(|e| e.name == "scan_blocks")
-            .expect("checked above");
-        assert_eq!(scan.workgroup_size[0], scan_workgroup, "{name}");
-        assert_eq!(
-            u32_constant(&module, "TILE"),
-            TILE,
-            "{name}: host tile size"
-        );
-        // Digits as wide as the CPU twin's, so pass counts agree.
-        assert_eq!(u32_constant(&module, "RADIX_BITS"), RADIX_BITS, "{name}");
-        assert_eq!(u32_constant(&module, "RADIX"), RADIX as u32, "{name}");
+        // Workgroup sizes, TILE and the digit width the CPU twin shares:
+        // shader_contract.rs.
     }
     assert!(shader_source(3).is_err(), "non-power-of-two scan workgroup");
 }
