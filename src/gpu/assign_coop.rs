@@ -198,10 +198,45 @@ pub fn shader_source(subgroup_size: u32, u8_input: bool) -> Result<String> {
     specialize(
         SHADER,
         &[
-            ("SG", format!("{subgroup_size}u")),
-            ("U8_INPUT", u8_input.to_string()),
+            ("SG", subgroup_size.into()),
+            ("U8_INPUT", u8_input.into()),
         ],
     )
+}
+
+/// What this file assumes of every variant it compiles (checked against
+/// naga by `tests/gpu/shader_contract.rs`; the twin's bound constants are
+/// checked by `tests/gpu/shader_coop.rs`).
+pub(crate) fn contracts() -> Result<Vec<crate::gpu::contract::ShaderContract>> {
+    let mut contracts = Vec::new();
+    for &sg in &SUBGROUP_SIZES {
+        for u8_input in [false, true] {
+            contracts.push(crate::gpu::contract::ShaderContract {
+                name: format!("assign_coop sg={sg} u8={u8_input}"),
+                file: "assign_coop",
+                source: shader_source(sg, u8_input)?,
+                constants: vec![
+                    ("SG", sg.into()),
+                    ("U8_INPUT", u8_input.into()),
+                    ("BM", ROWS_PER_WORKGROUP.into()),
+                    ("BN", CLUSTERS_PER_TILE.into()),
+                    ("STEP", STEP.into()),
+                ],
+                entry_points: vec![("assign", Some([sg, 1, 1]))],
+                uniform: crate::gpu::contract::uniform_layout!(Params {
+                    rows,
+                    dim,
+                    clusters,
+                    images,
+                    row_tiles,
+                    k_tiles,
+                    chunks,
+                    _pad,
+                }),
+            });
+        }
+    }
+    Ok(contracts)
 }
 
 /// The subgroup sizes [`shader_source`] is meant for (for validation).

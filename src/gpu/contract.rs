@@ -92,6 +92,7 @@ pub(crate) use uniform_layout;
 pub fn all() -> Result<Vec<ShaderContract>> {
     let mut contracts = Vec::new();
     contracts.extend(crate::gpu::assign::contracts()?);
+    contracts.extend(crate::gpu::assign_coop::contracts()?);
     contracts.extend(crate::gpu::radix_sort::contracts()?);
     contracts.extend(crate::gpu::segmented_scan::contracts());
     contracts.extend(crate::gpu::residual::contracts());

@@ -39,6 +39,8 @@ pub use context::{GpuContext, GpuOptions};
 /// promise, hidden from the docs.
 #[doc(hidden)]
 pub mod __internal {
+    pub use super::pipeline::CompiledStages;
+    pub use super::specialize::ShaderValue;
     pub use super::pool::{BufferPool, Role, pooled_size};
     pub use super::timing::{GpuTimer, StageClock};
 }

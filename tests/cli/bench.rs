@@ -1,5 +1,4 @@
 //! `vlad bench`: the JSON it prints and the exit statuses it promises.
-#![cfg(feature = "cli")]
 
 use crate::util::{BenchShape, bench_args, vlad, vlad_with_env};
 

@@ -1,6 +1,5 @@
 //! The `vlad` command line, run as a user runs it: the built binary on
 //! `.npy` files in a temporary folder (SPEC §6 and §8).
-#![cfg(feature = "cli")]
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

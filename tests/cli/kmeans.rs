@@ -1,6 +1,5 @@
 //! `vlad kmeans` run as a user runs it: the built binary on `.npy` files in
 //! a temporary folder (SPEC §6 and §8).
-#![cfg(feature = "cli")]
 
 use std::path::Path;
 use std::process::Output;

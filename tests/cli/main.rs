@@ -5,10 +5,14 @@
 //! below (see tests/README.md); `util.rs` has the folder, the runner and the
 //! argument lists every command shares.
 
+#![cfg(feature = "cli")]
+
 #[path = "../common/mod.rs"]
 mod common;
 mod util;
 
+mod adapters;
 mod bench;
 mod encode;
+mod input_as_output;
 mod kmeans;

@@ -7,7 +7,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod api_surface;
 mod determinism;
 mod hand_computed;
 mod kmeans;
+mod too_large;
 mod vs_reference;

@@ -1,7 +1,6 @@
 //! GPU nearest-centroid assignment against the f64 oracle (exact argmin,
 //! within SPEC §4's near-tie tolerance) and the CPU twin; sort keys and row
 //! values; edge sizes, exact ties and u8 input.
-#![cfg(feature = "gpu")]
 
 use crate::util::gpu_or_skip;
 use ndarray::Array2;

@@ -1,7 +1,6 @@
 //! The chunk planner (pure: no device), the buffer pool and the stage
 //! timestamps (on whatever adapter there is), and end-to-end encodes under a
 //! tiny binding cap that forces many chunks and split images.
-#![cfg(feature = "gpu")]
 
 use crate::util::gpu_or_skip;
 use ndarray::{Array2, Array3};

@@ -1,5 +1,4 @@
 //! The GPU context opens on the adapter wgpu finds and reports it honestly.
-#![cfg(feature = "gpu")]
 
 use crate::util::{gpu_or_skip, gpu_with_options_or_skip};
 

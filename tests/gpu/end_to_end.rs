@@ -2,7 +2,6 @@
 //! (SPEC §5): random shapes, every normalization step, ragged input with
 //! empty images, duplicate centroids and exact ties, u8 and f64 input,
 //! given labels, assignment, k-means sums, buffer reuse and stage times.
-#![cfg(feature = "gpu")]
 
 use crate::common::NORMALIZATIONS;
 use crate::util::gpu_or_skip;

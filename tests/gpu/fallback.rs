@@ -5,7 +5,6 @@
 //! The driver is hidden from a child process (this test binary, re-run on
 //! one test with a marker variable), because wgpu reads the Vulkan loader's
 //! variables when it starts and the parent may already have a device.
-#![cfg(feature = "gpu")]
 
 use std::process::Command;
 

@@ -1,7 +1,6 @@
 //! k-means on the GPU (lavapipe in CI) against the CPU: one Lloyd iteration
 //! gives the same centroids up to f32 summation order, and a full fit
 //! recovers the same clusters.
-#![cfg(feature = "gpu")]
 
 use crate::util::gpu_or_skip;
 use ndarray::Array2;

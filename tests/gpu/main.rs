@@ -22,4 +22,5 @@ mod radix_sort;
 mod residual;
 mod segmented_scan;
 mod shader_contract;
+mod shader_coop;
 mod shader_validation;

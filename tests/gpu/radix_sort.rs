@@ -1,6 +1,5 @@
 //! The GPU radix sort against its CPU twin and a stable std sort: values
 //! must follow their keys, equal keys must keep their input order.
-#![cfg(feature = "gpu")]
 
 use crate::util::gpu_or_skip;
 use rand::{Rng, SeedableRng};

@@ -2,16 +2,12 @@
 //! or a hard link of it — is refused with exit status 2 and one line naming
 //! both files, and the input is left byte for byte as it was (SPEC §11).
 //! Every input flag of every command that writes a file is tried.
-#![cfg(feature = "cli")]
 
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array1, Array2};
 
-#[path = "common/cli.rs"]
-mod cli_common;
-
-use cli_common::{Folder, p, stderr, vlad};
+use crate::util::{Folder, p, stderr, vlad};
 
 /// How `--out` reaches the input.
 #[derive(Copy, Clone, Debug)]

@@ -7,17 +7,13 @@
 //! The machine decides which branch runs: with a hardware adapter `auto`
 //! must take it; with only a software one (CI: lavapipe) it must not. With
 //! `CI` set, a machine with no adapter at all is a failure.
-#![cfg(feature = "cli")]
 
 use std::process::{Command, Output};
 
 use ndarray::{Array2, Array3};
 use serde_json::Value;
 
-#[path = "common/cli.rs"]
-mod cli_common;
-
-use cli_common::{Folder, p, stderr, stdout, vlad, vlad_with_env};
+use crate::util::{Folder, p, stderr, stdout, vlad, vlad_with_env};
 
 fn adapters_json() -> Value {
     let run = vlad(&["adapters", "--json"]);

@@ -12,13 +12,15 @@
 //!   "assign", the command line prints the reason on stderr — and the
 //!   labels are still right.
 //!
-//! One test function: it sets the process environment, which tests running
-//! in parallel threads must not race on.
+//! A binary of its own with one test function: it sets the process
+//! environment, which tests running in parallel threads must not race on.
 
-#[path = "common/cli.rs"]
-mod cli_common;
-#[path = "common/gpu.rs"]
+#![cfg(all(feature = "gpu", feature = "cli"))]
+
+#[path = "../gpu/util.rs"]
 mod gpu_common;
+#[path = "../cli/util.rs"]
+mod cli_common;
 
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
@@ -26,7 +28,7 @@ use rand_chacha::ChaCha8Rng;
 use vlad::gpu::GpuContext;
 use vlad::gpu::assign::{AssignJob, AssignStage};
 use vlad::gpu::assign_coop::{AssignCoopStage, STAGE_NAME, TENSOR_CORES_ENV, TensorCores};
-use vlad::gpu::pipeline::CompiledStages;
+use vlad::gpu::__internal::CompiledStages;
 use vlad::verify::is_near_tie;
 use vlad::{Batch, Codebook, Element, reference};
 
