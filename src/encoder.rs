@@ -87,6 +87,7 @@ pub struct Encoder {
     codebook: Codebook,
     normalization: Normalization,
     backend: Backend,
+    assignment: crate::assignment::Assignment,
     gpu_max_binding_bytes: Option<u64>,
     fallback_said: AtomicBool,
     /// The GPU session, made on first use and kept (shader compilation and
@@ -133,6 +134,7 @@ impl Encoder {
             codebook,
             normalization: Normalization::default(),
             backend: Backend::Auto,
+            assignment: crate::assignment::Assignment::Hard,
             gpu_max_binding_bytes: None,
             fallback_said: AtomicBool::new(false),
             #[cfg(feature = "gpu")]
@@ -149,6 +151,13 @@ impl Encoder {
     /// Set the backend.
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;
+        self
+    }
+
+    /// Set how descriptors are weighed onto centroids (SPEC §10): hard
+    /// (the default) or soft (NetVLAD).
+    pub fn assignment(mut self, assignment: crate::assignment::Assignment) -> Self {
+        self.assignment = assignment;
         self
     }
 
@@ -299,6 +308,16 @@ impl Encoder {
         batch: &Batch<'_, E>,
         stages: &mut StageTimes,
     ) -> Result<BackendOutput> {
+        if !self.assignment.is_hard() || self.normalization.residual_normalized() {
+            return crate::weighted::run_encode(
+                &self.codebook,
+                &self.assignment,
+                &self.normalization,
+                backend,
+                batch,
+                stages,
+            );
+        }
         match backend {
             Backend::Reference => {
                 let (vlad, labels) = stages.time("reference", || {

@@ -25,6 +25,7 @@
 //! # Ok::<(), vlad::VladError>(())
 //! ```
 
+pub mod assignment;
 pub mod backend;
 pub mod bench;
 pub mod codebook;
@@ -39,10 +40,13 @@ pub mod io;
 pub mod kmeans;
 pub mod normalization;
 pub mod reference;
+pub mod reference_soft;
 pub mod report;
 pub mod synthetic;
 pub mod verify;
+mod weighted;
 
+pub use assignment::{Assignment, SoftParams};
 pub use backend::Backend;
 pub use codebook::Codebook;
 pub use element::{DType, Element};
