@@ -44,6 +44,7 @@ pub mod reference_soft;
 pub mod report;
 pub mod synthetic;
 pub mod verify;
+pub mod verify_soft;
 mod weighted;
 
 pub use assignment::{Assignment, SoftParams};

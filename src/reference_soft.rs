@@ -81,6 +81,18 @@ pub fn aggregate<E: Element>(
     assignment: &Assignment,
     residual_norm: bool,
 ) -> (Array3<f64>, Array2<f64>, Vec<u32>) {
+    aggregate_from(codebook, batch, assignment, residual_norm, batch.labels())
+}
+
+/// [`aggregate`] with the hard labels given (the ones a backend used, to
+/// judge it from the same labels, SPEC §4); ignored under soft assignment.
+pub fn aggregate_from<E: Element>(
+    codebook: &Codebook,
+    batch: &Batch<'_, E>,
+    assignment: &Assignment,
+    residual_norm: bool,
+    hard_labels: Option<&[u32]>,
+) -> (Array3<f64>, Array2<f64>, Vec<u32>) {
     let (t, k, f) = (batch.images(), codebook.clusters(), codebook.dim());
     let centroids = codebook.centroids();
     let mut sums = Array3::<f64>::zeros((t, k, f));
@@ -89,7 +101,7 @@ pub fn aggregate<E: Element>(
     for image in 0..t {
         for i in batch.image_range(image) {
             let v = batch.row(i);
-            let hard = match (assignment, batch.labels()) {
+            let hard = match (assignment, hard_labels) {
                 (Assignment::Hard, Some(given)) => given[i],
                 (Assignment::Hard, None) => crate::reference::nearest(codebook, v),
                 _ => 0,

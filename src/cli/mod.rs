@@ -12,6 +12,7 @@ mod encode;
 mod failure;
 mod inputs;
 mod kmeans;
+mod soft;
 mod summary;
 
 use std::panic::{self, AssertUnwindSafe};

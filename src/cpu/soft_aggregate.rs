@@ -152,14 +152,11 @@ fn image_sums<E: Element>(
             }
         }
         let centroids = codebook.as_slice();
-        for c in 0..k {
+        let blocks = out.chunks_exact_mut(f).zip(centroids.chunks_exact(f));
+        for (c, (out, centroid)) in blocks.enumerate() {
             let (s, n) = (scratch.subtract[c], scratch.mass[c]);
-            let block = c * f..(c + 1) * f;
-            for ((o, &sum), &y) in out[block.clone()]
-                .iter_mut()
-                .zip(&scratch.sums[block.clone()])
-                .zip(&centroids[block])
-            {
+            let sums = &scratch.sums[c * f..(c + 1) * f];
+            for ((o, &sum), &y) in out.iter_mut().zip(sums).zip(centroid) {
                 *o = (sum - s * y as f64) as f32 + 0.0;
             }
             mass[c] = n as f32;
