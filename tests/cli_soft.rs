@@ -240,3 +240,29 @@ fn bad_soft_input_is_exit_2_and_writes_nothing() {
     let listing = folder.listing();
     assert!(listing.iter().all(|n| !n.contains("out")), "{listing:?}");
 }
+
+#[test]
+fn gpu_backend_is_unavailable_for_soft_assignment() {
+    let folder = Folder::new();
+    inputs(&folder);
+    let (d, c, v) = (
+        folder.path("d.npy"),
+        folder.path("c.npy"),
+        folder.path("v.npy"),
+    );
+    let out = vlad(&[
+        "encode",
+        "--descriptors",
+        p(&d),
+        "--centroids",
+        p(&c),
+        "--soft-alpha",
+        "1",
+        "--backend",
+        "gpu",
+        "--out",
+        p(&v),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(!v.exists());
+}

@@ -383,3 +383,29 @@ fn rn_with_given_labels() {
         }
     }
 }
+
+/// The gpu backend does not run SPEC §10 yet: asking for it is
+/// `BackendUnavailable` (exit 3 on the command line), and `auto` runs the
+/// cpu backend instead, with the same output.
+#[test]
+fn gpu_refuses_and_auto_falls_back_to_cpu() {
+    let case = case(9, 8, 5, 1.0, |x| x);
+    for (assignment, norm) in [(&case.alpha, "intra,l2"), (&Assignment::Hard, "rn,l2")] {
+        let encoder = |backend| {
+            Encoder::new(case.codebook.clone())
+                .assignment(assignment.clone())
+                .normalization(norm.parse().unwrap())
+                .backend(backend)
+        };
+        let batch = Batch::ragged(case.rows.view(), &case.offsets).unwrap();
+        let err = encoder(Backend::Gpu).encode_batch(&batch).unwrap_err();
+        assert!(
+            matches!(err, vlad::VladError::BackendUnavailable(_)),
+            "{err}"
+        );
+        let auto = encoder(Backend::Auto).encode_batch(&batch).unwrap();
+        assert_eq!(auto.report.backend, Backend::Cpu);
+        let cpu = encoder(Backend::Cpu).encode_batch(&batch).unwrap();
+        assert_eq!(auto.vlad, cpu.vlad);
+    }
+}
