@@ -409,3 +409,26 @@ fn gpu_refuses_and_auto_falls_back_to_cpu() {
         assert_eq!(auto.vlad, cpu.vlad);
     }
 }
+
+/// `--soft-alpha α` is the soft assignment with `W = 2α·C`, `b = −α‖c‖²`:
+/// both routes give the same encoding (the ‖v‖² term cancels in the
+/// softmax), on the reference and, within SPEC §4, on the cpu backend.
+#[test]
+fn alpha_is_weights_and_bias_from_the_centroids() {
+    let case = case(10, 20, 9, 1.0, |x| x);
+    let alpha = 3.0f32;
+    let c = case.codebook.centroids().mapv(|x| x as f64);
+    let w = c.mapv(|x| (2.0 * alpha as f64 * x) as f32);
+    let b = Array1::from_shape_fn(9, |k| (-(alpha as f64) * c.row(k).dot(&c.row(k))) as f32);
+    let explicit = Assignment::soft(w.view(), b.view()).unwrap();
+    let from_alpha = Assignment::soft_alpha(alpha).unwrap();
+    for backend in [Backend::Reference, Backend::Cpu] {
+        for norm in ["intra,l2", "rn,mass,ssr,l2"] {
+            let x = encode(&case, &explicit, norm, backend);
+            let y = encode(&case, &from_alpha, norm, backend);
+            for (a, b) in x.iter().zip(&y) {
+                assert!((a - b).abs() <= 1e-5, "{backend} {norm}: {a} vs {b}");
+            }
+        }
+    }
+}
