@@ -127,6 +127,7 @@ pub struct Encoder {
     codebook: Codebook,
     normalization: Normalization,
     backend: Backend,
+    assignment: crate::assignment::Assignment,
     gpu_max_binding_bytes: Option<u64>,
     /// The GPU session, made on first use and kept (shader compilation and
     /// device setup are too slow to repeat per call). A failure to make it
@@ -143,6 +144,7 @@ pub struct EncoderBuilder {
     codebook: Codebook,
     normalization: Normalization,
     backend: Backend,
+    assignment: crate::assignment::Assignment,
     gpu_max_binding_bytes: Option<u64>,
 }
 
@@ -156,6 +158,13 @@ impl EncoderBuilder {
     /// The backend (default `auto`).
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;
+        self
+    }
+
+    /// Set how descriptors are weighed onto centroids (SPEC §10): hard
+    /// (the default) or soft (NetVLAD).
+    pub fn assignment(mut self, assignment: crate::assignment::Assignment) -> Self {
+        self.assignment = assignment;
         self
     }
 
@@ -174,6 +183,7 @@ impl EncoderBuilder {
             codebook: self.codebook,
             normalization: self.normalization,
             backend: self.backend,
+            assignment: self.assignment,
             gpu_max_binding_bytes: self.gpu_max_binding_bytes,
             #[cfg(feature = "gpu")]
             gpu: OnceLock::new(),
@@ -188,6 +198,7 @@ impl fmt::Debug for Encoder {
             .field("dim", &self.codebook.dim())
             .field("normalization", &self.normalization.to_string())
             .field("backend", &self.backend)
+            .field("assignment", &self.assignment.name())
             .field("gpu_max_binding_bytes", &self.gpu_max_binding_bytes);
         #[cfg(feature = "gpu")]
         d.field(
@@ -252,6 +263,7 @@ impl Encoder {
             codebook,
             normalization: Normalization::default(),
             backend: Backend::Auto,
+            assignment: crate::assignment::Assignment::Hard,
             gpu_max_binding_bytes: None,
         }
     }
@@ -264,6 +276,11 @@ impl Encoder {
     /// The normalization.
     pub fn normalization(&self) -> &Normalization {
         &self.normalization
+    }
+
+    /// How descriptors are weighed onto centroids (SPEC §10).
+    pub fn assignment(&self) -> &crate::assignment::Assignment {
+        &self.assignment
     }
 
     /// The backend asked for (`Auto` stays `Auto`: see
@@ -430,6 +447,16 @@ impl Encoder {
         stages: &mut StageTimes,
         gpu: &mut GpuRan,
     ) -> Result<BackendOutput> {
+        if !self.assignment.is_hard() || self.normalization.residual_normalized() {
+            return crate::weighted::run_encode(
+                &self.codebook,
+                &self.assignment,
+                &self.normalization,
+                backend,
+                batch,
+                stages,
+            );
+        }
         match backend {
             Backend::Reference => {
                 let (vlad, labels) = stages.time("reference", || {

@@ -47,6 +47,7 @@
 //! ```
 
 pub mod adapter;
+pub mod assignment;
 pub mod backend;
 pub mod bench;
 pub mod codebook;
@@ -62,13 +63,17 @@ pub mod kmeans;
 pub mod normalization;
 pub mod offset;
 pub mod reference;
+pub mod reference_soft;
 pub mod report;
 pub mod synthetic;
 pub mod verify;
+pub mod verify_soft;
+mod weighted;
 
 pub use ndarray;
 
 pub use adapter::{AdapterInfo, AdapterKind, AdapterPick, Adapters, adapters};
+pub use assignment::{Assignment, SoftParams};
 pub use backend::Backend;
 pub use codebook::Codebook;
 pub use element::{DType, Element};

@@ -10,6 +10,10 @@ use crate::error::VladError;
 #[derive(Copy, Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Step {
+    /// Residual normalization (SPEC §10): each residual `v − c_k` scaled to
+    /// unit length before it is weighted and summed (a zero residual stays
+    /// zero). Applied during aggregation, so only allowed first.
+    ResidualNorm,
     /// Divide each block by its descriptor count `n_{t,k}` where `n > 0`.
     Mass,
     /// Signed power `sign(x)·|x|^α`, elementwise (`ssr` is α = 0.5).
@@ -42,6 +46,12 @@ pub struct Normalization {
 impl Normalization {
     /// The given steps, applied in order.
     pub fn new(steps: Vec<Step>) -> Result<Self, VladError> {
+        if let Some(i) = steps.iter().skip(1).position(|s| *s == Step::ResidualNorm) {
+            return Err(VladError::InvalidArgument(format!(
+                "normalization step rn is only allowed first (it acts on residuals before they are summed), found at position {}",
+                i + 2
+            )));
+        }
         for step in &steps {
             if let Step::Power(alpha) = step {
                 if !(alpha.is_finite() && *alpha > 0.0) {
@@ -62,6 +72,11 @@ impl Normalization {
     /// The steps in the order they are applied.
     pub fn steps(&self) -> &[Step] {
         &self.steps
+    }
+
+    /// Whether residuals are L2-normalized before summing (`rn` first).
+    pub fn residual_normalized(&self) -> bool {
+        self.steps.first() == Some(&Step::ResidualNorm)
     }
 
     /// Whether any step needs the per-block counts (`mass`).
@@ -98,6 +113,7 @@ impl FromStr for Normalization {
             let part = part.trim();
             let lower = part.to_ascii_lowercase();
             let step = match lower.as_str() {
+                "rn" => Step::ResidualNorm,
                 "mass" => Step::Mass,
                 "ssr" => Step::Power(0.5),
                 "intra" => Step::Intra,
@@ -115,7 +131,7 @@ impl FromStr for Normalization {
                     })?),
                     None => {
                         return Err(VladError::InvalidArgument(format!(
-                            "unknown normalization step {part:?}: expected mass, ssr, power=α, intra, l2 or none"
+                            "unknown normalization step {part:?}: expected rn, mass, ssr, power=α, intra, l2 or none"
                         )));
                     }
                 },
@@ -136,6 +152,7 @@ impl fmt::Display for Normalization {
                 f.write_str(",")?;
             }
             match step {
+                Step::ResidualNorm => f.write_str("rn")?,
                 Step::Mass => f.write_str("mass")?,
                 Step::Power(a) if *a == 0.5 => f.write_str("ssr")?,
                 Step::Power(a) => write!(f, "power={a}")?,
@@ -159,6 +176,9 @@ mod tests {
             "mass",
             "none",
             "mass,ssr,intra,l2",
+            "rn,ssr,l2",
+            "rn",
+            "rn,mass,intra,l2",
         ] {
             let n: Normalization = s.parse().unwrap();
             assert_eq!(n.to_string(), s);
@@ -174,6 +194,9 @@ mod tests {
             "power=nan",
             "none,l2",
             "ssr,,l2",
+            "ssr,rn",
+            "rn,rn",
+            "l2,rn,intra",
         ] {
             assert!(bad.parse::<Normalization>().is_err(), "{bad} should fail");
         }

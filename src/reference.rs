@@ -135,6 +135,8 @@ pub fn normalize(sums: &Array3<f64>, counts: &Array2<u64>, norm: &Normalization)
                         }
                     }
                 }
+                // Acts on residuals before they are summed (reference_soft).
+                Step::ResidualNorm => {}
                 Step::L2 => {
                     let mut row = out.slice_mut(ndarray::s![image, .., ..]);
                     let norm2: f64 = row.iter().map(|x| x * x).sum();

@@ -1,7 +1,7 @@
 //! Options shared by several subcommands, and how they become an [`Encoder`].
 
 use clap::ValueEnum;
-use vlad::{Backend, Codebook, Encoder, Normalization, VladError};
+use vlad::{Backend, Codebook, Encoder, EncoderBuilder, Normalization, VladError};
 
 /// `--backend`: which implementation runs (SPEC §7).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -41,11 +41,10 @@ pub fn encoder(
     codebook: Codebook,
     backend: Backend,
     normalization: Normalization,
-) -> Result<Encoder, VladError> {
+) -> Result<EncoderBuilder, VladError> {
     let cap = vlad::encoder::gpu_max_binding_bytes_from_env()?;
     Ok(Encoder::builder(codebook)
         .backend(backend)
         .normalization(normalization)
-        .gpu_max_binding_bytes(cap)
-        .build())
+        .gpu_max_binding_bytes(cap))
 }

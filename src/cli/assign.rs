@@ -46,7 +46,7 @@ pub fn run(args: &AssignArgs) -> Result<(), Failure> {
     let codebook = io::read_centroids(&args.centroids).map_err(in_file(&args.centroids))?;
     let descriptors = io::read_descriptors(&args.descriptors)?;
     // Assignment does not normalize; the encoder's default is irrelevant here.
-    let encoder = args::encoder(codebook, args.backend.into(), Normalization::none())?;
+    let encoder = args::encoder(codebook, args.backend.into(), Normalization::none())?.build();
     let sources = Sources {
         descriptors: &args.descriptors,
         centroids: &args.centroids,

@@ -7,7 +7,7 @@ use clap::Args;
 use ndarray::{Array2, ArrayD};
 use vlad::io::{self, DescriptorArray, OutputFile};
 use vlad::verify::{self, Verification};
-use vlad::{Element, Encoder, Normalization, RunReport, VladError};
+use vlad::{Assignment, Element, Encoder, Normalization, RunReport, VladError};
 
 use super::args::{self, BackendArg};
 use super::failure::{Failure, in_file};
@@ -35,8 +35,8 @@ pub struct EncodeArgs {
     /// Labels (N,) in [0, K) to use instead of nearest-centroid assignment.
     #[arg(long, value_name = "A.npy")]
     pub labels: Option<PathBuf>,
-    /// Normalization steps, applied in order: mass, ssr, power=α, intra,
-    /// l2, or none.
+    /// Normalization steps, applied in order: rn (residual normalization,
+    /// first only), mass, ssr, power=α, intra, l2, or none.
     #[arg(long, value_name = "STEPS", default_value = "ssr,l2", value_parser = args::parse_norm)]
     pub norm: Normalization,
     /// Which backend computes.
@@ -49,6 +49,9 @@ pub struct EncodeArgs {
     /// Print one JSON object describing the run on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Soft (NetVLAD) assignment (SPEC §10).
+    #[command(flatten)]
+    pub soft: super::soft::SoftArgs,
 }
 
 /// The result of encoding one array.
@@ -79,9 +82,13 @@ pub fn run(args: &EncodeArgs) -> Result<(), Failure> {
         None => None,
     };
     let descriptors = io::read_descriptors(&args.descriptors)?;
-    let encoder = args::encoder(codebook, args.backend.into(), args.norm.clone())?;
+    let assignment = args.soft.assignment(&codebook)?;
+    let encoder = args::encoder(codebook, args.backend.into(), args.norm.clone())?
+        .assignment(assignment.clone())
+        .build();
     let job = Job {
         encoder: &encoder,
+        assignment: &assignment,
         offsets: offsets.as_deref(),
         labels: labels.as_deref(),
         verify: args.verify,
@@ -100,6 +107,7 @@ pub fn run(args: &EncodeArgs) -> Result<(), Failure> {
 
     let mut json = summary::run_json(&outcome.report, outcome.sizes);
     json.insert("normalization".into(), args.norm.to_string().into());
+    json.insert("assignment".into(), assignment.name().into());
     json.insert("output".into(), args.out.display().to_string().into());
     if let Some((v, seconds)) = &outcome.verification {
         summary::add_verification(&mut json, v, *seconds);
@@ -135,6 +143,7 @@ pub fn run(args: &EncodeArgs) -> Result<(), Failure> {
 /// Everything but the descriptors, which come in three element types.
 struct Job<'a> {
     encoder: &'a Encoder,
+    assignment: &'a Assignment,
     offsets: Option<&'a [usize]>,
     labels: Option<&'a [u32]>,
     verify: bool,
@@ -167,13 +176,19 @@ impl Job<'_> {
             .map_err(inputs::encoder_error(self.sources))?;
         let verification = self.verify.then(|| {
             let start = Instant::now();
-            let v = verify::verify(
-                codebook,
-                &batch,
-                self.encoder.normalization(),
-                encoded.vlad.view(),
-                &encoded.labels,
-            );
+            let norm = self.encoder.normalization();
+            let v = if self.assignment.is_hard() && !norm.residual_normalized() {
+                verify::verify(codebook, &batch, norm, encoded.vlad.view(), &encoded.labels)
+            } else {
+                vlad::verify_soft::verify(
+                    codebook,
+                    &batch,
+                    self.assignment,
+                    norm,
+                    encoded.vlad.view(),
+                    &encoded.labels,
+                )
+            };
             (v, start.elapsed().as_secs_f64())
         });
         Ok(Outcome {

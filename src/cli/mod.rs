@@ -16,6 +16,7 @@ mod inputs;
 mod kmeans;
 mod progress;
 mod same_file;
+mod soft;
 mod summary;
 
 use std::panic::{self, AssertUnwindSafe};

@@ -16,7 +16,12 @@ pub mod assign_coop;
 pub mod normalize;
 pub mod radix_sort;
 pub mod residual;
+pub mod residual_norm;
 pub mod segmented_scan;
+pub mod soft;
+pub mod soft_aggregate;
+pub mod soft_assign;
+pub mod weighted_normalize;
 
 use ndarray::Array2;
 

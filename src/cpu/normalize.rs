@@ -62,6 +62,8 @@ fn normalize_row_portable(row: &mut [f32], counts: &[u32], dim: usize, norm: &No
             Step::Power(alpha) => signed_power(row, alpha),
             Step::Intra => row.chunks_exact_mut(dim).for_each(l2_normalize),
             Step::L2 => l2_normalize(row),
+            // Acts on residuals during aggregation, not on the sums.
+            Step::ResidualNorm => {}
         }
     }
 }

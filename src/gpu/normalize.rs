@@ -134,7 +134,9 @@ impl NormalizeStage {
         let row = job.clusters * job.dim;
 
         let mut dispatches = Vec::with_capacity(job.normalization.steps().len());
-        for step in job.normalization.steps() {
+        // `rn` acts on residuals during aggregation, not here.
+        let steps = job.normalization.steps().iter();
+        for step in steps.filter(|s| **s != Step::ResidualNorm) {
             let base = Params {
                 len: elements,
                 segments: 0,
@@ -152,6 +154,7 @@ impl NormalizeStage {
                 ),
                 Step::Intra => segment_dispatch(&self.scale, base, job.dim, blocks as u32),
                 Step::L2 => segment_dispatch(&self.scale, base, row, job.images),
+                Step::ResidualNorm => continue,
             };
             let uniform = ctx.uniform("normalize params", &params)?;
             let mut buffers = vec![uniform.as_entire_binding(), job.blocks.as_entire_binding()];

@@ -16,3 +16,4 @@ mod bench;
 mod encode;
 mod input_as_output;
 mod kmeans;
+mod soft;

@@ -11,5 +11,7 @@ mod api_surface;
 mod determinism;
 mod hand_computed;
 mod kmeans;
+mod netvlad_interop;
+mod soft_assignment;
 mod too_large;
 mod vs_reference;

@@ -1,0 +1,66 @@
+//! The CPU backend's route for SPEC §10: soft (NetVLAD) assignment and
+//! residual normalization (`rn`), with hard or soft assignment.
+//!
+//! * soft: [`super::soft_aggregate`] (logits GEMM, stable softmax,
+//!   `Aᵀ·X − (ΣA)·C` per image), `rn` folded into the weights;
+//! * hard with `rn`: [`super::assign`]'s labels, then
+//!   [`super::residual_norm::aggregate_hard`];
+//!
+//! then [`super::weighted_normalize`] with the real-valued counts.
+
+use ndarray::Array2;
+
+use crate::assignment::SoftParams;
+use crate::codebook::Codebook;
+use crate::element::Element;
+use crate::input::Batch;
+use crate::normalization::Normalization;
+use crate::report::StageTimes;
+
+/// Encode `batch` into `(T, K·F)` with soft assignment when `params` is
+/// given (else hard, the batch's labels or computed ones), honouring `rn`.
+/// Returns the encoding and each descriptor's label (hard, or the centroid
+/// of largest soft weight). Stages "assign" (hard only), "aggregate" and
+/// "normalize" are timed into `stages`.
+pub fn encode<E: Element>(
+    codebook: &Codebook,
+    params: Option<&SoftParams>,
+    batch: &Batch<'_, E>,
+    norm: &Normalization,
+    stages: &mut StageTimes,
+) -> (Array2<f32>, Vec<u32>) {
+    let rn = norm.residual_normalized();
+    let (mut vlad, mass, labels) = match params {
+        Some(params) => {
+            let out = stages.time("aggregate", || {
+                super::soft_aggregate::aggregate(codebook, params, batch, rn)
+            });
+            (out.sums, out.mass, out.labels)
+        }
+        None => {
+            let labels = match batch.labels() {
+                Some(given) => given.to_vec(),
+                None => super::assign(codebook, batch, stages),
+            };
+            let (sums, counts) = stages.time("aggregate", || {
+                if rn {
+                    super::residual_norm::aggregate_hard(codebook, batch, &labels)
+                } else {
+                    let (sums, counts) = super::aggregate::aggregate(codebook, batch, &labels);
+                    (sums, counts.mapv(|n| n as f32))
+                }
+            });
+            (sums, counts, labels)
+        }
+    };
+    stages.time("normalize", || {
+        super::weighted_normalize::normalize_rows(
+            &mut vlad,
+            &mass,
+            codebook.clusters(),
+            codebook.dim(),
+            norm,
+        )
+    });
+    (vlad, labels)
+}

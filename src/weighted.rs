@@ -1,0 +1,61 @@
+//! The encoder's route for SPEC §10 — soft (NetVLAD) assignment, or `rn`
+//! with either assignment — to each backend. Kept out of `encoder.rs`,
+//! which only asks whether this route applies.
+
+use crate::assignment::Assignment;
+use crate::backend::Backend;
+use crate::codebook::Codebook;
+use crate::element::Element;
+use crate::encoder::BackendOutput;
+use crate::error::{Result, VladError};
+use crate::input::Batch;
+use crate::normalization::Normalization;
+use crate::report::StageTimes;
+
+/// Encode `batch` on `backend` with `assignment` and `norm` (soft, or
+/// `rn` first). Soft parameters are checked against the codebook here;
+/// given labels make no sense with soft assignment and are refused.
+pub(crate) fn run_encode<E: Element>(
+    codebook: &Codebook,
+    assignment: &Assignment,
+    norm: &Normalization,
+    backend: Backend,
+    batch: &Batch<'_, E>,
+    stages: &mut StageTimes,
+) -> Result<BackendOutput> {
+    let params = assignment.soft_params(codebook)?;
+    if params.is_some() && batch.labels().is_some() {
+        return Err(VladError::InvalidArgument(
+            "labels cannot be given with soft assignment (every descriptor weighs on every centroid)"
+                .to_string(),
+        ));
+    }
+    match backend {
+        Backend::Reference => {
+            let (vlad, labels) = stages.time("reference", || {
+                crate::reference_soft::encode(codebook, batch, assignment, norm)
+            });
+            Ok(BackendOutput {
+                vlad: vlad.mapv(|x| x as f32),
+                labels,
+            })
+        }
+        Backend::Cpu => {
+            let (vlad, labels) =
+                crate::cpu::soft::encode(codebook, params.as_ref(), batch, norm, stages);
+            Ok(BackendOutput {
+                vlad,
+                labels,
+            })
+        }
+        Backend::Gpu | Backend::Auto => Err(VladError::BackendUnavailable(format!(
+            "the gpu backend does not run {} assignment{} yet",
+            assignment.name(),
+            if norm.residual_normalized() {
+                " with rn"
+            } else {
+                ""
+            }
+        ))),
+    }
+}

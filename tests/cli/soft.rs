@@ -1,0 +1,266 @@
+//! `vlad encode` with soft (NetVLAD) assignment and `rn` (SPEC §10): the
+//! output matches the library's reference, `--json` names the assignment,
+//! `--verify` judges against the soft reference, and every bad input is
+//! exit status 2 with nothing written.
+
+use crate::util::{Folder, p, read, stderr, stdout, vlad};
+use ndarray::{Array1, Array2, Array3, Ix2};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use vlad::{Assignment, Backend, Codebook, Encoder};
+
+const K: usize = 5;
+const F: usize = 6;
+
+/// Descriptors (4, 10, F), centroids (K, F), W (K, F), b (K,).
+fn inputs(folder: &Folder) -> (Array3<f32>, Array2<f32>, Array2<f32>, Array1<f32>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let d = Array3::from_shape_fn((4, 10, F), |_| rng.random::<f32>());
+    let c = Array2::from_shape_fn((K, F), |_| rng.random::<f32>());
+    let w = Array2::from_shape_fn((K, F), |_| rng.random::<f32>() * 4.0 - 2.0);
+    let b = Array1::from_shape_fn(K, |_| rng.random::<f32>() - 0.5);
+    folder.write("d.npy", &d);
+    folder.write("c.npy", &c);
+    folder.write("w.npy", &w);
+    folder.write("b.npy", &b);
+    (d, c, w, b)
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_str(stdout(out).trim()).expect("one JSON object on stdout")
+}
+
+#[test]
+fn soft_weights_bias_match_the_library_and_verify() {
+    let folder = Folder::new();
+    let (d, c, w, b) = inputs(&folder);
+    for backend in ["cpu", "reference"] {
+        let out = vlad(&[
+            "encode",
+            "--descriptors",
+            p(&folder.path("d.npy")),
+            "--centroids",
+            p(&folder.path("c.npy")),
+            "--soft-weights",
+            p(&folder.path("w.npy")),
+            "--soft-bias",
+            p(&folder.path("b.npy")),
+            "--norm",
+            "rn,intra,l2",
+            "--backend",
+            backend,
+            "--verify",
+            "--json",
+            "--out",
+            p(&folder.path("v.npy")),
+        ]);
+        assert!(out.status.success(), "{backend}: {}", stderr(&out));
+        let j = json(&out);
+        assert_eq!(j["assignment"], "soft");
+        assert_eq!(j["normalization"], "rn,intra,l2");
+        assert!(j["max_abs_error"].as_f64().unwrap() <= 1e-5);
+        let got: Array2<f32> = read::<f32, Ix2>(&folder.path("v.npy"));
+        let want = Encoder::builder(Codebook::new(c.view()).unwrap())
+            .assignment(Assignment::soft(w.view(), b.view()).unwrap())
+            .normalization("rn,intra,l2".parse().unwrap())
+            .backend(Backend::Reference)
+            .build()
+            .encode(d.view())
+            .unwrap();
+        for (g, r) in got.iter().zip(&want) {
+            assert!((g - r).abs() <= 1e-5, "{backend}: {g} vs {r}");
+        }
+    }
+}
+
+#[test]
+fn soft_alpha_and_hard_rn_report_their_assignment() {
+    let folder = Folder::new();
+    inputs(&folder);
+    let (d, c, v) = (
+        folder.path("d.npy"),
+        folder.path("c.npy"),
+        folder.path("v.npy"),
+    );
+    for (extra, name) in [
+        (
+            vec!["--soft-alpha", "2.5", "--norm", "mass,intra,l2"],
+            "soft-alpha",
+        ),
+        (vec!["--norm", "rn,ssr,l2"], "hard"),
+    ] {
+        let mut args = vec![
+            "encode",
+            "--descriptors",
+            p(&d),
+            "--centroids",
+            p(&c),
+            "--backend",
+            "cpu",
+            "--verify",
+            "--json",
+            "--out",
+            p(&v),
+        ];
+        args.extend(extra);
+        let out = vlad(&args);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        assert_eq!(json(&out)["assignment"], name);
+    }
+}
+
+#[test]
+fn bad_soft_input_is_exit_2_and_writes_nothing() {
+    let folder = Folder::new();
+    inputs(&folder);
+    folder.write("w_wide.npy", &Array2::<f32>::zeros((K, F + 1)));
+    folder.write("w_tall.npy", &Array2::<f32>::zeros((K + 1, F)));
+    folder.write("w_1d.npy", &Array1::<f32>::zeros(K * F));
+    folder.write("b_long.npy", &Array1::<f32>::zeros(K + 1));
+    folder.write("b_2d.npy", &Array2::<f32>::zeros((K, 1)));
+    let mut w_nan = Array2::<f32>::zeros((K, F));
+    w_nan[[2, 3]] = f32::NAN;
+    folder.write("w_nan.npy", &w_nan);
+    let d = p(&folder.path("d.npy")).to_string();
+    let c = p(&folder.path("c.npy")).to_string();
+    let f = |name: &str| p(&folder.path(name)).to_string();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--soft-weights".into(), f("w.npy")], "soft-bias"),
+        (vec!["--soft-bias".into(), f("b.npy")], "soft-weights"),
+        (
+            vec![
+                "--soft-weights".into(),
+                f("w.npy"),
+                "--soft-bias".into(),
+                f("b.npy"),
+                "--soft-alpha".into(),
+                "1".into(),
+            ],
+            "soft-alpha",
+        ),
+        (
+            vec![
+                "--soft-weights".into(),
+                f("w_wide.npy"),
+                "--soft-bias".into(),
+                f("b.npy"),
+            ],
+            "w_wide.npy",
+        ),
+        (
+            vec![
+                "--soft-weights".into(),
+                f("w_tall.npy"),
+                "--soft-bias".into(),
+                f("b.npy"),
+            ],
+            "w_tall.npy",
+        ),
+        (
+            vec![
+                "--soft-weights".into(),
+                f("w_1d.npy"),
+                "--soft-bias".into(),
+                f("b.npy"),
+            ],
+            "w_1d.npy",
+        ),
+        (
+            vec![
+                "--soft-weights".into(),
+                f("w.npy"),
+                "--soft-bias".into(),
+                f("b_long.npy"),
+            ],
+            "b_long.npy",
+        ),
+        (
+            vec![
+                "--soft-weights".into(),
+                f("w.npy"),
+                "--soft-bias".into(),
+                f("b_2d.npy"),
+            ],
+            "b_2d.npy",
+        ),
+        (
+            vec![
+                "--soft-weights".into(),
+                f("w_nan.npy"),
+                "--soft-bias".into(),
+                f("b.npy"),
+            ],
+            "row 2",
+        ),
+        (vec!["--soft-alpha".into(), "0".into()], "α"),
+        (vec!["--soft-alpha".into(), "-3".into()], "α"),
+        (vec!["--soft-alpha".into(), "nan".into()], "α"),
+        (vec!["--soft-alpha".into(), "inf".into()], "α"),
+        (vec!["--soft-alpha".into(), "x".into()], "not a number"),
+        (vec!["--norm".into(), "ssr,rn,l2".into()], "rn"),
+        (vec!["--norm".into(), "l2,rn".into()], "rn"),
+        (
+            vec![
+                "--soft-alpha".into(),
+                "1".into(),
+                "--labels".into(),
+                f("b.npy"),
+            ],
+            "labels",
+        ),
+    ];
+    for (extra, says) in cases {
+        let out_path = folder.path("out.npy");
+        let mut args: Vec<String> = vec![
+            "encode".into(),
+            "--descriptors".into(),
+            d.clone(),
+            "--centroids".into(),
+            c.clone(),
+            "--backend".into(),
+            "cpu".into(),
+            "--out".into(),
+            p(&out_path).into(),
+        ];
+        args.extend(extra.iter().cloned());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = vlad(&refs);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{extra:?}: {}", stderr(&out));
+        assert!(!out_path.exists(), "{extra:?}: output written");
+        assert!(
+            stdout(&out).is_empty(),
+            "{extra:?}: stdout {}",
+            stdout(&out)
+        );
+    }
+    // Nothing else was left behind (no temporary output files).
+    let listing = folder.listing();
+    assert!(listing.iter().all(|n| !n.contains("out")), "{listing:?}");
+}
+
+#[test]
+fn gpu_backend_is_unavailable_for_soft_assignment() {
+    let folder = Folder::new();
+    inputs(&folder);
+    let (d, c, v) = (
+        folder.path("d.npy"),
+        folder.path("c.npy"),
+        folder.path("v.npy"),
+    );
+    let out = vlad(&[
+        "encode",
+        "--descriptors",
+        p(&d),
+        "--centroids",
+        p(&c),
+        "--soft-alpha",
+        "1",
+        "--backend",
+        "gpu",
+        "--out",
+        p(&v),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(!v.exists());
+}
