@@ -2,8 +2,6 @@
 //! normalization and a backend choice, validates input once, and dispatches
 //! to the backend that runs.
 
-#[cfg(feature = "gpu")]
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -92,14 +90,15 @@ pub struct Encoder {
     /// The GPU session, made on first use and kept (shader compilation and
     /// device setup are too slow to repeat per call). A failure to make it
     /// is kept too, so `auto` does not probe for an adapter on every call.
+    /// A session whose device was lost is made anew on the next call.
     #[cfg(feature = "gpu")]
-    gpu: OnceLock<Result<crate::gpu::GpuBackend, GpuSessionError>>,
+    gpu: crate::gpu::GpuSlot<GpuSessionError>,
 }
 
 /// Why the GPU session could not be made, kept so every later call can
 /// report the same error kind (`VladError` itself is not `Clone`).
 #[cfg(feature = "gpu")]
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum GpuSessionError {
     Unavailable(String),
     Failed(String),
@@ -136,7 +135,7 @@ impl Encoder {
             gpu_max_binding_bytes: None,
             fallback_said: AtomicBool::new(false),
             #[cfg(feature = "gpu")]
-            gpu: OnceLock::new(),
+            gpu: crate::gpu::GpuSlot::new(),
         }
     }
 
@@ -159,7 +158,7 @@ impl Encoder {
         // A session made with the old cap plans with it: make a new one.
         #[cfg(feature = "gpu")]
         {
-            self.gpu = OnceLock::new();
+            self.gpu = crate::gpu::GpuSlot::new();
         }
         self
     }
@@ -341,14 +340,24 @@ impl Encoder {
 
     /// The GPU session, made on first use with this encoder's binding cap.
     #[cfg(feature = "gpu")]
-    fn gpu_session(&self) -> Result<&crate::gpu::GpuBackend> {
-        let session = self.gpu.get_or_init(|| {
+    fn gpu_session(&self) -> Result<std::sync::Arc<crate::gpu::GpuBackend>> {
+        let session = self.gpu.get_or_make(|| {
             let options = crate::gpu::GpuOptions {
                 max_binding_bytes: self.gpu_max_binding_bytes,
             };
             crate::gpu::GpuBackend::new(&options).map_err(GpuSessionError::from_error)
         });
-        session.as_ref().map_err(GpuSessionError::to_error)
+        session.map_err(|e| e.to_error())
+    }
+
+    /// Test hook: the GPU session's next run loses its device mid-call (no
+    /// effect before the session exists).
+    #[cfg(feature = "gpu")]
+    #[doc(hidden)]
+    pub fn simulate_gpu_device_loss(&self) {
+        if let Some(session) = self.gpu.current() {
+            session.simulate_loss_on_next_run();
+        }
     }
 
     #[cfg(feature = "gpu")]

@@ -6,6 +6,7 @@
 //! the driver), so callers keep one session and reuse it: the
 //! [`Encoder`](crate::Encoder) makes it lazily, once.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use ndarray::Array2;
@@ -30,6 +31,8 @@ pub struct GpuBackend {
     stages: CompiledStages,
     timer: Option<GpuTimer>,
     state: Mutex<SessionState>,
+    /// Test hook: lose the device at the start of the next run.
+    lose_on_next_run: AtomicBool,
 }
 
 /// What successive calls share; one call runs at a time.
@@ -63,6 +66,7 @@ impl GpuBackend {
                 scratch: HostScratch::default(),
                 uploaded: None,
             }),
+            lose_on_next_run: AtomicBool::new(false),
         })
     }
 
@@ -74,6 +78,19 @@ impl GpuBackend {
     /// The device context.
     pub fn context(&self) -> &GpuContext {
         &self.ctx
+    }
+
+    /// Whether the device was lost: this session can run nothing more, a
+    /// new one must be made (the [`GpuSlot`](crate::gpu::GpuSlot) does).
+    pub fn is_lost(&self) -> bool {
+        self.ctx.is_lost()
+    }
+
+    /// Test hook: the next run loses the device once it has started, as a
+    /// driver reset in the middle of a call would.
+    #[doc(hidden)]
+    pub fn simulate_loss_on_next_run(&self) {
+        self.lose_on_next_run.store(true, Ordering::SeqCst);
     }
 
     /// Whether per-stage times come from GPU timestamps (else wall time of
@@ -193,6 +210,9 @@ impl GpuBackend {
     ) -> Result<pipeline::Output> {
         let mut guard = self.lock()?;
         let state = &mut *guard;
+        if self.lose_on_next_run.swap(false, Ordering::SeqCst) {
+            self.ctx.simulate_loss();
+        }
         let device_codebook = self.upload_codebook(state, codebook)?;
         let mut session = Session {
             ctx: &self.ctx,

@@ -21,9 +21,11 @@ pub mod pool;
 pub mod radix_sort;
 pub mod residual;
 pub mod segmented_scan;
+pub mod session;
 pub mod specialize;
 pub mod timing;
 
 pub use backend::GpuBackend;
 pub use chunking::{Chunk, ChunkLimits, ChunkShape, Part, plan_chunks};
 pub use context::{GpuContext, GpuOptions};
+pub use session::GpuSlot;
