@@ -350,6 +350,14 @@ impl Encoder {
         session.map_err(|e| e.to_error())
     }
 
+    /// The GPU session, if one was made and its device is not lost (the
+    /// benchmark measures the adapter's ceilings on it).
+    #[cfg(feature = "gpu")]
+    #[doc(hidden)]
+    pub fn gpu_backend(&self) -> Option<std::sync::Arc<crate::gpu::GpuBackend>> {
+        self.gpu.current()
+    }
+
     /// Test hook: the GPU session's next run loses its device mid-call (no
     /// effect before the session exists).
     #[cfg(feature = "gpu")]

@@ -12,6 +12,7 @@
 
 pub mod aggregate;
 pub mod assign;
+pub mod ceilings;
 pub mod normalize;
 pub mod radix_sort;
 pub mod residual;

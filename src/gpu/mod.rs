@@ -13,6 +13,7 @@
 
 pub mod assign;
 pub mod backend;
+pub mod ceilings;
 pub mod chunking;
 pub mod context;
 pub mod normalize;
@@ -23,6 +24,7 @@ pub mod residual;
 pub mod segmented_scan;
 pub mod session;
 pub mod specialize;
+pub mod staging;
 pub mod timing;
 
 pub use backend::GpuBackend;
