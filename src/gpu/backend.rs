@@ -20,6 +20,7 @@ use crate::gpu::pipeline::{
     self, CompiledStages, DeviceCodebook, HostScratch, Input, Session, Work,
 };
 use crate::gpu::pool::{BufferPool, Role};
+use crate::gpu::staging::StagingSet;
 use crate::gpu::timing::GpuTimer;
 use crate::input::Batch;
 use crate::normalization::Normalization;
@@ -39,6 +40,7 @@ pub struct GpuBackend {
 struct SessionState {
     pool: BufferPool,
     scratch: HostScratch,
+    staging: StagingSet,
     /// The centroids now in the pool's centroid buffers, compared by value:
     /// an address is no identity (k-means frees and reallocates codebooks).
     uploaded: Option<(usize, Vec<f32>)>,
@@ -64,6 +66,7 @@ impl GpuBackend {
             state: Mutex::new(SessionState {
                 pool,
                 scratch: HostScratch::default(),
+                staging: StagingSet::default(),
                 uploaded: None,
             }),
             lose_on_next_run: AtomicBool::new(false),
@@ -116,10 +119,11 @@ impl GpuBackend {
         )
     }
 
-    /// Device buffers allocated so far (repeated encodes of similar batches
+    /// Device and staging buffers allocated so far (repeated encodes of similar batches
     /// should add none).
     pub fn pool_allocations(&self) -> Result<usize> {
-        Ok(self.lock()?.pool.allocations())
+        let state = self.lock()?;
+        Ok(state.pool.allocations() + state.staging.allocations())
     }
 
     /// Encode `batch` into `(T, K·F)` with `norm`; returns the encoding and
@@ -220,6 +224,7 @@ impl GpuBackend {
             timer: self.timer.as_ref(),
             pool: &mut state.pool,
             scratch: &mut state.scratch,
+            staging: &mut state.staging,
         };
         pipeline::run(&mut session, &device_codebook, input, work, stages)
     }
