@@ -623,7 +623,11 @@ fn record<E: Element>(
         SortedIn::Alternate => (&alt_keys, &alt_values),
     };
 
-    let segments = stages.scan.record(
+    // The scan writes its sums straight into the blocks buffer (its
+    // layout), so the residual stage only zeroes the empty blocks.
+    let blocks = pool.buffer(ctx, Role::Blocks, sizes.blocks)?;
+    let counts = pool.buffer(ctx, Role::Counts, sizes.counts)?;
+    let segments = stages.scan.record_into(
         ctx,
         &mut encoder,
         &ScanJob {
@@ -638,11 +642,10 @@ fn record<E: Element>(
             clusters,
             images,
         },
+        Some(&blocks),
     )?;
     clock.lap(&mut encoder, "scan");
 
-    let blocks = pool.buffer(ctx, Role::Blocks, sizes.blocks)?;
-    let counts = pool.buffer(ctx, Role::Counts, sizes.counts)?;
     stages.residual.record(
         ctx,
         &mut encoder,
