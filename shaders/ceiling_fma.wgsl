@@ -30,25 +30,37 @@ fn fma_chains(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let i = (wid.y * nwg.x + wid.x) * WG + lid;
-    var x: array<f32, CHAINS>;
-    for (var c = 0u; c < CHAINS; c++) {
-        x[c] = f32((i + c) % 64u);
-    }
+    // Chains 0–3 in the lanes of `a`, 4–7 in those of `b`: registers, no
+    // indexed array that a compiler might keep in memory.
+    var a = vec4<f32>(
+        f32(i % 64u),
+        f32((i + 1u) % 64u),
+        f32((i + 2u) % 64u),
+        f32((i + 3u) % 64u),
+    );
+    var b = vec4<f32>(
+        f32((i + 4u) % 64u),
+        f32((i + 5u) % 64u),
+        f32((i + 6u) % 64u),
+        f32((i + 7u) % 64u),
+    );
+    let m = vec4<f32>(params.mul);
+    let c = vec4<f32>(params.add);
     for (var s = 0u; s < params.iters; s++) {
-        x[0] = x[0] * params.mul + params.add;
-        x[1] = x[1] * params.mul + params.add;
-        x[2] = x[2] * params.mul + params.add;
-        x[3] = x[3] * params.mul + params.add;
-        x[4] = x[4] * params.mul + params.add;
-        x[5] = x[5] * params.mul + params.add;
-        x[6] = x[6] * params.mul + params.add;
-        x[7] = x[7] * params.mul + params.add;
+        a = a * m + c;
+        b = b * m + c;
     }
     if i < params.invocations {
+        // Chain order 0, 1, …, 7, as the CPU twin sums.
         var sum = 0.0;
-        for (var c = 0u; c < CHAINS; c++) {
-            sum += x[c];
-        }
+        sum += a.x;
+        sum += a.y;
+        sum += a.z;
+        sum += a.w;
+        sum += b.x;
+        sum += b.y;
+        sum += b.z;
+        sum += b.w;
         out[i] = sum;
     }
 }

@@ -16,6 +16,7 @@ pub mod backend;
 pub mod ceilings;
 pub mod chunking;
 pub mod context;
+pub mod host_memory;
 pub mod normalize;
 pub mod pipeline;
 pub mod pool;

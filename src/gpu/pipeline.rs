@@ -22,6 +22,7 @@ use crate::gpu::chunking::{
     Chunk, ChunkBuffers, ChunkLimits, ChunkShape, key_bits, plan_chunks, split_for_overlap,
 };
 use crate::gpu::context::GpuContext;
+use crate::gpu::host_memory;
 use crate::gpu::normalize::{NormalizeJob, NormalizeStage};
 use crate::gpu::pool::{BufferPool, Role, Slot};
 use crate::gpu::radix_sort::{RadixSortStage, SortJob, SortedIn};
@@ -216,7 +217,7 @@ pub fn run<E: Element>(
     let mut output = Output {
         blocks: match work {
             Work::Assign => Vec::new(),
-            Work::Aggregate { .. } => vec![0.0; images * block],
+            Work::Aggregate { .. } => host_memory::zeroed(images * block),
         },
         counts: match work {
             Work::Aggregate {
@@ -226,7 +227,7 @@ pub fn run<E: Element>(
         },
         labels: match input.labels {
             Some(given) => given.to_vec(),
-            None => vec![0; rows],
+            None => host_memory::zeroed(rows),
         },
     };
     // Raw sums and counts of the pieces of a split image so far.
