@@ -6,7 +6,7 @@
 //! the driver), so callers keep one session and reuse it: the
 //! [`Encoder`](crate::Encoder) makes it lazily, once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use ndarray::Array2;
@@ -34,6 +34,8 @@ pub struct GpuBackend {
     state: Mutex<SessionState>,
     /// Test hook: lose the device at the start of the next run.
     lose_on_next_run: AtomicBool,
+    /// Chunk overlap: 0 = by adapter (off for software ones), 1 = off, 2 = on.
+    overlap: AtomicU8,
 }
 
 /// What successive calls share; one call runs at a time.
@@ -70,6 +72,7 @@ impl GpuBackend {
                 uploaded: None,
             }),
             lose_on_next_run: AtomicBool::new(false),
+            overlap: AtomicU8::new(0),
         })
     }
 
@@ -94,6 +97,20 @@ impl GpuBackend {
     #[doc(hidden)]
     pub fn simulate_loss_on_next_run(&self) {
         self.lose_on_next_run.store(true, Ordering::SeqCst);
+    }
+
+    /// Force overlapping consecutive chunks on (`Some(true)`) or off, or
+    /// leave it to the adapter (`None`: on, except on software adapters,
+    /// where the "device" computes on the host's own cores). The output is
+    /// the same bits either way; tests use this to run the overlapped path
+    /// on lavapipe.
+    pub fn set_overlap(&self, on: Option<bool>) {
+        let v = match on {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        };
+        self.overlap.store(v, Ordering::SeqCst);
     }
 
     /// Whether per-stage times come from GPU timestamps (else wall time of
@@ -225,6 +242,11 @@ impl GpuBackend {
             pool: &mut state.pool,
             scratch: &mut state.scratch,
             staging: &mut state.staging,
+            overlap: match self.overlap.load(Ordering::SeqCst) {
+                1 => false,
+                2 => true,
+                _ => !self.ctx.is_software(),
+            },
         };
         pipeline::run(&mut session, &device_codebook, input, work, stages)
     }

@@ -6,7 +6,9 @@
 //! back chunk `i − 1` (one wait, which also maps every staging buffer that
 //! chunk used) and fills the staging of chunk `i + 1`, in parallel, straight
 //! from the caller's slice; the device copies it in at the start of that
-//! chunk's own submission. Large batches are cut into chunks of about
+//! chunk's own submission (on a software adapter, which computes on the
+//! host's own cores, chunks run one after the other instead). Large batches
+//! are cut into chunks of about
 //! [`OVERLAP_CHUNK_BYTES`](crate::gpu::chunking::OVERLAP_CHUNK_BYTES) of
 //! descriptors so that the three overlap. Pieces of an image too large for one binding are
 //! aggregated raw on the device and summed on the host in chunk order, in
@@ -136,6 +138,9 @@ pub struct Session<'s> {
     pub scratch: &'s mut HostScratch,
     /// Reused host-mappable staging buffers.
     pub staging: &'s mut StagingSet,
+    /// Overlap upload, compute and read-back of consecutive chunks (off on
+    /// software adapters, whose "device" is the host's own cores).
+    pub overlap: bool,
 }
 
 /// A chunk's inputs: descriptors in the slot's staging buffer (copied to
@@ -239,6 +244,7 @@ pub fn run<E: Element>(
         .filter(|&i| plan[i].row_count() > 0)
         .collect();
     let timer = session.timer;
+    let overlap = session.overlap;
     let mut prefetched: Option<Uploaded> = None;
     let mut in_flight: Option<InFlight<'_>> = None;
     for (position, &index) in busy.iter().enumerate() {
@@ -267,6 +273,29 @@ pub fn run<E: Element>(
         uploaded.staging.request_map(0);
         clock.request_map();
 
+        let this = InFlight {
+            index,
+            submission,
+            submitted,
+            pending,
+            clock,
+        };
+        if !overlap {
+            // A software adapter computes on the host's own cores: overlap
+            // would only make host copies and emulated compute contend.
+            complete(
+                session,
+                codebook,
+                &plan,
+                work,
+                this,
+                &mut output,
+                &mut piece_sums,
+                &mut piece_counts,
+                times,
+            )?;
+            continue;
+        }
         // While the device works on this chunk: read the previous one back…
         if let Some(previous) = in_flight.take() {
             complete(
@@ -295,13 +324,7 @@ pub fn run<E: Element>(
             )?);
             times.add("upload", started.elapsed().as_secs_f64());
         }
-        in_flight = Some(InFlight {
-            index,
-            submission,
-            submitted,
-            pending,
-            clock,
-        });
+        in_flight = Some(this);
     }
     if let Some(last) = in_flight.take() {
         complete(
