@@ -6,7 +6,10 @@
 // the sorted keys; `write_blocks` then copies the sums of the keys present
 // and writes zeros elsewhere. The scan stage leaves its sums laid out densely
 // by key (slot key·dim + f), which is already the block layout: no
-// arithmetic happens here. Host side: src/gpu/residual.rs.
+// arithmetic happens here. When the scan wrote straight into the blocks
+// buffer, `zero_empty_blocks` replaces `write_blocks`: it only zeroes the
+// blocks no row went to, in place, and copies nothing.
+// Host side: src/gpu/residual.rs.
 
 const WG: u32 = 64u;
 
@@ -78,4 +81,19 @@ fn write_blocks(
         x = sums[e];
     }
     out_blocks[e] = x;
+}
+
+@compute @workgroup_size(WG)
+fn zero_empty_blocks(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let e = invocation(wid, nwg, lid);
+    if e >= params.blocks * params.dim {
+        return;
+    }
+    if counts[e / params.dim] == 0u {
+        out_blocks[e] = 0.0;
+    }
 }

@@ -74,6 +74,55 @@ pub struct BenchRow {
     /// Modelled FLOPs ÷ median time (0 where the stage does no arithmetic
     /// worth counting).
     pub gigaflops_per_second: f64,
+    /// The ceiling that bounds this stage (`"fma"`, `"memory"`, `"upload"`,
+    /// `"readback"`), where one does.
+    pub ceiling: Option<&'static str>,
+    /// The stage's throughput as a percentage of that ceiling (GFLOP/s of
+    /// FMA for `"fma"`, GB/s otherwise).
+    pub percent_of_ceiling: Option<f64>,
+}
+
+/// What a backend can do at best, measured by small calibrated kernels
+/// before the stages are timed (see [`crate::cpu::ceilings`] and
+/// `crate::gpu::ceilings`).
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct Ceilings {
+    /// FMA throughput, GFLOP/s.
+    pub fma_gflops: f64,
+    /// Memory bandwidth (copy: bytes read plus written), GB/s.
+    pub memory_gbps: f64,
+    /// Host → device through mapped staging, GB/s (GPU only).
+    pub upload_gbps: Option<f64>,
+    /// Device → host through mapped staging, GB/s (GPU only).
+    pub readback_gbps: Option<f64>,
+}
+
+impl Ceilings {
+    /// The ceiling bounding `stage`, its name and value (GFLOP/s for
+    /// `"fma"`, GB/s for the others); `None` for stages no single ceiling
+    /// bounds (`"total"`, a whole-submission `"compute"`).
+    pub fn for_stage(&self, stage: &str) -> Option<(&'static str, f64)> {
+        match stage {
+            "assign" => Some(("fma", self.fma_gflops)),
+            "sort" | "scan" | "residual" | "normalize" | "aggregate" | "combine" => {
+                Some(("memory", self.memory_gbps))
+            }
+            "upload" => self.upload_gbps.map(|c| ("upload", c)),
+            "readback" => self.readback_gbps.map(|c| ("readback", c)),
+            _ => None,
+        }
+    }
+}
+
+/// The ceilings measured for one backend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendCeilings {
+    /// The backend that ran.
+    pub backend: Backend,
+    /// GPU adapter name, when the GPU ran.
+    pub adapter: Option<String>,
+    /// The values.
+    pub ceilings: Ceilings,
 }
 
 /// A backend that could not run, and why.
@@ -94,6 +143,8 @@ pub struct BenchReport {
     pub rows: Vec<BenchRow>,
     /// Backends that were asked for and could not run.
     pub skipped: Vec<Skipped>,
+    /// Ceilings per backend that ran.
+    pub ceilings: Vec<BackendCeilings>,
 }
 
 /// Bytes and FLOPs a stage must at least move and do, for `N` descriptors
@@ -112,7 +163,11 @@ pub fn stage_work(stage: &str, n: f64, f: f64, k: f64, t: f64) -> (f64, f64) {
         }
         // Gather every descriptor once plus its key and row index.
         "scan" | "aggregate" => (input + n * 8.0 + output, n * f),
-        "residual" => (output, 0.0),
+        // Per-block counts; the scan already wrote the sums in place, so at
+        // most every block is zeroed (only the empty ones are). Before the
+        // scan wrote into the blocks it was 2·output: sums read, blocks
+        // written.
+        "residual" => (t * k * 4.0 + output, 0.0),
         "normalize" => (2.0 * output, 3.0 * t * k * f),
         "upload" => (input, 0.0),
         "readback" => (output + n * 4.0, 0.0),
@@ -179,6 +234,9 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
 
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
+    let mut all_ceilings = Vec::new();
+    let input_bytes = (t * l * f * 4) as u64;
+    let output_bytes = (t * k * f * 4 + t * l * 4) as u64;
     for &backend in &config.backends {
         let encoder = Encoder::builder(codebook.clone())
             .normalization(config.normalization.clone())
@@ -199,6 +257,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
             }
             Err(e) => return Err(e),
         };
+        let ceilings = measure_ceilings(&encoder, warm.report.backend, input_bytes, output_bytes)?;
         let mut reports = Vec::with_capacity(config.repeats);
         for _ in 0..config.repeats {
             reports.push(encoder.encode_batch(&batch)?.report);
@@ -228,6 +287,12 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
             let med = median(times.clone());
             let (bytes, flops) = stage_work(&stage, n, ff, kk, tt);
             let per_s = |x: f64| if med > 0.0 { x / med } else { 0.0 };
+            let (gbps, gflops) = (per_s(bytes) / 1e9, per_s(flops) / 1e9);
+            let bound = ceilings.for_stage(&stage);
+            let percent = bound.and_then(|(name, c)| {
+                let achieved = if name == "fma" { gflops } else { gbps };
+                (c > 0.0 && achieved > 0.0).then_some(100.0 * achieved / c)
+            });
             rows.push(BenchRow {
                 backend: ran,
                 adapter: adapter.clone(),
@@ -237,15 +302,55 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
                 min_seconds: times.iter().copied().fold(f64::INFINITY, f64::min),
                 max_seconds: times.iter().copied().fold(0.0, f64::max),
                 descriptors_per_second: per_s(n),
-                gigabytes_per_second: per_s(bytes) / 1e9,
-                gigaflops_per_second: per_s(flops) / 1e9,
+                gigabytes_per_second: gbps,
+                gigaflops_per_second: gflops,
+                ceiling: bound.map(|(name, _)| name),
+                percent_of_ceiling: percent,
             });
         }
+        all_ceilings.push(BackendCeilings {
+            backend: ran,
+            adapter,
+            ceilings,
+        });
     }
     Ok(BenchReport {
         config: config.clone(),
         rows,
         skipped,
+        ceilings: all_ceilings,
+    })
+}
+
+/// The ceilings of the backend `encoder` ran on (`ran`): the CPU's, or the
+/// adapter's, on the encoder's own device, with transfers of the sizes the
+/// benchmark's upload and read-back move.
+fn measure_ceilings(
+    encoder: &Encoder,
+    ran: Backend,
+    input_bytes: u64,
+    output_bytes: u64,
+) -> Result<Ceilings> {
+    let memory_bytes = input_bytes.clamp(1 << 24, 1 << 28);
+    #[cfg(feature = "gpu")]
+    if ran == Backend::Gpu {
+        let session = encoder.gpu_backend().ok_or_else(|| {
+            VladError::Gpu("the GPU session is gone: cannot measure its ceilings".to_string())
+        })?;
+        let g = crate::gpu::ceilings::measure(session.context(), input_bytes, output_bytes)?;
+        return Ok(Ceilings {
+            fma_gflops: g.fma_gflops,
+            memory_gbps: g.memory_gbps,
+            upload_gbps: Some(g.upload_gbps),
+            readback_gbps: Some(g.readback_gbps),
+        });
+    }
+    let _ = (encoder, ran, output_bytes);
+    Ok(Ceilings {
+        fma_gflops: crate::cpu::ceilings::fma_gflops(),
+        memory_gbps: crate::cpu::ceilings::memory_gbps(memory_bytes as usize),
+        upload_gbps: None,
+        readback_gbps: None,
     })
 }
 
@@ -278,8 +383,17 @@ mod tests {
         let stages: Vec<&str> = report.rows.iter().map(|r| r.stage.as_str()).collect();
         assert!(stages.contains(&"assign"), "{stages:?}");
         assert_eq!(stages.last(), Some(&"total"));
+        assert_eq!(report.ceilings.len(), 1);
+        let c = report.ceilings[0].ceilings;
+        assert!(c.fma_gflops > 0.0 && c.memory_gbps > 0.0, "{c:?}");
         for row in &report.rows {
             assert_eq!(row.backend, Backend::Cpu);
+            if row.stage == "assign" || row.stage == "aggregate" {
+                let p = row
+                    .percent_of_ceiling
+                    .expect("a bounded stage has a percentage");
+                assert!(p.is_finite() && p > 0.0, "{row:?}");
+            }
             assert!(row.min_seconds <= row.median_seconds && row.median_seconds <= row.max_seconds);
         }
     }

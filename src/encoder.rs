@@ -8,8 +8,6 @@
 //! one between threads (GPU calls run one at a time).
 
 use std::fmt;
-#[cfg(feature = "gpu")]
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use ndarray::{Array1, Array2, ArrayView2, ArrayView3};
@@ -132,9 +130,10 @@ pub struct Encoder {
     /// The GPU session, made on first use and kept (shader compilation and
     /// device setup are too slow to repeat per call). A failure to make it
     /// — or `auto`'s decision not to (a software adapter) — is kept too, so
-    /// `auto` does not probe for an adapter on every call.
+    /// `auto` does not probe for an adapter on every call. A session whose
+    /// device was lost is made anew on the next call.
     #[cfg(feature = "gpu")]
-    gpu: OnceLock<Result<crate::gpu::GpuBackend>>,
+    gpu: crate::gpu::GpuSlot<VladError>,
 }
 
 /// An [`Encoder`] being configured; [`EncoderBuilder::build`] makes it.
@@ -186,7 +185,7 @@ impl EncoderBuilder {
             assignment: self.assignment,
             gpu_max_binding_bytes: self.gpu_max_binding_bytes,
             #[cfg(feature = "gpu")]
-            gpu: OnceLock::new(),
+            gpu: crate::gpu::GpuSlot::new(),
         }
     }
 }
@@ -203,10 +202,9 @@ impl fmt::Debug for Encoder {
         #[cfg(feature = "gpu")]
         d.field(
             "gpu",
-            &match self.gpu.get() {
-                None => "not opened".to_string(),
-                Some(Ok(gpu)) => format!("open on {}", gpu.adapter_name()),
-                Some(Err(e)) => format!("unavailable: {e}"),
+            &match self.gpu.current() {
+                None => "not open".to_string(),
+                Some(gpu) => format!("open on {}", gpu.adapter_name()),
             },
         );
         d.finish()
@@ -497,10 +495,10 @@ impl Encoder {
     /// and a software-only machine is answered with the reason, in
     /// milliseconds.
     #[cfg(feature = "gpu")]
-    fn gpu_session(&self, ran: &mut GpuRan) -> Result<&crate::gpu::GpuBackend> {
+    fn gpu_session(&self, ran: &mut GpuRan) -> Result<std::sync::Arc<crate::gpu::GpuBackend>> {
         let start = Instant::now();
         let mut made = false;
-        let session = self.gpu.get_or_init(|| {
+        let session = self.gpu.get_or_make(|| {
             made = true;
             if self.backend == Backend::Auto {
                 let adapters = crate::adapter::adapters();
@@ -516,12 +514,30 @@ impl Encoder {
         if made {
             ran.setup_seconds = start.elapsed().as_secs_f64();
         }
-        let gpu = session.as_ref().map_err(Clone::clone)?;
+        let gpu = session?;
         ran.adapter = Some(gpu.adapter_name());
         ran.kind = Some(crate::gpu::adapters::kind_of(
             gpu.context().info.device_type,
         ));
         Ok(gpu)
+    }
+
+    /// The GPU session, if one was made and its device is not lost (the
+    /// benchmark measures the adapter's ceilings on it).
+    #[cfg(feature = "gpu")]
+    #[doc(hidden)]
+    pub fn gpu_backend(&self) -> Option<std::sync::Arc<crate::gpu::GpuBackend>> {
+        self.gpu.current()
+    }
+
+    /// Test hook: the GPU session's next run loses its device mid-call (no
+    /// effect before the session exists).
+    #[cfg(feature = "gpu")]
+    #[doc(hidden)]
+    pub fn simulate_gpu_device_loss(&self) {
+        if let Some(session) = self.gpu.current() {
+            session.simulate_loss_on_next_run();
+        }
     }
 
     #[cfg(feature = "gpu")]

@@ -110,6 +110,8 @@ fn to_json(report: &BenchReport) -> Value {
                 "descriptors_per_second": r.descriptors_per_second,
                 "gigabytes_per_second": r.gigabytes_per_second,
                 "gigaflops_per_second": r.gigaflops_per_second,
+                "ceiling": r.ceiling,
+                "percent_of_ceiling": r.percent_of_ceiling,
             })
         })
         .collect();
@@ -117,6 +119,20 @@ fn to_json(report: &BenchReport) -> Value {
         .skipped
         .iter()
         .map(|s| json!({"backend": s.backend.name(), "reason": s.reason}))
+        .collect();
+    let ceilings: Vec<Value> = report
+        .ceilings
+        .iter()
+        .map(|b| {
+            json!({
+                "backend": b.backend.name(),
+                "adapter": b.adapter,
+                "fma_gflops": b.ceilings.fma_gflops,
+                "memory_gbps": b.ceilings.memory_gbps,
+                "upload_gbps": b.ceilings.upload_gbps,
+                "readback_gbps": b.ceilings.readback_gbps,
+            })
+        })
         .collect();
     json!({
         "images": c.images,
@@ -128,6 +144,7 @@ fn to_json(report: &BenchReport) -> Value {
         "normalization": c.normalization.to_string(),
         "rows": rows,
         "skipped": skipped,
+        "ceilings": ceilings,
     })
 }
 
@@ -145,22 +162,43 @@ fn table(report: &BenchReport) -> String {
                 (None, _) => String::new(),
             };
             let _ = writeln!(out, "\n{}{adapter}", r.backend);
+            if let Some(b) = report
+                .ceilings
+                .iter()
+                .find(|b| (b.backend, &b.adapter) == (r.backend, &r.adapter))
+            {
+                let c = &b.ceilings;
+                let _ = write!(
+                    out,
+                    "  ceilings: FMA {:.1} GFLOP/s, memory {:.2} GB/s",
+                    c.fma_gflops, c.memory_gbps
+                );
+                if let (Some(up), Some(down)) = (c.upload_gbps, c.readback_gbps) {
+                    let _ = write!(out, ", upload {up:.2} GB/s, read-back {down:.2} GB/s");
+                }
+                let _ = writeln!(out);
+            }
             let _ = writeln!(
                 out,
-                "  {:<10} {:>11} {:>11} {:>11} {:>14} {:>9} {:>10}",
-                "stage", "median", "min", "max", "descriptors/s", "GB/s", "GFLOP/s"
+                "  {:<10} {:>11} {:>11} {:>11} {:>14} {:>9} {:>10} {:>16}",
+                "stage", "median", "min", "max", "descriptors/s", "GB/s", "GFLOP/s", "% of ceiling"
             );
         }
+        let ceiling = match (r.ceiling, r.percent_of_ceiling) {
+            (Some(name), Some(p)) => format!("{p:.1}% {name}"),
+            _ => "-".to_string(),
+        };
         let _ = writeln!(
             out,
-            "  {:<10} {:>11} {:>11} {:>11} {:>14.3e} {:>9.2} {:>10.1}",
+            "  {:<10} {:>11} {:>11} {:>11} {:>14.3e} {:>9.2} {:>10.1} {:>16}",
             r.stage,
             format_seconds(r.median_seconds),
             format_seconds(r.min_seconds),
             format_seconds(r.max_seconds),
             r.descriptors_per_second,
             r.gigabytes_per_second,
-            r.gigaflops_per_second
+            r.gigaflops_per_second,
+            ceiling
         );
     }
     out

@@ -13,6 +13,7 @@
 pub mod aggregate;
 pub mod assign;
 pub mod assign_coop;
+pub mod ceilings;
 pub mod normalize;
 pub mod radix_sort;
 pub mod residual;

@@ -6,6 +6,7 @@
 //! the driver), so callers keep one session and reuse it: the
 //! [`Encoder`](crate::Encoder) makes it lazily, once.
 
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use ndarray::Array2;
@@ -19,6 +20,7 @@ use crate::gpu::pipeline::{
     self, CompiledStages, DeviceCodebook, HostScratch, Input, Session, Work,
 };
 use crate::gpu::pool::{BufferPool, Role};
+use crate::gpu::staging::StagingSet;
 use crate::gpu::timing::GpuTimer;
 use crate::input::Batch;
 use crate::normalization::Normalization;
@@ -30,12 +32,17 @@ pub struct GpuBackend {
     stages: CompiledStages,
     timer: Option<GpuTimer>,
     state: Mutex<SessionState>,
+    /// Test hook: lose the device at the start of the next run.
+    lose_on_next_run: AtomicBool,
+    /// Chunk overlap: 0 = by adapter (off for software ones), 1 = off, 2 = on.
+    overlap: AtomicU8,
 }
 
 /// What successive calls share; one call runs at a time.
 struct SessionState {
     pool: BufferPool,
     scratch: HostScratch,
+    staging: StagingSet,
     /// The centroids now in the pool's centroid buffers, compared by value:
     /// an address is no identity (k-means frees and reallocates codebooks).
     uploaded: Option<(usize, Vec<f32>)>,
@@ -61,8 +68,11 @@ impl GpuBackend {
             state: Mutex::new(SessionState {
                 pool,
                 scratch: HostScratch::default(),
+                staging: StagingSet::default(),
                 uploaded: None,
             }),
+            lose_on_next_run: AtomicBool::new(false),
+            overlap: AtomicU8::new(0),
         })
     }
 
@@ -74,6 +84,33 @@ impl GpuBackend {
     /// The device context.
     pub fn context(&self) -> &GpuContext {
         &self.ctx
+    }
+
+    /// Whether the device was lost: this session can run nothing more, a
+    /// new one must be made (the [`GpuSlot`](crate::gpu::GpuSlot) does).
+    pub fn is_lost(&self) -> bool {
+        self.ctx.is_lost()
+    }
+
+    /// Test hook: the next run loses the device once it has started, as a
+    /// driver reset in the middle of a call would.
+    #[doc(hidden)]
+    pub fn simulate_loss_on_next_run(&self) {
+        self.lose_on_next_run.store(true, Ordering::SeqCst);
+    }
+
+    /// Force overlapping consecutive chunks on (`Some(true)`) or off, or
+    /// leave it to the adapter (`None`: on, except on software adapters,
+    /// where the "device" computes on the host's own cores). The output is
+    /// the same bits either way; tests use this to run the overlapped path
+    /// on lavapipe.
+    pub fn set_overlap(&self, on: Option<bool>) {
+        let v = match on {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        };
+        self.overlap.store(v, Ordering::SeqCst);
     }
 
     /// Whether per-stage times come from GPU timestamps (else wall time of
@@ -99,10 +136,11 @@ impl GpuBackend {
         )
     }
 
-    /// Device buffers allocated so far (repeated encodes of similar batches
+    /// Device and staging buffers allocated so far (repeated encodes of similar batches
     /// should add none).
     pub fn pool_allocations(&self) -> Result<usize> {
-        Ok(self.lock()?.pool.allocations())
+        let state = self.lock()?;
+        Ok(state.pool.allocations() + state.staging.allocations())
     }
 
     /// Encode `batch` into `(T, K·F)` with `norm`; returns the encoding and
@@ -193,6 +231,9 @@ impl GpuBackend {
     ) -> Result<pipeline::Output> {
         let mut guard = self.lock()?;
         let state = &mut *guard;
+        if self.lose_on_next_run.swap(false, Ordering::SeqCst) {
+            self.ctx.simulate_loss();
+        }
         let device_codebook = self.upload_codebook(state, codebook)?;
         let mut session = Session {
             ctx: &self.ctx,
@@ -200,6 +241,12 @@ impl GpuBackend {
             timer: self.timer.as_ref(),
             pool: &mut state.pool,
             scratch: &mut state.scratch,
+            staging: &mut state.staging,
+            overlap: match self.overlap.load(Ordering::SeqCst) {
+                1 => false,
+                2 => true,
+                _ => !self.ctx.is_software(),
+            },
         };
         pipeline::run(&mut session, &device_codebook, input, work, stages)
     }

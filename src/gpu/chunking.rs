@@ -249,6 +249,48 @@ fn largest_fitting_rows(shape: &ChunkShape, limits: &ChunkLimits) -> usize {
     usize::try_from(lo).unwrap_or(usize::MAX)
 }
 
+/// Descriptor bytes a chunk of several whole images aims at: small enough
+/// that upload of one chunk, compute of the next and read-back of the one
+/// before overlap, large enough that the per-chunk costs (a submission, a
+/// few dozen dispatches) stay negligible. One image larger than this stays
+/// whole (splitting images is for bindings, not for overlap).
+pub const OVERLAP_CHUNK_BYTES: u64 = 32 << 20;
+
+/// Cut every chunk of several whole images of `plan` into consecutive
+/// chunks of whole images of about [`OVERLAP_CHUNK_BYTES`] of descriptors
+/// each (at least one image each). Pieces of split images are left as they
+/// are. Like the plan, the result depends only on the offsets and the
+/// shape, so the same input always runs the same chunks.
+pub fn split_for_overlap(plan: Vec<Chunk>, offsets: &[usize], shape: &ChunkShape) -> Vec<Chunk> {
+    let row_bytes = (shape.dim as u64 * device_bytes_per_element(shape.dtype)).max(1);
+    let target_rows = (OVERLAP_CHUNK_BYTES / row_bytes).max(1) as usize;
+    let mut out = Vec::with_capacity(plan.len());
+    for chunk in plan {
+        if chunk.part.is_some() || chunk.row_count() <= target_rows || chunk.image_count() < 2 {
+            out.push(chunk);
+            continue;
+        }
+        let mut first = chunk.images.start;
+        for t in chunk.images.clone() {
+            // Close the open piece before image t if t would overflow it.
+            if t > first && offsets[t + 1] - offsets[first] > target_rows {
+                out.push(Chunk {
+                    images: first..t,
+                    rows: offsets[first]..offsets[t],
+                    part: None,
+                });
+                first = t;
+            }
+        }
+        out.push(Chunk {
+            images: first..chunk.images.end,
+            rows: offsets[first]..offsets[chunk.images.end],
+            part: None,
+        });
+    }
+    out
+}
+
 /// Significant bits of the sort keys of a chunk: keys are
 /// `image · K + label < images · K`; at least 1 (the sort's contract).
 pub fn key_bits(images: usize, clusters: usize) -> u32 {
@@ -268,6 +310,48 @@ mod tests {
         assert_eq!(key_bits(2, 64), 7);
         assert_eq!(key_bits(3, 64), 8);
         assert_eq!(key_bits(1 << 16, 1 << 16), 32);
+    }
+
+    #[test]
+    fn overlap_split_keeps_whole_images_in_order() {
+        let shape = ChunkShape {
+            dim: 1 << 20,
+            clusters: 2,
+            dtype: DType::U8,
+        };
+        // Target: 32 rows of 1 MiB. Images of 10, 30, 0, 5, 40, 3 rows.
+        let offsets = [0, 10, 40, 40, 45, 85, 88];
+        let whole = vec![Chunk {
+            images: 0..6,
+            rows: 0..88,
+            part: None,
+        }];
+        let split = split_for_overlap(whole, &offsets, &shape);
+        let images: Vec<_> = split.iter().map(|c| c.images.clone()).collect();
+        assert_eq!(images, vec![0..1, 1..3, 3..4, 4..5, 5..6]);
+        for c in &split {
+            assert_eq!(c.rows, offsets[c.images.start]..offsets[c.images.end]);
+        }
+        // A piece, a single image and a small chunk stay as they are.
+        let piece = Chunk {
+            images: 0..1,
+            rows: 0..100,
+            part: Some(Part { index: 0, count: 2 }),
+        };
+        assert_eq!(
+            split_for_overlap(vec![piece.clone()], &offsets, &shape),
+            vec![piece]
+        );
+        let small = Chunk {
+            images: 0..2,
+            rows: 0..40,
+            part: None,
+        };
+        let small_shape = ChunkShape { dim: 4, ..shape };
+        assert_eq!(
+            split_for_overlap(vec![small.clone()], &offsets, &small_shape),
+            vec![small]
+        );
     }
 
     #[test]

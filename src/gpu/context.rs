@@ -193,6 +193,21 @@ impl GpuContext {
         Ok(out)
     }
 
+    /// Whether the device was lost (driver reset, GPU removed, or
+    /// [`GpuContext::simulate_loss`]): nothing on it can run again, a new
+    /// context must be made.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Test hook: lose the device now, as a driver reset would. The device
+    /// is destroyed (every later call on it fails) and marked lost.
+    #[doc(hidden)]
+    pub fn simulate_loss(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+        self.device.destroy();
+    }
+
     /// Fail if the device was lost or an error escaped every scope.
     pub fn check_health(&self) -> Result<()> {
         if self.lost.load(Ordering::SeqCst) {

@@ -17,30 +17,35 @@ pub mod adapters;
 pub mod assign;
 pub mod assign_coop;
 pub mod backend;
+pub mod ceilings;
 pub mod chunking;
 pub mod context;
 #[doc(hidden)]
 pub mod contract;
+pub mod host_memory;
 pub mod normalize;
 pub(crate) mod pipeline;
 pub(crate) mod pool;
 pub mod radix_sort;
 pub mod residual;
 pub mod segmented_scan;
+pub(crate) mod session;
 pub(crate) mod specialize;
+pub(crate) mod staging;
 pub(crate) mod timing;
 
 pub use backend::GpuBackend;
 pub use chunking::{Chunk, ChunkLimits, ChunkShape, Part, plan_chunks};
 pub use context::{GpuContext, GpuOptions};
+pub use session::GpuSlot;
 
 /// Host internals that the GPU tests in `tests/` exercise directly (the
-/// buffer pool and the timestamp clock). Not public API: no stability
-/// promise, hidden from the docs.
+/// compiled stages, the buffer pool, shader constants and the timestamp
+/// clock). Not public API: no stability promise, hidden from the docs.
 #[doc(hidden)]
 pub mod __internal {
     pub use super::pipeline::CompiledStages;
-    pub use super::specialize::ShaderValue;
     pub use super::pool::{BufferPool, Role, pooled_size};
+    pub use super::specialize::ShaderValue;
     pub use super::timing::{GpuTimer, StageClock};
 }

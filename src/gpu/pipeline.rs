@@ -1,27 +1,37 @@
 //! Running a batch through the five stages, chunk by chunk: upload, record
 //! every stage of a chunk into one command encoder, submit once, read back.
 //!
-//! While the device works on chunk `i`, the host converts and uploads chunk
-//! `i + 1` into the other of two pooled input slots, so host preparation
-//! overlaps device compute. Pieces of an image too large for one binding are
+//! Chunks alternate between two slots (staging and input buffers). Chunk
+//! `i` is submitted, then — while the device computes it — the host reads
+//! back chunk `i − 1` (one wait, which also maps every staging buffer that
+//! chunk used) and fills the staging of chunk `i + 1`, in parallel, straight
+//! from the caller's slice; the device copies it in at the start of that
+//! chunk's own submission (on a software adapter, which computes on the
+//! host's own cores, chunks run one after the other instead). Large batches
+//! are cut into chunks of about
+//! [`OVERLAP_CHUNK_BYTES`](crate::gpu::chunking::OVERLAP_CHUNK_BYTES) of
+//! descriptors so that the three overlap. Pieces of an image too large for one binding are
 //! aggregated raw on the device and summed on the host in chunk order, in
 //! f64, then normalized — a fixed order, so the output stays bitwise
 //! reproducible.
 
-use std::sync::mpsc;
 use std::time::Instant;
 
 use crate::element::{DType, Element};
 use crate::error::{Result, VladError};
 use crate::gpu::assign::{AssignJob, AssignStage};
 use crate::gpu::assign_coop::{AssignCoopStage, TensorCores};
-use crate::gpu::chunking::{Chunk, ChunkBuffers, ChunkLimits, ChunkShape, key_bits, plan_chunks};
+use crate::gpu::chunking::{
+    Chunk, ChunkBuffers, ChunkLimits, ChunkShape, key_bits, plan_chunks, split_for_overlap,
+};
 use crate::gpu::context::GpuContext;
+use crate::gpu::host_memory;
 use crate::gpu::normalize::{NormalizeJob, NormalizeStage};
 use crate::gpu::pool::{BufferPool, Role, Slot};
 use crate::gpu::radix_sort::{RadixSortStage, SortJob, SortedIn};
 use crate::gpu::residual::{ResidualJob, ResidualStage};
 use crate::gpu::segmented_scan::{ScanJob, SegmentedScanStage};
+use crate::gpu::staging::{PIECE, ReadKind, StagingBuffer, StagingSet, fill_upload, read_into};
 use crate::gpu::timing::{COMPUTE_GROUP, GpuTimer, StageClock};
 use crate::normalization::Normalization;
 use crate::report::StageTimes;
@@ -125,7 +135,6 @@ pub struct Output {
 /// Host vectors reused across chunks and calls.
 #[derive(Default)]
 pub struct HostScratch {
-    converted: Vec<f32>,
     keys: Vec<u32>,
     values: Vec<u32>,
     offsets: Vec<u32>,
@@ -145,23 +154,52 @@ pub struct Session<'s> {
     pub pool: &'s mut BufferPool,
     /// Reused host vectors.
     pub scratch: &'s mut HostScratch,
+    /// Reused host-mappable staging buffers.
+    pub staging: &'s mut StagingSet,
+    /// Overlap upload, compute and read-back of consecutive chunks (off on
+    /// software adapters, whose "device" is the host's own cores).
+    pub overlap: bool,
 }
 
-/// A chunk's inputs, on the device.
+/// A chunk's inputs: descriptors in the slot's staging buffer (copied to
+/// the device by the chunk's own submission), the rest already written.
 struct Uploaded {
     chunk_index: usize,
     slot: Slot,
+    staging: StagingBuffer,
     descriptors: wgpu::Buffer,
     offsets: wgpu::Buffer,
     /// Keys and row indices built from given labels.
     given: Option<(wgpu::Buffer, wgpu::Buffer)>,
 }
 
-/// Staging buffers a recorded chunk copies its results into.
+/// Staging buffers a recorded chunk copies its results into, and how many
+/// bytes of each.
 struct Pending {
-    blocks: Option<wgpu::Buffer>,
-    counts: Option<wgpu::Buffer>,
-    labels: Option<wgpu::Buffer>,
+    blocks: Option<(StagingBuffer, u64)>,
+    counts: Option<(StagingBuffer, u64)>,
+    labels: Option<(StagingBuffer, u64)>,
+}
+
+impl Pending {
+    /// Ask for every staging buffer to be mapped once the chunk completes.
+    fn request_maps(&self) {
+        for (staging, bytes) in [&self.blocks, &self.counts, &self.labels]
+            .into_iter()
+            .flatten()
+        {
+            staging.request_map(*bytes);
+        }
+    }
+}
+
+/// A submitted chunk not yet read back.
+struct InFlight<'t> {
+    index: usize,
+    submission: wgpu::SubmissionIndex,
+    submitted: Instant,
+    pending: Pending,
+    clock: StageClock<'t>,
 }
 
 /// Run `input` through the stages chunk by chunk.
@@ -197,11 +235,12 @@ pub fn run<E: Element>(
         &shape,
         &ChunkLimits::for_context(session.ctx),
     )?;
+    let plan = split_for_overlap(plan, input.offsets, &shape);
     let block = codebook.clusters * codebook.dim;
     let mut output = Output {
         blocks: match work {
             Work::Assign => Vec::new(),
-            Work::Aggregate { .. } => vec![0.0; images * block],
+            Work::Aggregate { .. } => host_memory::zeroed(images * block),
         },
         counts: match work {
             Work::Aggregate {
@@ -211,93 +250,175 @@ pub fn run<E: Element>(
         },
         labels: match input.labels {
             Some(given) => given.to_vec(),
-            None => vec![0; rows],
+            None => host_memory::zeroed(rows),
         },
     };
     // Raw sums and counts of the pieces of a split image so far.
     let mut piece_sums: Vec<f64> = Vec::new();
     let mut piece_counts: Vec<u64> = Vec::new();
 
+    // Only empty whole images have no rows: their output is already zero.
+    let busy: Vec<usize> = (0..plan.len())
+        .filter(|&i| plan[i].row_count() > 0)
+        .collect();
+    let timer = session.timer;
+    let overlap = session.overlap;
     let mut prefetched: Option<Uploaded> = None;
-    let mut next_slot: Slot = 0;
-    for (index, chunk) in plan.iter().enumerate() {
-        if chunk.row_count() == 0 {
-            // Only empty whole images: their rows are already zero.
-            continue;
-        }
+    let mut in_flight: Option<InFlight<'_>> = None;
+    for (position, &index) in busy.iter().enumerate() {
+        let chunk = &plan[index];
+        let slot: Slot = position % 2;
         let uploaded = match prefetched.take() {
             Some(u) if u.chunk_index == index => u,
             _ => {
                 let started = Instant::now();
-                let u = upload(session, &shape, input, &plan, index, next_slot, work)?;
+                let u = upload(session, &shape, input, &plan, index, slot, work)?;
                 times.add("upload", started.elapsed().as_secs_f64());
                 u
             }
         };
-        next_slot = 1 - uploaded.slot;
 
-        let mut clock = StageClock::new(session.timer);
+        let mut clock = StageClock::new(timer, slot);
         let (encoder, pending) = record::<E>(
             session, codebook, &shape, chunk, &uploaded, work, &mut clock,
         )?;
-        let started = Instant::now();
+        let submitted = Instant::now();
         let submission = session.ctx.checked("submitting a chunk", || {
             session.ctx.queue.submit([encoder.finish()])
         })?;
+        // Mapped as soon as the chunk completes, by the wait for it.
+        pending.request_maps();
+        uploaded.staging.request_map(0);
+        clock.request_map();
 
-        // Overlap: prepare the next non-empty chunk while this one runs.
-        if let Some(next) = (index + 1..plan.len()).find(|&j| plan[j].row_count() > 0) {
-            let upload_started = Instant::now();
+        let this = InFlight {
+            index,
+            submission,
+            submitted,
+            pending,
+            clock,
+        };
+        if !overlap {
+            // A software adapter computes on the host's own cores: overlap
+            // would only make host copies and emulated compute contend.
+            complete(
+                session,
+                codebook,
+                &plan,
+                work,
+                this,
+                &mut output,
+                &mut piece_sums,
+                &mut piece_counts,
+                times,
+            )?;
+            continue;
+        }
+        // While the device works on this chunk: read the previous one back…
+        if let Some(previous) = in_flight.take() {
+            complete(
+                session,
+                codebook,
+                &plan,
+                work,
+                previous,
+                &mut output,
+                &mut piece_sums,
+                &mut piece_counts,
+                times,
+            )?;
+        }
+        // …and fill the next one's staging (its slot's last user is done).
+        if let Some(&next) = busy.get(position + 1) {
+            let started = Instant::now();
             prefetched = Some(upload(
-                session, &shape, input, &plan, next, next_slot, work,
+                session,
+                &shape,
+                input,
+                &plan,
+                next,
+                (position + 1) % 2,
+                work,
             )?);
-            times.add("upload", upload_started.elapsed().as_secs_f64());
+            times.add("upload", started.elapsed().as_secs_f64());
         }
-
-        session
-            .ctx
-            .device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(submission),
-                timeout: None,
-            })
-            .map_err(|e| VladError::Gpu(format!("waiting for a chunk: {e}")))?;
-        session.ctx.check_health()?;
-        if !clock.is_timing() {
-            times.add(COMPUTE_GROUP, started.elapsed().as_secs_f64());
-        }
-
-        let started = Instant::now();
-        collect(
+        in_flight = Some(this);
+    }
+    if let Some(last) = in_flight.take() {
+        complete(
             session,
             codebook,
-            chunk,
+            &plan,
             work,
-            pending,
+            last,
             &mut output,
             &mut piece_sums,
             &mut piece_counts,
+            times,
         )?;
-        times.add("readback", started.elapsed().as_secs_f64());
-        clock.collect(session.ctx, times)?;
-
-        if let (Some(_), Work::Aggregate { normalization, .. }) = (chunk.part, work) {
-            if chunk.completes_image() {
-                let started = Instant::now();
-                finish_split_image(
-                    session.scratch,
-                    codebook,
-                    chunk.images.start,
-                    normalization,
-                    &piece_sums,
-                    &piece_counts,
-                    &mut output,
-                );
-                times.add("combine", started.elapsed().as_secs_f64());
-            }
-        }
     }
     Ok(output)
+}
+
+/// Wait for a submitted chunk (one wait: its results, its timestamps and
+/// its upload staging are all mapped by it), read its results back, and
+/// finish a split image whose last piece it was.
+#[allow(clippy::too_many_arguments)]
+fn complete(
+    session: &mut Session<'_>,
+    codebook: &DeviceCodebook,
+    plan: &[Chunk],
+    work: Work<'_>,
+    flight: InFlight<'_>,
+    output: &mut Output,
+    piece_sums: &mut Vec<f64>,
+    piece_counts: &mut Vec<u64>,
+    times: &mut StageTimes,
+) -> Result<()> {
+    let chunk = &plan[flight.index];
+    session
+        .ctx
+        .device
+        .poll(wgpu::PollType::Wait {
+            submission_index: Some(flight.submission),
+            timeout: None,
+        })
+        .map_err(|e| VladError::Gpu(format!("waiting for a chunk: {e}")))?;
+    session.ctx.check_health()?;
+    if !flight.clock.is_timing() {
+        times.add(COMPUTE_GROUP, flight.submitted.elapsed().as_secs_f64());
+    }
+
+    let started = Instant::now();
+    collect(
+        session,
+        codebook,
+        chunk,
+        work,
+        flight.pending,
+        output,
+        piece_sums,
+        piece_counts,
+    )?;
+    times.add("readback", started.elapsed().as_secs_f64());
+    flight.clock.collect(session.ctx, times)?;
+
+    if let (Some(_), Work::Aggregate { normalization, .. }) = (chunk.part, work) {
+        if chunk.completes_image() {
+            let started = Instant::now();
+            finish_split_image(
+                session.scratch,
+                codebook,
+                chunk.images.start,
+                normalization,
+                piece_sums,
+                piece_counts,
+                output,
+            );
+            times.add("combine", started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(())
 }
 
 /// Write chunk `index`'s descriptors, offsets and (given labels) keys into
@@ -372,30 +493,16 @@ fn upload<E: Element>(
         }
     }
 
+    let staging = session.staging.upload(ctx, slot, sizes.descriptors)?;
+    fill_upload(
+        ctx,
+        &staging,
+        sizes.descriptors,
+        "the descriptor staging",
+        |offset, piece| write_descriptors(rows, offset, piece),
+    )?;
     ctx.checked("uploading a chunk", || {
         let queue = &ctx.queue;
-        match E::DTYPE {
-            DType::F32 => queue.write_buffer(&descriptors, 0, bytemuck::cast_slice(rows)),
-            DType::U8 => {
-                // Packed four per word: the bytes as they are, the last
-                // partial word padded with zeros.
-                let bytes: &[u8] = bytemuck::cast_slice(rows);
-                let whole = bytes.len() & !3;
-                if whole > 0 {
-                    queue.write_buffer(&descriptors, 0, &bytes[..whole]);
-                }
-                if whole < bytes.len() {
-                    let mut tail = [0u8; 4];
-                    tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
-                    queue.write_buffer(&descriptors, whole as u64, &tail);
-                }
-            }
-            DType::F64 => {
-                scratch.converted.clear();
-                scratch.converted.extend(rows.iter().map(|v| v.to_f32()));
-                queue.write_buffer(&descriptors, 0, bytemuck::cast_slice(&scratch.converted));
-            }
-        }
         queue.write_buffer(&offsets, 0, bytemuck::cast_slice(&scratch.offsets));
         if let Some((keys, values)) = &given {
             queue.write_buffer(keys, 0, bytemuck::cast_slice(&scratch.keys));
@@ -405,11 +512,52 @@ fn upload<E: Element>(
     Ok(Uploaded {
         chunk_index: index,
         slot,
+        staging,
         descriptors,
         offsets,
         given,
     })
 }
+
+/// Bytes `offset .. offset + piece.len()` of the device form of `rows`:
+/// f32 as they are, u8 packed four per word (the last word padded with
+/// zeros), f64 rounded to f32 on the way.
+fn write_descriptors<E: Element>(rows: &[E], offset: usize, mut piece: wgpu::WriteOnly<'_, [u8]>) {
+    let len = piece.len();
+    match E::DTYPE {
+        DType::F32 | DType::U8 => {
+            let bytes: &[u8] = bytemuck::cast_slice(rows);
+            let have = bytes.len().saturating_sub(offset).min(len);
+            let (head, mut padding) = piece.split_at(have);
+            let mut head = head;
+            head.copy_from_slice(&bytes[offset..offset + have]);
+            padding.fill(0);
+        }
+        DType::F64 => {
+            // Offsets and lengths are whole f32s (pieces are multiples of 4).
+            const BLOCK: usize = 1024;
+            let mut converted = [0f32; BLOCK];
+            let first = offset / 4;
+            let count = len / 4;
+            let mut done = 0;
+            while done < count {
+                let n = (count - done).min(BLOCK);
+                for (c, v) in converted[..n]
+                    .iter_mut()
+                    .zip(&rows[first + done..first + done + n])
+                {
+                    *c = v.to_f32();
+                }
+                piece
+                    .slice(done * 4..(done + n) * 4)
+                    .copy_from_slice(bytemuck::cast_slice(&converted[..n]));
+                done += n;
+            }
+        }
+    }
+}
+
+const _: () = assert!(PIECE % 4 == 0, "f64 conversion needs whole f32 pieces");
 
 /// Record every stage of one chunk, and the copies of its results to
 /// staging buffers, into one command encoder.
@@ -435,6 +583,17 @@ fn record<E: Element>(
 
     let mut encoder = ctx.encoder("vlad chunk");
     clock.start(&mut encoder);
+    if sizes.descriptors > 0 {
+        encoder.copy_buffer_to_buffer(
+            &uploaded.staging.buffer,
+            0,
+            &uploaded.descriptors,
+            0,
+            sizes.descriptors,
+        );
+    }
+    clock.lap(&mut encoder, "upload");
+    let slot = uploaded.slot;
     let mut pending = Pending {
         blocks: None,
         counts: None,
@@ -466,9 +625,11 @@ fn record<E: Element>(
                 None => stages.assign.record(ctx, &mut encoder, &job)?,
             }
             clock.lap(&mut encoder, stages.assign_stage_name());
-            let staging = pool.buffer(ctx, Role::ReadLabels, sizes.per_row)?;
-            encoder.copy_buffer_to_buffer(&labels, 0, &staging, 0, sizes.per_row);
-            pending.labels = Some(staging);
+            let staging = session
+                .staging
+                .readback(ctx, ReadKind::Labels, slot, sizes.per_row)?;
+            encoder.copy_buffer_to_buffer(&labels, 0, &staging.buffer, 0, sizes.per_row);
+            pending.labels = Some((staging, sizes.per_row));
             (keys, values)
         }
     };
@@ -504,7 +665,11 @@ fn record<E: Element>(
         SortedIn::Alternate => (&alt_keys, &alt_values),
     };
 
-    let segments = stages.scan.record(
+    // The scan writes its sums straight into the blocks buffer (its
+    // layout), so the residual stage only zeroes the empty blocks.
+    let blocks = pool.buffer(ctx, Role::Blocks, sizes.blocks)?;
+    let counts = pool.buffer(ctx, Role::Counts, sizes.counts)?;
+    let segments = stages.scan.record_into(
         ctx,
         &mut encoder,
         &ScanJob {
@@ -519,11 +684,10 @@ fn record<E: Element>(
             clusters,
             images,
         },
+        Some(&blocks),
     )?;
     clock.lap(&mut encoder, "scan");
 
-    let blocks = pool.buffer(ctx, Role::Blocks, sizes.blocks)?;
-    let counts = pool.buffer(ctx, Role::Counts, sizes.counts)?;
     stages.residual.record(
         ctx,
         &mut encoder,
@@ -556,13 +720,17 @@ fn record<E: Element>(
         clock.lap(&mut encoder, "normalize");
     }
 
-    let staging = pool.buffer(ctx, Role::ReadBlocks, sizes.blocks)?;
-    encoder.copy_buffer_to_buffer(&blocks, 0, &staging, 0, sizes.blocks);
-    pending.blocks = Some(staging);
+    let staging = session
+        .staging
+        .readback(ctx, ReadKind::Blocks, slot, sizes.blocks)?;
+    encoder.copy_buffer_to_buffer(&blocks, 0, &staging.buffer, 0, sizes.blocks);
+    pending.blocks = Some((staging, sizes.blocks));
     if want_counts || chunk.part.is_some() {
-        let staging = pool.buffer(ctx, Role::ReadCounts, sizes.counts)?;
-        encoder.copy_buffer_to_buffer(&counts, 0, &staging, 0, sizes.counts);
-        pending.counts = Some(staging);
+        let staging = session
+            .staging
+            .readback(ctx, ReadKind::Counts, slot, sizes.counts)?;
+        encoder.copy_buffer_to_buffer(&counts, 0, &staging.buffer, 0, sizes.counts);
+        pending.counts = Some((staging, sizes.counts));
     }
     clock.lap(&mut encoder, "readback");
     clock.finish(&mut encoder);
@@ -582,15 +750,13 @@ fn collect(
     piece_sums: &mut Vec<f64>,
     piece_counts: &mut Vec<u64>,
 ) -> Result<()> {
+    let ctx = session.ctx;
     let block = codebook.clusters * codebook.dim;
     let k = codebook.clusters;
     let scratch = &mut *session.scratch;
-    let mut targets: Vec<(&wgpu::Buffer, &mut [u8])> = Vec::new();
-    if let Some(staging) = &pending.labels {
-        targets.push((
-            staging,
-            bytemuck::cast_slice_mut(&mut output.labels[chunk.rows.clone()]),
-        ));
+    if let Some((staging, _)) = &pending.labels {
+        let dst = bytemuck::cast_slice_mut(&mut output.labels[chunk.rows.clone()]);
+        read_into(ctx, staging, dst, "labels")?;
     }
     let want_counts = matches!(
         work,
@@ -602,35 +768,38 @@ fn collect(
     match chunk.part {
         None => {
             let images = chunk.images.clone();
-            if let Some(staging) = &pending.blocks {
-                targets.push((
-                    staging,
-                    bytemuck::cast_slice_mut(
-                        &mut output.blocks[images.start * block..images.end * block],
-                    ),
-                ));
+            if let Some((staging, _)) = &pending.blocks {
+                let dst = bytemuck::cast_slice_mut(
+                    &mut output.blocks[images.start * block..images.end * block],
+                );
+                read_into(ctx, staging, dst, "blocks")?;
             }
-            if let (Some(staging), true) = (&pending.counts, want_counts) {
-                targets.push((
-                    staging,
-                    bytemuck::cast_slice_mut(&mut output.counts[images.start * k..images.end * k]),
-                ));
+            if let (Some((staging, _)), true) = (&pending.counts, want_counts) {
+                let dst =
+                    bytemuck::cast_slice_mut(&mut output.counts[images.start * k..images.end * k]);
+                read_into(ctx, staging, dst, "counts")?;
             }
-            read_staging(session.ctx, targets)
+            Ok(())
         }
         Some(part) => {
             scratch.piece.resize(block, 0.0);
             scratch.piece_counts.resize(k, 0);
-            if let Some(staging) = &pending.blocks {
-                targets.push((staging, bytemuck::cast_slice_mut(&mut scratch.piece[..])));
+            if let Some((staging, _)) = &pending.blocks {
+                read_into(
+                    ctx,
+                    staging,
+                    bytemuck::cast_slice_mut(&mut scratch.piece[..]),
+                    "blocks",
+                )?;
             }
-            if let Some(staging) = &pending.counts {
-                targets.push((
+            if let Some((staging, _)) = &pending.counts {
+                read_into(
+                    ctx,
                     staging,
                     bytemuck::cast_slice_mut(&mut scratch.piece_counts[..]),
-                ));
+                    "counts",
+                )?;
             }
-            read_staging(session.ctx, targets)?;
             if part.index == 0 {
                 piece_sums.clear();
                 piece_sums.resize(block, 0.0);
@@ -674,60 +843,6 @@ fn finish_split_image(
     crate::cpu::normalize::normalize_row(row, &scratch.piece_counts, k, f, normalization);
     if !output.counts.is_empty() {
         output.counts[image * k..(image + 1) * k].copy_from_slice(&scratch.piece_counts);
-    }
-}
-
-/// Map every staging buffer of `targets`, wait once, copy each into its
-/// destination (whose length is the number of bytes to read), unmap.
-fn read_staging(ctx: &GpuContext, targets: Vec<(&wgpu::Buffer, &mut [u8])>) -> Result<()> {
-    let targets: Vec<_> = targets.into_iter().filter(|(_, d)| !d.is_empty()).collect();
-    if targets.is_empty() {
-        return Ok(());
-    }
-    let (tx, rx) = mpsc::channel();
-    for (i, (staging, dst)) in targets.iter().enumerate() {
-        let tx = tx.clone();
-        staging.map_async(wgpu::MapMode::Read, 0..dst.len() as u64, move |r| {
-            let _ = tx.send((i, r));
-        });
-    }
-    drop(tx);
-    let waited = ctx
-        .device
-        .poll(wgpu::PollType::Wait {
-            submission_index: None,
-            timeout: None,
-        })
-        .map_err(|e| VladError::Gpu(format!("mapping results: {e}")));
-    let mut mapped = vec![false; targets.len()];
-    let mut failure = waited.err();
-    for _ in 0..targets.len() {
-        match rx.recv() {
-            Ok((i, Ok(()))) => mapped[i] = true,
-            Ok((_, Err(e))) => {
-                failure.get_or_insert(VladError::Gpu(format!("mapping results: {e}")));
-            }
-            Err(_) => {
-                failure.get_or_insert(VladError::Gpu("mapping results: no answer".into()));
-                break;
-            }
-        }
-    }
-    for ((staging, dst), ok) in targets.into_iter().zip(mapped) {
-        if !ok {
-            continue;
-        }
-        if failure.is_none() {
-            match staging.get_mapped_range(0..dst.len() as u64) {
-                Ok(view) => dst.copy_from_slice(&view),
-                Err(e) => failure = Some(VladError::Gpu(format!("reading results: {e}"))),
-            }
-        }
-        staging.unmap();
-    }
-    match failure {
-        Some(e) => Err(e),
-        None => ctx.check_health(),
     }
 }
 

@@ -20,7 +20,9 @@ const WORKGROUP: u32 = 64;
 pub struct ResidualJob<'a> {
     /// What the segmented scan left.
     pub segments: &'a SegmentSums,
-    /// Out: `images × clusters × dim` f32, every element written.
+    /// Out: `images × clusters × dim` f32, every element written. When it is
+    /// the buffer the scan wrote its sums into (`segments.sums`), only the
+    /// empty blocks are written (zeroed), in place.
     pub blocks: &'a wgpu::Buffer,
     /// Out: `images × clusters` u32 descriptor counts `n_{t,k}`.
     pub counts: &'a wgpu::Buffer,
@@ -66,6 +68,7 @@ pub(crate) fn contracts() -> Vec<ShaderContract> {
 pub struct ResidualStage {
     count: wgpu::ComputePipeline,
     write: wgpu::ComputePipeline,
+    zero_empty: wgpu::ComputePipeline,
 }
 
 impl ResidualStage {
@@ -74,6 +77,7 @@ impl ResidualStage {
         Ok(ResidualStage {
             count: ctx.pipeline("residual counts", SHADER, "count_blocks")?,
             write: ctx.pipeline("residual blocks", SHADER, "write_blocks")?,
+            zero_empty: ctx.pipeline("residual empty blocks", SHADER, "zero_empty_blocks")?,
         })
     }
 
@@ -134,17 +138,33 @@ impl ResidualStage {
                 (2, seg.sorted_keys.as_entire_binding()),
             ],
         )?;
-        let write_group = bind_numbered(
-            ctx,
-            "residual blocks",
-            &self.write,
-            &[
-                (0, params.as_entire_binding()),
-                (1, job.counts.as_entire_binding()),
-                (3, seg.sums.as_entire_binding()),
-                (4, job.blocks.as_entire_binding()),
-            ],
-        )?;
+        let in_place = seg.sums == *job.blocks;
+        let (write, write_group) = if in_place {
+            let group = bind_numbered(
+                ctx,
+                "residual empty blocks",
+                &self.zero_empty,
+                &[
+                    (0, params.as_entire_binding()),
+                    (1, job.counts.as_entire_binding()),
+                    (4, job.blocks.as_entire_binding()),
+                ],
+            )?;
+            (&self.zero_empty, group)
+        } else {
+            let group = bind_numbered(
+                ctx,
+                "residual blocks",
+                &self.write,
+                &[
+                    (0, params.as_entire_binding()),
+                    (1, job.counts.as_entire_binding()),
+                    (3, seg.sums.as_entire_binding()),
+                    (4, job.blocks.as_entire_binding()),
+                ],
+            )?;
+            (&self.write, group)
+        };
 
         let max_per_dim = ctx.max_workgroups_per_dim();
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -153,7 +173,7 @@ impl ResidualStage {
         });
         for (pipeline, group, invocations) in [
             (&self.count, &count_group, blocks),
-            (&self.write, &write_group, elements),
+            (write, &write_group, elements),
         ] {
             let (x, y) = dispatch_2d(invocations.div_ceil(WORKGROUP as u64) as u32, max_per_dim);
             pass.set_pipeline(pipeline);

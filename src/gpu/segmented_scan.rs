@@ -161,6 +161,22 @@ impl SegmentedScanStage {
         encoder: &mut wgpu::CommandEncoder,
         job: &ScanJob<'_>,
     ) -> Result<SegmentSums> {
+        self.record_into(ctx, encoder, job, None)
+    }
+
+    /// [`SegmentedScanStage::record`], writing the sums into `out` (at
+    /// least `images · clusters · dim` f32) instead of the stage's own
+    /// buffer. Their layout (slot `key · dim + f`) is already the `(t, k, f)`
+    /// block layout, so the pipeline passes its blocks buffer and the
+    /// residual stage need not copy them ([`crate::gpu::residual`]'s
+    /// in-place mode). Slots of keys with no row are left as they were.
+    pub fn record_into(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        job: &ScanJob<'_>,
+        out: Option<&wgpu::Buffer>,
+    ) -> Result<SegmentSums> {
         if job.dim == 0 || job.clusters == 0 {
             return Err(VladError::Empty(format!(
                 "segmented scan with F = {} and K = {}",
@@ -200,7 +216,16 @@ impl SegmentedScanStage {
             .scratch
             .lock()
             .map_err(|_| VladError::Gpu("segmented scan scratch poisoned".into()))?;
-        let sums = grow(ctx, &mut scratch.sums, "segment sums", sums_bytes)?;
+        let sums = match out {
+            Some(out) if out.size() >= sums_bytes => out.clone(),
+            Some(out) => {
+                return Err(VladError::Gpu(format!(
+                    "segmented scan output holds {} bytes, needs {sums_bytes}",
+                    out.size()
+                )));
+            }
+            None => grow(ctx, &mut scratch.sums, "segment sums", sums_bytes)?,
+        };
         let segments = SegmentSums {
             sums: sums.clone(),
             sorted_keys: job.sorted_keys.clone(),

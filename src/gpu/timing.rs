@@ -8,6 +8,7 @@
 
 use crate::error::{Result, VladError};
 use crate::gpu::context::GpuContext;
+use crate::gpu::staging::{StagingBuffer, read_into};
 use crate::report::StageTimes;
 
 /// Stage name used for the wall time of a whole submission when the adapter
@@ -15,16 +16,23 @@ use crate::report::StageTimes;
 pub const COMPUTE_GROUP: &str = "compute";
 
 /// Most timestamps one submission writes: a start plus one per stage
-/// (assign, sort, scan, residual, normalize, readback), with room to spare.
+/// (upload, assign, sort, scan, residual, normalize, readback), with room
+/// to spare.
 pub const MAX_LAPS: u32 = 16;
 
-/// A query set and the buffers its results travel back through.
+/// A query set and the buffers its results travel back through: one range
+/// of queries and one read-back buffer per pipeline slot, since two chunks
+/// may be in flight at once.
 pub struct GpuTimer {
     queries: wgpu::QuerySet,
     resolved: wgpu::Buffer,
-    readback: wgpu::Buffer,
+    readback: [StagingBuffer; 2],
     period_ns: f64,
 }
+
+/// Byte offset of each slot's range in the resolve buffer (resolving must
+/// start at a multiple of 256).
+const SLOT_STRIDE: u64 = 256;
 
 impl GpuTimer {
     /// A timer for `ctx`, or `None` when the adapter cannot write timestamps
@@ -36,27 +44,24 @@ impl GpuTimer {
             return Ok(None);
         }
         let bytes = MAX_LAPS as u64 * wgpu::QUERY_SIZE as u64;
-        let (queries, resolved, readback) =
-            ctx.checked("creating the timestamp queries", || {
-                let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
-                    label: Some("vlad stage timestamps"),
-                    ty: wgpu::QueryType::Timestamp,
-                    count: MAX_LAPS,
-                });
-                let resolved = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("vlad resolved timestamps"),
-                    size: bytes,
-                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                    mapped_at_creation: false,
-                });
-                let readback = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("vlad timestamp readback"),
-                    size: bytes,
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                (queries, resolved, readback)
-            })?;
+        let (queries, resolved) = ctx.checked("creating the timestamp queries", || {
+            let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("vlad stage timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2 * MAX_LAPS,
+            });
+            let resolved = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("vlad resolved timestamps"),
+                size: SLOT_STRIDE + bytes,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            (queries, resolved)
+        })?;
+        let readback = [
+            StagingBuffer::readback(ctx, "vlad timestamp readback 0", bytes)?,
+            StagingBuffer::readback(ctx, "vlad timestamp readback 1", bytes)?,
+        ];
         Ok(Some(GpuTimer {
             queries,
             resolved,
@@ -67,19 +72,24 @@ impl GpuTimer {
 }
 
 /// The timestamps of one submission: `lap` after each stage is recorded,
-/// `finish` before the encoder is submitted, `collect` after it completed.
+/// `finish` before the encoder is submitted, `request_map` after it is
+/// submitted, `collect` after it completed.
 pub struct StageClock<'t> {
     timer: Option<&'t GpuTimer>,
+    /// Pipeline slot: which range of queries and which read-back buffer.
+    slot: usize,
     /// `stages[i]` ended at timestamp `i + 1`; timestamp 0 is the start.
     stages: Vec<&'static str>,
     started: bool,
 }
 
 impl<'t> StageClock<'t> {
-    /// A clock writing into `timer`; with `None` every call is a no-op.
-    pub fn new(timer: Option<&'t GpuTimer>) -> Self {
+    /// A clock writing into `timer`'s range for `slot` (0 or 1); with
+    /// `None` every call is a no-op.
+    pub fn new(timer: Option<&'t GpuTimer>, slot: usize) -> Self {
         StageClock {
             timer,
+            slot: slot % 2,
             stages: Vec::new(),
             started: false,
         }
@@ -90,10 +100,14 @@ impl<'t> StageClock<'t> {
         self.timer.is_some()
     }
 
+    fn base(&self) -> u32 {
+        self.slot as u32 * MAX_LAPS
+    }
+
     /// Mark the start of the first stage.
     pub fn start(&mut self, encoder: &mut wgpu::CommandEncoder) {
         if let Some(timer) = self.timer {
-            encoder.write_timestamp(&timer.queries, 0);
+            encoder.write_timestamp(&timer.queries, self.base());
             self.started = true;
             self.stages.clear();
         }
@@ -104,7 +118,7 @@ impl<'t> StageClock<'t> {
         if let Some(timer) = self.timer {
             let index = self.stages.len() as u32 + 1;
             if self.started && index < MAX_LAPS {
-                encoder.write_timestamp(&timer.queries, index);
+                encoder.write_timestamp(&timer.queries, self.base() + index);
                 self.stages.push(stage);
             }
         }
@@ -115,9 +129,29 @@ impl<'t> StageClock<'t> {
     pub fn finish(&self, encoder: &mut wgpu::CommandEncoder) {
         if let (Some(timer), true) = (self.timer, self.started) {
             let count = self.stages.len() as u32 + 1;
-            encoder.resolve_query_set(&timer.queries, 0..count, &timer.resolved, 0);
+            let offset = self.slot as u64 * SLOT_STRIDE;
+            let base = self.base();
+            encoder.resolve_query_set(&timer.queries, base..base + count, &timer.resolved, offset);
             let bytes = count as u64 * wgpu::QUERY_SIZE as u64;
-            encoder.copy_buffer_to_buffer(&timer.resolved, 0, &timer.readback, 0, bytes);
+            encoder.copy_buffer_to_buffer(
+                &timer.resolved,
+                offset,
+                &timer.readback[self.slot].buffer,
+                0,
+                bytes,
+            );
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        (self.stages.len() + 1) as u64 * wgpu::QUERY_SIZE as u64
+    }
+
+    /// After the submission: ask for the timestamps to be mapped once it
+    /// completes (so the wait for the chunk maps them too).
+    pub fn request_map(&self) {
+        if let (Some(timer), true) = (self.timer, self.started) {
+            timer.readback[self.slot].request_map(self.bytes());
         }
     }
 
@@ -128,8 +162,9 @@ impl<'t> StageClock<'t> {
             return Ok(());
         };
         let count = self.stages.len() + 1;
-        let bytes = (count * wgpu::QUERY_SIZE as usize) as u64;
-        let ticks: Vec<u64> = ctx.map_and_copy("timestamps", &timer.readback, bytes)?;
+        let mut raw = vec![0u8; count * wgpu::QUERY_SIZE as usize];
+        read_into(ctx, &timer.readback[self.slot], &mut raw, "timestamps")?;
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&raw);
         if ticks.len() != count {
             return Err(VladError::Gpu(format!(
                 "read {} timestamps, expected {count}",

@@ -13,6 +13,7 @@ mod util;
 
 mod adapters;
 mod bench;
+mod bench_ceilings;
 mod encode;
 mod input_as_output;
 mod kmeans;

@@ -320,25 +320,31 @@ fn timestamps_name_each_stage_or_are_absent() {
     assert_eq!(timer.is_some(), inside);
     let src = ctx.upload("timing src", &vec![1u32; 1 << 16]).unwrap();
     let dst = ctx.storage_buffer("timing dst", 4 << 16).unwrap();
-    let mut encoder = ctx.encoder("timing");
-    let mut clock = StageClock::new(timer.as_ref());
-    clock.start(&mut encoder);
-    encoder.copy_buffer_to_buffer(&src, 0, &dst, 0, 4 << 16);
-    clock.lap(&mut encoder, "upload");
-    encoder.copy_buffer_to_buffer(&dst, 0, &src, 0, 4 << 16);
-    clock.lap(&mut encoder, "readback");
-    clock.finish(&mut encoder);
-    ctx.submit_and_wait("timing", encoder).unwrap();
-    let mut times = StageTimes::new();
-    clock.collect(&ctx, &mut times).unwrap();
-    if inside {
-        let names: Vec<&str> = times.iter().map(|(n, _)| n).collect();
-        assert_eq!(names, vec!["upload", "readback"]);
-        for (name, s) in times.iter() {
-            assert!(s.is_finite() && (0.0..10.0).contains(&s), "{name}: {s}");
+    // Both pipeline slots, the second with its map asked for in advance.
+    for slot in [0, 1] {
+        let mut encoder = ctx.encoder("timing");
+        let mut clock = StageClock::new(timer.as_ref(), slot);
+        clock.start(&mut encoder);
+        encoder.copy_buffer_to_buffer(&src, 0, &dst, 0, 4 << 16);
+        clock.lap(&mut encoder, "upload");
+        encoder.copy_buffer_to_buffer(&dst, 0, &src, 0, 4 << 16);
+        clock.lap(&mut encoder, "readback");
+        clock.finish(&mut encoder);
+        ctx.submit_and_wait("timing", encoder).unwrap();
+        if slot == 1 {
+            clock.request_map();
         }
-    } else {
-        assert_eq!(times.iter().count(), 0);
+        let mut times = StageTimes::new();
+        clock.collect(&ctx, &mut times).unwrap();
+        if inside {
+            let names: Vec<&str> = times.iter().map(|(n, _)| n).collect();
+            assert_eq!(names, vec!["upload", "readback"]);
+            for (name, s) in times.iter() {
+                assert!(s.is_finite() && (0.0..10.0).contains(&s), "{name}: {s}");
+            }
+        } else {
+            assert_eq!(times.iter().count(), 0);
+        }
     }
 }
 

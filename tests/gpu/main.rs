@@ -12,12 +12,15 @@ mod scan_case;
 mod util;
 
 mod assign;
+mod ceilings;
 mod chunking;
 mod context;
+mod device_loss;
 mod end_to_end;
 mod fallback;
 mod kmeans;
 mod normalize;
+mod overlap;
 mod radix_sort;
 mod residual;
 mod segmented_scan;

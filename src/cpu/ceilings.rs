@@ -1,0 +1,181 @@
+//! The CPU's own ceilings, measured by `vlad bench` before it times the
+//! stages (and the CPU twins of the GPU ceiling kernels,
+//! `shaders/ceiling_fma.wgsl` and `shaders/ceiling_copy.wgsl`):
+//!
+//! * FMA throughput: every rayon thread runs independent `x ← x·m + a`
+//!   chains in vector registers (fused multiply-add where the CPU has it);
+//! * memory bandwidth: a parallel copy between two buffers already touched,
+//!   far larger than the caches.
+//!
+//! Each is calibrated (doubled until it runs long enough to time) and the
+//! best of a few runs is kept: a ceiling is what the machine can do, not
+//! what it did once while shared.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+/// Independent chains per invocation of `ceiling_fma.wgsl`.
+pub const FMA_CHAINS: usize = 8;
+
+/// What `shaders/ceiling_fma.wgsl` stores for invocation `i`: the sum of its
+/// [`FMA_CHAINS`] chains, each started at `(i + c) mod 64` and stepped
+/// `iters` times by `x ← fma(x, mul, add)`.
+pub fn fma_chains_twin(invocations: usize, iters: u32, mul: f32, add: f32) -> Vec<f32> {
+    (0..invocations)
+        .map(|i| {
+            let mut x = [0f32; FMA_CHAINS];
+            for (c, v) in x.iter_mut().enumerate() {
+                *v = ((i as u32).wrapping_add(c as u32) % 64) as f32;
+            }
+            for _ in 0..iters {
+                for v in x.iter_mut() {
+                    *v = v.mul_add(mul, add);
+                }
+            }
+            let mut sum = 0.0f32;
+            for v in x {
+                sum += v;
+            }
+            sum
+        })
+        .collect()
+}
+
+/// Lanes of independent chains one thread keeps in registers.
+const LANES: usize = 64;
+
+/// `iters` steps of [`LANES`] chains; returns their sum (kept, so the work
+/// is not optimized away).
+fn chains_portable(iters: u64, mul: f32, add: f32) -> f32 {
+    let mut x = [0f32; LANES];
+    for (i, v) in x.iter_mut().enumerate() {
+        *v = i as f32;
+    }
+    for _ in 0..iters {
+        for v in x.iter_mut() {
+            *v = *v * mul + add;
+        }
+    }
+    x.iter().sum()
+}
+
+/// The same with fused multiply-add in 256-bit vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn chains_fma(iters: u64, mul: f32, add: f32) -> f32 {
+    let mut x = [0f32; LANES];
+    for (i, v) in x.iter_mut().enumerate() {
+        *v = i as f32;
+    }
+    for _ in 0..iters {
+        for v in x.iter_mut() {
+            *v = v.mul_add(mul, add);
+        }
+    }
+    x.iter().sum()
+}
+
+fn chains(iters: u64, mul: f32, add: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        return unsafe { chains_fma(iters, mul, add) };
+    }
+    chains_portable(iters, mul, add)
+}
+
+/// Run `f(size)` with `size` doubling from `start` until one run takes at
+/// least `min_seconds` (or `size` reaches `max`), then `runs − 1` more at
+/// that size; returns the size and the fastest time.
+pub fn calibrate(
+    start: u64,
+    max: u64,
+    min_seconds: f64,
+    runs: usize,
+    mut f: impl FnMut(u64) -> f64,
+) -> (u64, f64) {
+    let mut size = start.max(1);
+    let mut best = f(size);
+    while best < min_seconds && size < max {
+        size = (size * 2).min(max);
+        best = f(size);
+    }
+    for _ in 1..runs {
+        best = best.min(f(size));
+    }
+    (size, best)
+}
+
+/// FMA throughput of all rayon threads together, in GFLOP/s (2 FLOPs per
+/// multiply-add).
+pub fn fma_gflops() -> f64 {
+    let threads = rayon::current_num_threads().max(1);
+    let (iters, seconds) = calibrate(1 << 12, 1 << 30, 0.02, 3, |iters| {
+        let started = Instant::now();
+        let sum: f32 = (0..threads)
+            .into_par_iter()
+            .map(|t| chains(iters, 0.5, t as f32))
+            .sum();
+        std::hint::black_box(sum);
+        started.elapsed().as_secs_f64()
+    });
+    let flops = 2.0 * LANES as f64 * iters as f64 * threads as f64;
+    flops / seconds.max(1e-9) / 1e9
+}
+
+/// Copy bandwidth between two touched buffers of `bytes` bytes each, all
+/// rayon threads together, in GB/s (bytes read plus bytes written).
+pub fn memory_gbps(bytes: usize) -> f64 {
+    let len = (bytes / 4).max(1 << 16);
+    let src: Vec<f32> = (0..len).into_par_iter().map(|i| i as f32).collect();
+    let mut dst = vec![0f32; len];
+    // Touch the destination first: page faults are not bandwidth.
+    dst.par_chunks_mut(1 << 16).for_each(|c| c.fill(1.0));
+    let piece = len
+        .div_ceil(rayon::current_num_threads().max(1) * 4)
+        .max(1 << 12);
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let started = Instant::now();
+        dst.par_chunks_mut(piece)
+            .zip(src.par_chunks(piece))
+            .for_each(|(d, s)| d.copy_from_slice(s));
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&dst);
+    2.0 * (len * 4) as f64 / best.max(1e-9) / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twin_chains_converge_exactly() {
+        // x ← x/2 + 2 from small integers: exact at every step, tending to 4.
+        let out = fma_chains_twin(3, 200, 0.5, 2.0);
+        assert_eq!(out, vec![4.0 * FMA_CHAINS as f32; 3]);
+        let once = fma_chains_twin(2, 1, 0.5, 1.0);
+        // Invocation 1: chains start at 1..=8; each becomes x/2 + 1.
+        let expected: f32 = (1..=8).map(|x| x as f32 / 2.0 + 1.0).sum();
+        assert_eq!(once[1], expected);
+    }
+
+    #[test]
+    fn ceilings_are_positive_and_finite() {
+        let g = fma_gflops();
+        assert!(g.is_finite() && g > 0.0, "{g}");
+        let m = memory_gbps(1 << 22);
+        assert!(m.is_finite() && m > 0.0, "{m}");
+    }
+
+    #[test]
+    fn calibration_doubles_until_long_enough() {
+        let (size, t) = calibrate(1, 1 << 20, 8.0, 2, |s| s as f64);
+        assert_eq!(size, 8);
+        assert_eq!(t, 8.0);
+        let (size, _) = calibrate(1, 4, 100.0, 1, |s| s as f64);
+        assert_eq!(size, 4);
+    }
+}

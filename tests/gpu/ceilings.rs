@@ -1,0 +1,34 @@
+//! The GPU ceiling kernels against their CPU twins, and the measured
+//! ceilings positive and finite.
+
+use vlad::cpu::ceilings::fma_chains_twin;
+use vlad::gpu::ceilings;
+
+#[test]
+fn fma_kernel_matches_its_twin_bitwise() {
+    let Some(ctx) = crate::util::gpu_or_skip("fma_kernel_matches_its_twin_bitwise") else {
+        return;
+    };
+    // 1000 invocations: the last workgroup is partial.
+    for (iters, add) in [(0, 1.0), (1, 1.0), (7, 3.0), (40, 2.0)] {
+        let gpu = ceilings::fma_chains(&ctx, 1000, iters, 0.5, add).unwrap();
+        let cpu = fma_chains_twin(1000, iters, 0.5, add);
+        assert_eq!(gpu, cpu, "iters {iters}, add {add}");
+    }
+}
+
+#[test]
+fn measured_ceilings_are_positive() {
+    let Some(ctx) = crate::util::gpu_or_skip("measured_ceilings_are_positive") else {
+        return;
+    };
+    let c = ceilings::measure(&ctx, 1 << 20, 1 << 20).unwrap();
+    for (name, x) in [
+        ("fma", c.fma_gflops),
+        ("memory", c.memory_gbps),
+        ("upload", c.upload_gbps),
+        ("readback", c.readback_gbps),
+    ] {
+        assert!(x.is_finite() && x > 0.0, "{name}: {x}");
+    }
+}
