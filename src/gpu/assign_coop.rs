@@ -197,10 +197,7 @@ pub fn device_request(adapter: &wgpu::Adapter) -> Result<TensorRequest> {
 pub fn shader_source(subgroup_size: u32, u8_input: bool) -> Result<String> {
     specialize(
         SHADER,
-        &[
-            ("SG", subgroup_size.into()),
-            ("U8_INPUT", u8_input.into()),
-        ],
+        &[("SG", subgroup_size.into()), ("U8_INPUT", u8_input.into())],
     )
 }
 

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use naga::proc::Layouter;
 use naga::{AddressSpace, Literal, Scalar, ScalarKind, TypeInner};
-use vlad::gpu::contract::{ShaderContract, UniformLayout, all};
 use vlad::gpu::__internal::ShaderValue;
+use vlad::gpu::contract::{ShaderContract, UniformLayout, all};
 
 /// Parse a variant's WGSL (validation is `shader_validation`'s job).
 fn parse(contract: &ShaderContract) -> naga::Module {

@@ -17,18 +17,18 @@
 
 #![cfg(all(feature = "gpu", feature = "cli"))]
 
-#[path = "../gpu/util.rs"]
-mod gpu_common;
 #[path = "../cli/util.rs"]
 mod cli_common;
+#[path = "../gpu/util.rs"]
+mod gpu_common;
 
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use vlad::gpu::__internal::CompiledStages;
 use vlad::gpu::GpuContext;
 use vlad::gpu::assign::{AssignJob, AssignStage};
 use vlad::gpu::assign_coop::{AssignCoopStage, STAGE_NAME, TENSOR_CORES_ENV, TensorCores};
-use vlad::gpu::__internal::CompiledStages;
 use vlad::verify::is_near_tie;
 use vlad::{Batch, Codebook, Element, reference};
 
