@@ -28,6 +28,13 @@ fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
     })
 }
 
+/// Benchmark hook: wall seconds of this thread's last computation inside
+/// the library (the Python call's time less the binding's own work).
+#[pyfunction]
+fn _last_compute_seconds() -> f64 {
+    detach::last_seconds()
+}
+
 #[pymodule]
 fn _vlad(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -48,5 +55,6 @@ fn _vlad(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kmeans::kmeans_fit, m)?)?;
     m.add_function(wrap_pyfunction!(adapters::adapters, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
+    m.add_function(wrap_pyfunction!(_last_compute_seconds, m)?)?;
     Ok(())
 }

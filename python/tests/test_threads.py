@@ -133,3 +133,14 @@ def test_a_panic_is_an_exception_not_a_crash():
     # The interpreter and the library go on.
     out = vlad.Encoder(np.eye(3, dtype=np.float32), backend="cpu").encode(np.ones((1, 2, 3)))
     assert out.shape == (1, 9)
+
+
+def test_the_time_inside_the_library_is_part_of_the_call():
+    """The benchmark's hook: the library's share of one call's wall time."""
+    enc = vlad.Encoder(C, backend="cpu")
+    x = descriptors_near(C, 50 * 100, seed=45).astype(np.float32).reshape(50, 100, 128)
+    start = time.perf_counter()
+    enc.encode(x)
+    wall = time.perf_counter() - start
+    inside = vlad._vlad._last_compute_seconds()
+    assert 0 < inside <= wall

@@ -153,3 +153,7 @@ def adapters() -> List[Dict[str, Any]]:
 
 def _panic_for_test() -> None:
     """Test hook: panics inside a computation (raises RuntimeError)."""
+
+def _last_compute_seconds() -> float:
+    """Benchmark hook: wall seconds of this thread's last computation inside
+    the library (the Python call's time less the binding's own work)."""
