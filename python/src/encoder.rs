@@ -1,0 +1,280 @@
+//! `vlad._vlad.Encoder`: one codebook, a normalization and a backend; the
+//! Python `vlad.Encoder` wraps it (lists of images, float16, array-likes).
+//!
+//! Frozen and `Sync`: one encoder is shared by any number of Python threads,
+//! and every call releases the GIL while it computes.
+
+use ndarray::{Array1, Array2};
+use numpy::{PyArray1, PyArray2, PyReadonlyArray2};
+use pyo3::prelude::*;
+use vlad::{Batch, Element, Encoder as VladEncoder, VladError};
+
+use crate::arrays::{self, Centroids, with_descriptors};
+use crate::detach::compute;
+use crate::errors::VerificationError;
+use crate::glue::{self, AssignedData, Checked, EncodedData};
+use crate::results::{EncodeResult, Report, Verification};
+
+/// Encodes images against one codebook (see `vlad.Encoder`).
+#[pyclass(module = "vlad._vlad", frozen, name = "Encoder")]
+pub struct Encoder {
+    inner: VladEncoder,
+}
+
+/// Work on one validated batch, generic over its element type, run
+/// without the GIL.
+trait BatchJob: Send {
+    type Out: Send;
+    fn run<E: Element>(
+        self,
+        encoder: &VladEncoder,
+        batch: &Batch<'_, E>,
+    ) -> Result<Self::Out, VladError>;
+}
+
+struct Encode;
+impl BatchJob for Encode {
+    type Out = (EncodedData, Array1<i64>);
+    fn run<E: Element>(
+        self,
+        encoder: &VladEncoder,
+        batch: &Batch<'_, E>,
+    ) -> Result<Self::Out, VladError> {
+        let encoded = glue::encode(encoder, batch)?;
+        let labels = encoded.labels.iter().map(|&l| i64::from(l)).collect();
+        Ok((encoded, labels))
+    }
+}
+
+struct Assign;
+impl BatchJob for Assign {
+    type Out = (AssignedData, Array1<i64>);
+    fn run<E: Element>(
+        self,
+        encoder: &VladEncoder,
+        batch: &Batch<'_, E>,
+    ) -> Result<Self::Out, VladError> {
+        let assigned = glue::assign(encoder, batch)?;
+        let labels = assigned.labels.iter().map(|&l| i64::from(l)).collect();
+        Ok((assigned, labels))
+    }
+}
+
+struct Verify<'a> {
+    output: Option<ndarray::ArrayView2<'a, f32>>,
+}
+impl BatchJob for Verify<'_> {
+    type Out = Checked;
+    fn run<E: Element>(
+        self,
+        encoder: &VladEncoder,
+        batch: &Batch<'_, E>,
+    ) -> Result<Checked, VladError> {
+        glue::verify(encoder, batch, self.output)
+    }
+}
+
+/// Where the batch's rows are read from, and where numpy keeps them.
+struct RowsAddress;
+impl BatchJob for RowsAddress {
+    type Out = usize;
+    fn run<E: Element>(
+        self,
+        _encoder: &VladEncoder,
+        batch: &Batch<'_, E>,
+    ) -> Result<usize, VladError> {
+        Ok(glue::rows_address(batch))
+    }
+}
+
+impl Encoder {
+    /// Check the arrays (dtype and rank, with the GIL), then build the batch
+    /// and run `job` on it without the GIL.
+    fn run<J: BatchJob>(
+        &self,
+        py: Python<'_>,
+        descriptors: &Bound<'_, PyAny>,
+        offsets: Option<&Bound<'_, PyAny>>,
+        labels: Option<&Bound<'_, PyAny>>,
+        job: J,
+    ) -> PyResult<J::Out> {
+        let descriptors = arrays::descriptors(descriptors)?;
+        let offsets = offsets
+            .map(|o| arrays::integers(o, "offsets"))
+            .transpose()?;
+        let labels = labels.map(|l| arrays::integers(l, "labels")).transpose()?;
+        let offsets = offsets.as_ref().map(|o| o.view());
+        let labels = labels.as_ref().map(|l| l.view());
+        let encoder = &self.inner;
+        let (clusters, _) = glue::codebook_shape(encoder);
+        with_descriptors!(&descriptors, |view| compute(py, move || {
+            let offsets = offsets.as_ref().map(glue::offsets).transpose()?;
+            let labels = labels
+                .as_ref()
+                .map(|l| glue::labels(l, clusters))
+                .transpose()?;
+            let batch = glue::batch(view, offsets.as_deref(), labels.as_deref(), clusters)?;
+            job.run(encoder, &batch)
+        }))
+    }
+}
+
+#[pymethods]
+impl Encoder {
+    #[new]
+    #[pyo3(signature = (centroids, norm = "ssr,l2", backend = "auto"))]
+    fn new(
+        py: Python<'_>,
+        centroids: &Bound<'_, PyAny>,
+        norm: &str,
+        backend: &str,
+    ) -> PyResult<Self> {
+        let centroids = arrays::centroids(centroids)?;
+        let (norm, backend) = (norm.to_string(), backend.to_string());
+        let inner = match &centroids {
+            Centroids::F32(a) => {
+                let view = a.as_array();
+                compute(py, move || {
+                    glue::encoder(glue::codebook_f32(view)?, &norm, &backend)
+                })?
+            }
+            Centroids::F64(a) => {
+                let view = a.as_array();
+                compute(py, move || {
+                    glue::encoder(glue::codebook_f64(view)?, &norm, &backend)
+                })?
+            }
+        };
+        Ok(Encoder { inner })
+    }
+
+    /// `(T, K·F)` float32 encodings.
+    #[pyo3(signature = (descriptors, offsets = None, labels = None))]
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        descriptors: &Bound<'py, PyAny>,
+        offsets: Option<&Bound<'py, PyAny>>,
+        labels: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let (encoded, _) = self.run(py, descriptors, offsets, labels, Encode)?;
+        Ok(PyArray2::from_owned_array(py, encoded.vlad))
+    }
+
+    /// `(N,)` int64 nearest-centroid labels.
+    fn assign<'py>(
+        &self,
+        py: Python<'py>,
+        descriptors: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let (_, labels) = self.run(py, descriptors, None, None, Assign)?;
+        Ok(PyArray1::from_owned_array(py, labels))
+    }
+
+    /// Encodings, labels and a report.
+    #[pyo3(signature = (descriptors, offsets = None, labels = None))]
+    fn encode_batch(
+        &self,
+        py: Python<'_>,
+        descriptors: &Bound<'_, PyAny>,
+        offsets: Option<&Bound<'_, PyAny>>,
+        labels: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<EncodeResult> {
+        let (encoded, labels) = self.run(py, descriptors, offsets, labels, Encode)?;
+        Ok(EncodeResult::new(
+            PyArray2::from_owned_array(py, encoded.vlad).unbind(),
+            PyArray1::from_owned_array(py, labels).unbind(),
+            Py::new(py, Report::new(encoded.report))?,
+        ))
+    }
+
+    /// Labels and a report, as a tuple.
+    fn assign_batch(
+        &self,
+        py: Python<'_>,
+        descriptors: &Bound<'_, PyAny>,
+    ) -> PyResult<(Py<PyArray1<i64>>, Py<Report>)> {
+        let (assigned, labels) = self.run(py, descriptors, None, None, Assign)?;
+        Ok((
+            PyArray1::from_owned_array(py, labels).unbind(),
+            Py::new(py, Report::new(assigned.report))?,
+        ))
+    }
+
+    /// SPEC §4 against the f64 reference; raises VerificationError when it fails.
+    #[pyo3(signature = (descriptors, vlad = None, offsets = None, labels = None))]
+    fn verify(
+        &self,
+        py: Python<'_>,
+        descriptors: &Bound<'_, PyAny>,
+        vlad: Option<&Bound<'_, PyAny>>,
+        offsets: Option<&Bound<'_, PyAny>>,
+        labels: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Verification> {
+        let output: Option<PyReadonlyArray2<'_, f32>> = match vlad {
+            None => None,
+            Some(v) => Some(v.extract().map_err(|_| {
+                crate::errors::input_error(
+                    "vlad must be a (T, K·F) float32 array: use vlad.astype(np.float32)",
+                )
+            })?),
+        };
+        let job = Verify {
+            output: output.as_ref().map(|o| o.as_array()),
+        };
+        let checked = self.run(py, descriptors, offsets, labels, job)?;
+        let verification = Verification::new(&checked.verification);
+        if checked.verification.passed() {
+            return Ok(verification);
+        }
+        let error = VerificationError::new_err(glue::verification_message(&checked));
+        error
+            .value(py)
+            .setattr("verification", Py::new(py, verification)?)?;
+        Err(error)
+    }
+
+    /// Number of centroids K.
+    #[getter]
+    fn n_clusters(&self) -> usize {
+        glue::codebook_shape(&self.inner).0
+    }
+
+    /// Descriptor width F.
+    #[getter]
+    fn dim(&self) -> usize {
+        glue::codebook_shape(&self.inner).1
+    }
+
+    /// The normalization steps, e.g. "ssr,l2".
+    #[getter]
+    fn norm(&self) -> String {
+        glue::norm_name(&self.inner)
+    }
+
+    /// The backend asked for.
+    #[getter]
+    fn backend(&self) -> &'static str {
+        glue::backend_name(&self.inner)
+    }
+
+    /// A float32 copy of the `(K, F)` centroids.
+    #[getter]
+    fn centroids<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f32>> {
+        let centroids: Array2<f32> = glue::centroids(&self.inner);
+        PyArray2::from_owned_array(py, centroids)
+    }
+
+    /// Test hook: the address of the first descriptor value the library
+    /// reads for this input (equal to `descriptors.ctypes.data` when it is
+    /// read in place, without a copy).
+    #[pyo3(signature = (descriptors, offsets = None))]
+    fn _rows_address(
+        &self,
+        py: Python<'_>,
+        descriptors: &Bound<'_, PyAny>,
+        offsets: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        self.run(py, descriptors, offsets, None, RowsAddress)
+    }
+}

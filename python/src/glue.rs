@@ -1,0 +1,383 @@
+//! Every call into the `vlad` library's API, in one file: when that API
+//! changes (builders, getters, report fields), this is the file to adapt.
+//! The rest of the binding deals in numpy arrays and Python objects.
+//!
+//! Everything here runs without the GIL (see [`crate::detach::compute`]),
+//! so it must not touch Python.
+
+use ndarray::{Array2, ArrayView2, ArrayViewD, CowArray, Ix2, Ix3, IxDyn};
+use vlad::kmeans::{Init, KMeans, KMeansResult};
+use vlad::verify::{self, Verification};
+use vlad::{Backend, Batch, Codebook, Element, Encoder, Normalization, RunReport, VladError};
+
+use crate::arrays::{IntegerView, shape_string};
+
+/// The library's version, which is this package's `__version__`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What a run did, in plain data for the Python `Report`.
+#[derive(Clone, Debug)]
+pub struct ReportData {
+    pub backend: String,
+    pub adapter: Option<String>,
+    pub seconds: f64,
+    pub stages: Vec<(String, f64)>,
+    pub fallback_reason: Option<String>,
+}
+
+impl ReportData {
+    fn from_report(report: &RunReport) -> Self {
+        ReportData {
+            backend: report.backend.name().to_string(),
+            adapter: report.adapter.clone(),
+            seconds: report.seconds,
+            stages: report
+                .stages
+                .iter()
+                .map(|(name, s)| (name.to_string(), s))
+                .collect(),
+            fallback_reason: report.fallback_reason.clone(),
+        }
+    }
+}
+
+/// An encoding, its labels and what ran.
+pub struct EncodedData {
+    pub vlad: Array2<f32>,
+    pub labels: Vec<u32>,
+    pub report: ReportData,
+}
+
+/// Labels and what ran.
+pub struct AssignedData {
+    pub labels: Vec<u32>,
+    pub report: ReportData,
+}
+
+/// An encoder as the Python constructor describes it. `VLAD_GPU_MAX_BINDING_BYTES`
+/// is honoured as on the command line.
+pub fn encoder(codebook: Codebook, norm: &str, backend: &str) -> Result<Encoder, VladError> {
+    let normalization: Normalization = norm.parse()?;
+    let backend: Backend = backend.parse()?;
+    let cap = vlad::encoder::gpu_max_binding_bytes_from_env()?;
+    Ok(Encoder::new(codebook)
+        .normalization(normalization)
+        .backend(backend)
+        .gpu_max_binding_bytes(cap))
+}
+
+/// The normalization's canonical spelling (`ssr,l2`).
+pub fn norm_name(encoder: &Encoder) -> String {
+    encoder.get_normalization().to_string()
+}
+
+/// The backend asked for (`auto`, `gpu`, `cpu`, `reference`).
+pub fn backend_name(encoder: &Encoder) -> &'static str {
+    encoder.get_backend().name()
+}
+
+/// `(K, F)`.
+pub fn codebook_shape(encoder: &Encoder) -> (usize, usize) {
+    (encoder.codebook().clusters(), encoder.codebook().dim())
+}
+
+/// The codebook's f32 centroids.
+pub fn centroids(encoder: &Encoder) -> Array2<f32> {
+    encoder.codebook().centroids().to_owned()
+}
+
+/// A codebook from f32 centroids (any memory order).
+pub fn codebook_f32(centroids: ArrayViewD<'_, f32>) -> Result<Codebook, VladError> {
+    Codebook::new(two_d(centroids, "centroids")?)
+}
+
+/// A codebook from f64 centroids, rounded to f32 (SPEC §2).
+pub fn codebook_f64(centroids: ArrayViewD<'_, f64>) -> Result<Codebook, VladError> {
+    Codebook::from_f64(two_d(centroids, "centroids")?)
+}
+
+fn two_d<'a, T>(view: ArrayViewD<'a, T>, what: &str) -> Result<ArrayView2<'a, T>, VladError> {
+    let shape = shape_string(view.shape());
+    view.into_dimensionality::<Ix2>().map_err(|_| {
+        VladError::InvalidArgument(format!("{what} must be 2-dimensional, got shape {shape}"))
+    })
+}
+
+/// CSR offsets from any integer dtype: a negative value is refused with
+/// its index, as `vlad::io::read_offsets` does for a file.
+pub fn offsets(values: &IntegerView<'_>) -> Result<Vec<usize>, VladError> {
+    values.convert(|index, value| {
+        usize::try_from(value).map_err(|_| {
+            VladError::InvalidOffsets(format!(
+                "offsets[{index}] = {value} is {}",
+                if value < 0 {
+                    "negative"
+                } else {
+                    "too large for this machine"
+                }
+            ))
+        })
+    })
+}
+
+/// Labels from any integer dtype, each in `[0, clusters)`.
+pub fn labels(values: &IntegerView<'_>, clusters: usize) -> Result<Vec<u32>, VladError> {
+    values.convert(|index, label| match u32::try_from(label) {
+        Ok(l) if (l as usize) < clusters => Ok(l),
+        _ => Err(VladError::LabelOutOfRange {
+            index,
+            label,
+            clusters,
+        }),
+    })
+}
+
+/// The batch `encode` reads: `(T, L, F)` fixed-size images, or `(N, F)`
+/// rows split by `offsets` (one image without them), with given labels.
+/// A C-contiguous view is borrowed, never copied.
+pub fn batch<'a, E: Element>(
+    descriptors: ArrayViewD<'a, E>,
+    offsets: Option<&'a [usize]>,
+    labels: Option<&'a [u32]>,
+    clusters: usize,
+) -> Result<Batch<'a, E>, VladError> {
+    let shape = descriptors.shape().to_vec();
+    let batch = match shape.len() {
+        3 => {
+            if offsets.is_some() {
+                return Err(VladError::InvalidArgument(format!(
+                    "offsets are for (N, F) descriptors, but these are (T, L, F) = {}: \
+                     fixed-size images need no offsets",
+                    shape_string(&shape)
+                )));
+            }
+            Batch::fixed(
+                descriptors
+                    .into_dimensionality::<Ix3>()
+                    .map_err(bad_shape)?,
+            )?
+        }
+        2 => {
+            let rows = descriptors
+                .into_dimensionality::<Ix2>()
+                .map_err(bad_shape)?;
+            match offsets {
+                Some(offsets) => Batch::ragged(rows, offsets)?,
+                None => Batch::single(rows)?,
+            }
+        }
+        _ => {
+            return Err(VladError::InvalidArgument(format!(
+                "descriptors must be (T, L, F) or (N, F), got shape {}",
+                shape_string(&shape)
+            )));
+        }
+    };
+    match labels {
+        Some(labels) => batch.with_labels(labels, clusters),
+        None => Ok(batch),
+    }
+}
+
+fn bad_shape(e: ndarray::ShapeError) -> VladError {
+    VladError::InvalidArgument(format!("descriptors: unexpected array shape: {e}"))
+}
+
+/// Encode a batch.
+pub fn encode<E: Element>(
+    encoder: &Encoder,
+    batch: &Batch<'_, E>,
+) -> Result<EncodedData, VladError> {
+    let encoded = encoder.encode_batch(batch)?;
+    Ok(EncodedData {
+        report: ReportData::from_report(&encoded.report),
+        vlad: encoded.vlad,
+        labels: encoded.labels,
+    })
+}
+
+/// Label a batch's descriptors.
+pub fn assign<E: Element>(
+    encoder: &Encoder,
+    batch: &Batch<'_, E>,
+) -> Result<AssignedData, VladError> {
+    let assigned = encoder.assign_batch(batch)?;
+    Ok(AssignedData {
+        report: ReportData::from_report(&assigned.report),
+        labels: assigned.labels,
+    })
+}
+
+/// Where the batch's descriptor rows are read from: the first element's
+/// address, for the test that a C-contiguous input is read in place.
+pub fn rows_address<E: Element>(batch: &Batch<'_, E>) -> usize {
+    batch.rows().as_ptr() as usize
+}
+
+/// SPEC §4 checked for `output` (computed elsewhere from `output_labels`),
+/// or for this encoder's own output when `output` is `None`.
+pub struct Checked {
+    pub verification: Verification,
+    pub descriptors: usize,
+}
+
+/// Check an encoding against the f64 reference (SPEC §4): `output`, or
+/// this encoder's own encoding of the batch. The labels checked are the
+/// batch's given ones, else the encoder's own assignment.
+pub fn verify<E: Element>(
+    encoder: &Encoder,
+    batch: &Batch<'_, E>,
+    output: Option<ArrayView2<'_, f32>>,
+) -> Result<Checked, VladError> {
+    let codebook = encoder.codebook();
+    let norm = encoder.get_normalization();
+    let verification = match output {
+        None => {
+            let encoded = encoder.encode_batch(batch)?;
+            verify::verify(codebook, batch, norm, encoded.vlad.view(), &encoded.labels)
+        }
+        Some(output) => {
+            let expected = (batch.images(), codebook.clusters() * codebook.dim());
+            if output.dim() != expected {
+                return Err(VladError::DimensionMismatch(format!(
+                    "the encoding to verify is {}, expected (T, K·F) = {}",
+                    shape_string(output.shape()),
+                    shape_string(&[expected.0, expected.1])
+                )));
+            }
+            let labels = match batch.labels() {
+                Some(labels) => labels.to_vec(),
+                None => encoder.assign_batch(batch)?.labels,
+            };
+            verify::verify(codebook, batch, norm, output, &labels)
+        }
+    };
+    Ok(Checked {
+        verification,
+        descriptors: batch.len(),
+    })
+}
+
+/// The command line's message for a failed verification (less the file).
+pub fn verification_message(checked: &Checked) -> String {
+    let v = &checked.verification;
+    VladError::VerificationFailed(format!(
+        "{} of {} labels beyond a near-tie, {} values outside tolerance (max abs error {:.3e})",
+        v.bad_labels, checked.descriptors, v.violations, v.max_abs_error
+    ))
+    .to_string()
+}
+
+/// `vlad.KMeans`' parameters.
+pub struct KMeansParams {
+    pub n_clusters: usize,
+    pub n_iter: usize,
+    pub seed: u64,
+    pub init: String,
+    /// `None` or 0: every point.
+    pub max_points_per_centroid: Option<usize>,
+    pub tol: f64,
+    pub backend: String,
+    pub verbose: bool,
+}
+
+/// A fit's outcome, in plain data.
+pub struct KMeansData {
+    pub centroids: Array2<f32>,
+    pub inertia: f64,
+    pub iterations: usize,
+    pub inertia_history: Vec<f64>,
+    pub backend: String,
+    pub adapter: Option<String>,
+    pub seconds: f64,
+    pub training_points: usize,
+}
+
+/// Train a codebook on `(N, F)` rows or `(T, L, F)` images (all `T·L` rows,
+/// image-major), as `vlad kmeans` does with the same options.
+pub fn kmeans<E: Element>(
+    params: &KMeansParams,
+    descriptors: ArrayViewD<'_, E>,
+) -> Result<KMeansData, VladError> {
+    if params.n_clusters == 0 {
+        return Err(VladError::InvalidArgument(
+            "n_clusters = 0: k-means needs at least one cluster".to_string(),
+        ));
+    }
+    if !(params.tol.is_finite() && params.tol >= 0.0) {
+        return Err(VladError::InvalidArgument(format!(
+            "tol = {}: expected a finite number ≥ 0",
+            params.tol
+        )));
+    }
+    let backend: Backend = params.backend.parse()?;
+    if backend == Backend::Reference {
+        return Err(VladError::InvalidArgument(
+            "backend=\"reference\": k-means has no reference backend (the f64 reference \
+             checks encodings); use auto, gpu or cpu"
+                .to_string(),
+        ));
+    }
+    let init: Init = params.init.parse()?;
+    let shape = descriptors.shape().to_vec();
+    let (points, dim, per_image) = match shape[..] {
+        [n, f] => (n, f, None),
+        [t, l, f] => (t * l, f, Some(l)),
+        _ => {
+            return Err(VladError::InvalidArgument(format!(
+                "descriptors must be (T, L, F) or (N, F), got shape {}",
+                shape_string(&shape)
+            )));
+        }
+    };
+    // In place for C order; a copy only for another memory order.
+    let rows: CowArray<'_, E, IxDyn> = descriptors
+        .to_shape(IxDyn(&[points, dim]))
+        .map_err(bad_shape)?;
+    let rows = rows.into_dimensionality::<Ix2>().map_err(bad_shape)?;
+    let kmeans = KMeans::new(params.n_clusters)
+        .iterations(params.n_iter)
+        .seed(params.seed)
+        .init(init)
+        .max_points_per_centroid(params.max_points_per_centroid.filter(|&m| m > 0))
+        .tolerance(params.tol)
+        .backend(backend)
+        .verbose(params.verbose);
+    let result: KMeansResult = kmeans
+        .fit(rows.view())
+        .map_err(|e| with_image(e, per_image))?;
+    Ok(KMeansData {
+        training_points: kmeans.training_indices(points).len(),
+        centroids: result.codebook.into_centroids(),
+        inertia: result.inertia,
+        iterations: result.iterations,
+        inertia_history: result.inertia_history,
+        backend: result.backend.name().to_string(),
+        adapter: result.adapter,
+        seconds: result.seconds,
+    })
+}
+
+/// For `(T, L, F)` input, name the image a non-finite row belongs to, as
+/// `vlad kmeans` does.
+fn with_image(error: VladError, per_image: Option<usize>) -> VladError {
+    match (error, per_image) {
+        (
+            VladError::NonFinite {
+                what,
+                row,
+                image: None,
+                col,
+                value,
+            },
+            Some(l),
+        ) if l > 0 => VladError::NonFinite {
+            what,
+            row,
+            image: Some(row / l),
+            col,
+            value,
+        },
+        (error, _) => error,
+    }
+}

@@ -1,0 +1,58 @@
+//! `vlad._vlad.kmeans_fit`: the training behind `vlad.KMeans.fit`.
+
+use numpy::PyArray2;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::arrays::{self, with_descriptors};
+use crate::detach::compute;
+use crate::glue::{self, KMeansParams};
+
+/// Train a codebook; returns a dict of the fit's outcome (centroids,
+/// inertia, iterations, inertia_history, backend, adapter, seconds,
+/// training_points).
+#[pyfunction]
+#[pyo3(signature = (descriptors, n_clusters, n_iter = 25, seed = 1234, init = "k-means++",
+                    max_points_per_centroid = Some(256), tol = 1e-4, backend = "auto", verbose = false))]
+#[allow(clippy::too_many_arguments)]
+pub fn kmeans_fit<'py>(
+    py: Python<'py>,
+    descriptors: &Bound<'py, PyAny>,
+    n_clusters: usize,
+    n_iter: usize,
+    seed: u64,
+    init: &str,
+    max_points_per_centroid: Option<usize>,
+    tol: f64,
+    backend: &str,
+    verbose: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let params = KMeansParams {
+        n_clusters,
+        n_iter,
+        seed,
+        init: init.to_string(),
+        max_points_per_centroid,
+        tol,
+        backend: backend.to_string(),
+        verbose,
+    };
+    let descriptors = arrays::descriptors(descriptors)?;
+    let params = &params;
+    let fit = with_descriptors!(&descriptors, |view| compute(py, move || glue::kmeans(
+        params, view
+    )))?;
+    let out = PyDict::new(py);
+    out.set_item(
+        "cluster_centers",
+        PyArray2::from_owned_array(py, fit.centroids),
+    )?;
+    out.set_item("inertia", fit.inertia)?;
+    out.set_item("n_iter", fit.iterations)?;
+    out.set_item("inertia_history", fit.inertia_history)?;
+    out.set_item("backend", fit.backend)?;
+    out.set_item("adapter", fit.adapter)?;
+    out.set_item("seconds", fit.seconds)?;
+    out.set_item("training_points", fit.training_points)?;
+    Ok(out)
+}

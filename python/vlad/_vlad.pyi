@@ -1,0 +1,159 @@
+"""Type stubs of the native module ``vlad._vlad`` (Rust, PyO3).
+
+Use the package ``vlad``: it wraps ``Encoder`` and adds ``KMeans``.
+"""
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+class InputError(ValueError):
+    """Bad input (SPEC §6): non-finite values, mismatched shapes, an
+    unsupported dtype, invalid offsets or labels. The message is the command
+    line's, less the file name."""
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run here: ``backend="gpu"`` without a
+    GPU adapter (the command line's exit status 3)."""
+
+class VerificationError(RuntimeError):
+    """An encoding is outside SPEC §4's tolerance of the f64 reference (the
+    command line's exit status 4)."""
+
+    verification: Verification
+    """The details of the failed check."""
+
+class Report:
+    """What ran and how long it took."""
+
+    @property
+    def backend(self) -> str:
+        """The backend that ran: "gpu", "cpu" or "reference" (never "auto")."""
+    @property
+    def adapter(self) -> Optional[str]:
+        """The GPU adapter's name when the GPU ran, else None."""
+    @property
+    def seconds(self) -> float:
+        """Compute seconds (input checks included)."""
+    @property
+    def stages(self) -> Dict[str, float]:
+        """Seconds per stage, in the order the stages ran."""
+    @property
+    def fallback_reason(self) -> Optional[str]:
+        """Why backend="auto" fell back to the CPU, when it did."""
+
+class EncodeResult:
+    """An encoding with the labels it was computed from and a report."""
+
+    @property
+    def vlad(self) -> npt.NDArray[np.float32]:
+        """``(T, K·F)`` float32 encodings, cluster-major within each row."""
+    @property
+    def labels(self) -> npt.NDArray[np.int64]:
+        """``(N,)`` int64 labels (given or computed)."""
+    @property
+    def report(self) -> Report:
+        """What ran."""
+
+class Verification:
+    """The outcome of ``Encoder.verify``: SPEC §4 against the f64 reference."""
+
+    @property
+    def passed(self) -> bool:
+        """Whether SPEC §4 holds."""
+    @property
+    def label_agreement(self) -> float:
+        """Fraction of labels equal to the exact f64 argmin (1.0 with given labels)."""
+    @property
+    def bad_labels(self) -> int:
+        """Labels that differ from the exact argmin by more than a near-tie."""
+    @property
+    def max_abs_error(self) -> float:
+        """Largest ``|output − reference|`` over all elements."""
+    @property
+    def violations(self) -> int:
+        """Elements or blocks outside the tolerance that applies."""
+    @property
+    def rule(self) -> str:
+        """Which tolerance was applied, in words."""
+
+class Encoder:
+    """The native encoder behind ``vlad.Encoder``: numpy arrays of a native
+    dtype only (float32, float64, uint8), no lists."""
+
+    def __init__(self, centroids: np.ndarray, norm: str = "ssr,l2", backend: str = "auto") -> None: ...
+    def encode(
+        self,
+        descriptors: np.ndarray,
+        offsets: Optional[np.ndarray] = None,
+        labels: Optional[np.ndarray] = None,
+    ) -> npt.NDArray[np.float32]:
+        """``(T, K·F)`` float32 encodings."""
+    def assign(self, descriptors: np.ndarray) -> npt.NDArray[np.int64]:
+        """``(N,)`` int64 nearest-centroid labels."""
+    def encode_batch(
+        self,
+        descriptors: np.ndarray,
+        offsets: Optional[np.ndarray] = None,
+        labels: Optional[np.ndarray] = None,
+    ) -> EncodeResult:
+        """Encodings, labels and a report."""
+    def assign_batch(self, descriptors: np.ndarray) -> Tuple[npt.NDArray[np.int64], Report]:
+        """Labels and a report."""
+    def verify(
+        self,
+        descriptors: np.ndarray,
+        vlad: Optional[np.ndarray] = None,
+        offsets: Optional[np.ndarray] = None,
+        labels: Optional[np.ndarray] = None,
+    ) -> Verification:
+        """SPEC §4 against the f64 reference; raises VerificationError when it fails."""
+    @property
+    def n_clusters(self) -> int:
+        """Number of centroids K."""
+    @property
+    def dim(self) -> int:
+        """Descriptor width F."""
+    @property
+    def norm(self) -> str:
+        """The normalization steps, e.g. "ssr,l2"."""
+    @property
+    def backend(self) -> str:
+        """The backend asked for."""
+    @property
+    def centroids(self) -> npt.NDArray[np.float32]:
+        """A float32 copy of the ``(K, F)`` centroids."""
+    def _rows_address(self, descriptors: np.ndarray, offsets: Optional[np.ndarray] = None) -> int:
+        """Test hook: the address of the first descriptor value the library
+        reads (``descriptors.ctypes.data`` when read in place)."""
+
+def kmeans_fit(
+    descriptors: np.ndarray,
+    n_clusters: int,
+    n_iter: int = 25,
+    seed: int = 1234,
+    init: str = "k-means++",
+    max_points_per_centroid: Optional[int] = 256,
+    tol: float = 1e-4,
+    backend: str = "auto",
+    verbose: bool = False,
+) -> Dict[str, Any]:
+    """Train a codebook; the fit's outcome as a dict (cluster_centers,
+    inertia, n_iter, inertia_history, backend, adapter, seconds,
+    training_points)."""
+
+def adapters() -> List[Dict[str, Any]]:
+    """The GPU adapters wgpu finds here, as dicts: index, name, backend,
+    device_type ("discrete", "integrated", "virtual", "cpu", "other"),
+    driver, driver_info, vendor, device, software (True for lavapipe and
+    other CPU rasterizers, which ``auto`` should not prefer)."""
+
+def _panic_for_test() -> None:
+    """Test hook: panics inside a computation (raises RuntimeError)."""
+
+def _last_compute_seconds() -> float:
+    """Benchmark hook: wall seconds of this thread's last computation inside
+    the library (the Python call's time less the binding's own work)."""
