@@ -145,6 +145,8 @@ pub struct BenchReport {
     pub skipped: Vec<Skipped>,
     /// Ceilings per backend that ran.
     pub ceilings: Vec<BackendCeilings>,
+    /// The runs' notes (see [`crate::RunReport::notes`]), each once.
+    pub notes: Vec<String>,
 }
 
 /// Bytes and FLOPs a stage must at least move and do, for `N` descriptors
@@ -234,6 +236,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
 
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     let mut all_ceilings = Vec::new();
     let input_bytes = (t * l * f * 4) as u64;
     let output_bytes = (t * k * f * 4 + t * l * 4) as u64;
@@ -257,6 +260,11 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
             }
             Err(e) => return Err(e),
         };
+        for note in &warm.report.notes {
+            if !notes.contains(note) {
+                notes.push(note.clone());
+            }
+        }
         let ceilings = measure_ceilings(&encoder, warm.report.backend, input_bytes, output_bytes)?;
         let mut reports = Vec::with_capacity(config.repeats);
         for _ in 0..config.repeats {
@@ -319,6 +327,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         rows,
         skipped,
         ceilings: all_ceilings,
+        notes,
     })
 }
 

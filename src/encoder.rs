@@ -100,6 +100,7 @@ struct GpuRan {
     #[cfg(feature = "gpu")]
     kind: Option<AdapterKind>,
     setup_seconds: f64,
+    notes: Vec<String>,
 }
 
 /// Encodes images against one codebook. Build one with [`Encoder::new`]
@@ -515,6 +516,7 @@ impl Encoder {
             ran.setup_seconds = start.elapsed().as_secs_f64();
         }
         let gpu = session?;
+        ran.notes.extend(gpu.tensor_core_note());
         ran.adapter = Some(gpu.adapter_name());
         ran.kind = Some(crate::gpu::adapters::kind_of(
             gpu.context().info.device_type,
@@ -610,6 +612,7 @@ impl<T> Ran<T> {
             setup_seconds: self.gpu.setup_seconds,
             stages,
             fallback_reason: self.fallback_reason.clone(),
+            notes: self.gpu.notes.clone(),
         }
     }
 }

@@ -67,4 +67,7 @@ pub struct RunReport {
     pub stages: StageTimes,
     /// Why `Auto` did not use the GPU, when it did not.
     pub fallback_reason: Option<String>,
+    /// What else the caller should know about how it ran, one sentence
+    /// each (e.g. tensor cores asked for but not usable here, and why).
+    pub notes: Vec<String>,
 }

@@ -75,6 +75,9 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
             skipped.backend, skipped.reason
         );
     }
+    for note in &report.notes {
+        eprintln!("vlad bench: {note}");
+    }
     if report.rows.is_empty() {
         // Nothing ran: every backend asked for is unavailable (exit 3).
         let reasons: Vec<String> = report.skipped.iter().map(|s| s.reason.clone()).collect();
@@ -144,6 +147,7 @@ fn to_json(report: &BenchReport) -> Value {
         "normalization": c.normalization.to_string(),
         "rows": rows,
         "skipped": skipped,
+        "notes": report.notes,
         "ceilings": ceilings,
     })
 }

@@ -40,6 +40,7 @@ pub fn run_json(report: &RunReport, sizes: Sizes) -> Map<String, Value> {
     map.insert("setup_seconds".into(), json!(report.setup_seconds));
     map.insert("stages".into(), Value::Object(stages));
     map.insert("fallback_reason".into(), json!(report.fallback_reason));
+    map.insert("notes".into(), json!(report.notes));
     map
 }
 
@@ -76,13 +77,15 @@ pub fn adapter_note(adapter: Option<&str>, kind: Option<AdapterKind>) -> String 
 }
 
 /// The lines for stderr: why `auto` did not use the GPU (when it did
-/// not), then what ran on how much, in how long (GPU setup apart).
+/// not), the report's notes, then what ran on how much, in how long (GPU setup apart).
 pub fn human(verb: &str, report: &RunReport, sizes: Sizes) -> String {
     let fallback = report
         .fallback_reason
         .as_deref()
         .map(|r| format!("vlad: {r}\n"))
-        .unwrap_or_default();
+        .into_iter()
+        .chain(report.notes.iter().map(|n| format!("vlad: {n}\n")))
+        .collect::<String>();
     let setup = match (report.setup_seconds > 0.0, report.backend) {
         (false, _) => String::new(),
         (true, vlad::Backend::Gpu) => {

@@ -201,6 +201,17 @@ pub fn shader_source(subgroup_size: u32, u8_input: bool) -> Result<String> {
     )
 }
 
+/// The note a report carries when tensor cores were asked for and the plain
+/// assign ran instead (`None` when they ran, or were not asked for).
+pub fn note(status: &TensorCores) -> Option<String> {
+    match status {
+        TensorCores::Unavailable(reason) => Some(format!(
+            "{TENSOR_CORES_ENV}=1 but tensor cores are unavailable ({reason}); using the plain assign"
+        )),
+        _ => None,
+    }
+}
+
 /// What this file assumes of every variant it compiles (checked against
 /// naga by `tests/gpu/shader_contract.rs`; the twin's bound constants are
 /// checked by `tests/gpu/shader_coop.rs`).
@@ -354,21 +365,17 @@ impl AssignCoopStage {
 }
 
 /// The assignment stage a session runs: tensor cores when enabled and they
-/// pass their self-check, else the plain one (saying why, once, on stderr).
+/// pass their self-check, else the plain one. Why not is in the returned
+/// status, which every report of the session carries as a note
+/// ([`note`]): the library prints nothing.
 pub fn select(ctx: &GpuContext) -> (Option<AssignCoopStage>, TensorCores) {
     match &ctx.tensor_cores {
         TensorCores::Off => (None, TensorCores::Off),
-        TensorCores::Unavailable(reason) => {
-            eprintln!(
-                "vlad: {TENSOR_CORES_ENV}=1 but tensor cores are unavailable ({reason}); using the plain assign"
-            );
-            (None, ctx.tensor_cores.clone())
-        }
+        TensorCores::Unavailable(_) => (None, ctx.tensor_cores.clone()),
         TensorCores::Enabled { .. } => match AssignCoopStage::new(ctx) {
             Ok(stage) => (Some(stage), ctx.tensor_cores.clone()),
             Err(e) => {
                 let reason = format!("the tensor-core assign failed on this device: {e}");
-                eprintln!("vlad: {reason}; using the plain assign");
                 (None, TensorCores::Unavailable(reason))
             }
         },

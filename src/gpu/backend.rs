@@ -76,7 +76,13 @@ impl GpuBackend {
         })
     }
 
-    /// The adapter's name and API, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)".
+    /// Why tensor cores, asked for with `VLAD_GPU_TENSOR_CORES=1`, are not
+    /// used by this session (`None` when they are, or were not asked for).
+    pub fn tensor_core_note(&self) -> Option<String> {
+        crate::gpu::assign_coop::note(&self.stages.tensor_cores)
+    }
+
+    /// The adapter's name and API, e.g. "NVIDIA H100 80GB HBM3 (Vulkan)".
     pub fn adapter_name(&self) -> String {
         self.ctx.adapter_name()
     }
