@@ -111,6 +111,10 @@ fi
 } >"$work/machine.txt" 2>&1
 cat "$work/machine.txt" >>"$out/check.log"
 
+# The GPU tests first: they are what this machine is for.
+{ grep -E '/(tensor_cores|gpu)-[0-9a-f]+$' "$work/tests.txt"; grep -vE '/(tensor_cores|gpu)-[0-9a-f]+$' "$work/tests.txt"; } >"$work/t.txt" || true
+mv "$work/t.txt" "$work/tests.txt"
+
 # --- 2. adapters -------------------------------------------------------------
 if timeout 60 "$vlad" adapters --json >"$work/adapters.json" 2>>"$out/check.log"; then
     say "vlad adapters: ok"
