@@ -37,6 +37,15 @@ mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 t0=$(date +%s)
+# Every step is bounded by what is left of DEVICE_CHECK_DEADLINE seconds
+# since the start, so the summary is always written.
+deadline=${DEVICE_CHECK_DEADLINE:-420}
+# min(wanted, time left), at least 1 (`timeout 0` would mean no limit).
+left() {
+    local l=$((deadline - ($(date +%s) - t0)))
+    [ "$l" -lt 1 ] && l=1
+    [ "$l" -lt "$1" ] && echo "$l" || echo "$1"
+}
 say() { echo "[device-check +$(($(date +%s) - t0))s] $*" | tee -a "$out/check.log" >&2; }
 : >"$out/check.log"
 : >"$out/tests.log"
@@ -111,6 +120,10 @@ fi
 } >"$work/machine.txt" 2>&1
 cat "$work/machine.txt" >>"$out/check.log"
 
+# The GPU tests first: they are what this machine is for.
+{ grep -E '/(tensor_cores|gpu)-[0-9a-f]+$' "$work/tests.txt"; grep -vE '/(tensor_cores|gpu)-[0-9a-f]+$' "$work/tests.txt"; } >"$work/t.txt" || true
+mv "$work/t.txt" "$work/tests.txt"
+
 # --- 2. adapters -------------------------------------------------------------
 if timeout 60 "$vlad" adapters --json >"$work/adapters.json" 2>>"$out/check.log"; then
     say "vlad adapters: ok"
@@ -127,7 +140,7 @@ for spec in $shapes; do
         say "bench $label (T=$t L=$l F=$f K=$k, tensor cores $tc)"
         if [ "$tc" = 1 ]; then backends="--backend gpu"; else backends="--backend gpu --backend cpu"; fi
         # shellcheck disable=SC2086
-        if VLAD_GPU_TENSOR_CORES=$tc timeout 60 "$vlad" bench --images "$t" --per-image "$l" --dim "$f" \
+        if VLAD_GPU_TENSOR_CORES=$tc timeout "$(left 60)" "$vlad" bench --images "$t" --per-image "$l" --dim "$f" \
             --clusters "$k" $backends --repeats "$repeats" --json >"$work/b.json" 2>>"$out/bench.log"; then
             python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({"shape": sys.argv[2], "tensor_cores": sys.argv[3] == "1", "result": d}))' \
                 "$work/b.json" "$label" "$tc" >>"$work/bench.jsonl"
@@ -144,11 +157,11 @@ echo null >"$work/cross.json"
 if python3 -c 'import torch, numpy' >/dev/null 2>&1; then
     say "torch_vlad.py"
     # shellcheck disable=SC2086
-    timeout 180 python3 benches/torch_vlad.py --shapes $torch_shapes --save "$work/data" --save-shape "$save_shape" \
+    timeout "$(left 150)" python3 benches/torch_vlad.py --shapes $torch_shapes --save "$work/data" --save-shape "$save_shape" \
         --json "$work/torch.json" >>"$out/torch.log" 2>&1 || say "torch_vlad.py failed (rc $?)"
     # vlad on the very same data, checked against the torch result.
     if [ -f "$work/data/d.npy" ]; then
-        if timeout 120 "$vlad" encode --descriptors "$work/data/d.npy" --centroids "$work/data/c.npy" \
+        if timeout "$(left 60)" "$vlad" encode --descriptors "$work/data/d.npy" --centroids "$work/data/c.npy" \
             --out "$work/data/v.npy" --backend gpu --verify --json >"$work/enc.json" 2>>"$out/torch.log"; then
             python3 - "$work" >"$work/cross.json" 2>>"$out/torch.log" <<'EOF'
 import json, sys
@@ -175,7 +188,6 @@ fi
 # Last, under a deadline, one test at a time (--test-threads=1: the harness
 # names each test before it runs, so a hang names its test), each binary
 # bounded by what is left of DEVICE_CHECK_DEADLINE seconds since the start.
-deadline=${DEVICE_CHECK_DEADLINE:-420}
 : >"$work/tests.tsv"
 while read -r exe; do
     [ -n "$exe" ] || continue
