@@ -351,6 +351,13 @@ impl Encoder {
         session.as_ref().map_err(GpuSessionError::to_error)
     }
 
+    /// The GPU session, for the streaming pipeline (`crate::stream`),
+    /// which drives the backend chunk by chunk itself.
+    #[cfg(feature = "gpu")]
+    pub(crate) fn gpu_for_stream(&self) -> Result<&crate::gpu::GpuBackend> {
+        self.gpu_session()
+    }
+
     #[cfg(feature = "gpu")]
     fn run_gpu_encode<E: Element>(
         &self,

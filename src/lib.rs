@@ -37,9 +37,12 @@ pub mod gpu;
 pub mod input;
 pub mod io;
 pub mod kmeans;
+pub mod mapped;
 pub mod normalization;
+pub mod npy_stream;
 pub mod reference;
 pub mod report;
+pub mod stream;
 pub mod synthetic;
 pub mod verify;
 

@@ -31,10 +31,18 @@ pub struct AssignArgs {
     /// Print one JSON object describing the run on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Bound on the memory the run uses, whatever the input size: the
+    /// descriptors are memory-mapped and streamed in batches (SIZE in
+    /// bytes, KiB, MiB or GiB).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = super::streamed::parse_memory_limit)]
+    pub memory_limit: u64,
 }
 
 /// Run `vlad assign`.
 pub fn run(args: &AssignArgs) -> Result<(), Failure> {
+    if args.memory_limit > 0 {
+        return super::streamed::assign(args);
+    }
     let out = OutputFile::create(&args.out)?;
     let codebook = io::read_centroids(&args.centroids).map_err(in_file(&args.centroids))?;
     let descriptors = io::read_descriptors(&args.descriptors)?;

@@ -49,6 +49,11 @@ pub struct EncodeArgs {
     /// Print one JSON object describing the run on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Bound on the memory the run uses, whatever the input size: the
+    /// descriptors are memory-mapped and streamed in batches (SIZE in
+    /// bytes, KiB, MiB or GiB).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = super::streamed::parse_memory_limit)]
+    pub memory_limit: u64,
 }
 
 /// The result of encoding one array.
@@ -61,6 +66,9 @@ struct Outcome {
 
 /// Run `vlad encode`.
 pub fn run(args: &EncodeArgs) -> Result<(), Failure> {
+    if !args.verify {
+        return super::streamed::encode(args);
+    }
     // Reserve the output first: an unwritable destination fails before any work.
     let out = OutputFile::create(&args.out)?;
     let codebook = io::read_centroids(&args.centroids).map_err(in_file(&args.centroids))?;

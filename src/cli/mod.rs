@@ -12,6 +12,8 @@ mod encode;
 mod failure;
 mod inputs;
 mod kmeans;
+mod peak_rss;
+mod streamed;
 mod summary;
 
 use std::panic::{self, AssertUnwindSafe};
