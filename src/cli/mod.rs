@@ -7,6 +7,7 @@
 mod args;
 mod assign;
 mod bench;
+mod bench_files;
 mod demo;
 mod encode;
 mod failure;
