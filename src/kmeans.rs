@@ -37,6 +37,7 @@
 mod distance;
 mod engine;
 mod init;
+mod mapped;
 mod progress;
 mod reseed;
 mod training_set;

@@ -59,10 +59,16 @@ impl MappedNpy {
             _ => {
                 return Err(VladError::Unsupported {
                     path: path.to_path_buf(),
-                    message: format!(
-                        "descriptors must be float32, float64 or uint8, got dtype '{}'",
-                        info.descr
-                    ),
+                    message: match info.dtype {
+                        Some(d) => format!(
+                            "descriptors must be float32, float64 or uint8, got dtype {d} ('{}')",
+                            info.descr
+                        ),
+                        None => format!(
+                            "descriptors must be float32, float64 or uint8, got dtype '{}'",
+                            info.descr
+                        ),
+                    },
                 });
             }
         };

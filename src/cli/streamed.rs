@@ -37,6 +37,24 @@ pub fn encode(args: &EncodeArgs) -> Result<(), Failure> {
         None => None,
     };
     let input = MappedNpy::open(&args.descriptors)?;
+    if let (Some((t, l)), Some(_)) = (input.fixed_images(), &offsets) {
+        return Err(in_file(&args.descriptors)(VladError::InvalidArgument(
+            format!(
+                "--offsets is for (N, F) descriptors, but these are (T, L, F) = [{t}, {l}, {}]: \
+             fixed-size images need no offsets",
+                input.dim()
+            ),
+        )));
+    }
+    if let (Some(labels), Some(path)) = (&labels, &args.labels) {
+        if labels.len() != input.rows_total() {
+            return Err(in_file(path)(VladError::DimensionMismatch(format!(
+                "{} labels for {} descriptors",
+                labels.len(),
+                input.rows_total()
+            ))));
+        }
+    }
     let encoder = args::encoder(codebook, args.backend.into(), args.norm.clone())?;
     let bar = Bar::new("encode");
     let progress = |p: StreamProgress| bar.update(p);
