@@ -160,7 +160,7 @@ impl MappedNpy {
             && !self.info.fortran_order
             && (!self.big_endian || E::DTYPE == DType::U8)
             && cfg!(target_endian = "little")
-            && (self.map.as_ptr() as usize + self.data) % std::mem::align_of::<E>() == 0
+            && (self.map.as_ptr() as usize + self.data).is_multiple_of(std::mem::align_of::<E>())
     }
 
     /// Rows `range` (row-major, `range.len() · F` values): borrowed from
