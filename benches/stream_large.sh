@@ -6,11 +6,10 @@
 # Writes GB gigabytes (default 32: 62.5 M descriptors × 128 f32, in images
 # of 2000) of clustered synthetic descriptors and a K-centroid codebook
 # (default 256) to DIR, encodes them with `vlad encode --backend cpu
-# --memory-limit MEMORY_LIMIT` (default 1GiB) with the page cache dropped
-# by nothing but the input's own size, prints the --json report (wall and
+# --memory-limit MEMORY_LIMIT` (default 1GiB), prints the --json report (wall and
 # compute seconds, descriptors/s, peak RSS), and deletes everything it
-# wrote. Needs GB + GB·K/2000/... of free disk: the encodings are
-# T × K·F × 4 bytes (4 GB for the 32 GB input at K = 256).
+# wrote. Needs GB + GB·K/L of free disk (L = 2000 descriptors an image:
+# the encodings are T × K·F × 4 bytes, 4 GB for the 32 GB input at K = 256).
 set -euo pipefail
 dir=${1:?usage: stream_large.sh DIR [GB] [MEMORY_LIMIT] [K]}
 gb=${2:-32}
@@ -34,4 +33,4 @@ import json, sys
 d = json.load(sys.stdin)
 n, wall, compute = d["descriptors"], d["wall_seconds"], d["seconds"]
 rss = d["peak_rss_bytes"] / 2**20
-print(f"wall {wall:.1f} s, compute {compute:.1f} s, {n / wall:.3e} descriptors/s (wall), {n / compute:.3e} (compute), peak RSS {rss:.0f} MiB")'
+print("wall %.1f s, compute %.1f s, %.3e descriptors/s (wall), %.3e (compute), peak RSS %.0f MiB" % (wall, compute, n / wall, n / compute, rss))'
