@@ -3,14 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use ndarray::{Array1, ArrayD};
-use vlad::io::{self, DescriptorArray, OutputFile};
-use vlad::{Element, Encoder, Normalization};
 
-use super::args::{self, BackendArg};
-use super::failure::{Failure, in_file};
-use super::inputs::{self, Sources};
-use super::summary::{self, Sizes};
+use super::args::BackendArg;
+use super::failure::Failure;
 
 /// `vlad assign` options (SPEC §8).
 #[derive(Debug, Args)]
@@ -38,57 +33,8 @@ pub struct AssignArgs {
     pub memory_limit: u64,
 }
 
-/// Run `vlad assign`.
+/// Run `vlad assign`: always streamed from the memory-mapped input
+/// (SPEC §11; `super::streamed`), whatever its size.
 pub fn run(args: &AssignArgs) -> Result<(), Failure> {
-    if args.memory_limit > 0 {
-        return super::streamed::assign(args);
-    }
-    let out = OutputFile::create(&args.out)?;
-    let codebook = io::read_centroids(&args.centroids).map_err(in_file(&args.centroids))?;
-    let descriptors = io::read_descriptors(&args.descriptors)?;
-    // Assignment does not normalize; the encoder's default is irrelevant here.
-    let encoder = args::encoder(codebook, args.backend.into(), Normalization::none())?;
-    let sources = Sources {
-        descriptors: &args.descriptors,
-        centroids: &args.centroids,
-        offsets: None,
-        labels: None,
-    };
-    let (labels, report, sizes) = match &descriptors {
-        DescriptorArray::F32(a) => assign(&encoder, a, sources),
-        DescriptorArray::F64(a) => assign(&encoder, a, sources),
-        DescriptorArray::U8(a) => assign(&encoder, a, sources),
-    }?;
-    out.write_npy(&labels)?;
-    eprintln!(
-        "{} -> {}",
-        summary::human("assigned", &report, sizes),
-        args.out.display()
-    );
-    if args.json {
-        let mut json = summary::run_json(&report, sizes);
-        json.insert("output".into(), args.out.display().to_string().into());
-        summary::print_json(json);
-    }
-    Ok(())
-}
-
-fn assign<E: Element>(
-    encoder: &Encoder,
-    array: &ArrayD<E>,
-    sources: Sources<'_>,
-) -> Result<(Array1<i64>, vlad::RunReport, Sizes), Failure> {
-    let codebook = encoder.codebook();
-    let batch = inputs::batch(array, None, None, codebook.clusters(), sources)?;
-    let assigned = encoder
-        .assign_batch(&batch)
-        .map_err(inputs::encoder_error(sources))?;
-    let sizes = Sizes {
-        images: batch.images(),
-        descriptors: batch.len(),
-        clusters: codebook.clusters(),
-        dim: codebook.dim(),
-    };
-    let labels = assigned.labels.iter().map(|&l| i64::from(l)).collect();
-    Ok((labels, assigned.report, sizes))
+    super::streamed::assign(args)
 }
