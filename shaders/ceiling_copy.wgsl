@@ -4,7 +4,7 @@
 
 const WG: u32 = 256u;
 
-struct Params {
+struct CopyParams {
     // vec4 elements to copy.
     len: u32,
     _pad0: u32,
@@ -12,7 +12,7 @@ struct Params {
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: CopyParams;
 @group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
 

@@ -11,7 +11,7 @@
 const WG: u32 = 256u;
 const CHAINS: u32 = 8u;
 
-struct Params {
+struct FmaParams {
     // Steps per chain.
     iters: u32,
     // Invocations that store a result (the grid may be larger).
@@ -20,7 +20,7 @@ struct Params {
     add: f32,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> params: FmaParams;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(WG)

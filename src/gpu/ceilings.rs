@@ -55,7 +55,43 @@ struct FmaParams {
 #[derive(Copy, Clone, bytemuck::Pod, bytemuck::Zeroable)]
 struct CopyParams {
     len: u32,
-    _pad: [u32; 3],
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+/// What this file assumes of the two ceiling kernels (checked against naga
+/// by `tests/gpu/shader_contract.rs`).
+pub(crate) fn contracts() -> Vec<crate::gpu::contract::ShaderContract> {
+    use crate::gpu::contract::{ShaderContract, uniform_layout};
+    vec![
+        ShaderContract {
+            name: "ceiling_fma".into(),
+            file: "ceiling_fma",
+            source: FMA_SHADER.into(),
+            constants: vec![("WG", WORKGROUP.into()), ("CHAINS", (CHAINS as u32).into())],
+            entry_points: vec![("fma_chains", Some([WORKGROUP, 1, 1]))],
+            uniform: uniform_layout!(FmaParams {
+                iters,
+                invocations,
+                mul,
+                add,
+            }),
+        },
+        ShaderContract {
+            name: "ceiling_copy".into(),
+            file: "ceiling_copy",
+            source: COPY_SHADER.into(),
+            constants: vec![("WG", WORKGROUP.into())],
+            entry_points: vec![("copy", Some([WORKGROUP, 1, 1]))],
+            uniform: uniform_layout!(CopyParams {
+                len,
+                _pad0,
+                _pad1,
+                _pad2,
+            }),
+        },
+    ]
 }
 
 /// Run the FMA kernel once on `invocations` invocations and return what it
@@ -153,7 +189,15 @@ pub fn memory_gbps(ctx: &GpuContext, bytes: u64) -> Result<f64> {
     let pipeline = ctx.pipeline("ceiling copy", COPY_SHADER, "copy")?;
     let src = ctx.storage_buffer("ceiling copy src", bytes)?;
     let dst = ctx.storage_buffer("ceiling copy dst", bytes)?;
-    let params = ctx.uniform("ceiling copy params", &CopyParams { len, _pad: [0; 3] })?;
+    let params = ctx.uniform(
+        "ceiling copy params",
+        &CopyParams {
+            len,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        },
+    )?;
     let group = ctx.bind_group(
         "ceiling copy",
         &pipeline,

@@ -97,5 +97,6 @@ pub fn all() -> Result<Vec<ShaderContract>> {
     contracts.extend(crate::gpu::segmented_scan::contracts());
     contracts.extend(crate::gpu::residual::contracts());
     contracts.extend(crate::gpu::normalize::contracts());
+    contracts.extend(crate::gpu::ceilings::contracts());
     Ok(contracts)
 }

@@ -54,6 +54,7 @@ pub(crate) fn contracts() -> Vec<ShaderContract> {
         entry_points: vec![
             ("count_blocks", Some([WORKGROUP, 1, 1])),
             ("write_blocks", Some([WORKGROUP, 1, 1])),
+            ("zero_empty_blocks", Some([WORKGROUP, 1, 1])),
         ],
         uniform: uniform_layout!(Params {
             rows,
