@@ -232,20 +232,47 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
     );
     let codebook = Codebook::new(centroids.view())?;
     let batch = Batch::fixed(data.view())?;
-    let (n, ff, kk, tt) = ((t * l) as f64, f as f64, k as f64, t as f64);
+    run_on(config, &codebook, &batch)
+}
+
+/// The benchmark on given data (`vlad bench --descriptors …`): for each
+/// backend of `config`, one warm-up then `config.repeats` timed encodes of
+/// `batch` against `codebook`; per stage and in total, the median. The
+/// shape fields of `config` are reported as given, not used.
+pub fn run_on<E: crate::element::Element>(
+    config: &BenchConfig,
+    codebook: &Codebook,
+    batch: &Batch<'_, E>,
+) -> Result<BenchReport> {
+    if config.repeats == 0 {
+        return Err(VladError::InvalidArgument(
+            "bench needs at least one repeat".to_string(),
+        ));
+    }
+    batch.check_dim(codebook.dim())?;
+    let (n, ff, kk, tt) = (
+        batch.len() as f64,
+        codebook.dim() as f64,
+        codebook.clusters() as f64,
+        batch.images() as f64,
+    );
 
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     let mut all_ceilings = Vec::new();
-    let input_bytes = (t * l * f * 4) as u64;
-    let output_bytes = (t * k * f * 4 + t * l * 4) as u64;
+    // Transfer sizes for the ceilings: what this batch uploads (its
+    // elements) and reads back (f32 encodings and u32 labels).
+    let element_bytes = std::mem::size_of::<E>() as u64;
+    let input_bytes = (batch.len() * codebook.dim()) as u64 * element_bytes;
+    let output_bytes =
+        (batch.images() * codebook.clusters() * codebook.dim() * 4 + batch.len() * 4) as u64;
     for &backend in &config.backends {
         let encoder = Encoder::builder(codebook.clone())
             .normalization(config.normalization.clone())
             .backend(backend)
             .build();
-        let warm = match encoder.encode_batch(&batch) {
+        let warm = match encoder.encode_batch(batch) {
             Ok(out) => out,
             Err(VladError::BackendUnavailable(reason)) => {
                 skipped.push(Skipped { backend, reason });
@@ -268,7 +295,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         let ceilings = measure_ceilings(&encoder, warm.report.backend, input_bytes, output_bytes)?;
         let mut reports = Vec::with_capacity(config.repeats);
         for _ in 0..config.repeats {
-            reports.push(encoder.encode_batch(&batch)?.report);
+            reports.push(encoder.encode_batch(batch)?.report);
         }
         let ran = warm.report.backend;
         let adapter = warm.report.adapter.clone();

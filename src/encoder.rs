@@ -95,12 +95,12 @@ pub(crate) struct BackendOutput {
 /// The GPU adapter a call ran on and how long opening the session took in
 /// that call.
 #[derive(Default)]
-struct GpuRan {
-    adapter: Option<String>,
+pub(crate) struct GpuRan {
+    pub(crate) adapter: Option<String>,
     #[cfg(feature = "gpu")]
-    kind: Option<AdapterKind>,
-    setup_seconds: f64,
-    notes: Vec<String>,
+    pub(crate) kind: Option<AdapterKind>,
+    pub(crate) setup_seconds: f64,
+    pub(crate) notes: Vec<String>,
 }
 
 /// Encodes images against one codebook. Build one with [`Encoder::new`]
@@ -222,7 +222,20 @@ const _: () = {
 /// then a trial reservation of that much memory, so a request that cannot
 /// fit is an error up front instead of an abort half-way.
 pub(crate) fn check_output_fits(images: usize, clusters: usize, dim: usize) -> Result<()> {
-    let too_large = |bytes: Option<u64>| VladError::TooLarge {
+    let (len, bytes) = output_size(images, clusters, dim)?;
+    let mut probe: Vec<f32> = Vec::new();
+    // Reserving does not touch the memory: this asks the allocator whether
+    // the size is possible now (address space, allocator limits) without
+    // using it. The backends then allocate the real output.
+    if probe.try_reserve_exact(len).is_err() {
+        return Err(too_large(images, clusters, dim, Some(bytes)));
+    }
+    Ok(())
+}
+
+/// The `(T, K·F)` f32 encoding of `images` images is too large.
+fn too_large(images: usize, clusters: usize, dim: usize, bytes: Option<u64>) -> VladError {
+    VladError::TooLarge {
         what: format!("the (T, K·F) = ({images}, {clusters}·{dim}) float32 encoding"),
         bytes,
         hint: format!(
@@ -230,22 +243,23 @@ pub(crate) fn check_output_fits(images: usize, clusters: usize, dim: usize) -> R
              (K × F = {clusters} × {dim} is {} bytes per image)",
             (clusters as u128) * (dim as u128) * 4
         ),
-    };
+    }
+}
+
+/// The element count and byte size of a `(T, K·F)` f32 encoding, or
+/// [`VladError::TooLarge`] when either overflows. Alone (without the trial
+/// reservation of [`check_output_fits`]) this is the up-front check of the
+/// streamed path, which writes the output to disk batch by batch and never
+/// holds it whole.
+pub(crate) fn output_size(images: usize, clusters: usize, dim: usize) -> Result<(usize, u64)> {
     let len = images
         .checked_mul(clusters)
         .and_then(|x| x.checked_mul(dim));
     let bytes = len.and_then(|l| u64::try_from(l).ok()?.checked_mul(4));
-    let (Some(len), Some(_)) = (len, bytes) else {
-        return Err(too_large(None));
-    };
-    let mut probe: Vec<f32> = Vec::new();
-    // Reserving does not touch the memory: this asks the allocator whether
-    // the size is possible now (address space, allocator limits) without
-    // using it. The backends then allocate the real output.
-    if probe.try_reserve_exact(len).is_err() {
-        return Err(too_large(bytes));
+    match (len, bytes) {
+        (Some(len), Some(bytes)) => Ok((len, bytes)),
+        _ => Err(too_large(images, clusters, dim, None)),
     }
-    Ok(())
 }
 
 impl Encoder {
@@ -540,6 +554,19 @@ impl Encoder {
         if let Some(session) = self.gpu.current() {
             session.simulate_loss_on_next_run();
         }
+    }
+
+    /// The GPU session, for the streaming pipeline (`crate::stream`),
+    /// which drives the backend chunk by chunk itself: the same session
+    /// [`Encoder::dispatch`] uses, made by the same rule (under `Auto`, only
+    /// on a hardware adapter: never a software one), with the adapter and
+    /// the setup time recorded in `ran`.
+    #[cfg(feature = "gpu")]
+    pub(crate) fn gpu_for_stream(
+        &self,
+        ran: &mut GpuRan,
+    ) -> Result<std::sync::Arc<crate::gpu::GpuBackend>> {
+        self.gpu_session(ran)
     }
 
     #[cfg(feature = "gpu")]

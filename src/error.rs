@@ -66,6 +66,15 @@ pub enum VladError {
         bytes: Option<u64>,
         hint: String,
     },
+    /// An output written to disk batch by batch (the streamed path) that
+    /// the free space of its folder cannot hold: checked before any work.
+    #[error("{}: the output needs {}, but only {} are free there: {hint}", folder.display(), format_bytes(*bytes), format_bytes(*free))]
+    NoSpace {
+        folder: PathBuf,
+        bytes: u64,
+        free: u64,
+        hint: String,
+    },
     /// The requested backend cannot run here (no GPU adapter, feature off).
     #[error("backend unavailable: {0}")]
     BackendUnavailable(String),

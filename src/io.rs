@@ -311,6 +311,12 @@ impl OutputFile {
         &self.path
     }
 
+    /// The destination and the temporary file, for writers that fill it
+    /// piece by piece ([`crate::npy_stream::NpyStream`]).
+    pub(crate) fn into_parts(self) -> (PathBuf, tempfile::NamedTempFile) {
+        (self.path, self.temp)
+    }
+
     /// Write `array`, sync it and rename it into place.
     pub fn write_npy<T: WriteNpyExt + ?Sized>(mut self, array: &T) -> Result<()> {
         let path = self.path.clone();

@@ -37,6 +37,7 @@
 mod distance;
 mod engine;
 mod init;
+mod mapped;
 mod reseed;
 mod training_set;
 mod update;

@@ -74,6 +74,27 @@ pub fn aggregate<E: Element>(
     (sums, counts)
 }
 
+/// Continue one image's raw sums `(K·F)` and counts `(K)` over more of its
+/// rows (`rows` row-major, one label each), in row order: the same sums
+/// [`aggregate`] forms, for an image read a piece at a time.
+pub fn aggregate_rows_into<E: Element>(
+    codebook: &Codebook,
+    rows: &[E],
+    labels: &[u32],
+    sums: &mut [f64],
+    counts: &mut [u64],
+) {
+    let f = codebook.dim();
+    let centroids = codebook.centroids();
+    for (v, &label) in rows.chunks_exact(f).zip(labels) {
+        let label = label as usize;
+        counts[label] += 1;
+        for (j, &x) in v.iter().enumerate() {
+            sums[label * f + j] += x.to_f64() - centroids[[label, j]] as f64;
+        }
+    }
+}
+
 /// `Σ_l ‖v_l − c_k‖∞` per block: the scale of SPEC §4's pre-normalization
 /// tolerance.
 pub fn residual_scale<E: Element>(

@@ -3,14 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use ndarray::{Array1, ArrayD};
-use vlad::io::{self, DescriptorArray, OutputFile};
-use vlad::{Element, Encoder, Normalization};
 
-use super::args::{self, BackendArg};
-use super::failure::{Failure, in_file};
-use super::inputs::{self, Sources};
-use super::summary::{self, Sizes};
+use super::args::BackendArg;
+use super::failure::Failure;
 
 /// `vlad assign` options (SPEC §8).
 #[derive(Debug, Args)]
@@ -31,9 +26,15 @@ pub struct AssignArgs {
     /// Print one JSON object describing the run on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Bound on the memory the run uses, whatever the input size: the
+    /// descriptors are memory-mapped and streamed in batches (SIZE in
+    /// bytes, KiB, MiB or GiB).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = super::streamed::parse_memory_limit)]
+    pub memory_limit: u64,
 }
 
-/// Run `vlad assign`.
+/// Run `vlad assign`: always streamed from the memory-mapped input
+/// (SPEC §11; `super::streamed`), whatever its size.
 pub fn run(args: &AssignArgs) -> Result<(), Failure> {
     super::same_file::refuse_input_as_output(
         &args.out,
@@ -42,52 +43,5 @@ pub fn run(args: &AssignArgs) -> Result<(), Failure> {
             ("--centroids", Some(args.centroids.as_path())),
         ],
     )?;
-    let out = OutputFile::create(&args.out)?;
-    let codebook = io::read_centroids(&args.centroids).map_err(in_file(&args.centroids))?;
-    let descriptors = io::read_descriptors(&args.descriptors)?;
-    // Assignment does not normalize; the encoder's default is irrelevant here.
-    let encoder = args::encoder(codebook, args.backend.into(), Normalization::none())?.build();
-    let sources = Sources {
-        descriptors: &args.descriptors,
-        centroids: &args.centroids,
-        offsets: None,
-        labels: None,
-    };
-    let (labels, report, sizes) = match &descriptors {
-        DescriptorArray::F32(a) => assign(&encoder, a, sources),
-        DescriptorArray::F64(a) => assign(&encoder, a, sources),
-        DescriptorArray::U8(a) => assign(&encoder, a, sources),
-    }?;
-    out.write_npy(&labels)?;
-    eprintln!(
-        "{} -> {}",
-        summary::human("assigned", &report, sizes),
-        args.out.display()
-    );
-    if args.json {
-        let mut json = summary::run_json(&report, sizes);
-        json.insert("output".into(), args.out.display().to_string().into());
-        summary::print_json(json);
-    }
-    Ok(())
-}
-
-fn assign<E: Element>(
-    encoder: &Encoder,
-    array: &ArrayD<E>,
-    sources: Sources<'_>,
-) -> Result<(Array1<i64>, vlad::RunReport, Sizes), Failure> {
-    let codebook = encoder.codebook();
-    let batch = inputs::batch(array, None, None, codebook.clusters(), sources)?;
-    let assigned = encoder
-        .assign_batch(&batch)
-        .map_err(inputs::encoder_error(sources))?;
-    let sizes = Sizes {
-        images: batch.images(),
-        descriptors: batch.len(),
-        clusters: codebook.clusters(),
-        dim: codebook.dim(),
-    };
-    let labels = assigned.labels.iter().map(|&l| i64::from(l)).collect();
-    Ok((labels, assigned.report, sizes))
+    super::streamed::assign(args)
 }

@@ -44,6 +44,17 @@ pub struct BenchArgs {
     /// Print one JSON object on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Measure on these descriptors instead of synthetic data: (T, L, F)
+    /// or (N, F) with --offsets; float32, float64 or uint8 (needs
+    /// --centroids; the shape options are then ignored).
+    #[arg(long, value_name = "D.npy", requires = "centroids")]
+    pub descriptors: Option<std::path::PathBuf>,
+    /// Centroids (K, F) for --descriptors.
+    #[arg(long, value_name = "C.npy", requires = "descriptors")]
+    pub centroids: Option<std::path::PathBuf>,
+    /// CSR offsets (T+1,) for (N, F) --descriptors.
+    #[arg(long, value_name = "O.npy", requires = "descriptors")]
+    pub offsets: Option<std::path::PathBuf>,
 }
 
 /// Run `vlad bench`.
@@ -64,11 +75,16 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
         normalization: args.norm.clone(),
         seed: args.seed,
     };
-    eprintln!(
-        "vlad bench: T = {}, L = {}, F = {}, K = {}, {} timed runs per backend (median), seeded synthetic data",
-        config.images, config.per_image, config.dim, config.clusters, config.repeats
-    );
-    let report = bench::run(&config)?;
+    let report = match (&args.descriptors, &args.centroids) {
+        (Some(d), Some(c)) => super::bench_files::run(&config, d, c, args.offsets.as_deref())?,
+        _ => {
+            eprintln!(
+                "vlad bench: T = {}, L = {}, F = {}, K = {}, {} timed runs per backend (median), seeded synthetic data",
+                config.images, config.per_image, config.dim, config.clusters, config.repeats
+            );
+            bench::run(&config)?
+        }
+    };
     for skipped in &report.skipped {
         eprintln!(
             "vlad bench: {} skipped: {}",

@@ -52,6 +52,11 @@ pub struct EncodeArgs {
     /// Soft (NetVLAD) assignment (SPEC §10).
     #[command(flatten)]
     pub soft: super::soft::SoftArgs,
+    /// Bound on the memory the run uses, whatever the input size: the
+    /// descriptors are memory-mapped and streamed in batches (SIZE in
+    /// bytes, KiB, MiB or GiB).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = super::streamed::parse_memory_limit)]
+    pub memory_limit: u64,
 }
 
 /// The result of encoding one array.
@@ -73,6 +78,13 @@ pub fn run(args: &EncodeArgs) -> Result<(), Failure> {
             ("--labels", args.labels.as_deref()),
         ],
     )?;
+    // Streamed from the memory-mapped input (SPEC §11) unless the run needs
+    // the whole input in memory: --verify (the reference side by side), and
+    // soft assignment or rn (cpu/reference only, run on the whole batch by
+    // `vlad::weighted`; the stream does not cut them into pieces).
+    if !args.verify && !args.soft.is_soft() && !args.norm.residual_normalized() {
+        return super::streamed::encode(args);
+    }
     // Reserve the output first: an unwritable destination fails before any work.
     let out = OutputFile::create(&args.out)?;
     let codebook = io::read_centroids(&args.centroids).map_err(in_file(&args.centroids))?;

@@ -2,14 +2,13 @@
 //! k-means (SPEC §8). The training is `vlad::kmeans`; this file reads,
 //! checks options, writes and reports.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use ndarray::{ArrayD, Ix2};
 use serde_json::{Map, Value, json};
-use vlad::io::{self, DescriptorArray, OutputFile};
+use vlad::io::OutputFile;
 use vlad::kmeans::{Init, KMeans, KMeansResult};
-use vlad::{Backend, Element, VladError};
+use vlad::{Backend, VladError};
 
 use super::failure::{Failure, in_file};
 use super::summary::{self, format_seconds};
@@ -89,6 +88,10 @@ pub struct KMeansArgs {
     /// Print one JSON object describing the run on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Bound on the memory of the streamed passes (the NaN check and the
+    /// gathering of the training sample); SIZE in bytes, KiB, MiB or GiB.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = super::streamed::parse_memory_limit)]
+    pub memory_limit: u64,
 }
 
 /// Run `vlad kmeans`.
@@ -113,7 +116,7 @@ pub fn run(args: &KMeansArgs) -> Result<(), Failure> {
     )?;
     // Reserve the output first: an unwritable destination fails before any work.
     let out = OutputFile::create(&args.out)?;
-    let descriptors = io::read_descriptors(&args.descriptors)?;
+    let input = vlad::mapped::MappedNpy::open(&args.descriptors)?;
     let kmeans = KMeans::new(args.clusters)
         .iterations(args.iters)
         .seed(args.seed)
@@ -128,11 +131,21 @@ pub fn run(args: &KMeansArgs) -> Result<(), Failure> {
             let progress = super::progress::Progress::new();
             move |event| progress.show(event)
         });
-    let trained = match &descriptors {
-        DescriptorArray::F32(a) => train(&kmeans, a, &args.descriptors),
-        DescriptorArray::F64(a) => train(&kmeans, a, &args.descriptors),
-        DescriptorArray::U8(a) => train(&kmeans, a, &args.descriptors),
-    }?;
+    let trained = kmeans
+        .fit_mapped(&input, args.memory_limit)
+        .map_err(|e| match e {
+            // Not about the file: the backend cannot run here.
+            VladError::BackendUnavailable(_) | VladError::Gpu(_) => Failure::from(e),
+            other => {
+                in_file(&args.descriptors)(with_image(other, input.fixed_images().map(|(_, l)| l)))
+            }
+        })?;
+    let trained = Trained {
+        result: trained.0,
+        training_points: trained.1,
+        points: input.rows_total(),
+        dim: input.dim(),
+    };
     out.write_npy(&trained.result.codebook.centroids())?;
 
     let result = &trained.result;
@@ -164,44 +177,6 @@ struct Trained {
     /// Rows training used (all, or the seeded subsample).
     training_points: usize,
     dim: usize,
-}
-
-/// Train on `array` as `(N, F)` rows: a `(T, L, F)` input is its `T·L`
-/// rows, image-major. Errors name `path`.
-fn train<E: Element>(kmeans: &KMeans, array: &ArrayD<E>, path: &Path) -> Result<Trained, Failure> {
-    let shape = array.shape().to_vec();
-    let (points, dim, per_image) = match shape[..] {
-        [n, f] => (n, f, None),
-        [t, l, f] => (t * l, f, Some(l)),
-        _ => {
-            return Err(VladError::Unsupported {
-                path: path.to_path_buf(),
-                message: format!(
-                    "descriptors must be (T, L, F) or (N, F), got {} dimensions",
-                    shape.len()
-                ),
-            }
-            .into());
-        }
-    };
-    // A copy only when the file is Fortran-ordered (3-D) — C order reshapes
-    // in place.
-    let rows = array
-        .to_shape(vec![points, dim])
-        .map_err(|e| shape_failure(path, e))?
-        .into_dimensionality::<Ix2>()
-        .map_err(|e| shape_failure(path, e))?;
-    let result = kmeans.fit(rows.view()).map_err(|e| match e {
-        // Not about the file: the backend cannot run here.
-        VladError::BackendUnavailable(_) | VladError::Gpu(_) => Failure::from(e),
-        other => in_file(path)(with_image(other, per_image)),
-    })?;
-    Ok(Trained {
-        training_points: kmeans.training_indices(points).len(),
-        result,
-        points,
-        dim,
-    })
 }
 
 /// Options the library would also refuse, refused here before any file is
@@ -245,16 +220,6 @@ fn with_image(error: VladError, per_image: Option<usize>) -> VladError {
         },
         (error, _) => error,
     }
-}
-
-/// `read_descriptors` only returns 2- or 3-D arrays, which always reshape
-/// to rows; a failure here is reported, not panicked on.
-fn shape_failure(path: &Path, e: ndarray::ShapeError) -> Failure {
-    VladError::Unsupported {
-        path: path.to_path_buf(),
-        message: format!("cannot view the descriptors as rows: {e}"),
-    }
-    .into()
 }
 
 fn to_json(args: &KMeansArgs, trained: &Trained) -> Map<String, Value> {

@@ -8,15 +8,18 @@ mod adapters;
 mod args;
 mod assign;
 mod bench;
+mod bench_files;
 mod demo;
 mod encode;
 mod exit;
 mod failure;
 mod inputs;
 mod kmeans;
+mod peak_rss;
 mod progress;
 mod same_file;
 mod soft;
+mod streamed;
 mod summary;
 
 use std::panic::{self, AssertUnwindSafe};

@@ -1,11 +1,14 @@
-//! k-means progress on stderr, drawn from the library's
-//! [`KMeansProgress`] callback: a bar when stderr is a terminal, plain lines
-//! when it is a file or a pipe (logs stay readable).
+//! Progress on stderr, drawn from the library's callbacks (the library
+//! never prints): k-means' [`KMeansProgress`] (a bar when stderr is a
+//! terminal, plain lines when it is a file or a pipe, so logs stay
+//! readable) and a stream's [`StreamProgress`] (a bar on a terminal only).
 
 use std::io::IsTerminal;
+use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use vlad::kmeans::KMeansProgress;
+use vlad::stream::StreamProgress;
 
 use super::summary::format_seconds;
 
@@ -66,11 +69,7 @@ impl Progress {
                 Progress::Bar(bar) => {
                     if bar.is_hidden() {
                         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-                        if let Ok(style) = ProgressStyle::with_template(
-                            "kmeans [{bar:30}] {pos}/{len} {msg} ({elapsed})",
-                        ) {
-                            bar.set_style(style.progress_chars("=> "));
-                        }
+                        set_style(bar, "kmeans [{bar:30}] {pos}/{len} {msg} ({elapsed})");
                     }
                     bar.set_length(*max_iterations as u64);
                     bar.set_position(*iteration as u64);
@@ -91,6 +90,56 @@ impl Progress {
                 ));
             }
             _ => {}
+        }
+    }
+}
+
+/// The bars' one look: `template` with `=> ` progress characters.
+fn set_style(bar: &ProgressBar, template: &str) {
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+}
+
+/// A streamed encode's or assign's bar on stderr, only when stderr is a
+/// terminal: images done of all, descriptors per second, ETA.
+pub struct StreamBar {
+    bar: Option<ProgressBar>,
+    start: Instant,
+}
+
+impl StreamBar {
+    pub fn new(verb: &str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            set_style(
+                &bar,
+                &format!("{verb} [{{bar:30}}] {{pos}}/{{len}} images, {{msg}}, ETA {{eta}}"),
+            );
+            bar
+        });
+        StreamBar {
+            bar,
+            start: Instant::now(),
+        }
+    }
+
+    pub fn update(&self, p: StreamProgress) {
+        let Some(bar) = &self.bar else {
+            return;
+        };
+        bar.set_length(p.images_total as u64);
+        bar.set_position(p.images_done as u64);
+        let seconds = self.start.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!(
+            "{:.3e} descriptors/s",
+            p.rows_done as f64 / seconds
+        ));
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 }

@@ -153,6 +153,69 @@ fn blocked_sums<E: Element>(
 ) -> (Vec<f64>, Vec<u64>) {
     let mut sums = vec![0f64; clusters * dim];
     let mut counts = vec![0u64; clusters];
+    blocked_sums_into(
+        rows,
+        dim,
+        labels,
+        clusters,
+        centroids,
+        &mut sums,
+        &mut counts,
+    );
+    (sums, counts)
+}
+
+/// Continue one long image's raw sums over its next rows: `rows` must start
+/// at a multiple of [`PARTIAL_ROWS`] rows into the image, so the blocks (and
+/// the order their partials are added to `sums`, `counts`) are those
+/// [`aggregate`] uses for the whole image — the streamed result of an image
+/// cut into such pieces is bitwise the in-memory one. Finish with
+/// [`finish_image`].
+///
+/// # Panics
+///
+/// If the lengths disagree with the codebook or a label is `≥ K`.
+pub fn add_image_rows<E: Element>(
+    codebook: &Codebook,
+    rows: &[E],
+    labels: &[u32],
+    sums: &mut [f64],
+    counts: &mut [u64],
+) {
+    let (k, f) = (codebook.clusters(), codebook.dim());
+    assert_eq!(rows.len(), labels.len() * f, "one label per row");
+    assert_eq!(sums.len(), k * f, "K·F sums");
+    assert_eq!(counts.len(), k, "K counts");
+    blocked_sums_into(rows, f, labels, k, Some(codebook.as_slice()), sums, counts);
+}
+
+/// Round an image's f64 sums to its `K·F` f32 row and its counts to u32,
+/// as [`aggregate`] does (an empty cluster's block stays exactly zero).
+pub fn finish_image(
+    sums: &[f64],
+    wide_counts: &[u64],
+    dim: usize,
+    out: &mut [f32],
+    counts: &mut [u32],
+) {
+    for (c, (&n, block)) in wide_counts.iter().zip(sums.chunks_exact(dim)).enumerate() {
+        counts[c] = saturate_u32(n);
+        if n > 0 {
+            round_into(block, &mut out[c * dim..(c + 1) * dim]);
+        }
+    }
+}
+
+/// [`blocked_sums`] added onto running `sums` and `counts`.
+fn blocked_sums_into<E: Element>(
+    rows: &[E],
+    dim: usize,
+    labels: &[u32],
+    clusters: usize,
+    centroids: Option<&[f32]>,
+    sums: &mut [f64],
+    counts: &mut [u64],
+) {
     let blocks: Vec<(&[E], &[u32])> = rows
         .chunks(PARTIAL_ROWS * dim)
         .zip(labels.chunks(PARTIAL_ROWS))
@@ -176,7 +239,6 @@ fn blocked_sums<E: Element>(
             }
         }
     }
-    (sums, counts)
 }
 
 /// Add each row's residual to its cluster's f64 block, in row order.

@@ -142,6 +142,60 @@ impl GpuBackend {
         )
     }
 
+    /// The chunks images with CSR `offsets` of `dtype` would run in
+    /// against `codebook` on this device: what a stream follows so that its
+    /// batches are the in-memory run's chunks (SPEC §11).
+    pub fn plan_offsets(
+        &self,
+        codebook: &Codebook,
+        offsets: &[usize],
+        dtype: crate::element::DType,
+    ) -> Result<Vec<Chunk>> {
+        plan_chunks(
+            offsets,
+            &ChunkShape {
+                dim: codebook.dim(),
+                clusters: codebook.clusters(),
+                dtype,
+            },
+            &ChunkLimits::for_context(&self.ctx),
+        )
+    }
+
+    /// One piece of a split image as one chunk: its labels (given or
+    /// computed), raw `K·F` residual sums (no normalization) and `K` counts,
+    /// exactly as the in-memory run computes a piece before combining.
+    pub fn encode_piece<E: Element>(
+        &self,
+        codebook: &Codebook,
+        rows: &[E],
+        dim: usize,
+        labels: Option<&[u32]>,
+        stages: &mut StageTimes,
+    ) -> Result<(Vec<u32>, Vec<f32>, Vec<u32>)> {
+        if dim == 0 || !rows.len().is_multiple_of(dim) {
+            return Err(VladError::DimensionMismatch(format!(
+                "{} values are not whole rows of F = {dim}",
+                rows.len()
+            )));
+        }
+        let offsets = [0, rows.len() / dim];
+        let input = Input {
+            rows,
+            dim,
+            offsets: &offsets,
+            labels,
+        };
+        let none = Normalization::none();
+        let work = Work::Aggregate {
+            normalization: &none,
+            subtract_centroid: true,
+            want_counts: true,
+        };
+        let out = self.run(codebook, &input, work, stages)?;
+        Ok((out.labels, out.blocks, out.counts))
+    }
+
     /// Device and staging buffers allocated so far (repeated encodes of similar batches
     /// should add none).
     pub fn pool_allocations(&self) -> Result<usize> {

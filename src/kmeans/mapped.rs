@@ -1,0 +1,108 @@
+//! k-means on a memory-mapped input (SPEC §11): the input is checked for
+//! NaN/Inf in one streaming pass and the seeded training sample is gathered
+//! row by row from the map, dropping pages as it goes, so training on a
+//! subsample never holds the whole file. The result is bitwise that of
+//! [`KMeans::fit`] on the whole array in memory: the same rows are drawn
+//! with the same seed, in the same order.
+//!
+//! Training on every point (`max_points_per_centroid = None`, or an input
+//! no larger than the sample) iterates over all rows, read in place from
+//! the map: resident memory then grows to the input's size (not yet
+//! streamed pass by pass).
+
+use ndarray::{Array2, ArrayView2};
+
+use super::{KMeans, KMeansResult};
+use crate::element::Element;
+use crate::error::{Result, VladError};
+use crate::mapped::MappedNpy;
+
+impl KMeans {
+    /// Train on the `(N, F)` rows of `input` (`T·L` rows for `(T, L, F)`),
+    /// using at most `memory_limit` bytes for each streamed window. Returns
+    /// the result and the number of rows trained on.
+    pub fn fit_mapped(
+        &self,
+        input: &MappedNpy,
+        memory_limit: u64,
+    ) -> Result<(KMeansResult, usize)> {
+        match input.dtype() {
+            crate::element::DType::F32 => self.fit_mapped_as::<f32>(input, memory_limit),
+            crate::element::DType::F64 => self.fit_mapped_as::<f64>(input, memory_limit),
+            crate::element::DType::U8 => self.fit_mapped_as::<u8>(input, memory_limit),
+        }
+    }
+
+    fn fit_mapped_as<E: Element>(
+        &self,
+        input: &MappedNpy,
+        memory_limit: u64,
+    ) -> Result<(KMeansResult, usize)> {
+        let (n, dim) = (input.rows_total(), input.dim());
+        let indices = self.training_indices(n);
+        if indices.len() == n {
+            // Every row: in place (or converted once) from the map.
+            let mut buffer = Vec::new();
+            let rows = input.rows::<E>(0..n, &mut buffer)?;
+            let view = ArrayView2::from_shape((n, dim), rows)
+                .map_err(|e| VladError::DimensionMismatch(e.to_string()))?;
+            return Ok((self.fit(view)?, n));
+        }
+        let window = window_rows(memory_limit, dim * std::mem::size_of::<E>());
+        check_finite::<E>(input, window)?;
+        // The sample, in index order, a window of the file at a time.
+        let mut sample = Vec::with_capacity(indices.len() * dim);
+        let mut buffer = Vec::new();
+        let mut start = 0;
+        while start < indices.len() {
+            let first = indices[start];
+            let end = start + indices[start..].partition_point(|&i| i < first + window);
+            let last = indices[end - 1];
+            let rows = input.rows::<E>(first..last + 1, &mut buffer)?;
+            for &i in &indices[start..end] {
+                sample.extend_from_slice(&rows[(i - first) * dim..(i - first + 1) * dim]);
+            }
+            input.release(first..last + 1);
+            start = end;
+        }
+        let sample = Array2::from_shape_vec((indices.len(), dim), sample)
+            .map_err(|e| VladError::DimensionMismatch(e.to_string()))?;
+        // The sample is the training set: train on all of it.
+        let on_sample = KMeans {
+            max_points_per_centroid: None,
+            ..self.clone()
+        };
+        let result = on_sample.fit(sample.view())?;
+        Ok((result, indices.len()))
+    }
+}
+
+/// Rows per streamed window: a quarter of the limit, at least one row.
+fn window_rows(memory_limit: u64, row_bytes: usize) -> usize {
+    usize::try_from(memory_limit / 4 / row_bytes.max(1) as u64)
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
+/// The first NaN/Inf of the whole input, as [`KMeans::fit`] reports it.
+fn check_finite<E: Element>(input: &MappedNpy, window: usize) -> Result<()> {
+    let (n, dim) = (input.rows_total(), input.dim());
+    let mut buffer = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let end = (start + window).min(n);
+        let rows = input.rows::<E>(start..end, &mut buffer)?;
+        if let Some(i) = rows.iter().position(|x| !x.is_finite()) {
+            return Err(VladError::NonFinite {
+                what: "descriptors",
+                row: start + i / dim,
+                image: None,
+                col: i % dim,
+                value: rows[i].to_f64(),
+            });
+        }
+        input.release(start..end);
+        start = end;
+    }
+    Ok(())
+}
