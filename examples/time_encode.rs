@@ -37,7 +37,7 @@ fn run() -> Result<(), String> {
         None => Backend::Cpu,
     };
     let codebook = io::read_centroids(centroids).map_err(|e| e.to_string())?;
-    let encoder = Encoder::new(codebook).backend(backend);
+    let encoder = Encoder::builder(codebook).backend(backend).build();
     let times = match io::read_descriptors(descriptors).map_err(|e| e.to_string())? {
         DescriptorArray::F32(a) => time(&encoder, &a, repeats),
         DescriptorArray::F64(a) => time(&encoder, &a, repeats),
