@@ -557,7 +557,10 @@ fn write_descriptors<E: Element>(rows: &[E], offset: usize, mut piece: wgpu::Wri
     }
 }
 
-const _: () = assert!(PIECE.is_multiple_of(4), "f64 conversion needs whole f32 pieces");
+const _: () = assert!(
+    PIECE.is_multiple_of(4),
+    "f64 conversion needs whole f32 pieces"
+);
 
 /// Record every stage of one chunk, and the copies of its results to
 /// staging buffers, into one command encoder.
