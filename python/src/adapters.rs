@@ -1,82 +1,75 @@
-//! `vlad.adapters()`: the GPU adapters wgpu finds here, as dicts.
-//!
-//! Listed directly with wgpu (the library has no adapter listing yet); the
-//! instance is made as the library makes its own, so `WGPU_BACKEND` and the
-//! Vulkan driver environment apply alike.
+//! `vlad.adapters()`: the library's adapter listing (`vlad::adapters()`),
+//! as the dict `vlad adapters --json` prints (same keys, same values), so
+//! `VLAD_ADAPTER`, `WGPU_BACKEND` and the Vulkan driver environment apply
+//! alike.
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use vlad::{AdapterInfo, AdapterPick};
 
 use crate::detach::compute;
 
-/// One adapter, in plain data.
-#[derive(Debug)]
-#[cfg_attr(not(feature = "gpu"), allow(dead_code))]
-struct AdapterData {
-    name: String,
-    backend: String,
-    device_type: String,
-    driver: String,
-    driver_info: String,
-    vendor: u32,
-    device: u32,
-    software: bool,
+fn adapter<'py>(py: Python<'py>, a: &AdapterInfo) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("index", a.index)?;
+    d.set_item("name", &a.name)?;
+    d.set_item("device_type", a.kind.name())?;
+    d.set_item("software", a.is_software())?;
+    d.set_item("api", &a.api)?;
+    d.set_item("driver", &a.driver)?;
+    let features = PyDict::new(py);
+    features.set_item("subgroups", a.subgroups)?;
+    features.set_item("timestamps", a.timestamps)?;
+    features.set_item("shader_f16", a.shader_f16)?;
+    features.set_item("cooperative_matrix", a.cooperative_matrix)?;
+    d.set_item("features", features)?;
+    d.set_item("max_binding_bytes", a.max_binding_bytes)?;
+    Ok(d)
 }
 
-#[cfg(feature = "gpu")]
-fn list() -> Vec<AdapterData> {
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
-    adapters
-        .iter()
-        .map(|adapter| {
-            let info = adapter.get_info();
-            AdapterData {
-                name: info.name.clone(),
-                backend: format!("{:?}", info.backend).to_lowercase(),
-                device_type: match info.device_type {
-                    wgpu::DeviceType::DiscreteGpu => "discrete",
-                    wgpu::DeviceType::IntegratedGpu => "integrated",
-                    wgpu::DeviceType::VirtualGpu => "virtual",
-                    wgpu::DeviceType::Cpu => "cpu",
-                    wgpu::DeviceType::Other => "other",
-                }
-                .to_string(),
-                driver: info.driver.clone(),
-                driver_info: info.driver_info.clone(),
-                vendor: info.vendor,
-                device: info.device,
-                software: info.device_type == wgpu::DeviceType::Cpu,
-            }
-        })
-        .collect()
+/// What `backend="gpu"` (`cpu_when_none` false) or `backend="auto"` (true)
+/// would take: `{"adapter": index or None, "backend": "gpu" | "cpu" |
+/// "unavailable", "reason": ...}`.
+fn pick<'py>(
+    py: Python<'py>,
+    pick: &Result<AdapterPick, String>,
+    cpu_when_none: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    match pick {
+        Ok(p) => {
+            d.set_item("adapter", p.index)?;
+            let backend = match (p.index, cpu_when_none) {
+                (Some(_), _) => "gpu",
+                (None, true) => "cpu",
+                (None, false) => "unavailable",
+            };
+            d.set_item("backend", backend)?;
+            d.set_item("reason", &p.reason)?;
+        }
+        Err(why) => {
+            d.set_item("adapter", py.None())?;
+            d.set_item("backend", "unavailable")?;
+            d.set_item("reason", why)?;
+        }
+    }
+    Ok(d)
 }
 
-#[cfg(not(feature = "gpu"))]
-fn list() -> Vec<AdapterData> {
-    Vec::new()
-}
-
-/// The GPU adapters found (empty without one, or without the gpu feature).
+/// `{"adapters": [...], "gpu": {...}, "auto": {...}}`, as `vlad adapters
+/// --json` prints it (no adapters, and `gpu` unavailable, without the gpu
+/// feature).
 #[pyfunction]
-pub fn adapters(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
-    let found = compute(py, || Ok(list()))?;
-    found
-        .into_iter()
-        .enumerate()
-        .map(|(index, a)| {
-            let d = PyDict::new(py);
-            d.set_item("index", index)?;
-            d.set_item("name", a.name)?;
-            d.set_item("backend", a.backend)?;
-            d.set_item("device_type", a.device_type)?;
-            d.set_item("driver", a.driver)?;
-            d.set_item("driver_info", a.driver_info)?;
-            d.set_item("vendor", a.vendor)?;
-            d.set_item("device", a.device)?;
-            d.set_item("software", a.software)?;
-            Ok(d)
-        })
-        .collect()
+pub fn adapters(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let found = compute(py, || Ok(vlad::adapters()))?;
+    let list = found
+        .adapters
+        .iter()
+        .map(|a| adapter(py, a))
+        .collect::<PyResult<Vec<_>>>()?;
+    let out = PyDict::new(py);
+    out.set_item("adapters", list)?;
+    out.set_item("gpu", pick(py, &found.gpu, false)?)?;
+    out.set_item("auto", pick(py, &found.auto, true)?)?;
+    Ok(out)
 }

@@ -237,3 +237,31 @@ impl IntegerView<'_> {
         }
     }
 }
+
+/// A soft-assignment parameter (`weights (K, F)`, `bias (K,)`) of dtype
+/// f32 or f64, as an owned f32 array (f64 rounded once, as centroids are).
+/// `shape` names the expected shape in messages.
+pub fn parameter(
+    obj: &Bound<'_, PyAny>,
+    what: &str,
+    ndim: usize,
+    shape: &str,
+) -> PyResult<ndarray::ArrayD<f32>> {
+    let array = untyped(obj, what)?;
+    if array.ndim() != ndim {
+        return Err(input_error(format!(
+            "{what} must be {shape}, got shape {}",
+            shape_string(array.shape())
+        )));
+    }
+    if let Some(a) = typed::<f32>(array) {
+        return Ok(a.as_array().to_owned());
+    }
+    if let Some(a) = typed::<f64>(array) {
+        return Ok(a.as_array().mapv(|v| v as f32));
+    }
+    Err(input_error(format!(
+        "{what} must be float32 or float64, got dtype {}: use {what}.astype(np.float32)",
+        dtype_name(array)
+    )))
+}

@@ -12,7 +12,7 @@ use vlad::{Batch, Element, Encoder as VladEncoder, VladError};
 use crate::arrays::{self, Centroids, with_descriptors};
 use crate::detach::compute;
 use crate::errors::VerificationError;
-use crate::glue::{self, AssignedData, Checked, EncodedData};
+use crate::glue::{self, AssignedData, AssignmentArgs, Checked, EncodedData};
 use crate::results::{EncodeResult, Report, Verification};
 
 /// Encodes images against one codebook (see `vlad.Encoder`).
@@ -122,26 +122,42 @@ impl Encoder {
 #[pymethods]
 impl Encoder {
     #[new]
-    #[pyo3(signature = (centroids, norm = "ssr,l2", backend = "auto"))]
+    #[pyo3(signature = (centroids, norm = "ssr,l2", backend = "auto", assignment = "hard",
+                        weights = None, bias = None, alpha = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         centroids: &Bound<'_, PyAny>,
         norm: &str,
         backend: &str,
+        assignment: &str,
+        weights: Option<&Bound<'_, PyAny>>,
+        bias: Option<&Bound<'_, PyAny>>,
+        alpha: Option<f64>,
     ) -> PyResult<Self> {
         let centroids = arrays::centroids(centroids)?;
+        let args = AssignmentArgs {
+            name: assignment.to_string(),
+            weights: weights
+                .map(|w| arrays::parameter(w, "weights", 2, "(K, F)"))
+                .transpose()?,
+            bias: bias
+                .map(|b| arrays::parameter(b, "bias", 1, "(K,)"))
+                .transpose()?,
+            alpha,
+        };
         let (norm, backend) = (norm.to_string(), backend.to_string());
         let inner = match &centroids {
             Centroids::F32(a) => {
                 let view = a.as_array();
                 compute(py, move || {
-                    glue::encoder(glue::codebook_f32(view)?, &norm, &backend)
+                    glue::encoder(glue::codebook_f32(view)?, &norm, &backend, args)
                 })?
             }
             Centroids::F64(a) => {
                 let view = a.as_array();
                 compute(py, move || {
-                    glue::encoder(glue::codebook_f64(view)?, &norm, &backend)
+                    glue::encoder(glue::codebook_f64(view)?, &norm, &backend, args)
                 })?
             }
         };
@@ -256,6 +272,12 @@ impl Encoder {
     #[getter]
     fn backend(&self) -> &'static str {
         glue::backend_name(&self.inner)
+    }
+
+    /// The assignment: "hard", "soft" (weights and bias) or "soft-alpha".
+    #[getter]
+    fn assignment(&self) -> &'static str {
+        glue::assignment_name(&self.inner)
     }
 
     /// A float32 copy of the `(K, F)` centroids.

@@ -6,7 +6,7 @@
 //! | 2 bad input | `vlad.InputError` (a `ValueError`) |
 //! | 3 backend unavailable | `vlad.BackendUnavailable` (a `RuntimeError`) |
 //! | 4 verification failed | `vlad.VerificationError` (a `RuntimeError`) |
-//! | 1 internal failure | `RuntimeError` |
+//! | 1 internal failure (a GPU error) | `RuntimeError` |
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -38,11 +38,23 @@ pyo3::create_exception!(
 /// (which is the command line's, less the file it names).
 pub fn to_py(error: VladError) -> PyErr {
     let message = error.to_string();
-    match error.exit_code() {
-        2 => InputError::new_err(message),
-        3 => BackendUnavailable::new_err(message),
-        4 => VerificationError::new_err(message),
-        _ => PyRuntimeError::new_err(message),
+    match error {
+        VladError::BackendUnavailable(_) => BackendUnavailable::new_err(message),
+        VladError::VerificationFailed(_) => VerificationError::new_err(message),
+        VladError::Gpu(_) => PyRuntimeError::new_err(message),
+        VladError::NonFinite { .. }
+        | VladError::DimensionMismatch(_)
+        | VladError::Empty(_)
+        | VladError::InvalidOffsets(_)
+        | VladError::LabelOutOfRange { .. }
+        | VladError::InvalidArgument(_)
+        | VladError::Unsupported { .. }
+        | VladError::Npy { .. }
+        | VladError::Io { .. }
+        | VladError::TooLarge { .. } => InputError::new_err(message),
+        // A variant added later: bad input unless the library says otherwise,
+        // as the command line's exit statuses treat it.
+        _ => InputError::new_err(message),
     }
 }
 

@@ -5,10 +5,12 @@
 //! Everything here runs without the GIL (see [`crate::detach::compute`]),
 //! so it must not touch Python.
 
-use ndarray::{Array2, ArrayView2, ArrayViewD, CowArray, Ix2, Ix3, IxDyn};
-use vlad::kmeans::{Init, KMeans, KMeansResult};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, CowArray, Ix1, Ix2, Ix3, IxDyn};
+use vlad::kmeans::{Init, KMeans, KMeansProgress, KMeansResult};
 use vlad::verify::{self, Verification};
-use vlad::{Backend, Batch, Codebook, Element, Encoder, Normalization, RunReport, VladError};
+use vlad::{
+    Assignment, Backend, Batch, Codebook, Element, Encoder, Normalization, RunReport, VladError,
+};
 
 use crate::arrays::{IntegerView, shape_string};
 
@@ -20,7 +22,11 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct ReportData {
     pub backend: String,
     pub adapter: Option<String>,
+    /// `discrete`, `integrated`, `virtual`, `cpu` or `other` (the adapter's
+    /// kind, when a GPU ran).
+    pub adapter_kind: Option<&'static str>,
     pub seconds: f64,
+    pub setup_seconds: f64,
     pub stages: Vec<(String, f64)>,
     pub fallback_reason: Option<String>,
 }
@@ -30,7 +36,9 @@ impl ReportData {
         ReportData {
             backend: report.backend.name().to_string(),
             adapter: report.adapter.clone(),
+            adapter_kind: report.adapter_kind.map(|k| k.name()),
             seconds: report.seconds,
+            setup_seconds: report.setup_seconds,
             stages: report
                 .stages
                 .iter()
@@ -54,26 +62,86 @@ pub struct AssignedData {
     pub report: ReportData,
 }
 
+/// The assignment as the Python constructor gives it: its name and the
+/// soft parameters, each optional.
+pub struct AssignmentArgs {
+    pub name: String,
+    pub weights: Option<ArrayD<f32>>,
+    pub bias: Option<ArrayD<f32>>,
+    pub alpha: Option<f64>,
+}
+
+/// The library's [`Assignment`] for `assignment=`, `weights=`, `bias=`,
+/// `alpha=`: hard takes none of them; soft takes weights and bias, or
+/// alpha alone.
+fn assignment(args: AssignmentArgs) -> Result<Assignment, VladError> {
+    let bad = |m: &str| Err(VladError::InvalidArgument(m.to_string()));
+    match (args.name.as_str(), args.weights, args.bias, args.alpha) {
+        ("hard", None, None, None) => Ok(Assignment::Hard),
+        ("hard", ..) => bad(
+            "assignment=\"hard\" takes no weights, bias or alpha: pass assignment=\"soft\" \
+             for NetVLAD's soft assignment",
+        ),
+        ("soft", Some(weights), Some(bias), None) => {
+            let weights = weights.into_dimensionality::<Ix2>().map_err(bad_shape)?;
+            let bias = bias.into_dimensionality::<Ix1>().map_err(bad_shape)?;
+            Assignment::soft(weights.view(), bias.view())
+        }
+        ("soft", None, None, Some(alpha)) => Assignment::soft_alpha(alpha as f32),
+        ("soft", None, None, None) => bad(
+            "assignment=\"soft\" needs weights (K, F) and bias (K,), or alpha (a temperature > 0)",
+        ),
+        ("soft", _, _, Some(_)) => bad(
+            "assignment=\"soft\" takes either weights and bias, or alpha, not both: \
+             alpha stands for weights 2α·c and bias −α‖c‖²",
+        ),
+        ("soft", Some(_), None, None) => {
+            bad("assignment=\"soft\" with weights needs bias too: a (K,) array")
+        }
+        ("soft", None, Some(_), None) => {
+            bad("assignment=\"soft\" with bias needs weights too: a (K, F) array")
+        }
+        (other, ..) => Err(VladError::InvalidArgument(format!(
+            "assignment must be \"hard\" or \"soft\", got {other:?}"
+        ))),
+    }
+}
+
 /// An encoder as the Python constructor describes it. `VLAD_GPU_MAX_BINDING_BYTES`
-/// is honoured as on the command line.
-pub fn encoder(codebook: Codebook, norm: &str, backend: &str) -> Result<Encoder, VladError> {
+/// is honoured as on the command line. Soft parameters are checked against
+/// the codebook here, so that a wrong shape fails at construction.
+pub fn encoder(
+    codebook: Codebook,
+    norm: &str,
+    backend: &str,
+    args: AssignmentArgs,
+) -> Result<Encoder, VladError> {
     let normalization: Normalization = norm.parse()?;
     let backend: Backend = backend.parse()?;
+    let assignment = assignment(args)?;
+    assignment.soft_params(&codebook)?;
     let cap = vlad::encoder::gpu_max_binding_bytes_from_env()?;
-    Ok(Encoder::new(codebook)
+    Ok(Encoder::builder(codebook)
         .normalization(normalization)
         .backend(backend)
-        .gpu_max_binding_bytes(cap))
+        .assignment(assignment)
+        .gpu_max_binding_bytes(cap)
+        .build())
 }
 
 /// The normalization's canonical spelling (`ssr,l2`).
 pub fn norm_name(encoder: &Encoder) -> String {
-    encoder.get_normalization().to_string()
+    encoder.normalization().to_string()
 }
 
 /// The backend asked for (`auto`, `gpu`, `cpu`, `reference`).
 pub fn backend_name(encoder: &Encoder) -> &'static str {
-    encoder.get_backend().name()
+    encoder.backend().name()
+}
+
+/// The assignment: `hard`, `soft` (weights and bias) or `soft-alpha`.
+pub fn assignment_name(encoder: &Encoder) -> &'static str {
+    encoder.assignment().name()
 }
 
 /// `(K, F)`.
@@ -230,11 +298,21 @@ pub fn verify<E: Element>(
     output: Option<ArrayView2<'_, f32>>,
 ) -> Result<Checked, VladError> {
     let codebook = encoder.codebook();
-    let norm = encoder.get_normalization();
+    let norm = encoder.normalization();
+    let assignment = encoder.assignment();
+    // As `vlad encode --verify` chooses: SPEC §4's check for hard
+    // assignment, SPEC §10's for soft assignment or `rn`.
+    let check = |output: ArrayView2<'_, f32>, labels: &[u32]| {
+        if assignment.is_hard() && !norm.residual_normalized() {
+            verify::verify(codebook, batch, norm, output, labels)
+        } else {
+            vlad::verify_soft::verify(codebook, batch, assignment, norm, output, labels)
+        }
+    };
     let verification = match output {
         None => {
             let encoded = encoder.encode_batch(batch)?;
-            verify::verify(codebook, batch, norm, encoded.vlad.view(), &encoded.labels)
+            check(encoded.vlad.view(), &encoded.labels)
         }
         Some(output) => {
             let expected = (batch.images(), codebook.clusters() * codebook.dim());
@@ -249,7 +327,7 @@ pub fn verify<E: Element>(
                 Some(labels) => labels.to_vec(),
                 None => encoder.assign_batch(batch)?.labels,
             };
-            verify::verify(codebook, batch, norm, output, &labels)
+            check(output, &labels)
         }
     };
     Ok(Checked {
@@ -289,7 +367,10 @@ pub struct KMeansData {
     pub inertia_history: Vec<f64>,
     pub backend: String,
     pub adapter: Option<String>,
+    pub adapter_kind: Option<&'static str>,
+    pub fallback_reason: Option<String>,
     pub seconds: f64,
+    pub setup_seconds: f64,
     pub training_points: usize,
 }
 
@@ -335,14 +416,16 @@ pub fn kmeans<E: Element>(
         .to_shape(IxDyn(&[points, dim]))
         .map_err(bad_shape)?;
     let rows = rows.into_dimensionality::<Ix2>().map_err(bad_shape)?;
-    let kmeans = KMeans::new(params.n_clusters)
+    let mut kmeans = KMeans::new(params.n_clusters)
         .iterations(params.n_iter)
         .seed(params.seed)
         .init(init)
         .max_points_per_centroid(params.max_points_per_centroid.filter(|&m| m > 0))
         .tolerance(params.tol)
-        .backend(backend)
-        .verbose(params.verbose);
+        .backend(backend);
+    if params.verbose {
+        kmeans = kmeans.on_progress(progress_line);
+    }
     let result: KMeansResult = kmeans
         .fit(rows.view())
         .map_err(|e| with_image(e, per_image))?;
@@ -354,8 +437,47 @@ pub fn kmeans<E: Element>(
         inertia_history: result.inertia_history,
         backend: result.backend.name().to_string(),
         adapter: result.adapter,
+        adapter_kind: result.adapter_kind.map(|k| k.name()),
+        fallback_reason: result.fallback_reason,
         seconds: result.seconds,
+        setup_seconds: result.setup_seconds,
     })
+}
+
+/// `verbose=True`: one line on stderr per event, as `vlad kmeans` prints
+/// them when stderr is not a terminal.
+fn progress_line(event: &KMeansProgress) {
+    match event {
+        KMeansProgress::Started {
+            clusters,
+            points,
+            training_points,
+            dim,
+            init,
+            backend,
+            fallback_reason,
+        } => {
+            if let Some(reason) = fallback_reason {
+                eprintln!("vlad: {reason}");
+            }
+            eprintln!(
+                "kmeans: {clusters} centroids from {training_points} of {points} points \
+                 ({dim} dims), init {init}, backend {backend}"
+            );
+        }
+        KMeansProgress::Seeded { seconds } => eprintln!("kmeans: init took {seconds:.3} s"),
+        KMeansProgress::Iteration {
+            iteration,
+            max_iterations,
+            inertia,
+        } => eprintln!("kmeans: iteration {iteration}/{max_iterations}: inertia {inertia:.6e}"),
+        KMeansProgress::Finished {
+            iterations,
+            inertia,
+            seconds,
+        } => eprintln!("kmeans: {iterations} iterations, inertia {inertia:.6e}, {seconds:.3} s"),
+        _ => {}
+    }
 }
 
 /// For `(T, L, F)` input, name the image a non-finite row belongs to, as

@@ -9,8 +9,8 @@ use crate::detach::compute;
 use crate::glue::{self, KMeansParams};
 
 /// Train a codebook; returns a dict of the fit's outcome (centroids,
-/// inertia, iterations, inertia_history, backend, adapter, seconds,
-/// training_points).
+/// inertia, iterations, inertia_history, backend, adapter, adapter_kind,
+/// fallback_reason, seconds, setup_seconds, training_points).
 #[pyfunction]
 #[pyo3(signature = (descriptors, n_clusters, n_iter = 25, seed = 1234, init = "k-means++",
                     max_points_per_centroid = Some(256), tol = 1e-4, backend = "auto", verbose = false))]
@@ -52,7 +52,10 @@ pub fn kmeans_fit<'py>(
     out.set_item("inertia_history", fit.inertia_history)?;
     out.set_item("backend", fit.backend)?;
     out.set_item("adapter", fit.adapter)?;
+    out.set_item("adapter_kind", fit.adapter_kind)?;
+    out.set_item("fallback_reason", fit.fallback_reason)?;
     out.set_item("seconds", fit.seconds)?;
+    out.set_item("setup_seconds", fit.setup_seconds)?;
     out.set_item("training_points", fit.training_points)?;
     Ok(out)
 }

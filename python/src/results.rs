@@ -32,10 +32,26 @@ impl Report {
         self.data.adapter.as_deref()
     }
 
-    /// Compute seconds (input checks included, no conversion to numpy).
+    /// The GPU adapter's kind when the GPU ran ("discrete", "integrated",
+    /// "virtual", "software" for a software rasterizer such as lavapipe,
+    /// "other"), else None.
+    #[getter]
+    fn adapter_kind(&self) -> Option<&'static str> {
+        self.data.adapter_kind
+    }
+
+    /// Compute seconds (input checks included, no conversion to numpy; the
+    /// GPU's one-time setup is in `setup_seconds`).
     #[getter]
     fn seconds(&self) -> f64 {
         self.data.seconds
+    }
+
+    /// Seconds of one-time setup in this call (opening the GPU, compiling
+    /// its pipelines); 0 when nothing had to be set up.
+    #[getter]
+    fn setup_seconds(&self) -> f64 {
+        self.data.setup_seconds
     }
 
     /// Seconds per stage, in the order the stages ran (a new dict each time).
@@ -56,7 +72,7 @@ impl Report {
 
     fn __repr__(&self) -> String {
         format!(
-            "Report(backend={:?}, adapter={}, seconds={:.6}, stages={{{}}})",
+            "Report(backend={:?}, adapter={}, seconds={:.6}, setup_seconds={:.6}, stages={{{}}})",
             self.data.backend,
             self.data
                 .adapter
@@ -64,6 +80,7 @@ impl Report {
                 .map(|a| format!("{a:?}"))
                 .unwrap_or_else(|| "None".to_string()),
             self.data.seconds,
+            self.data.setup_seconds,
             self.data
                 .stages
                 .iter()

@@ -16,7 +16,7 @@ IN_CI = bool(os.environ.get("CI"))
 
 def gpu_adapters():
     """Adapters wgpu finds here (lavapipe counts: it runs the shaders)."""
-    return vlad.adapters()
+    return vlad.adapters()["adapters"]
 
 
 def require_gpu():

@@ -177,3 +177,34 @@ def test_sklearn_protocol():
     assert "n_clusters=7" in repr(km)
     with pytest.raises(ValueError):
         km.set_params(max_iter=3)
+
+
+def test_report_attributes_and_auto_never_takes_a_software_adapter():
+    x = descriptors_near(codebook(k=4, f=6, seed=60), 400, seed=61)
+    km = vlad.KMeans(4, backend="cpu").fit(x)
+    assert km.backend_ == "cpu" and km.adapter_ is None and km.adapter_kind_ is None
+    assert km.fallback_reason_ is None and km.setup_seconds_ == 0 and km.seconds_ > 0
+    auto = vlad.KMeans(4, backend="auto").fit(x)
+    assert auto.backend_ == vlad.adapters()["auto"]["backend"]
+    if auto.backend_ == "cpu":
+        assert auto.fallback_reason_
+        assert np.array_equal(auto.cluster_centers_, km.cluster_centers_)
+    else:
+        assert auto.adapter_kind_ != "software"
+
+
+def test_verbose_prints_progress_lines_on_stderr():
+    code = """
+import numpy as np, vlad
+x = np.random.default_rng(0).normal(size=(300, 5))
+vlad.KMeans(3, n_iter=4, tol=0, backend="cpu", verbose=True).fit(x)
+vlad.KMeans(3, n_iter=4, tol=0, backend="cpu").fit(x)
+"""
+    run = run_python(code)
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()
+    assert lines[0].startswith("kmeans: 3 centroids from 300 of 300 points (5 dims)")
+    iterations = [ln for ln in lines if ln.startswith("kmeans: iteration ")]
+    assert [ln.split(":")[1] for ln in iterations] == [f" iteration {i}/4" for i in (1, 2, 3, 4)]
+    assert all(": inertia " in ln for ln in iterations)
+    assert lines[-1].startswith("kmeans: 4 iterations, inertia ")

@@ -29,7 +29,8 @@ def array(x: Any) -> np.ndarray:
 
 
 def integers(x: Any) -> Optional[np.ndarray]:
-    """Offsets or labels: ``None`` stays ``None``; lists become arrays."""
+    """Offsets, labels or soft-assignment parameters: ``None`` stays
+    ``None``; lists become arrays."""
     if x is None:
         return None
     return array(x)

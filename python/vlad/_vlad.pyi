@@ -3,7 +3,7 @@
 Use the package ``vlad``: it wraps ``Encoder`` and adds ``KMeans``.
 """
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -36,8 +36,17 @@ class Report:
     def adapter(self) -> Optional[str]:
         """The GPU adapter's name when the GPU ran, else None."""
     @property
+    def adapter_kind(self) -> Optional[str]:
+        """The GPU adapter's kind when the GPU ran ("discrete", "integrated",
+        "virtual", "software" for a software rasterizer such as lavapipe,
+        "other"), else None."""
+    @property
     def seconds(self) -> float:
-        """Compute seconds (input checks included)."""
+        """Compute seconds (input checks included; setup excluded)."""
+    @property
+    def setup_seconds(self) -> float:
+        """Seconds of one-time setup in this call (opening the GPU,
+        compiling its pipelines); 0 when nothing had to be set up."""
     @property
     def stages(self) -> Dict[str, float]:
         """Seconds per stage, in the order the stages ran."""
@@ -84,7 +93,19 @@ class Encoder:
     """The native encoder behind ``vlad.Encoder``: numpy arrays of a native
     dtype only (float32, float64, uint8), no lists."""
 
-    def __init__(self, centroids: np.ndarray, norm: str = "ssr,l2", backend: str = "auto") -> None: ...
+    def __init__(
+        self,
+        centroids: np.ndarray,
+        norm: str = "ssr,l2",
+        backend: str = "auto",
+        assignment: str = "hard",
+        weights: Optional[np.ndarray] = None,
+        bias: Optional[np.ndarray] = None,
+        alpha: Optional[float] = None,
+    ) -> None:
+        """``assignment="soft"`` takes ``weights`` ``(K, F)`` and ``bias``
+        ``(K,)`` (float32 or float64), or ``alpha`` alone; ``"hard"`` takes
+        none of them. Bad combinations raise InputError."""
     def encode(
         self,
         descriptors: np.ndarray,
@@ -124,6 +145,9 @@ class Encoder:
     def backend(self) -> str:
         """The backend asked for."""
     @property
+    def assignment(self) -> str:
+        """"hard", "soft" (weights and bias) or "soft-alpha"."""
+    @property
     def centroids(self) -> npt.NDArray[np.float32]:
         """A float32 copy of the ``(K, F)`` centroids."""
     def _rows_address(self, descriptors: np.ndarray, offsets: Optional[np.ndarray] = None) -> int:
@@ -142,14 +166,18 @@ def kmeans_fit(
     verbose: bool = False,
 ) -> Dict[str, Any]:
     """Train a codebook; the fit's outcome as a dict (cluster_centers,
-    inertia, n_iter, inertia_history, backend, adapter, seconds,
-    training_points)."""
+    inertia, n_iter, inertia_history, backend, adapter, adapter_kind,
+    fallback_reason, seconds, setup_seconds, training_points)."""
 
-def adapters() -> List[Dict[str, Any]]:
-    """The GPU adapters wgpu finds here, as dicts: index, name, backend,
-    device_type ("discrete", "integrated", "virtual", "cpu", "other"),
-    driver, driver_info, vendor, device, software (True for lavapipe and
-    other CPU rasterizers, which ``auto`` should not prefer)."""
+def adapters() -> Dict[str, Any]:
+    """What ``vlad adapters --json`` prints: ``{"adapters": [...], "gpu":
+    {...}, "auto": {...}}``. Each adapter: index, name, device_type
+    ("discrete", "integrated", "virtual", "software", "other"), software (True
+    for lavapipe and other CPU rasterizers, which ``auto`` never picks),
+    api, driver, features (subgroups, timestamps, shader_f16,
+    cooperative_matrix), max_binding_bytes. ``gpu`` and ``auto``: the
+    adapter index each backend would take (or None), the backend that
+    would run ("gpu", "cpu", "unavailable") and the reason."""
 
 def _panic_for_test() -> None:
     """Test hook: panics inside a computation (raises RuntimeError)."""

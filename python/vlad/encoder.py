@@ -20,9 +20,25 @@ class Encoder:
         Normalization steps applied in order after aggregation: ``mass``,
         ``ssr`` (= ``power=0.5``), ``power=α``, ``intra``, ``l2``, or ``none``.
     backend : {"auto", "gpu", "cpu", "reference"}, default "auto"
-        ``auto`` uses a working GPU adapter, else the CPU (saying why once
-        on stderr); ``gpu`` raises :class:`vlad.BackendUnavailable` without
-        one; ``reference`` is the slow f64 oracle.
+        ``auto`` uses a working hardware GPU adapter, else the CPU (the
+        report's ``fallback_reason`` says why; a software adapter such as
+        lavapipe is never picked by ``auto``); ``gpu`` raises
+        :class:`vlad.BackendUnavailable` without an adapter; ``reference``
+        is the slow f64 oracle.
+    assignment : {"hard", "soft"}, default "hard"
+        ``hard``: each descriptor to its nearest centroid. ``soft``:
+        NetVLAD (SPEC §10), ``a_k(v) = softmax_k(w_k·v + b_k)`` and
+        ``Σ a_k(v)·(v − c_k)`` per cluster, with ``weights`` ``(K, F)`` and
+        ``bias`` ``(K,)``, or with ``alpha`` alone (``w_k = 2α·c_k``,
+        ``b_k = −α‖c_k‖²``). Soft assignment runs on the CPU (and the
+        reference); ``backend="gpu"`` raises
+        :class:`vlad.BackendUnavailable`, ``auto`` falls back to the CPU.
+        The ``rn`` normalization step (first in ``norm``) normalizes each
+        residual before aggregation.
+    weights, bias : array_like, optional
+        Soft assignment's learned parameters, float32 or float64.
+    alpha : float, optional
+        Soft assignment's temperature (> 0), instead of weights and bias.
 
     Descriptors are ``(T, L, F)`` fixed-size images, ``(N, F)`` rows split
     by CSR ``offsets`` (one image without them), or a list of per-image
@@ -34,8 +50,25 @@ class Encoder:
 
     __slots__ = ("_native",)
 
-    def __init__(self, centroids: Any, norm: str = "ssr,l2", backend: str = "auto") -> None:
-        self._native = _vlad.Encoder(_inputs.array(centroids), norm, backend)
+    def __init__(
+        self,
+        centroids: Any,
+        norm: str = "ssr,l2",
+        backend: str = "auto",
+        assignment: str = "hard",
+        weights: Any = None,
+        bias: Any = None,
+        alpha: Optional[float] = None,
+    ) -> None:
+        self._native = _vlad.Encoder(
+            _inputs.array(centroids),
+            norm,
+            backend,
+            assignment,
+            _inputs.integers(weights),
+            _inputs.integers(bias),
+            None if alpha is None else float(alpha),
+        )
 
     def encode(self, descriptors: Any, offsets: Any = None, labels: Any = None) -> np.ndarray:
         """``(T, K·F)`` float32 encodings, cluster-major within each row.
@@ -101,6 +134,11 @@ class Encoder:
         return self._native.backend
 
     @property
+    def assignment(self) -> str:
+        """``"hard"``, ``"soft"`` (weights and bias) or ``"soft-alpha"``."""
+        return self._native.assignment
+
+    @property
     def centroids(self) -> np.ndarray:
         """A float32 copy of the ``(K, F)`` centroids."""
         return self._native.centroids
@@ -108,5 +146,5 @@ class Encoder:
     def __repr__(self) -> str:
         return (
             f"vlad.Encoder(<{self.n_clusters}×{self.dim} centroids>, "
-            f"norm={self.norm!r}, backend={self.backend!r})"
+            f"norm={self.norm!r}, backend={self.backend!r}, assignment={self.assignment!r})"
         )

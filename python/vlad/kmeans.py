@@ -58,7 +58,11 @@ class KMeans:
         The inertia of each iteration's assignment.
     n_features_in_ : int
     backend_ : str
-        The backend that ran; ``adapter_`` the GPU adapter's name or None.
+        The backend that ran; ``adapter_`` the GPU adapter's name or None,
+        ``adapter_kind_`` its kind ("discrete", "software" for lavapipe...) or
+        None; ``fallback_reason_`` why ``auto`` did not use the GPU, or None.
+    seconds_ : float
+        Seconds of the fit; ``setup_seconds_`` the GPU's one-time setup.
     """
 
     def __init__(
@@ -104,8 +108,11 @@ class KMeans:
         self.n_features_in_: int = int(self.cluster_centers_.shape[1])
         self.backend_: str = fit["backend"]
         self.adapter_: Optional[str] = fit["adapter"]
+        self.adapter_kind_: Optional[str] = fit["adapter_kind"]
+        self.fallback_reason_: Optional[str] = fit["fallback_reason"]
         self.training_points_: int = fit["training_points"]
         self.seconds_: float = fit["seconds"]
+        self.setup_seconds_: float = fit["setup_seconds"]
         return self
 
     def predict(self, X: Any) -> np.ndarray:
