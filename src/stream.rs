@@ -244,17 +244,19 @@ impl<'a> Job<'a> {
                     .to_string(),
             ));
         }
+        // F = 0 first, as the in-memory batch checks it (the same message
+        // from every path).
+        if input.dim() == 0 {
+            return Err(VladError::Empty(
+                "the descriptors have F = 0 dimensions".to_string(),
+            ));
+        }
         if input.dim() != codebook.dim() {
             return Err(VladError::DimensionMismatch(format!(
                 "descriptors have F = {} but centroids have F = {}",
                 input.dim(),
                 codebook.dim()
             )));
-        }
-        if input.dim() == 0 {
-            return Err(VladError::Empty(
-                "the descriptors have F = 0 dimensions".to_string(),
-            ));
         }
         let n = input.rows_total();
         let offsets = match (input.fixed_images(), offsets) {
