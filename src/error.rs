@@ -86,6 +86,33 @@ pub enum VladError {
     VerificationFailed(String),
 }
 
+impl VladError {
+    /// For rows that are `(T, L, F)` images flattened, name the image a
+    /// non-finite row belongs to (`per_image` = `L`), as the in-memory
+    /// batch does; any other error is returned as it is.
+    pub fn with_image(self, per_image: Option<usize>) -> Self {
+        match (self, per_image) {
+            (
+                VladError::NonFinite {
+                    what,
+                    row,
+                    image: None,
+                    col,
+                    value,
+                },
+                Some(l),
+            ) if l > 0 => VladError::NonFinite {
+                what,
+                row,
+                image: Some(row / l),
+                col,
+                value,
+            },
+            (error, _) => error,
+        }
+    }
+}
+
 /// `5.12 GB (5120000000 bytes)`.
 fn format_bytes(bytes: u64) -> String {
     let b = bytes as f64;

@@ -428,7 +428,7 @@ pub fn kmeans<E: Element>(
     }
     let result: KMeansResult = kmeans
         .fit(rows.view())
-        .map_err(|e| with_image(e, per_image))?;
+        .map_err(|e| e.with_image(per_image))?;
     Ok(KMeansData {
         training_points: kmeans.training_indices(points).len(),
         centroids: result.codebook.into_centroids(),
@@ -477,29 +477,5 @@ fn progress_line(event: &KMeansProgress) {
             seconds,
         } => eprintln!("kmeans: {iterations} iterations, inertia {inertia:.6e}, {seconds:.3} s"),
         _ => {}
-    }
-}
-
-/// For `(T, L, F)` input, name the image a non-finite row belongs to, as
-/// `vlad kmeans` does.
-fn with_image(error: VladError, per_image: Option<usize>) -> VladError {
-    match (error, per_image) {
-        (
-            VladError::NonFinite {
-                what,
-                row,
-                image: None,
-                col,
-                value,
-            },
-            Some(l),
-        ) if l > 0 => VladError::NonFinite {
-            what,
-            row,
-            image: Some(row / l),
-            col,
-            value,
-        },
-        (error, _) => error,
     }
 }

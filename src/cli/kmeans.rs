@@ -137,7 +137,7 @@ pub fn run(args: &KMeansArgs) -> Result<(), Failure> {
             // Not about the file: the backend cannot run here.
             VladError::BackendUnavailable(_) | VladError::Gpu(_) => Failure::from(e),
             other => {
-                in_file(&args.descriptors)(with_image(other, input.fixed_images().map(|(_, l)| l)))
+                in_file(&args.descriptors)(other.with_image(input.fixed_images().map(|(_, l)| l)))
             }
         })?;
     let trained = Trained {
@@ -196,30 +196,6 @@ fn check_options(args: &KMeansArgs) -> Result<(), Failure> {
         .into());
     }
     Ok(())
-}
-
-/// For `(T, L, F)` input, name the image a non-finite row belongs to, as
-/// `vlad encode` does.
-fn with_image(error: VladError, per_image: Option<usize>) -> VladError {
-    match (error, per_image) {
-        (
-            VladError::NonFinite {
-                what,
-                row,
-                image: None,
-                col,
-                value,
-            },
-            Some(l),
-        ) if l > 0 => VladError::NonFinite {
-            what,
-            row,
-            image: Some(row / l),
-            col,
-            value,
-        },
-        (error, _) => error,
-    }
 }
 
 fn to_json(args: &KMeansArgs, trained: &Trained) -> Map<String, Value> {
