@@ -183,6 +183,54 @@ pub enum KMeansProgress {
     },
 }
 
+/// One plain line per event, as `vlad kmeans` and Python's `verbose=True`
+/// print them after `kmeans: ` (a fallback reason is not part of it).
+impl fmt::Display for KMeansProgress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `12.345 ms` under a second, `1.234 s` from there.
+        let seconds = |s: f64| {
+            if s < 1.0 {
+                format!("{:.3} ms", s * 1e3)
+            } else {
+                format!("{s:.3} s")
+            }
+        };
+        match self {
+            KMeansProgress::Started {
+                clusters,
+                points,
+                training_points,
+                dim,
+                init,
+                backend,
+                ..
+            } => write!(
+                f,
+                "{clusters} centroids from {training_points} of {points} points \
+                 ({dim} dims), init {init}, backend {backend}"
+            ),
+            KMeansProgress::Seeded { seconds: s } => write!(f, "init took {}", seconds(*s)),
+            KMeansProgress::Iteration {
+                iteration,
+                max_iterations,
+                inertia,
+            } => write!(
+                f,
+                "iteration {iteration}/{max_iterations}: inertia {inertia:.6e}"
+            ),
+            KMeansProgress::Finished {
+                iterations,
+                inertia,
+                seconds: s,
+            } => write!(
+                f,
+                "{iterations} iterations, inertia {inertia:.6e}, {}",
+                seconds(*s)
+            ),
+        }
+    }
+}
+
 /// The callback given to [`KMeans::on_progress`].
 #[derive(Clone)]
 struct ProgressFn(Arc<dyn Fn(&KMeansProgress) + Send + Sync>);

@@ -445,37 +445,14 @@ pub fn kmeans<E: Element>(
 }
 
 /// `verbose=True`: one line on stderr per event, as `vlad kmeans` prints
-/// them when stderr is not a terminal.
+/// them when stderr is not a terminal (the event's own text).
 fn progress_line(event: &KMeansProgress) {
-    match event {
-        KMeansProgress::Started {
-            clusters,
-            points,
-            training_points,
-            dim,
-            init,
-            backend,
-            fallback_reason,
-        } => {
-            if let Some(reason) = fallback_reason {
-                eprintln!("vlad: {reason}");
-            }
-            eprintln!(
-                "kmeans: {clusters} centroids from {training_points} of {points} points \
-                 ({dim} dims), init {init}, backend {backend}"
-            );
-        }
-        KMeansProgress::Seeded { seconds } => eprintln!("kmeans: init took {seconds:.3} s"),
-        KMeansProgress::Iteration {
-            iteration,
-            max_iterations,
-            inertia,
-        } => eprintln!("kmeans: iteration {iteration}/{max_iterations}: inertia {inertia:.6e}"),
-        KMeansProgress::Finished {
-            iterations,
-            inertia,
-            seconds,
-        } => eprintln!("kmeans: {iterations} iterations, inertia {inertia:.6e}, {seconds:.3} s"),
-        _ => {}
+    if let KMeansProgress::Started {
+        fallback_reason: Some(reason),
+        ..
+    } = event
+    {
+        eprintln!("vlad: {reason}");
     }
+    eprintln!("kmeans: {event}");
 }

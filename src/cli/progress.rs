@@ -10,8 +10,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use vlad::kmeans::KMeansProgress;
 use vlad::stream::StreamProgress;
 
-use super::summary::format_seconds;
-
 /// Where the progress goes.
 pub enum Progress {
     Lines,
@@ -35,61 +33,38 @@ impl Progress {
         }
     }
 
-    /// Show one event.
+    /// Show one event: a line each (the event's own text), except that a
+    /// bar follows the iterations on a terminal.
     pub fn show(&self, event: &KMeansProgress) {
-        match event {
-            KMeansProgress::Started {
-                clusters,
-                points,
-                training_points,
-                dim,
-                init,
-                backend,
-                fallback_reason,
-            } => {
-                if let Some(reason) = fallback_reason {
-                    eprintln!("vlad: {reason}");
+        if let KMeansProgress::Started {
+            fallback_reason: Some(reason),
+            ..
+        } = event
+        {
+            eprintln!("vlad: {reason}");
+        }
+        match (self, event) {
+            (
+                Progress::Bar(bar),
+                KMeansProgress::Iteration {
+                    iteration,
+                    max_iterations,
+                    inertia,
+                },
+            ) => {
+                if bar.is_hidden() {
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                    set_style(bar, "kmeans [{bar:30}] {pos}/{len} {msg} ({elapsed})");
                 }
-                self.note(&format!(
-                    "{clusters} centroids from {training_points} of {points} points \
-                     ({dim} dims), init {init}, backend {backend}"
-                ));
+                bar.set_length(*max_iterations as u64);
+                bar.set_position(*iteration as u64);
+                bar.set_message(format!("inertia {inertia:.6e}"));
             }
-            KMeansProgress::Seeded { seconds } => {
-                self.note(&format!("init took {}", format_seconds(*seconds)));
+            (Progress::Bar(bar), KMeansProgress::Finished { .. }) => {
+                bar.finish_and_clear();
+                self.note(&event.to_string());
             }
-            KMeansProgress::Iteration {
-                iteration,
-                max_iterations,
-                inertia,
-            } => match self {
-                Progress::Lines => eprintln!(
-                    "kmeans: iteration {iteration}/{max_iterations}: inertia {inertia:.6e}"
-                ),
-                Progress::Bar(bar) => {
-                    if bar.is_hidden() {
-                        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-                        set_style(bar, "kmeans [{bar:30}] {pos}/{len} {msg} ({elapsed})");
-                    }
-                    bar.set_length(*max_iterations as u64);
-                    bar.set_position(*iteration as u64);
-                    bar.set_message(format!("inertia {inertia:.6e}"));
-                }
-            },
-            KMeansProgress::Finished {
-                iterations,
-                inertia,
-                seconds,
-            } => {
-                if let Progress::Bar(bar) = self {
-                    bar.finish_and_clear();
-                }
-                self.note(&format!(
-                    "{iterations} iterations, inertia {inertia:.6e}, {}",
-                    format_seconds(*seconds)
-                ));
-            }
-            _ => {}
+            _ => self.note(&event.to_string()),
         }
     }
 }
