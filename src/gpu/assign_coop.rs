@@ -466,6 +466,14 @@ mod self_check {
         )?;
         ctx.submit_and_wait("assign_coop self-check", encoder)?;
         let got: Vec<u32> = ctx.read_back("self-check labels", &labels, 0, n)?;
+        let got_keys: Vec<u32> = ctx.read_back("self-check keys", &keys, 0, n)?;
+        let got_values: Vec<u32> = ctx.read_back("self-check values", &values, 0, n)?;
+        // One image: the sort key is the label, the value the row index.
+        if got_keys != got || got_values.iter().enumerate().any(|(i, &v)| v as usize != i) {
+            return Err(VladError::Gpu(
+                "self-check: sort keys or row values are wrong".to_string(),
+            ));
+        }
         let view = ndarray::ArrayView2::from_shape((n, DIM), rows)
             .map_err(|e| VladError::Gpu(format!("self-check shape: {e}")))?;
         let batch = Batch::single(view)?;
