@@ -523,6 +523,7 @@ impl Encoder {
             }
             let options = crate::gpu::GpuOptions {
                 max_binding_bytes: self.gpu_max_binding_bytes,
+                ..Default::default()
             };
             crate::gpu::GpuBackend::new(&options)
         });

@@ -306,7 +306,15 @@ impl AssignCoopStage {
         }
         let source = shader_source(self.subgroup_size, u8_input)?;
         let label = format!("assign_coop sg={} u8={u8_input}", self.subgroup_size);
-        let pipeline = ctx.pipeline(&label, &source, "assign")?;
+        // On Vulkan naga declares the Vulkan memory model for cooperative
+        // matrices but leaves workgroup accesses private: compile it
+        // ourselves with the accesses made non-private
+        // (src/gpu/memory_model.rs); elsewhere wgpu's own path.
+        let pipeline = if ctx.can_rewrite_memory_model() {
+            ctx.pipeline_vulkan_memory_model(&label, &source, "assign")?
+        } else {
+            ctx.pipeline(&label, &source, "assign")?
+        };
         cache.insert(u8_input, pipeline.clone());
         Ok(pipeline)
     }

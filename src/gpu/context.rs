@@ -20,6 +20,11 @@ pub struct GpuOptions {
     /// adapter's own limit). `VLAD_GPU_MAX_BINDING_BYTES` sets it too; the
     /// smaller of the two wins.
     pub max_binding_bytes: Option<u64>,
+    /// Test hook: compile every shader through the Vulkan-memory-model
+    /// rewrite (`memory_model`) as a passthrough module, as the tensor-core
+    /// assign is. Vulkan only.
+    #[doc(hidden)]
+    pub vulkan_memory_model: bool,
 }
 
 /// An adapter, its device and queue, and what they can do.
@@ -41,6 +46,7 @@ pub struct GpuContext {
     /// tensor-core assign (`VLAD_GPU_TENSOR_CORES=1`), and if not, why.
     pub tensor_cores: crate::gpu::assign_coop::TensorCores,
     max_binding_bytes: u64,
+    vulkan_memory_model: bool,
     uncaptured: Arc<Mutex<Vec<String>>>,
     lost: Arc<AtomicBool>,
 }
@@ -51,7 +57,10 @@ pub use crate::encoder::MAX_BINDING_ENV;
 /// Features used when the adapter has them; none is required.
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP
     .union(wgpu::Features::TIMESTAMP_QUERY)
-    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    // Lets the tensor-core assign hand the driver SPIR-V rewritten for the
+    // Vulkan memory model (src/gpu/memory_model.rs).
+    .union(wgpu::Features::PASSTHROUGH_SHADERS);
 
 impl GpuContext {
     /// Find an adapter (`VLAD_ADAPTER`, else the best kind; honouring
@@ -142,6 +151,7 @@ impl GpuContext {
             subgroup_sizes,
             tensor_cores,
             max_binding_bytes,
+            vulkan_memory_model: options.vulkan_memory_model,
             uncaptured,
             lost,
         })
@@ -225,6 +235,9 @@ impl GpuContext {
     /// Compile WGSL source (a file from `shaders/`) into a compute pipeline
     /// for entry point `entry`, with the layout derived from the shader.
     pub fn pipeline(&self, label: &str, wgsl: &str, entry: &str) -> Result<wgpu::ComputePipeline> {
+        if self.vulkan_memory_model {
+            return self.pipeline_vulkan_memory_model(label, wgsl, entry);
+        }
         self.checked(&format!("compiling {label}"), || {
             let module = self
                 .device
@@ -236,6 +249,88 @@ impl GpuContext {
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(label),
                     layout: None,
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+        })
+    }
+
+    /// Whether [`GpuContext::pipeline_vulkan_memory_model`] can run here.
+    pub fn can_rewrite_memory_model(&self) -> bool {
+        self.info.backend == wgpu::Backend::Vulkan
+            && self.features.contains(wgpu::Features::PASSTHROUGH_SHADERS)
+    }
+
+    /// Like [`GpuContext::pipeline`], but compiled by naga here and
+    /// rewritten for the Vulkan memory model (`memory_model`: shared
+    /// accesses non-private, barriers that make them available and
+    /// visible), then created as a passthrough module with an explicit
+    /// layout. Vulkan only.
+    pub fn pipeline_vulkan_memory_model(
+        &self,
+        label: &str,
+        wgsl: &str,
+        entry: &str,
+    ) -> Result<wgpu::ComputePipeline> {
+        if !self.can_rewrite_memory_model() {
+            return Err(VladError::Gpu(format!(
+                "compiling {label}: the memory-model rewrite needs Vulkan with passthrough \
+                 shaders ({:?} adapter)",
+                self.info.backend
+            )));
+        }
+        let compiled =
+            crate::gpu::memory_model::compile(wgsl, entry, self.features).map_err(|e| {
+                VladError::Gpu(format!(
+                    "compiling {label} for the Vulkan memory model: {e}"
+                ))
+            })?;
+        let [x, y, z] = compiled.workgroup_size;
+        let rewrite = compiled.rewrite;
+        let what = format!(
+            "compiling {label} (Vulkan memory model: {} accesses made non-private, {} barriers \
+             made available/visible)",
+            rewrite.accesses, rewrite.barriers
+        );
+        self.checked(&what, || {
+            let entry_points = [wgpu::PassthroughShaderEntryPoint {
+                name: entry.into(),
+                workgroup_size: (x, y, z),
+            }];
+            // SAFETY: the words are naga's own output for a module naga
+            // validated above, changed only by `memory_model`'s rewrite
+            // (operands and constants the Vulkan memory model defines; unit-
+            // tested there, and every shader is run through it on lavapipe
+            // by tests/gpu/memory_model.rs against the plain path).
+            let module = unsafe {
+                self.device.create_shader_module_passthrough(
+                    wgpu::ShaderModuleDescriptorPassthrough {
+                        label: Some(label),
+                        entry_points: entry_points[..].into(),
+                        spirv: Some(compiled.spirv[..].into()),
+                        ..Default::default()
+                    },
+                )
+            };
+            let group = self
+                .device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(label),
+                    entries: &compiled.bindings,
+                });
+            let layout = self
+                .device
+                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(label),
+                    bind_group_layouts: &[Some(&group)],
+                    immediate_size: 0,
+                });
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(label),
+                    layout: Some(&layout),
                     module: &module,
                     entry_point: Some(entry),
                     compilation_options: Default::default(),

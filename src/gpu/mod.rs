@@ -23,6 +23,7 @@ pub mod context;
 #[doc(hidden)]
 pub mod contract;
 pub mod host_memory;
+pub(crate) mod memory_model;
 pub mod normalize;
 pub(crate) mod pipeline;
 pub(crate) mod pool;

@@ -29,6 +29,7 @@ fn context_opens_and_reads_limits() {
 fn binding_cap_is_honoured() {
     let opts = vlad::gpu::GpuOptions {
         max_binding_bytes: Some(10_000),
+        ..Default::default()
     };
     let Some(ctx) = gpu_with_options_or_skip("binding_cap_is_honoured", &opts) else {
         return;

@@ -264,6 +264,7 @@ fn cluster_sums_are_plain_sums_per_label() {
     for cap in [None, Some(4096u64)] {
         let gpu = GpuBackend::new(&GpuOptions {
             max_binding_bytes: cap,
+            ..Default::default()
         })
         .unwrap();
         let mut times = StageTimes::new();

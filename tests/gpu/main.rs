@@ -19,6 +19,7 @@ mod device_loss;
 mod end_to_end;
 mod fallback;
 mod kmeans;
+mod memory_model;
 mod normalize;
 mod overlap;
 mod radix_sort;

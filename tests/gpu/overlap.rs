@@ -14,6 +14,7 @@ use vlad::{Batch, Codebook, Normalization, StageTimes};
 fn backend(cap: Option<u64>, overlap: bool) -> GpuBackend {
     let gpu = GpuBackend::new(&GpuOptions {
         max_binding_bytes: cap,
+        ..Default::default()
     })
     .unwrap();
     gpu.set_overlap(Some(overlap));
