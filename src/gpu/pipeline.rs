@@ -866,6 +866,7 @@ fn collect(
 
 /// The last piece of a split image is in: round the f64 sums to f32,
 /// normalize on the host, write the image's row (and counts).
+#[allow(clippy::too_many_arguments)]
 fn finish_split_image(
     scratch: &mut HostScratch,
     codebook: &DeviceCodebook,
