@@ -16,7 +16,8 @@
 // by (distance, label) lexicographically, so exact ties go to the lowest
 // label independently of BN, CT or K.
 //
-// The host specializes the `const` lines below (tile shape by K, u8 input)
+// The host specializes the `const` lines below (tile shape and BF by K:
+// 16, 32, 64 or 128 centroids per tile; u8 input)
 // before compiling; the defaults are the large-K f32 variant.
 
 // Invocations along the centroids (CT) and along the rows (RT).

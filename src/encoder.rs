@@ -10,7 +10,7 @@
 use std::fmt;
 use std::time::Instant;
 
-use ndarray::{Array1, Array2, ArrayView2, ArrayView3};
+use ndarray::{Array1, Array2, ArrayView2, ArrayView3, ArrayViewMut2};
 
 use crate::backend::Backend;
 use crate::codebook::Codebook;
@@ -353,6 +353,22 @@ impl Encoder {
 
     /// Encode a validated [`Batch`], returning labels and a [`RunReport`].
     pub fn encode_batch<E: Element>(&self, batch: &Batch<'_, E>) -> Result<Encoded> {
+        self.check_batch(batch)?;
+        self.check_output_fits(batch.images())?;
+        let mut stages = StageTimes::new();
+        let run = self.dispatch(&mut stages, |backend, stages, gpu| {
+            self.run_encode(backend, batch, stages, gpu)
+        })?;
+        let report = run.report(stages);
+        Ok(Encoded {
+            vlad: run.out.vlad,
+            labels: run.out.labels,
+            report,
+        })
+    }
+
+    /// The batch's width and given labels against this codebook.
+    fn check_batch<E: Element>(&self, batch: &Batch<'_, E>) -> Result<()> {
         batch.check_dim(self.codebook.dim())?;
         if let Some(labels) = batch.labels() {
             // Batches built elsewhere may carry labels for another codebook.
@@ -368,17 +384,39 @@ impl Encoder {
                 });
             }
         }
-        self.check_output_fits(batch.images())?;
+        Ok(())
+    }
+
+    /// Encode a validated [`Batch`] into `out`, the caller's `(T, K·F)`
+    /// array: the GPU's read-back and the CPU's sums write straight into it,
+    /// so memory the caller reuses (already touched) costs no page faults.
+    /// Every element of `out` is written. The labels are not returned (use
+    /// [`Encoder::encode_batch`] for them).
+    ///
+    /// `out` of another shape is [`VladError::DimensionMismatch`], before
+    /// anything runs; if a backend fails part-way (an error is returned),
+    /// `out` may hold part of the result.
+    pub fn encode_batch_into<E: Element>(
+        &self,
+        batch: &Batch<'_, E>,
+        mut out: ArrayViewMut2<'_, f32>,
+    ) -> Result<RunReport> {
+        self.check_batch(batch)?;
+        let want = (
+            batch.images(),
+            self.codebook.clusters() * self.codebook.dim(),
+        );
+        if out.dim() != want {
+            return Err(VladError::DimensionMismatch(format!(
+                "the output array is {:?}, the encoding of this batch is (T, K·F) = {want:?}",
+                out.dim()
+            )));
+        }
         let mut stages = StageTimes::new();
         let run = self.dispatch(&mut stages, |backend, stages, gpu| {
-            self.run_encode(backend, batch, stages, gpu)
+            self.run_encode_into(backend, batch, stages, gpu, &mut out)
         })?;
-        let report = run.report(stages);
-        Ok(Encoded {
-            vlad: run.out.vlad,
-            labels: run.out.labels,
-            report,
-        })
+        Ok(run.report(stages))
     }
 
     /// Nearest-centroid labels (`u32` in `[0, K)`) of `(N, F)` descriptors.
@@ -407,7 +445,7 @@ impl Encoder {
     fn dispatch<T>(
         &self,
         stages: &mut StageTimes,
-        job: impl Fn(Backend, &mut StageTimes, &mut GpuRan) -> Result<T>,
+        mut job: impl FnMut(Backend, &mut StageTimes, &mut GpuRan) -> Result<T>,
     ) -> Result<Ran<T>> {
         let start = Instant::now();
         let mut gpu = GpuRan::default();
@@ -487,6 +525,40 @@ impl Encoder {
             }
             Backend::Gpu | Backend::Auto => self.run_gpu_encode(batch, stages, gpu),
         }
+    }
+
+    /// [`Encoder::run_encode`] into `out`: straight into it where the
+    /// backend can (the GPU and CPU hard-assignment paths, on a
+    /// standard-layout `out`), else computed and copied.
+    fn run_encode_into<E: Element>(
+        &self,
+        backend: Backend,
+        batch: &Batch<'_, E>,
+        stages: &mut StageTimes,
+        gpu: &mut GpuRan,
+        out: &mut ArrayViewMut2<'_, f32>,
+    ) -> Result<Vec<u32>> {
+        let direct = self.assignment.is_hard() && !self.normalization.residual_normalized();
+        if let (true, Some(flat)) = (direct, out.as_slice_mut()) {
+            match backend {
+                Backend::Cpu => {
+                    return Ok(crate::cpu::encode_into(
+                        &self.codebook,
+                        batch,
+                        &self.normalization,
+                        stages,
+                        flat,
+                    ));
+                }
+                Backend::Gpu | Backend::Auto => {
+                    return self.run_gpu_encode_into(batch, stages, gpu, flat);
+                }
+                Backend::Reference => {}
+            }
+        }
+        let encoded = self.run_encode(backend, batch, stages, gpu)?;
+        out.assign(&encoded.vlad);
+        Ok(encoded.labels)
     }
 
     fn run_assign<E: Element>(
@@ -580,6 +652,31 @@ impl Encoder {
         let gpu = self.gpu_session(ran)?;
         let (vlad, labels) = gpu.encode(&self.codebook, batch, &self.normalization, stages)?;
         Ok(BackendOutput { vlad, labels })
+    }
+
+    #[cfg(feature = "gpu")]
+    fn run_gpu_encode_into<E: Element>(
+        &self,
+        batch: &Batch<'_, E>,
+        stages: &mut StageTimes,
+        ran: &mut GpuRan,
+        out: &mut [f32],
+    ) -> Result<Vec<u32>> {
+        let gpu = self.gpu_session(ran)?;
+        gpu.encode_into(&self.codebook, batch, &self.normalization, stages, out)
+    }
+
+    #[cfg(not(feature = "gpu"))]
+    fn run_gpu_encode_into<E: Element>(
+        &self,
+        _batch: &Batch<'_, E>,
+        _stages: &mut StageTimes,
+        _ran: &mut GpuRan,
+        _out: &mut [f32],
+    ) -> Result<Vec<u32>> {
+        Err(VladError::BackendUnavailable(
+            "built without the gpu feature".to_string(),
+        ))
     }
 
     #[cfg(feature = "gpu")]

@@ -72,6 +72,41 @@ pub fn aggregate<E: Element>(
     (sums, counts)
 }
 
+/// [`aggregate`] into the caller's `sums` (`T · K · F` values, row-major,
+/// any contents: every element is written); returns the counts.
+///
+/// # Panics
+///
+/// As [`aggregate`], and if `sums` is not `T · K · F` long.
+pub fn aggregate_into<E: Element>(
+    codebook: &Codebook,
+    batch: &Batch<'_, E>,
+    labels: &[u32],
+    sums: &mut [f32],
+) -> Array2<u32> {
+    let (t, k, f) = (batch.images(), codebook.clusters(), codebook.dim());
+    assert_eq!(labels.len(), batch.len(), "one label per descriptor");
+    assert_eq!(batch.dim(), f, "descriptor width must match the codebook's");
+    assert_eq!(sums.len(), t * k * f, "sums must be T · K · F long");
+    let mut counts = Array2::<u32>::zeros((t, k));
+    let Some(counts_flat) = counts.as_slice_mut() else {
+        unreachable!("fresh arrays are contiguous");
+    };
+    if k * f == 0 {
+        return counts;
+    }
+    sums.par_chunks_mut(k * f)
+        .zip(counts_flat.par_chunks_mut(k))
+        .enumerate()
+        .for_each(|(image, (out, counts))| {
+            out.fill(0.0);
+            let range = batch.image_range(image);
+            let rows = &batch.rows()[range.start * f..range.end * f];
+            image_sums(codebook, rows, &labels[range], out, counts);
+        });
+    counts
+}
+
 /// One image's residual sums into `out` (`K·F`, zero on entry) and its
 /// counts into `counts` (`K`).
 fn image_sums<E: Element>(

@@ -43,6 +43,33 @@ pub fn assign<E: Element>(
     })
 }
 
+/// [`encode`] into the caller's `out` (`T · K · F` values, row-major, any
+/// contents: every element is written); returns the labels used.
+///
+/// # Panics
+///
+/// If `out` is not `T · K · F` long.
+pub fn encode_into<E: Element>(
+    codebook: &Codebook,
+    batch: &Batch<'_, E>,
+    norm: &Normalization,
+    stages: &mut StageTimes,
+    out: &mut [f32],
+) -> Vec<u32> {
+    let labels = match batch.labels() {
+        Some(given) => given.to_vec(),
+        None => assign(codebook, batch, stages),
+    };
+    let counts = stages.time("aggregate", || {
+        aggregate::aggregate_into(codebook, batch, &labels, out)
+    });
+    stages.time("normalize", || {
+        let counts = counts.as_slice().unwrap_or_default();
+        normalize::normalize_flat_rows(out, counts, codebook.clusters(), codebook.dim(), norm)
+    });
+    labels
+}
+
 /// Encode `batch` into `(T, K·F)`; returns the encoding and the labels used
 /// (the batch's own when it carries labels, else computed). Stages
 /// "assign", "aggregate" and "normalize" are timed into `stages`.

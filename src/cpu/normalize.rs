@@ -95,6 +95,30 @@ pub fn normalize_rows(
     let (Some(rows), Some(counts)) = (vlad.as_slice_mut(), counts.as_slice()) else {
         panic!("normalize_rows needs standard-layout arrays");
     };
+    normalize_flat_rows(rows, counts, clusters, dim, norm);
+}
+
+/// [`normalize_rows`] on row-major slices: `rows` is `T · K · F` values,
+/// `counts` `T · K`.
+///
+/// # Panics
+///
+/// If the lengths disagree with `clusters` and `dim`.
+pub fn normalize_flat_rows(
+    rows: &mut [f32],
+    counts: &[u32],
+    clusters: usize,
+    dim: usize,
+    norm: &Normalization,
+) {
+    if norm.steps().is_empty() {
+        return;
+    }
+    assert_eq!(
+        rows.len() / (clusters * dim).max(1),
+        counts.len() / clusters.max(1),
+        "one count row per image"
+    );
     if rows.is_empty() {
         return;
     }

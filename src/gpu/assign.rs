@@ -15,15 +15,16 @@ use crate::gpu::specialize::specialize;
 
 const SHADER: &str = include_str!("../../shaders/assign.wgsl");
 
-/// Features staged through workgroup memory per chunk (the shader's `BF`).
-const CHUNK_FEATURES: u32 = 8;
-
 /// The workgroup tiling of one compiled variant. Every invocation owns an
 /// 8 rows × 8 centroids register tile; the shapes differ in how many
 /// invocations share the centroids (CT) and the rows (RT).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TileShape {
-    /// 256 rows × 32 centroids per workgroup tile, 128 invocations (K ≤ 32).
+    /// 256 rows × 16 centroids per workgroup tile, 64 invocations (K ≤ 16):
+    /// the narrow tile would mask off at least half of its multiply-adds.
+    Tiny,
+    /// 256 rows × 32 centroids per workgroup tile, 128 invocations
+    /// (16 < K ≤ 32).
     Narrow,
     /// 256 rows × 64 centroids, 256 invocations (32 < K ≤ 64).
     Medium,
@@ -33,12 +34,18 @@ pub enum TileShape {
 
 impl TileShape {
     /// Every shape, for validation.
-    pub const ALL: [TileShape; 3] = [TileShape::Narrow, TileShape::Medium, TileShape::Wide];
+    pub const ALL: [TileShape; 4] = [
+        TileShape::Tiny,
+        TileShape::Narrow,
+        TileShape::Medium,
+        TileShape::Wide,
+    ];
 
     /// The shape that wastes least work on `clusters` centroids.
     pub fn for_clusters(clusters: u32) -> Self {
         match clusters {
-            0..=32 => TileShape::Narrow,
+            0..=16 => TileShape::Tiny,
+            17..=32 => TileShape::Narrow,
             33..=64 => TileShape::Medium,
             _ => TileShape::Wide,
         }
@@ -47,6 +54,7 @@ impl TileShape {
     /// (CT, RT): invocations along the centroids and along the rows.
     fn invocations(self) -> (u32, u32) {
         match self {
+            TileShape::Tiny => (2, 32),
             TileShape::Narrow => (4, 32),
             TileShape::Medium => (8, 32),
             TileShape::Wide => (16, 16),
@@ -68,6 +76,39 @@ impl TileShape {
     pub fn clusters_per_tile(self) -> u32 {
         self.invocations().0 * 8
     }
+
+    /// Features staged through workgroup memory per chunk (BF). The tiny
+    /// tile stages 4, so that its 64 invocations fetch 16 row values each
+    /// (as many as the narrow tile's do with 8), not 32.
+    pub fn chunk_features(self) -> u32 {
+        match self {
+            TileShape::Tiny => 4,
+            _ => 8,
+        }
+    }
+
+    /// Values each invocation fetches per chunk: of the rows (A_LOADS) and
+    /// of the centroids (B_LOADS). Both divisions are exact.
+    pub fn loads(self) -> (u32, u32) {
+        let (wg, bf) = (self.workgroup_size(), self.chunk_features());
+        (
+            self.rows_per_workgroup() * bf / wg,
+            self.clusters_per_tile() * bf / wg,
+        )
+    }
+
+    /// Multiply-adds the shader issues for `rows` rows against `clusters`
+    /// centroids of width `dim`, padding included: whole row tiles, whole
+    /// centroid tiles, whole feature chunks (what `vlad bench` models as
+    /// `rows · clusters · dim`).
+    pub fn issued_fmas(self, rows: u64, clusters: u64, dim: u64) -> u64 {
+        let (bm, bn, bf) = (
+            self.rows_per_workgroup() as u64,
+            self.clusters_per_tile() as u64,
+            self.chunk_features() as u64,
+        );
+        rows.div_ceil(bm) * bm * clusters.div_ceil(bn) * bn * dim.div_ceil(bf) * bf
+    }
 }
 
 /// The WGSL the stage compiles for `shape` and input type.
@@ -78,7 +119,7 @@ pub fn shader_source(shape: TileShape, u8_input: bool) -> Result<String> {
         &[
             ("CT", ct.into()),
             ("RT", rt.into()),
-            ("BF", CHUNK_FEATURES.into()),
+            ("BF", shape.chunk_features().into()),
             ("U8_INPUT", u8_input.into()),
         ],
     )
@@ -133,6 +174,7 @@ pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
     for shape in TileShape::ALL {
         for u8_input in [false, true] {
             let (ct, rt) = shape.invocations();
+            let (a_loads, b_loads) = shape.loads();
             contracts.push(ShaderContract {
                 name: format!("assign {shape:?} u8={u8_input}"),
                 file: "assign",
@@ -140,7 +182,9 @@ pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
                 constants: vec![
                     ("CT", ct.into()),
                     ("RT", rt.into()),
-                    ("BF", CHUNK_FEATURES.into()),
+                    ("BF", shape.chunk_features().into()),
+                    ("A_LOADS", a_loads.into()),
+                    ("B_LOADS", b_loads.into()),
                     ("U8_INPUT", u8_input.into()),
                     ("WG", shape.workgroup_size().into()),
                     ("BM", shape.rows_per_workgroup().into()),
@@ -235,7 +279,7 @@ impl AssignStage {
                 images: job.images,
                 row_tiles,
                 k_tiles: job.clusters.div_ceil(shape.clusters_per_tile()),
-                chunks: job.dim.div_ceil(CHUNK_FEATURES),
+                chunks: job.dim.div_ceil(shape.chunk_features()),
                 _pad: 0,
             },
         )?;
@@ -325,4 +369,37 @@ pub(crate) fn check_job(job: &AssignJob<'_>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TileShape;
+
+    #[test]
+    fn every_shape_loads_whole_values_and_k_picks_the_smallest_tile() {
+        for shape in TileShape::ALL {
+            let (wg, bf) = (shape.workgroup_size(), shape.chunk_features());
+            let (a, b) = shape.loads();
+            assert!(a >= 1 && b >= 1, "{shape:?}");
+            assert_eq!(a * wg, shape.rows_per_workgroup() * bf, "{shape:?}");
+            assert_eq!(b * wg, shape.clusters_per_tile() * bf, "{shape:?}");
+        }
+        for (k, shape) in [
+            (1, TileShape::Tiny),
+            (16, TileShape::Tiny),
+            (17, TileShape::Narrow),
+            (32, TileShape::Narrow),
+            (33, TileShape::Medium),
+            (65, TileShape::Wide),
+        ] {
+            assert_eq!(TileShape::for_clusters(k), shape, "K = {k}");
+        }
+    }
+
+    #[test]
+    fn the_tiny_tile_issues_half_the_narrow_tiles_work_at_k_16() {
+        let (n, k, f) = (32_768, 16, 64);
+        assert_eq!(TileShape::Tiny.issued_fmas(n, k, f), n * k * f);
+        assert_eq!(TileShape::Narrow.issued_fmas(n, k, f), 2 * n * k * f);
+    }
 }

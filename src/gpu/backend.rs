@@ -232,6 +232,33 @@ impl GpuBackend {
         Ok((vlad, out.labels))
     }
 
+    /// [`GpuBackend::encode`] into the caller's `out` (`T · K · F` values,
+    /// row-major): read-back writes straight into that memory. Returns the
+    /// labels used.
+    pub fn encode_into<E: Element>(
+        &self,
+        codebook: &Codebook,
+        batch: &Batch<'_, E>,
+        norm: &Normalization,
+        stages: &mut StageTimes,
+        out: &mut [f32],
+    ) -> Result<Vec<u32>> {
+        let input = Input {
+            rows: batch.rows(),
+            dim: batch.dim(),
+            offsets: batch.offsets(),
+            labels: batch.labels(),
+        };
+        let work = Work::Aggregate {
+            normalization: norm,
+            subtract_centroid: true,
+            want_counts: false,
+        };
+        Ok(self
+            .run_with(codebook, &input, work, stages, Some(out))?
+            .labels)
+    }
+
     /// Nearest-centroid labels of every descriptor of `batch` (its given
     /// labels, if any, are ignored: this computes them).
     pub fn assign<E: Element>(
@@ -289,6 +316,17 @@ impl GpuBackend {
         work: Work<'_>,
         stages: &mut StageTimes,
     ) -> Result<pipeline::Output> {
+        self.run_with(codebook, input, work, stages, None)
+    }
+
+    fn run_with<E: Element>(
+        &self,
+        codebook: &Codebook,
+        input: &Input<'_, E>,
+        work: Work<'_>,
+        stages: &mut StageTimes,
+        dest: Option<&mut [f32]>,
+    ) -> Result<pipeline::Output> {
         let mut guard = self.lock()?;
         let state = &mut *guard;
         if self.lose_on_next_run.swap(false, Ordering::SeqCst) {
@@ -308,7 +346,7 @@ impl GpuBackend {
                 _ => !self.ctx.is_software(),
             },
         };
-        pipeline::run(&mut session, &device_codebook, input, work, stages)
+        pipeline::run_into(&mut session, &device_codebook, input, work, stages, dest)
     }
 
     /// The codebook's buffers, written only when the centroids changed.

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 use crate::error::{Result, VladError};
+use crate::gpu::bind_cache::{BindCache, BindKey, Counts};
 
 /// How to pick and size the device.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -49,6 +50,8 @@ pub struct GpuContext {
     vulkan_memory_model: bool,
     uncaptured: Arc<Mutex<Vec<String>>>,
     lost: Arc<AtomicBool>,
+    /// Uniforms and bind groups reused between calls.
+    bindings: BindCache,
 }
 
 /// Environment variable capping the planned storage-binding size (SPEC §9).
@@ -154,6 +157,7 @@ impl GpuContext {
             vulkan_memory_model: options.vulkan_memory_model,
             uncaptured,
             lost,
+            bindings: BindCache::default(),
         })
     }
 
@@ -341,18 +345,41 @@ impl GpuContext {
 
     /// A bind group for `pipeline`'s group 0 with `buffers` bound in order at
     /// bindings 0, 1, 2, …
+    /// The same bind group is returned again while `pipeline` and the
+    /// buffers are the same objects (see [`crate::gpu::bind_cache`]).
     pub fn bind_group(
         &self,
         label: &str,
         pipeline: &wgpu::ComputePipeline,
         buffers: &[wgpu::BindingResource<'_>],
     ) -> Result<wgpu::BindGroup> {
-        self.checked(&format!("binding {label}"), || {
-            let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
+        let numbered: Vec<(u32, wgpu::BindingResource<'_>)> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, resource)| (i as u32, resource.clone()))
+            .collect();
+        self.bind_group_numbered(label, pipeline, &numbered)
+    }
+
+    /// A bind group for `pipeline`'s group 0 with explicit binding numbers
+    /// (for entry points that use only some of a shader's declarations);
+    /// cached like [`GpuContext::bind_group`].
+    pub fn bind_group_numbered(
+        &self,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        entries: &[(u32, wgpu::BindingResource<'_>)],
+    ) -> Result<wgpu::BindGroup> {
+        let key = BindKey::new(pipeline, entries);
+        if let Some(group) = key.as_ref().and_then(|k| self.bindings.group(k)) {
+            self.check_health()?;
+            return Ok(group);
+        }
+        let group = self.checked(&format!("binding {label}"), || {
+            let entries: Vec<wgpu::BindGroupEntry<'_>> = entries
                 .iter()
-                .enumerate()
-                .map(|(i, resource)| wgpu::BindGroupEntry {
-                    binding: i as u32,
+                .map(|(binding, resource)| wgpu::BindGroupEntry {
+                    binding: *binding,
                     resource: resource.clone(),
                 })
                 .collect();
@@ -361,12 +388,29 @@ impl GpuContext {
                 layout: &pipeline.get_bind_group_layout(0),
                 entries: &entries,
             })
-        })
+        })?;
+        if let Some(key) = key {
+            self.bindings.keep_group(key, &group);
+        }
+        Ok(group)
+    }
+
+    /// Uniform buffers and bind groups made, and handed out again, so far.
+    pub fn binding_counts(&self) -> Counts {
+        self.bindings.counts()
+    }
+
+    /// Drop the cached bind groups, so that buffers only they still hold
+    /// are freed: called whenever a storage buffer is allocated (pools
+    /// replace buffers by larger ones then).
+    pub fn forget_bindings(&self) {
+        self.bindings.forget();
     }
 
     /// An uninitialized storage buffer of `size` bytes (rounded up to 4),
     /// usable as copy source and destination too.
     pub fn storage_buffer(&self, label: &str, size: u64) -> Result<wgpu::Buffer> {
+        self.forget_bindings();
         self.checked(&format!("allocating {label} ({size} bytes)"), || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -390,6 +434,7 @@ impl GpuContext {
             padded.resize(bytes.len().max(4).next_multiple_of(4), 0);
             &padded
         };
+        self.forget_bindings();
         self.checked(&format!("uploading {label}"), || {
             self.device
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -403,15 +448,25 @@ impl GpuContext {
     }
 
     /// A small uniform buffer holding `params` (a `#[repr(C)]` Pod struct).
+    ///
+    /// Never written after it is made, so the buffer made for the same bytes
+    /// before is returned again (see [`crate::gpu::bind_cache`]).
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, params: &T) -> Result<wgpu::Buffer> {
-        self.checked(&format!("uploading {label}"), || {
+        let bytes = bytemuck::bytes_of(params);
+        if let Some(buffer) = self.bindings.uniform(bytes) {
+            self.check_health()?;
+            return Ok(buffer);
+        }
+        let buffer = self.checked(&format!("uploading {label}"), || {
             self.device
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some(label),
-                    contents: bytemuck::bytes_of(params),
-                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    contents: bytes,
+                    usage: wgpu::BufferUsages::UNIFORM,
                 })
-        })
+        })?;
+        self.bindings.keep_uniform(bytes, &buffer);
+        Ok(buffer)
     }
 
     /// A command encoder.

@@ -17,6 +17,7 @@ pub mod adapters;
 pub mod assign;
 pub mod assign_coop;
 pub mod backend;
+pub mod bind_cache;
 pub mod ceilings;
 pub mod chunking;
 pub mod context;

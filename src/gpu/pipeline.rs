@@ -36,6 +36,9 @@ use crate::gpu::timing::{COMPUTE_GROUP, GpuTimer, StageClock};
 use crate::normalization::Normalization;
 use crate::report::StageTimes;
 
+/// The stage name of the host time spent recording each chunk's commands.
+pub const SETUP_STAGE: &str = "setup";
+
 /// The five compiled stages.
 pub struct CompiledStages {
     /// Nearest-centroid labels and sort keys.
@@ -202,13 +205,18 @@ struct InFlight<'t> {
     clock: StageClock<'t>,
 }
 
-/// Run `input` through the stages chunk by chunk.
-pub fn run<E: Element>(
+/// Run `input` through the stages chunk by chunk. The `T × K × F` blocks
+/// go into `dest` when given (the caller's memory, already touched: no page
+/// is first faulted in during read-back; every element is written, images
+/// without rows with zeros, and the returned blocks are empty), else into a
+/// fresh vector.
+pub fn run_into<E: Element>(
     session: &mut Session<'_>,
     codebook: &DeviceCodebook,
     input: &Input<'_, E>,
     work: Work<'_>,
     times: &mut StageTimes,
+    dest: Option<&mut [f32]>,
 ) -> Result<Output> {
     let shape = ChunkShape {
         dim: codebook.dim,
@@ -237,11 +245,28 @@ pub fn run<E: Element>(
     )?;
     let plan = split_for_overlap(plan, input.offsets, &shape);
     let block = codebook.clusters * codebook.dim;
+    let aggregate = matches!(work, Work::Aggregate { .. });
+    if let Some(dest) = &dest {
+        if !aggregate || dest.len() != images * block {
+            return Err(VladError::DimensionMismatch(format!(
+                "the output holds {} values, the encoding of {images} images × {block} \
+                 has {}",
+                dest.len(),
+                images * block
+            )));
+        }
+    }
+    let mut owned_blocks = match (aggregate, &dest) {
+        (true, None) => host_memory::zeroed(images * block),
+        _ => Vec::new(),
+    };
+    let caller_memory = dest.is_some();
+    let blocks: &mut [f32] = match dest {
+        Some(dest) => dest,
+        None => &mut owned_blocks,
+    };
     let mut output = Output {
-        blocks: match work {
-            Work::Assign => Vec::new(),
-            Work::Aggregate { .. } => host_memory::zeroed(images * block),
-        },
+        blocks: Vec::new(),
         counts: match work {
             Work::Aggregate {
                 want_counts: true, ..
@@ -257,10 +282,16 @@ pub fn run<E: Element>(
     let mut piece_sums: Vec<f64> = Vec::new();
     let mut piece_counts: Vec<u64> = Vec::new();
 
-    // Only empty whole images have no rows: their output is already zero.
+    // Only empty whole images have no rows: a fresh output is already zero
+    // there, the caller's is zeroed.
     let busy: Vec<usize> = (0..plan.len())
         .filter(|&i| plan[i].row_count() > 0)
         .collect();
+    if caller_memory {
+        for chunk in plan.iter().filter(|c| c.row_count() == 0) {
+            blocks[chunk.images.start * block..chunk.images.end * block].fill(0.0);
+        }
+    }
     let timer = session.timer;
     let overlap = session.overlap;
     let mut prefetched: Option<Uploaded> = None;
@@ -279,9 +310,13 @@ pub fn run<E: Element>(
         };
 
         let mut clock = StageClock::new(timer, slot);
+        // Host time spent recording the chunk's commands (uniforms, bind
+        // groups, passes): the per-call setup small shapes feel most.
+        let started = Instant::now();
         let (encoder, pending) = record::<E>(
             session, codebook, &shape, chunk, &uploaded, work, &mut clock,
         )?;
+        times.add(SETUP_STAGE, started.elapsed().as_secs_f64());
         let submitted = Instant::now();
         let submission = session.ctx.checked("submitting a chunk", || {
             session.ctx.queue.submit([encoder.finish()])
@@ -307,6 +342,7 @@ pub fn run<E: Element>(
                 &plan,
                 work,
                 this,
+                blocks,
                 &mut output,
                 &mut piece_sums,
                 &mut piece_counts,
@@ -322,6 +358,7 @@ pub fn run<E: Element>(
                 &plan,
                 work,
                 previous,
+                blocks,
                 &mut output,
                 &mut piece_sums,
                 &mut piece_counts,
@@ -351,12 +388,14 @@ pub fn run<E: Element>(
             &plan,
             work,
             last,
+            blocks,
             &mut output,
             &mut piece_sums,
             &mut piece_counts,
             times,
         )?;
     }
+    output.blocks = owned_blocks;
     Ok(output)
 }
 
@@ -370,6 +409,7 @@ fn complete(
     plan: &[Chunk],
     work: Work<'_>,
     flight: InFlight<'_>,
+    blocks: &mut [f32],
     output: &mut Output,
     piece_sums: &mut Vec<f64>,
     piece_counts: &mut Vec<u64>,
@@ -396,6 +436,7 @@ fn complete(
         chunk,
         work,
         flight.pending,
+        blocks,
         output,
         piece_sums,
         piece_counts,
@@ -413,6 +454,7 @@ fn complete(
                 normalization,
                 piece_sums,
                 piece_counts,
+                blocks,
                 output,
             );
             times.add("combine", started.elapsed().as_secs_f64());
@@ -749,6 +791,7 @@ fn collect(
     chunk: &Chunk,
     work: Work<'_>,
     pending: Pending,
+    blocks: &mut [f32],
     output: &mut Output,
     piece_sums: &mut Vec<f64>,
     piece_counts: &mut Vec<u64>,
@@ -772,9 +815,8 @@ fn collect(
         None => {
             let images = chunk.images.clone();
             if let Some((staging, _)) = &pending.blocks {
-                let dst = bytemuck::cast_slice_mut(
-                    &mut output.blocks[images.start * block..images.end * block],
-                );
+                let dst =
+                    bytemuck::cast_slice_mut(&mut blocks[images.start * block..images.end * block]);
                 read_into(ctx, staging, dst, "blocks")?;
             }
             if let (Some((staging, _)), true) = (&pending.counts, want_counts) {
@@ -824,6 +866,7 @@ fn collect(
 
 /// The last piece of a split image is in: round the f64 sums to f32,
 /// normalize on the host, write the image's row (and counts).
+#[allow(clippy::too_many_arguments)]
 fn finish_split_image(
     scratch: &mut HostScratch,
     codebook: &DeviceCodebook,
@@ -831,6 +874,7 @@ fn finish_split_image(
     normalization: &Normalization,
     piece_sums: &[f64],
     piece_counts: &[u64],
+    blocks: &mut [f32],
     output: &mut Output,
 ) {
     let (k, f) = (codebook.clusters, codebook.dim);
@@ -839,7 +883,7 @@ fn finish_split_image(
     scratch
         .piece_counts
         .extend(piece_counts.iter().map(|&n| n.min(u32::MAX as u64) as u32));
-    let row = &mut output.blocks[image * block..(image + 1) * block];
+    let row = &mut blocks[image * block..(image + 1) * block];
     for (y, &s) in row.iter_mut().zip(piece_sums) {
         *y = s as f32;
     }

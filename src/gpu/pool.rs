@@ -115,6 +115,11 @@ impl BufferPool {
         };
         let size = pooled_size(bytes, cap);
         let label = format!("vlad pool {role:?}");
+        // Cached bind groups may name the buffer this one replaces: drop
+        // them, so that it is freed.
+        if self.buffers.contains_key(&role) {
+            ctx.forget_bindings();
+        }
         let buffer = ctx.checked(&format!("allocating {label} ({size} bytes)"), || {
             ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&label),

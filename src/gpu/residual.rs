@@ -194,18 +194,5 @@ fn bind_numbered(
     pipeline: &wgpu::ComputePipeline,
     entries: &[(u32, wgpu::BindingResource<'_>)],
 ) -> Result<wgpu::BindGroup> {
-    ctx.checked(&format!("binding {label}"), || {
-        let entries: Vec<wgpu::BindGroupEntry<'_>> = entries
-            .iter()
-            .map(|(binding, resource)| wgpu::BindGroupEntry {
-                binding: *binding,
-                resource: resource.clone(),
-            })
-            .collect();
-        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(label),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        })
-    })
+    ctx.bind_group_numbered(label, pipeline, entries)
 }

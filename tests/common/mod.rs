@@ -26,3 +26,6 @@ pub const NORMALIZATIONS: &[&str] = &[
     "l2,l2",
     "l2,ssr",
 ];
+
+/// `Encoder::encode_batch_into` checks, run per backend by cpu and gpu.
+pub mod encode_into;

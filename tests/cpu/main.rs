@@ -9,6 +9,7 @@ mod common;
 
 mod api_surface;
 mod determinism;
+mod encode_into;
 mod hand_computed;
 mod kmeans;
 mod netvlad_interop;

@@ -325,3 +325,37 @@ fn bad_jobs_are_errors() {
         "keys overflow"
     );
 }
+
+/// The tiny tile (K ≤ 16: 16 centroids per tile, 4 features per chunk)
+/// against the oracle and the CPU twin at K = 1, 7 and 16, f32 and u8,
+/// F not a multiple of the chunk, rows not a multiple of the row tile;
+/// and exact ties at K = 7 and 16.
+#[test]
+fn tiny_tile_at_k_1_7_16() {
+    use vlad::gpu::assign::TileShape;
+    let Some(ctx) = gpu_or_skip("tiny_tile_at_k_1_7_16") else {
+        return;
+    };
+    let stage = AssignStage::new(&ctx).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(16);
+    for k in [1usize, 7, 16] {
+        assert_eq!(TileShape::for_clusters(k as u32), TileShape::Tiny);
+        for (f, rows) in [(1usize, 257usize), (5, 300), (64, 513)] {
+            let codebook = Codebook::from_owned(random_matrix(&mut rng, k, f)).unwrap();
+            let data = random_matrix(&mut rng, rows, f);
+            let offsets = random_offsets(&mut rng, rows, 5);
+            let batch = Batch::ragged(data.view(), &offsets).unwrap();
+            let got = gpu_assign(&ctx, &stage, &codebook, &batch, false);
+            check(&codebook, &batch, &got, &format!("tiny F={f} K={k}"));
+
+            let centroids = Array2::from_shape_fn((k, f), |_| rng.random_range(0.0f32..255.0));
+            let codebook = Codebook::from_owned(centroids).unwrap();
+            let data = Array2::from_shape_fn((rows, f), |_| rng.random::<u8>());
+            let batch = Batch::ragged(data.view(), &offsets).unwrap();
+            let got = gpu_assign(&ctx, &stage, &codebook, &batch, true);
+            check(&codebook, &batch, &got, &format!("tiny u8 F={f} K={k}"));
+        }
+    }
+    check_exact_ties(&ctx, &stage, 7, 3, 5);
+    check_exact_ties(&ctx, &stage, 16, 6, 6);
+}

@@ -12,10 +12,12 @@ mod scan_case;
 mod util;
 
 mod assign;
+mod bind_cache;
 mod ceilings;
 mod chunking;
 mod context;
 mod device_loss;
+mod encode_into;
 mod end_to_end;
 mod fallback;
 mod kmeans;

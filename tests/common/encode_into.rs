@@ -1,0 +1,93 @@
+//! Shared by tests/cpu/encode_into.rs and tests/gpu/encode_into.rs:
+//! `Encoder::encode_batch_into` writes exactly what `encode_batch` returns,
+//! into a caller's array whatever it held, contiguous or not.
+
+use ndarray::{Array2, s};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use vlad::{Backend, Batch, Codebook, Encoder, Normalization, VladError};
+
+/// Ragged images (two of them empty) and a codebook.
+pub fn data(seed: u64) -> (Codebook, Array2<f32>, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (k, f) = (7, 12);
+    let c = Array2::from_shape_fn((k, f), |_| rng.random_range(-1.0f32..1.0));
+    let rows = Array2::from_shape_fn((230, f), |_| rng.random_range(-1.0f32..1.0));
+    let offsets = vec![0, 40, 40, 150, 151, 151, 230];
+    (Codebook::new(c.view()).unwrap(), rows, offsets)
+}
+
+/// `encode_batch_into` on `backend` against `encode_batch`, bit for bit,
+/// into NaN-filled memory (standard layout and not), for each list of
+/// normalization steps; and `builder` adjusts the encoder (binding caps).
+pub fn check_backend(
+    backend: Backend,
+    norms: &[&str],
+    builder: fn(vlad::EncoderBuilder) -> vlad::EncoderBuilder,
+) {
+    let (codebook, rows, offsets) = data(11);
+    let batch = Batch::ragged(rows.view(), &offsets).unwrap();
+    let shape = (batch.images(), codebook.clusters() * codebook.dim());
+    for norm in norms {
+        let norm: Normalization = norm.parse().unwrap();
+        let encoder = builder(
+            Encoder::builder(codebook.clone())
+                .normalization(norm.clone())
+                .backend(backend),
+        )
+        .build();
+        let want = encoder.encode_batch(&batch).unwrap();
+        assert_eq!(want.report.backend, backend, "{norm}");
+
+        let mut out = Array2::from_elem(shape, f32::NAN);
+        let report = encoder.encode_batch_into(&batch, out.view_mut()).unwrap();
+        assert_eq!(report.backend, backend, "{norm}");
+        assert_bits_eq(&out, &want.vlad, &format!("{backend:?} {norm}"));
+        // Into the same memory again: the same bits.
+        encoder.encode_batch_into(&batch, out.view_mut()).unwrap();
+        assert_bits_eq(&out, &want.vlad, &format!("{backend:?} {norm} again"));
+
+        // A column-major array (no contiguous row-major slice).
+        let mut t = Array2::from_elem((shape.1, shape.0), f32::NAN);
+        let mut view = t.view_mut().reversed_axes();
+        encoder.encode_batch_into(&batch, view.view_mut()).unwrap();
+        assert_bits_eq(
+            &view.to_owned(),
+            &want.vlad,
+            &format!("{backend:?} {norm} F-order"),
+        );
+    }
+
+    // A wrong shape is an error before anything is written.
+    let encoder = Encoder::builder(codebook.clone()).backend(backend).build();
+    for bad in [(shape.0 + 1, shape.1), (shape.0, shape.1 - 1), (0, 0)] {
+        let mut out = Array2::from_elem(bad, 7.0f32);
+        let err = encoder
+            .encode_batch_into(&batch, out.view_mut())
+            .unwrap_err();
+        assert!(
+            matches!(err, VladError::DimensionMismatch(_)),
+            "{bad:?}: {err}"
+        );
+        assert!(err.to_string().contains("output"), "{err}");
+        assert!(out.iter().all(|&x| x == 7.0), "{bad:?}: output was written");
+    }
+    // A slice of a larger array (rows strided) works too.
+    let mut big = Array2::from_elem((shape.0 * 2, shape.1), f32::NAN);
+    let want = encoder.encode_batch(&batch).unwrap();
+    encoder
+        .encode_batch_into(&batch, big.slice_mut(s![..;2, ..]))
+        .unwrap();
+    assert_bits_eq(
+        &big.slice(s![..;2, ..]).to_owned(),
+        &want.vlad,
+        "strided rows",
+    );
+}
+
+fn assert_bits_eq(got: &Array2<f32>, want: &Array2<f32>, what: &str) {
+    assert_eq!(got.dim(), want.dim(), "{what}");
+    for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+        assert_eq!(g.to_bits(), w.to_bits(), "{what}: element {i}: {g} vs {w}");
+    }
+}

@@ -1,0 +1,18 @@
+//! `Encoder::encode_batch_into` on the GPU: read-back straight into the
+//! caller's array, bit for bit what `encode_batch` returns, with empty
+//! images, and with a small binding cap (many chunks, split images).
+
+use crate::common::encode_into::check_backend;
+use vlad::Backend;
+
+#[test]
+fn gpu_writes_what_encode_batch_returns() {
+    if crate::util::gpu_or_skip("gpu encode_into").is_none() {
+        return;
+    }
+    check_backend(Backend::Gpu, &["ssr,l2", "none", "mass,intra"], |b| b);
+    // 4 KiB bindings: ~85 rows of F = 12 per chunk, so images split.
+    check_backend(Backend::Gpu, &["ssr,l2"], |b| {
+        b.gpu_max_binding_bytes(Some(4096))
+    });
+}
