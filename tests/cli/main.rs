@@ -21,3 +21,4 @@ mod kmeans;
 mod kmeans_mapped;
 mod soft;
 mod stream;
+mod stream_kmeans;
