@@ -22,3 +22,4 @@ mod kmeans_mapped;
 mod soft;
 mod stream;
 mod stream_kmeans;
+mod stream_soft;
