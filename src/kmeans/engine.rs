@@ -15,7 +15,8 @@ use crate::cpu::{aggregate::add_cluster_sums, assign::assign_rows_with_distances
 pub(crate) struct ClusterSums {
     pub sums: Vec<f64>,
     pub counts: Vec<u64>,
-    /// Windows added so far.
+    /// Windows added so far (the GPU engine takes one).
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
     windows: usize,
 }
 
