@@ -39,6 +39,7 @@ mod engine;
 mod init;
 mod mapped;
 mod reseed;
+mod source;
 mod training_set;
 mod update;
 
@@ -57,8 +58,8 @@ use crate::backend::Backend;
 use crate::codebook::Codebook;
 use crate::element::Element;
 use crate::error::{Result, VladError};
-use engine::Engine;
-use training_set::TrainingSet;
+use engine::{ClusterSums, Engine};
+use source::Source;
 
 /// How the centroids are seeded.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]
@@ -354,21 +355,39 @@ impl KMeans {
         self.check_settings()?;
         training_set::check_input(&descriptors, self.k)?;
         let (n, dim) = descriptors.dim();
-        let k = self.k;
-        let indices = training_set::sample_indices(n, k, self.max_points_per_centroid, self.seed);
+        let indices =
+            training_set::sample_indices(n, self.k, self.max_points_per_centroid, self.seed);
         let set = training_set::gather(&descriptors, indices.as_deref());
-        training_set::check_distinct(&set, k)?;
+        self.train(Source::memory(&set.rows, dim), n, start)
+    }
+
+    /// Train on the checked rows of `source` (`points`: rows in the input,
+    /// for the report), every full-data pass window by window.
+    fn train<E: Element>(
+        &self,
+        source: Source<'_, E>,
+        points: usize,
+        start: Instant,
+    ) -> Result<KMeansResult> {
+        let k = self.k;
+        let dim = source.dim();
+        training_set::check_distinct(&source, k)?;
 
         let setup_start = Instant::now();
-        let (mut engine, fallback_reason) = self.engine(&set)?;
+        let (mut engine, fallback_reason) = self.engine()?;
         let setup_seconds = match engine.backend() {
             Backend::Gpu => setup_start.elapsed().as_secs_f64(),
             _ => 0.0,
         };
+        let source = if engine.streams() {
+            source
+        } else {
+            source.as_one_window()
+        };
         self.report(KMeansProgress::Started {
             clusters: k,
-            points: n,
-            training_points: set.len(),
+            points,
+            training_points: source.len(),
             dim,
             init: self.init,
             backend: engine.backend(),
@@ -377,8 +396,8 @@ impl KMeans {
 
         let init_start = Instant::now();
         let mut centroids = match self.init {
-            Init::KMeansPlusPlus => init::kmeans_plus_plus(&set, k, self.seed),
-            Init::Random => init::random_points(&set, k, self.seed),
+            Init::KMeansPlusPlus => init::kmeans_plus_plus(&source, k, self.seed)?,
+            Init::Random => init::random_points(&source, k, self.seed)?,
         };
         self.report(KMeansProgress::Seeded {
             seconds: init_start.elapsed().as_secs_f64(),
@@ -387,12 +406,19 @@ impl KMeans {
         let mut split_rng = ChaCha8Rng::seed_from_u64(self.seed);
         split_rng.set_stream(reseed::RESEED_STREAM);
         let mut inertia_history = Vec::with_capacity(self.iterations);
-        // Labels of the previous iteration, when its update was a plain mean
-        // (no re-seeded centroid): equal labels now mean a fixed point.
-        let mut previous_labels: Option<Vec<u32>> = None;
+        // Labels of the last iteration (4 bytes a point), and whether its
+        // update was a plain mean (no re-seeded centroid): equal labels now
+        // mean a fixed point.
+        let mut labels: Vec<u32> = Vec::new();
+        let mut previous_is_plain = false;
         for iteration in 0..self.iterations {
-            let step = engine.step(&codebook_from(&centroids, k, dim)?)?;
-            let inertia: f64 = step.distances.iter().map(|&d| d as f64).sum();
+            let step = lloyd_pass(
+                &mut engine,
+                &codebook_from(&centroids, k, dim)?,
+                &source,
+                &mut labels,
+            )?;
+            let inertia = step.inertia;
             inertia_history.push(inertia);
             self.report(KMeansProgress::Iteration {
                 iteration: iteration + 1,
@@ -400,17 +426,17 @@ impl KMeans {
                 inertia,
             });
 
-            let empty = update::move_to_means(&mut centroids, &step.sums, &step.counts, dim);
+            let empty =
+                update::move_to_means(&mut centroids, &step.sums.sums, &step.sums.counts, dim);
             let moved = reseed::split_largest(
                 &mut centroids,
                 dim,
                 &empty,
-                &step.counts,
-                &step.labels,
-                &step.distances,
+                &step.sums.counts,
+                &step.errors,
                 &mut split_rng,
             );
-            let fixed_point = previous_labels.as_ref() == Some(&step.labels);
+            let fixed_point = previous_is_plain && !step.changed;
             let small_change = match inertia_history.len() {
                 len if len >= 2 && self.tolerance > 0.0 => {
                     let before = inertia_history[len - 2];
@@ -421,12 +447,12 @@ impl KMeans {
             if fixed_point || small_change {
                 break;
             }
-            previous_labels = (moved == 0).then_some(step.labels);
+            previous_is_plain = moved == 0;
         }
+        drop(labels);
 
         let codebook = codebook_from(&centroids, k, dim)?;
-        let labels = engine.assign(&codebook)?;
-        let inertia = exact_inertia(&set, &codebook, &labels);
+        let inertia = exact_inertia(&mut engine, &codebook, &source)?;
         let seconds = (start.elapsed().as_secs_f64() - setup_seconds).max(0.0);
         self.report(KMeansProgress::Finished {
             iterations: inertia_history.len(),
@@ -465,27 +491,24 @@ impl KMeans {
     /// The engine for the asked backend, and why `Auto` did not take the
     /// GPU. `Auto` lists the adapters first (no device, no shader): only a
     /// hardware adapter is tried; any GPU failure falls back to the CPU.
-    fn engine<'a, E: Element>(
-        &self,
-        set: &'a TrainingSet<'_, E>,
-    ) -> Result<(Engine<'a, E>, Option<String>)> {
+    fn engine(&self) -> Result<(Engine, Option<String>)> {
         match self.backend {
             Backend::Auto => {
                 let adapters = crate::adapter::adapters();
                 if let Err(reason) = adapters.auto_adapter()? {
-                    let engine = Engine::new(Backend::Cpu, &set.rows, set.dim)?;
+                    let engine = Engine::new(Backend::Cpu)?;
                     return Ok((engine, Some(reason.to_string())));
                 }
-                match Engine::new(Backend::Gpu, &set.rows, set.dim) {
+                match Engine::new(Backend::Gpu) {
                     Ok(engine) => Ok((engine, None)),
                     Err(err @ (VladError::BackendUnavailable(_) | VladError::Gpu(_))) => {
-                        let engine = Engine::new(Backend::Cpu, &set.rows, set.dim)?;
+                        let engine = Engine::new(Backend::Cpu)?;
                         Ok((engine, Some(format!("{err}: using cpu"))))
                     }
                     Err(other) => Err(other),
                 }
             }
-            backend => Ok((Engine::new(backend, &set.rows, set.dim)?, None)),
+            backend => Ok((Engine::new(backend)?, None)),
         }
     }
 }
@@ -501,28 +524,87 @@ fn codebook_from(centroids: &[f32], k: usize, dim: usize) -> Result<Codebook> {
     Codebook::from_owned(array)
 }
 
+/// What one Lloyd iteration's assignment produced.
+struct LloydPass {
+    /// Per-cluster sums of the rows and counts.
+    sums: ClusterSums,
+    /// `Σ d` of the f32 distances, in row order.
+    inertia: f64,
+    /// Per-cluster `Σ d`, in row order (for re-seeding).
+    errors: Vec<f64>,
+    /// Whether any label differs from `labels` on entry.
+    changed: bool,
+}
+
+/// One assignment of every row to `codebook`, window by window: the sums,
+/// inertia and errors carried from window to window in row order, and
+/// `labels` (every row's, from the last pass) updated in place.
+fn lloyd_pass<E: Element>(
+    engine: &mut Engine,
+    codebook: &Codebook,
+    source: &Source<'_, E>,
+    labels: &mut Vec<u32>,
+) -> Result<LloydPass> {
+    let (k, dim) = (codebook.clusters(), codebook.dim());
+    let first = labels.is_empty();
+    if first {
+        labels.resize(source.len(), 0);
+    }
+    let mut sums = ClusterSums::new(k, dim);
+    // `Sum for f64`'s own start, so the carried sum is the in-memory `.sum()`.
+    let mut inertia: f64 = std::iter::empty::<f64>().sum();
+    let mut errors = vec![0f64; k];
+    let mut changed = first;
+    source.for_each_window(|range, rows| {
+        let (window_labels, distances) = engine.step(codebook, rows, dim, &mut sums)?;
+        inertia = distances.iter().fold(inertia, |a, &d| a + d as f64);
+        reseed::add_cluster_errors(&mut errors, &window_labels, &distances);
+        let previous = &mut labels[range];
+        if previous != window_labels.as_slice() {
+            changed = true;
+            previous.copy_from_slice(&window_labels);
+        }
+        Ok(())
+    })?;
+    Ok(LloydPass {
+        sums,
+        inertia,
+        errors,
+        changed,
+    })
+}
+
 /// Rows per block of the inertia sum; fixed so the sum never depends on
-/// the thread count.
+/// the thread count (and divides the windows of `source.rs`).
 const INERTIA_BLOCK: usize = 1024;
 
-/// `Σ ‖x − c_label(x)‖²` in f64 from exact differences, block sums added
-/// in block order.
-fn exact_inertia<E: Element>(set: &TrainingSet<'_, E>, codebook: &Codebook, labels: &[u32]) -> f64 {
-    let dim = set.dim;
+/// `Σ ‖x − c_label(x)‖²` in f64 from exact differences, labels from
+/// `codebook`; block sums added in block order, window after window.
+fn exact_inertia<E: Element>(
+    engine: &mut Engine,
+    codebook: &Codebook,
+    source: &Source<'_, E>,
+) -> Result<f64> {
+    let dim = source.dim();
     let centroids = codebook.as_slice();
-    let blocks: Vec<f64> = set
-        .rows
-        .par_chunks(INERTIA_BLOCK * dim)
-        .zip(labels.par_chunks(INERTIA_BLOCK))
-        .map(|(rows, labels)| {
-            rows.chunks_exact(dim)
-                .zip(labels)
-                .map(|(row, &l)| {
-                    let l = l as usize;
-                    distance::squared_distance_f64(row, &centroids[l * dim..(l + 1) * dim])
-                })
-                .sum()
-        })
-        .collect();
-    blocks.iter().sum()
+    let mut total: f64 = std::iter::empty::<f64>().sum();
+    source.for_each_window(|_, rows| {
+        let labels = engine.assign(codebook, rows, dim)?;
+        let blocks: Vec<f64> = rows
+            .par_chunks(INERTIA_BLOCK * dim)
+            .zip(labels.par_chunks(INERTIA_BLOCK))
+            .map(|(rows, labels)| {
+                rows.chunks_exact(dim)
+                    .zip(labels)
+                    .map(|(row, &l)| {
+                        let l = l as usize;
+                        distance::squared_distance_f64(row, &centroids[l * dim..(l + 1) * dim])
+                    })
+                    .sum()
+            })
+            .collect();
+        total = blocks.iter().fold(total, |a, &b| a + b);
+        Ok(())
+    })?;
+    Ok(total)
 }

@@ -69,6 +69,7 @@ pub mod reference;
 pub mod reference_soft;
 pub mod report;
 pub mod stream;
+mod stream_weighted;
 pub mod synthetic;
 pub mod verify;
 pub mod verify_soft;

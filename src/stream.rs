@@ -49,6 +49,7 @@ use crate::io::OutputFile;
 use crate::mapped::MappedNpy;
 use crate::npy_stream::NpyStream;
 use crate::report::{RunReport, StageTimes};
+use crate::stream_weighted::WeightedPieces;
 
 /// The default `--memory-limit`: 1 GiB.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 1 << 30;
@@ -73,6 +74,21 @@ pub struct StreamOptions<'a> {
     pub memory_limit: u64,
     /// Called after every batch.
     pub progress: Option<&'a (dyn Fn(StreamProgress) + Sync)>,
+    /// Also check every batch against the f64 reference as `--verify` does
+    /// ([`crate::verify`], [`crate::verify_soft`]), merged into
+    /// [`Streamed::verification`]; when it fails, nothing is written. Images
+    /// are then never cut into pieces (the reference checks whole images):
+    /// one larger than a batch is a batch of its own.
+    pub verify: bool,
+    /// Test hook: the GPU device is lost at the start of this batch (its
+    /// index in the plan), as a driver reset would lose it.
+    #[doc(hidden)]
+    pub lose_gpu_at_batch: Option<usize>,
+    /// Test hook: an explicit `gpu` backend falls back to the CPU on a GPU
+    /// failure as `auto` does (`auto` never runs on the software adapters
+    /// tests have).
+    #[doc(hidden)]
+    pub gpu_falls_back: bool,
 }
 
 impl Default for StreamOptions<'_> {
@@ -80,6 +96,9 @@ impl Default for StreamOptions<'_> {
         StreamOptions {
             memory_limit: DEFAULT_MEMORY_LIMIT,
             progress: None,
+            verify: false,
+            lose_gpu_at_batch: None,
+            gpu_falls_back: false,
         }
     }
 }
@@ -98,6 +117,11 @@ pub struct Streamed {
     pub batches: usize,
     /// Images larger than a batch, processed in row pieces.
     pub split_images: usize,
+    /// With [`StreamOptions::verify`]: the verification of the whole
+    /// output, the same figures as [`crate::verify::verify`] on the whole
+    /// input in memory, and its seconds. The output exists only when it
+    /// passed.
+    pub verification: Option<(crate::verify::Verification, f64)>,
 }
 
 /// Parse a memory size: `1GiB`, `128MiB`, `512KiB`, `4096` or `4096bytes`
@@ -221,6 +245,10 @@ struct Job<'a> {
     offsets: Vec<usize>,
     labels: Option<&'a [u32]>,
     task: Task,
+    /// Soft assignment's parameters (encode only).
+    soft: Option<crate::assignment::SoftParams>,
+    /// Soft assignment or `rn`: SPEC §10's route.
+    weighted: bool,
 }
 
 impl<'a> Job<'a> {
@@ -232,18 +260,20 @@ impl<'a> Job<'a> {
         task: Task,
     ) -> Result<Self> {
         let codebook = encoder.codebook();
-        // Soft assignment and `rn` run through `crate::weighted` on the
-        // whole batch (cpu/reference only); the stream does not cut them
-        // into pieces. The command line encodes those in memory.
-        if task == Task::Encode
-            && (!encoder.assignment().is_hard() || encoder.normalization().residual_normalized())
-        {
+        // Soft assignment and `rn` (SPEC §10): whole images through
+        // `crate::weighted`, split images through `crate::stream_weighted`.
+        let soft = match task {
+            Task::Encode => encoder.assignment().soft_params(codebook)?,
+            Task::Assign => None,
+        };
+        if soft.is_some() && labels.is_some() {
             return Err(VladError::InvalidArgument(
-                "streamed encoding supports hard assignment without rn; encode soft \
-                 assignment or rn in memory (Encoder::encode_batch)"
+                "labels cannot be given with soft assignment (every descriptor weighs on every centroid)"
                     .to_string(),
             ));
         }
+        let weighted = task == Task::Encode
+            && (soft.is_some() || encoder.normalization().residual_normalized());
         // F = 0 first, as the in-memory batch checks it (the same message
         // from every path).
         if input.dim() == 0 {
@@ -311,6 +341,8 @@ impl<'a> Job<'a> {
             offsets,
             labels,
             task,
+            soft,
+            weighted,
         })
     }
 
@@ -502,12 +534,31 @@ fn plan<E: Element>(job: &Job<'_>, engine: &Engine, budget: u64) -> Result<Vec<P
                 blocks * PARTIAL_ROWS as u64,
             ))
         }
+        // The reference's soft/rn sums are not cut into pieces: an image
+        // over the budget is one batch (SPEC §11's exception).
+        Engine::Reference if job.weighted => Ok(plan_greedy(
+            &job.offsets,
+            row_bytes,
+            image_bytes,
+            budget,
+            u64::MAX,
+        )),
         Engine::Reference => Ok(plan_greedy(
             &job.offsets,
             row_bytes,
             image_bytes,
             budget,
             free_rows.max(1),
+        )),
+        // Soft/rn on the GPU go through `crate::weighted` a batch of whole
+        // images at a time (no pieces), as the in-memory run does.
+        #[cfg(feature = "gpu")]
+        Engine::Gpu(_) if job.weighted => Ok(plan_greedy(
+            &job.offsets,
+            row_bytes,
+            image_bytes,
+            budget,
+            u64::MAX,
         )),
         #[cfg(feature = "gpu")]
         Engine::Gpu(gpu) => {
@@ -576,7 +627,15 @@ fn run<E: Element>(
         fallback_reason,
     } = resolve(job.encoder)?;
     let budget = batch_budget(options.memory_limit);
-    let plan = plan::<E>(job, &engine, budget)?;
+    let plan = if options.verify && job.task == Task::Encode {
+        whole_images_plan::<E>(job, budget)
+    } else {
+        plan::<E>(job, &engine, budget)?
+    };
+    // Under `auto`, a GPU failure half-way moves the rest of the stream to
+    // the CPU (SPEC §7's fallback, batch by batch); under `gpu` it is the
+    // run's error.
+    let falls_back = job.encoder.backend() == Backend::Auto || options.gpu_falls_back;
     let (k, f) = (codebook.clusters(), codebook.dim());
     let n = job.input.rows_total();
     let t = job.images();
@@ -593,11 +652,15 @@ fn run<E: Element>(
 
     let mut state = Compute {
         job,
-        engine: &engine,
+        engine,
+        falls_back,
+        fell_back: None,
         stages: StageTimes::new(),
         seconds: 0.0,
         piece_sums: Vec::new(),
         piece_counts: Vec::new(),
+        weighted: None,
+        verify: (options.verify && job.task == Task::Encode).then(Checked::default),
     };
     let split_images = plan
         .iter()
@@ -635,7 +698,20 @@ fn run<E: Element>(
             (Ok(()), written) => written,
         }
     })?;
-    stream.commit()?;
+    let verification = state.verify.take().map(Checked::finish);
+    let passed = verification.as_ref().is_none_or(|(v, _)| v.passed());
+    if passed {
+        stream.commit()?;
+    }
+    let (backend, fallback_reason, mut notes) = match state.fell_back.take() {
+        Some(why) => (Backend::Cpu, Some(why.clone()), {
+            let mut notes = gpu.notes;
+            notes.push(why);
+            notes
+        }),
+        None => (backend, fallback_reason, gpu.notes),
+    };
+    notes.dedup();
     Ok(Streamed {
         report: RunReport {
             backend,
@@ -648,12 +724,13 @@ fn run<E: Element>(
             setup_seconds: gpu.setup_seconds,
             stages: state.stages,
             fallback_reason,
-            notes: gpu.notes,
+            notes,
         },
         images: t,
         descriptors: n,
         batches: plan.len(),
         split_images,
+        verification,
     })
 }
 
@@ -711,12 +788,20 @@ impl From<VladError> for StopReason {
 
 struct Compute<'j> {
     job: &'j Job<'j>,
-    engine: &'j Engine,
+    engine: Engine,
+    /// Whether a GPU failure moves the rest of the stream to the CPU.
+    falls_back: bool,
+    /// Why it did, once it has.
+    fell_back: Option<String>,
     stages: StageTimes,
     seconds: f64,
     /// Raw f64 sums and counts of the pieces of a split image so far.
     piece_sums: Vec<f64>,
     piece_counts: Vec<u64>,
+    /// The same under soft assignment or `rn`.
+    weighted: Option<WeightedPieces>,
+    /// With `--verify`: the checks so far.
+    verify: Option<Checked>,
 }
 
 fn compute_all<E: Element>(
@@ -740,7 +825,18 @@ fn compute_all<E: Element>(
             None => state.job.input.rows::<E>(piece.rows.clone(), &mut empty)?,
         };
         let started = Instant::now();
-        let result = state.compute(piece, rows);
+        if options.lose_gpu_at_batch == Some(expected) {
+            state.lose_gpu();
+        }
+        let mut result = state.compute(piece, rows);
+        if let Err(error) = &result {
+            if state.should_fall_back(error) {
+                state.fall_back(expected, plan.len(), error);
+                result = state
+                    .catch_up(piece)
+                    .and_then(|()| state.compute(piece, rows));
+            }
+        }
         state.seconds += started.elapsed().as_secs_f64();
         if in_place {
             state.job.input.release(piece.rows.clone());
@@ -769,6 +865,95 @@ impl Compute<'_> {
         self.job.encoder.codebook()
     }
 
+    /// The test hook of [`StreamOptions::lose_gpu_at_batch`].
+    fn lose_gpu(&self) {
+        #[cfg(feature = "gpu")]
+        if let Engine::Gpu(gpu) = &self.engine {
+            gpu.simulate_loss_on_next_run();
+        }
+    }
+
+    /// Whether `error` from the engine is a GPU failure the stream
+    /// survives on the CPU.
+    fn should_fall_back(&self, error: &VladError) -> bool {
+        #[cfg(feature = "gpu")]
+        if let Engine::Gpu(_) = self.engine {
+            return self.falls_back
+                && matches!(error, VladError::Gpu(_) | VladError::BackendUnavailable(_));
+        }
+        let _ = error;
+        false
+    }
+
+    /// Move the rest of the stream, batch `index` (of `batches`) included,
+    /// to the CPU, and say why.
+    fn fall_back(&mut self, index: usize, batches: usize, error: &VladError) {
+        self.engine = Engine::Cpu;
+        self.fell_back = Some(format!(
+            "the gpu failed on batch {} of {batches} ({error}): that batch and the {} after it \
+             ran on cpu",
+            index + 1,
+            batches - index - 1
+        ));
+    }
+
+    /// Before a piece of a split image is redone on the CPU: the image's
+    /// earlier pieces, summed on the GPU into `piece_sums`, are summed again
+    /// on the CPU from the map (whole multiples of [`PARTIAL_ROWS`] at a
+    /// time, each read and released in turn), so that the whole image is
+    /// the CPU's.
+    fn catch_up(&mut self, piece: &Piece) -> Result<()> {
+        match piece.part {
+            Some((index, _)) if index > 0 => {}
+            _ => return Ok(()),
+        }
+        match self.job.input.dtype() {
+            DType::F32 => self.catch_up_as::<f32>(piece),
+            DType::F64 => self.catch_up_as::<f64>(piece),
+            DType::U8 => self.catch_up_as::<u8>(piece),
+        }
+    }
+
+    fn catch_up_as<E: Element>(&mut self, piece: &Piece) -> Result<()> {
+        let job = self.job;
+        let (input, given) = (job.input, job.labels);
+        let codebook = job.encoder.codebook();
+        let (k, f) = (codebook.clusters(), codebook.dim());
+        self.piece_sums.clear();
+        self.piece_sums.resize(k * f, 0.0);
+        self.piece_counts.clear();
+        self.piece_counts.resize(k, 0);
+        let first = job.offsets[piece.images.start];
+        let step = (piece.rows.len() / PARTIAL_ROWS).max(1) * PARTIAL_ROWS;
+        let mut buffer = Vec::new();
+        let mut start = first;
+        while start < piece.rows.start {
+            let end = (start + step).min(piece.rows.start);
+            let rows = input.rows::<E>(start..end, &mut buffer)?;
+            let view = ArrayView2::from_shape((end - start, f), rows)
+                .map_err(|e| VladError::DimensionMismatch(format!("batch rows: {e}")))?;
+            let batch = Batch::single(view)?;
+            let computed;
+            let labels = match given {
+                Some(l) => &l[start..end],
+                None => {
+                    computed = crate::cpu::assign(codebook, &batch, &mut self.stages);
+                    &computed[..]
+                }
+            };
+            crate::cpu::aggregate::add_image_rows(
+                codebook,
+                rows,
+                labels,
+                &mut self.piece_sums,
+                &mut self.piece_counts,
+            );
+            input.release(start..end);
+            start = end;
+        }
+        Ok(())
+    }
+
     /// One piece's results: its rows of output, or nothing yet for a piece
     /// of a split image that is not its last.
     fn compute<E: Element>(&mut self, piece: &Piece, rows: &[E]) -> Result<Option<Rows>> {
@@ -786,47 +971,77 @@ impl Compute<'_> {
             if let Some(labels) = labels {
                 batch = batch.with_labels(labels, self.codebook().clusters())?;
             }
-            return self.whole_images(&batch).map(Some);
+            let (rows, labels) = self.whole_images(&batch)?;
+            if let (Some(checked), Rows::F32(vlad), Some(labels)) =
+                (&mut self.verify, &rows, &labels)
+            {
+                checked.add(self.job, &batch, vlad, labels)?;
+            }
+            return Ok(Some(rows));
         }
         let batch = Batch::single(view).map_err(locate)?;
         match self.job.task {
-            Task::Assign => self.whole_images(&batch).map(Some),
+            Task::Assign => self.whole_images(&batch).map(|(rows, _)| Some(rows)),
             Task::Encode => self.split_piece(piece, &batch, labels),
         }
     }
 
-    /// Whole images, exactly as the in-memory run computes them.
-    fn whole_images<E: Element>(&mut self, batch: &Batch<'_, E>) -> Result<Rows> {
+    /// Whole images, exactly as the in-memory run computes them; for an
+    /// encoding, with the labels it used (what `--verify` checks).
+    fn whole_images<E: Element>(
+        &mut self,
+        batch: &Batch<'_, E>,
+    ) -> Result<(Rows, Option<Vec<u32>>)> {
         let codebook = self.job.encoder.codebook();
         let norm = self.job.encoder.normalization();
         let stages = &mut self.stages;
-        match (self.job.task, self.engine) {
-            (Task::Assign, Engine::Cpu) => {
-                Ok(labels_i64(crate::cpu::assign(codebook, batch, stages)))
-            }
-            (Task::Assign, Engine::Reference) => {
-                Ok(labels_i64(stages.time("assign", || {
-                    crate::reference::assign(codebook, batch)
-                })))
-            }
+        match (self.job.task, &self.engine) {
+            (Task::Assign, Engine::Cpu) => Ok((
+                labels_i64(crate::cpu::assign(codebook, batch, stages)),
+                None,
+            )),
+            (Task::Assign, Engine::Reference) => Ok((
+                labels_i64(stages.time("assign", || crate::reference::assign(codebook, batch))),
+                None,
+            )),
             #[cfg(feature = "gpu")]
             (Task::Assign, Engine::Gpu(gpu)) => {
-                Ok(labels_i64(gpu.assign(codebook, batch, stages)?))
+                Ok((labels_i64(gpu.assign(codebook, batch, stages)?), None))
+            }
+            (Task::Encode, engine) if self.job.weighted => {
+                let backend = match engine {
+                    Engine::Cpu => Backend::Cpu,
+                    Engine::Reference => Backend::Reference,
+                    #[cfg(feature = "gpu")]
+                    Engine::Gpu(_) => Backend::Gpu,
+                };
+                let out = crate::weighted::run_encode(
+                    codebook,
+                    self.job.encoder.assignment(),
+                    norm,
+                    backend,
+                    batch,
+                    stages,
+                )?;
+                Ok((Rows::F32(into_vec(out.vlad)), Some(out.labels)))
             }
             (Task::Encode, Engine::Cpu) => {
-                let (vlad, _) = crate::cpu::encode(codebook, batch, norm, stages);
-                Ok(Rows::F32(into_vec(vlad)))
+                let (vlad, labels) = crate::cpu::encode(codebook, batch, norm, stages);
+                Ok((Rows::F32(into_vec(vlad)), Some(labels)))
             }
             (Task::Encode, Engine::Reference) => {
-                let (vlad, _) = stages.time("reference", || {
+                let (vlad, labels) = stages.time("reference", || {
                     crate::reference::encode(codebook, batch, norm)
                 });
-                Ok(Rows::F32(vlad.iter().map(|&x| x as f32).collect()))
+                Ok((
+                    Rows::F32(vlad.iter().map(|&x| x as f32).collect()),
+                    Some(labels),
+                ))
             }
             #[cfg(feature = "gpu")]
             (Task::Encode, Engine::Gpu(gpu)) => {
-                let (vlad, _) = gpu.encode(codebook, batch, norm, stages)?;
-                Ok(Rows::F32(into_vec(vlad)))
+                let (vlad, labels) = gpu.encode(codebook, batch, norm, stages)?;
+                Ok((Rows::F32(into_vec(vlad)), Some(labels)))
             }
         }
     }
@@ -843,6 +1058,9 @@ impl Compute<'_> {
         let Some((index, count)) = piece.part else {
             return Err(VladError::InvalidArgument("not a piece (a bug)".into()));
         };
+        if self.job.weighted {
+            return self.weighted_piece(piece, batch, given);
+        }
         if index == 0 {
             self.piece_sums.clear();
             self.piece_sums.resize(k * f, 0.0);
@@ -855,7 +1073,7 @@ impl Compute<'_> {
         let (sums, counts) = (&mut self.piece_sums, &mut self.piece_counts);
         let last = index + 1 == count;
         let mut row = vec![0f32; k * f];
-        match self.engine {
+        match &self.engine {
             Engine::Cpu => {
                 let computed;
                 let labels = match given {
@@ -938,6 +1156,137 @@ impl Compute<'_> {
         }
         Ok(last.then_some(Rows::F32(row)))
     }
+}
+
+impl Compute<'_> {
+    /// One piece of a split image under soft assignment or `rn` (the CPU
+    /// only: the other engines take such images whole).
+    fn weighted_piece<E: Element>(
+        &mut self,
+        piece: &Piece,
+        batch: &Batch<'_, E>,
+        given: Option<&[u32]>,
+    ) -> Result<Option<Rows>> {
+        let job = self.job;
+        let codebook = job.encoder.codebook();
+        let norm = job.encoder.normalization();
+        let Some((index, count)) = piece.part else {
+            return Err(VladError::InvalidArgument("not a piece (a bug)".into()));
+        };
+        if !matches!(self.engine, Engine::Cpu) {
+            return Err(VladError::InvalidArgument(
+                "a soft/rn image split on a backend other than cpu (a bug)".into(),
+            ));
+        }
+        let pieces = match &mut self.weighted {
+            Some(pieces) if index > 0 => pieces,
+            _ => self
+                .weighted
+                .insert(WeightedPieces::new(codebook.clusters(), codebook.dim())),
+        };
+        let stages = &mut self.stages;
+        let computed;
+        let labels: &[u32] = match (&job.soft, given) {
+            (Some(_), _) => &[],
+            (None, Some(l)) => l,
+            (None, None) => {
+                computed = crate::cpu::assign(codebook, batch, stages);
+                &computed[..]
+            }
+        };
+        stages.time("aggregate", || {
+            pieces.add(
+                codebook,
+                job.soft.as_ref(),
+                norm.residual_normalized(),
+                batch.rows(),
+                labels,
+            )
+        });
+        if index + 1 < count {
+            return Ok(None);
+        }
+        let row = stages.time("normalize", || {
+            pieces.finish(codebook, job.soft.is_some(), norm)
+        });
+        Ok(Some(Rows::F32(row)))
+    }
+}
+
+/// `--verify` batch by batch: each batch of whole images checked against
+/// the reference, the counts added up and the largest error kept, so the
+/// result is what checking the whole output at once gives.
+#[derive(Default)]
+struct Checked {
+    /// Labels equal to the exact argmin, and labels checked.
+    same: u64,
+    labels: u64,
+    bad_labels: usize,
+    violations: usize,
+    max_abs_error: f64,
+    rule: &'static str,
+    seconds: f64,
+}
+
+impl Checked {
+    fn add<E: Element>(
+        &mut self,
+        job: &Job<'_>,
+        batch: &Batch<'_, E>,
+        vlad: &[f32],
+        labels: &[u32],
+    ) -> Result<()> {
+        let started = Instant::now();
+        let encoder = job.encoder;
+        let codebook = encoder.codebook();
+        let norm = encoder.normalization();
+        let output =
+            ArrayView2::from_shape((batch.images(), codebook.clusters() * codebook.dim()), vlad)
+                .map_err(|e| VladError::DimensionMismatch(format!("batch output: {e}")))?;
+        let v = if job.weighted {
+            crate::verify_soft::verify(codebook, batch, encoder.assignment(), norm, output, labels)
+        } else {
+            crate::verify::verify(codebook, batch, norm, output, labels)
+        };
+        // The agreement is `same / labels` of this batch: recover `same`.
+        let n = batch.len() as u64;
+        self.same += (v.label_agreement * n as f64).round() as u64;
+        self.labels += n;
+        self.bad_labels += v.bad_labels;
+        self.violations += v.violations;
+        self.max_abs_error = self.max_abs_error.max(v.max_abs_error);
+        self.rule = v.rule;
+        self.seconds += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    fn finish(self) -> (crate::verify::Verification, f64) {
+        let label_agreement = if self.labels == 0 {
+            1.0
+        } else {
+            self.same as f64 / self.labels as f64
+        };
+        (
+            crate::verify::Verification {
+                label_agreement,
+                bad_labels: self.bad_labels,
+                max_abs_error: self.max_abs_error,
+                violations: self.violations,
+                rule: self.rule,
+            },
+            self.seconds,
+        )
+    }
+}
+
+/// Batches of whole images only, for `--verify`: greedily within `budget`,
+/// an image over it alone.
+fn whole_images_plan<E: Element>(job: &Job<'_>, budget: u64) -> Vec<Piece> {
+    let codebook = job.encoder.codebook();
+    let (k, f) = (codebook.clusters() as u64, codebook.dim() as u64);
+    let row_bytes = f * std::mem::size_of::<E>() as u64 + 4;
+    let image_bytes = k * f * 4 + k * 4;
+    plan_greedy(&job.offsets, row_bytes, image_bytes, budget, u64::MAX)
 }
 
 fn labels_i64(labels: Vec<u32>) -> Rows {

@@ -88,8 +88,10 @@ pub struct KMeansArgs {
     /// Print one JSON object describing the run on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Bound on the memory of the streamed passes (the NaN check and the
-    /// gathering of the training sample); SIZE in bytes, KiB, MiB or GiB.
+    /// Bound on the memory of the streamed passes (the NaN check, the
+    /// gathering of the training sample, and with
+    /// --max-points-per-centroid 0 every pass of the training over all
+    /// points, window by window); SIZE in bytes, KiB, MiB or GiB.
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = super::streamed::parse_memory_limit)]
     pub memory_limit: u64,
 }
@@ -220,6 +222,11 @@ fn to_json(args: &KMeansArgs, trained: &Trained) -> Map<String, Value> {
     map.insert("inertia".into(), json!(result.inertia));
     map.insert("inertia_history".into(), json!(result.inertia_history));
     map.insert("seconds".into(), json!(result.seconds));
+    map.insert(
+        "peak_rss_bytes".into(),
+        json!(super::peak_rss::peak_rss_bytes()),
+    );
+    map.insert("memory_limit_bytes".into(), json!(args.memory_limit));
     map.insert("output".into(), json!(args.out.display().to_string()));
     map
 }

@@ -42,11 +42,6 @@ fn parse_alpha(s: &str) -> Result<f32, String> {
 }
 
 impl SoftArgs {
-    /// Whether soft assignment was asked for (weights or α given).
-    pub fn is_soft(&self) -> bool {
-        self.soft_weights.is_some() || self.soft_bias.is_some() || self.soft_alpha.is_some()
-    }
-
     /// The assignment these options ask for, its parameters read and
     /// checked against `codebook` (`W` must be `(K, F)`, `b` `(K,)`).
     pub fn assignment(&self, codebook: &Codebook) -> Result<Assignment, Failure> {

@@ -24,10 +24,10 @@ pub fn parse_memory_limit(s: &str) -> Result<u64, String> {
     stream::parse_memory_size(s).map_err(|e| e.to_string())
 }
 
-/// Stream `vlad encode` (everything but `--verify`, which needs the whole
-/// input and the reference side by side, and soft assignment or `rn`, which
-/// `super::encode` runs in memory). The caller has refused an `--out` that
-/// names an input.
+/// Stream `vlad encode`: hard or soft assignment, `rn`, and `--verify`
+/// (checked batch by batch against the reference; exit status 4 and
+/// nothing written when SPEC §4 does not hold). The caller has refused an
+/// `--out` that names an input.
 pub fn encode(args: &EncodeArgs) -> Result<(), Failure> {
     let wall = Instant::now();
     let out = OutputFile::create(&args.out)?;
@@ -56,12 +56,17 @@ pub fn encode(args: &EncodeArgs) -> Result<(), Failure> {
             ))));
         }
     }
-    let encoder = args::encoder(codebook, args.backend.into(), args.norm.clone())?.build();
+    let assignment = args.soft.assignment(&codebook)?;
+    let encoder = args::encoder(codebook, args.backend.into(), args.norm.clone())?
+        .assignment(assignment)
+        .build();
     let bar = Bar::new("encode");
     let progress = |p: StreamProgress| bar.update(p);
     let options = StreamOptions {
         memory_limit: args.memory_limit,
         progress: Some(&progress),
+        verify: args.verify,
+        ..StreamOptions::default()
     };
     let streamed = stream::encode_file(
         &encoder,
@@ -74,17 +79,37 @@ pub fn encode(args: &EncodeArgs) -> Result<(), Failure> {
     .map_err(|e| locate(e, args, offsets.is_some()))?;
     bar.finish();
     let sizes = sizes(&streamed, &encoder);
+    let mut json = summary::run_json(&streamed.report, sizes);
+    json.insert("normalization".into(), args.norm.to_string().into());
+    json.insert("assignment".into(), encoder.assignment().name().into());
+    json.insert("output".into(), args.out.display().to_string().into());
+    add_stream_fields(&mut json, &streamed, args.memory_limit, wall);
+    if let Some((v, seconds)) = &streamed.verification {
+        summary::add_verification(&mut json, v, *seconds);
+        eprintln!("{}", summary::human_verification(v));
+        if !v.passed() {
+            // Nothing was written (the stream was not committed).
+            if args.json {
+                summary::print_json(json);
+            }
+            return Err(VladError::VerificationFailed(format!(
+                "{} of {} labels beyond a near-tie, {} values outside tolerance \
+                 (max abs error {:.3e}); {} not written",
+                v.bad_labels,
+                sizes.descriptors,
+                v.violations,
+                v.max_abs_error,
+                args.out.display()
+            ))
+            .into());
+        }
+    }
     eprintln!(
         "{} -> {}",
         summary::human("encoded", &streamed.report, sizes),
         args.out.display()
     );
     if args.json {
-        let mut json = summary::run_json(&streamed.report, sizes);
-        json.insert("normalization".into(), args.norm.to_string().into());
-        json.insert("assignment".into(), encoder.assignment().name().into());
-        json.insert("output".into(), args.out.display().to_string().into());
-        add_stream_fields(&mut json, &streamed, args.memory_limit, wall);
         summary::print_json(json);
     }
     Ok(())
@@ -103,6 +128,7 @@ pub fn assign(args: &AssignArgs) -> Result<(), Failure> {
     let options = StreamOptions {
         memory_limit: args.memory_limit,
         progress: Some(&progress),
+        ..StreamOptions::default()
     };
     let streamed = stream::assign_file(&encoder, &input, out, &options).map_err(|e| match e {
         VladError::DimensionMismatch(_) => within(format!(

@@ -177,6 +177,31 @@ pub fn cluster_sums<E: Element>(
     blocked_sums(rows, dim, labels, clusters, None)
 }
 
+/// [`cluster_sums`] added onto running `sums` and `counts`: called on
+/// consecutive windows of rows that each start at a multiple of
+/// [`PARTIAL_ROWS`] rows, the partials are added in the order
+/// [`cluster_sums`] adds them on all the rows at once, so the result is
+/// bitwise the same (streamed k-means, SPEC §11).
+///
+/// # Panics
+///
+/// As [`cluster_sums`], or if `sums`/`counts` are not `clusters × dim` /
+/// `clusters` long.
+pub fn add_cluster_sums<E: Element>(
+    rows: &[E],
+    dim: usize,
+    labels: &[u32],
+    clusters: usize,
+    sums: &mut [f64],
+    counts: &mut [u64],
+) {
+    assert!(dim > 0, "dim must be positive");
+    assert_eq!(rows.len(), labels.len() * dim, "one label per row");
+    assert_eq!(sums.len(), clusters * dim, "K·F sums");
+    assert_eq!(counts.len(), clusters, "K counts");
+    blocked_sums_into(rows, dim, labels, clusters, None, sums, counts);
+}
+
 /// `Σ (v − c_label)` (or `Σ v` without centroids) per cluster over fixed
 /// row blocks, the partials added in block order.
 fn blocked_sums<E: Element>(

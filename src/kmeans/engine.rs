@@ -1,27 +1,34 @@
 //! Where the heavy part of each Lloyd iteration runs: assign every training
-//! row to its nearest centroid and sum the rows per cluster. Everything else
-//! (seeding, the mean update, empty clusters) is cheap and stays on the
-//! host. A GPU implementation is one more [`EngineKind`] variant: it can
-//! upload the training rows once in [`Engine::new`] and answer
-//! [`Engine::step`] and [`Engine::assign`] from the device.
+//! row to its nearest centroid and sum the rows per cluster, one window of
+//! rows at a time (`source.rs`). Everything else (seeding, the mean update,
+//! empty clusters) is cheap and stays on the host.
 
 use crate::backend::Backend;
 use crate::codebook::Codebook;
 use crate::element::Element;
 use crate::error::{Result, VladError};
 
-use crate::cpu::{aggregate::cluster_sums, assign::assign_rows_with_distances};
+use crate::cpu::{aggregate::add_cluster_sums, assign::assign_rows_with_distances};
 
-/// What one Lloyd iteration's assignment produced.
-pub(crate) struct LloydStep {
-    /// Nearest centroid of each training row.
-    pub labels: Vec<u32>,
-    /// Squared distance of each row to that centroid (f32).
-    pub distances: Vec<f32>,
-    /// Per-cluster sums of the rows, `K × F` row-major, f64.
+/// Per-cluster sums of the rows (`K × F` row-major, f64) and counts, added
+/// up window after window.
+pub(crate) struct ClusterSums {
     pub sums: Vec<f64>,
-    /// Rows per cluster.
     pub counts: Vec<u64>,
+    /// Windows added so far (the GPU engine takes one).
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+    windows: usize,
+}
+
+impl ClusterSums {
+    /// Zero sums for `k` clusters of width `dim`.
+    pub fn new(k: usize, dim: usize) -> Self {
+        ClusterSums {
+            sums: vec![0f64; k * dim],
+            counts: vec![0u64; k],
+            windows: 0,
+        }
+    }
 }
 
 enum EngineKind {
@@ -32,16 +39,14 @@ enum EngineKind {
     Gpu(Box<crate::gpu::GpuBackend>),
 }
 
-/// The training rows bound to the backend that processes them.
-pub(crate) struct Engine<'a, E: Element> {
-    rows: &'a [E],
-    dim: usize,
+/// The backend that processes the training rows, window by window.
+pub(crate) struct Engine {
     kind: EngineKind,
 }
 
-impl<'a, E: Element> Engine<'a, E> {
-    /// Bind `rows` (`dim` wide) to a concrete backend (`Cpu` or `Gpu`).
-    pub fn new(backend: Backend, rows: &'a [E], dim: usize) -> Result<Self> {
+impl Engine {
+    /// A concrete backend (`Cpu` or `Gpu`).
+    pub fn new(backend: Backend) -> Result<Self> {
         let kind = match backend {
             Backend::Cpu => EngineKind::Cpu,
             #[cfg(feature = "gpu")]
@@ -60,7 +65,18 @@ impl<'a, E: Element> Engine<'a, E> {
                 )));
             }
         };
-        Ok(Engine { rows, dim, kind })
+        Ok(Engine { kind })
+    }
+
+    /// Whether a pass may be cut into windows with the same result. The
+    /// CPU's sums are blocked (see `source.rs`); the GPU rounds its sums of
+    /// a call to f32, so it takes the rows in one call, as in memory.
+    pub fn streams(&self) -> bool {
+        match self.kind {
+            EngineKind::Cpu => true,
+            #[cfg(feature = "gpu")]
+            EngineKind::Gpu(_) => false,
+        }
     }
 
     /// The GPU adapter's name when the GPU runs.
@@ -92,46 +108,60 @@ impl<'a, E: Element> Engine<'a, E> {
         }
     }
 
-    /// Assign every row to `codebook` and sum the rows per cluster.
-    pub fn step(&mut self, codebook: &Codebook) -> Result<LloydStep> {
+    /// Assign the window `rows` (`dim` wide, starting at a multiple of
+    /// `WINDOW_ALIGN` rows) to `codebook` and add their sums to `acc`;
+    /// returns each row's label and squared f32 distance to it.
+    pub fn step<E: Element>(
+        &mut self,
+        codebook: &Codebook,
+        rows: &[E],
+        dim: usize,
+        acc: &mut ClusterSums,
+    ) -> Result<(Vec<u32>, Vec<f32>)> {
+        acc.windows += 1;
         match self.kind {
             EngineKind::Cpu => {
-                let (labels, distances) = assign_rows_with_distances(codebook, self.rows, self.dim);
-                let (sums, counts) =
-                    cluster_sums(self.rows, self.dim, &labels, codebook.clusters());
-                Ok(LloydStep {
-                    labels,
-                    distances,
-                    sums,
-                    counts,
-                })
+                let (labels, distances) = assign_rows_with_distances(codebook, rows, dim);
+                add_cluster_sums(
+                    rows,
+                    dim,
+                    &labels,
+                    codebook.clusters(),
+                    &mut acc.sums,
+                    &mut acc.counts,
+                );
+                Ok((labels, distances))
             }
             #[cfg(feature = "gpu")]
             EngineKind::Gpu(ref gpu) => {
+                if acc.windows > 1 {
+                    return Err(VladError::InvalidArgument(
+                        "the gpu k-means engine takes its rows in one window (a bug)".into(),
+                    ));
+                }
                 let mut stages = crate::report::StageTimes::new();
-                let (labels, sums, counts) =
-                    gpu.cluster_sums(codebook, self.rows, self.dim, &mut stages)?;
-                let distances = distances_to_labels(codebook, self.rows, self.dim, &labels);
-                Ok(LloydStep {
-                    labels,
-                    distances,
-                    sums: sums.into_iter().map(f64::from).collect(),
-                    counts: counts.into_iter().map(u64::from).collect(),
-                })
+                let (labels, sums, counts) = gpu.cluster_sums(codebook, rows, dim, &mut stages)?;
+                let distances = distances_to_labels(codebook, rows, dim, &labels);
+                acc.sums = sums.into_iter().map(f64::from).collect();
+                acc.counts = counts.into_iter().map(u64::from).collect();
+                Ok((labels, distances))
             }
         }
     }
 
-    /// Nearest centroid of every row (no sums).
-    pub fn assign(&mut self, codebook: &Codebook) -> Result<Vec<u32>> {
+    /// Nearest centroid of every row of the window `rows` (no sums).
+    pub fn assign<E: Element>(
+        &mut self,
+        codebook: &Codebook,
+        rows: &[E],
+        dim: usize,
+    ) -> Result<Vec<u32>> {
         match self.kind {
-            EngineKind::Cpu => Ok(assign_rows_with_distances(codebook, self.rows, self.dim).0),
+            EngineKind::Cpu => Ok(assign_rows_with_distances(codebook, rows, dim).0),
             #[cfg(feature = "gpu")]
             EngineKind::Gpu(ref gpu) => {
                 let mut stages = crate::report::StageTimes::new();
-                Ok(gpu
-                    .cluster_sums(codebook, self.rows, self.dim, &mut stages)?
-                    .0)
+                Ok(gpu.cluster_sums(codebook, rows, dim, &mut stages)?.0)
             }
         }
     }

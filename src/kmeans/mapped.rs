@@ -6,12 +6,19 @@
 //! with the same seed, in the same order.
 //!
 //! Training on every point (`max_points_per_centroid = None`, or an input
-//! no larger than the sample) iterates over all rows, read in place from
-//! the map: resident memory then grows to the input's size (not yet
-//! streamed pass by pass).
+//! no larger than the sample) streams every full-data pass — k-means++,
+//! each Lloyd iteration, the final inertia — over windows of the map (see
+//! `source.rs`), with the same bits as in memory. Memory: the windows, plus
+//! 4 bytes a point (the labels, or `D(x)²` while seeding) that the limit
+//! is charged for first. The GPU engine takes the rows in one call, as in
+//! memory: on the GPU the input is mapped whole.
 
-use ndarray::{Array2, ArrayView2};
+use std::time::Instant;
 
+use ndarray::Array2;
+
+use super::source::{Source, WINDOW_ALIGN};
+use super::training_set;
 use super::{KMeans, KMeansResult};
 use crate::element::Element;
 use crate::error::{Result, VladError};
@@ -38,16 +45,21 @@ impl KMeans {
         input: &MappedNpy,
         memory_limit: u64,
     ) -> Result<(KMeansResult, usize)> {
+        let start = Instant::now();
+        self.check_settings()?;
         let (n, dim) = (input.rows_total(), input.dim());
-        let indices = self.training_indices(n);
-        if indices.len() == n {
-            // Every row: in place (or converted once) from the map.
-            let mut buffer = Vec::new();
-            let rows = input.rows::<E>(0..n, &mut buffer)?;
-            let view = ArrayView2::from_shape((n, dim), rows)
-                .map_err(|e| VladError::DimensionMismatch(e.to_string()))?;
-            return Ok((self.fit(view)?, n));
-        }
+        let Some(indices) =
+            super::training_set::sample_indices(n, self.k, self.max_points_per_centroid, self.seed)
+        else {
+            // Every row, streamed pass by pass.
+            training_set::check_sizes(n, dim, self.k)?;
+            let window = window_rows(memory_limit, dim * std::mem::size_of::<E>());
+            check_finite::<E>(input, window)?;
+            training_set::check_enough(n, self.k)?;
+            let window = self.pass_window::<E>(n, dim, memory_limit);
+            let result = self.train(Source::<E>::mapped(input, window), n, start)?;
+            return Ok((result, n));
+        };
         let window = window_rows(memory_limit, dim * std::mem::size_of::<E>());
         check_finite::<E>(input, window)?;
         // The sample, in index order, a window of the file at a time.
@@ -74,6 +86,25 @@ impl KMeans {
         };
         let result = on_sample.fit(sample.view())?;
         Ok((result, indices.len()))
+    }
+}
+
+impl KMeans {
+    /// Rows per window of a full-data pass on `n` rows of width `dim`
+    /// under `memory_limit`: the per-point state (4 bytes a point) and the
+    /// centroid sums are charged first; half of what is left goes to a
+    /// window, whose rows cost their input bytes plus, while seeding, an
+    /// f32 copy, a norm and the distances to each candidate. At least one
+    /// aligned block, whatever the limit.
+    fn pass_window<E: Element>(&self, n: usize, dim: usize, memory_limit: u64) -> usize {
+        let trials = 2 + (self.k.max(1) as f64).ln().floor() as u64;
+        let (n, dim, k) = (n as u64, dim as u64, self.k as u64);
+        let fixed = n.saturating_mul(4) + k.saturating_mul(dim).saturating_mul(16);
+        let row = dim * std::mem::size_of::<E>() as u64 + dim * 4 + 4 + 4 * trials + 8;
+        let rows = memory_limit.saturating_sub(fixed) / 2 / row.max(1);
+        usize::try_from(rows)
+            .unwrap_or(usize::MAX)
+            .max(WINDOW_ALIGN)
     }
 }
 

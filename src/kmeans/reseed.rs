@@ -26,26 +26,31 @@ use rand_chacha::ChaCha8Rng;
 /// ChaCha stream of the split directions.
 pub(crate) const RESEED_STREAM: u64 = 2;
 
-/// Re-seed every cluster in `empty` (see the module doc). `counts`,
-/// `labels` and `distances` come from the assignment the means were
-/// computed from. Returns how many centroids moved.
+/// Each cluster's squared error `Σ d` of its points, in row order: what
+/// [`split_largest`] reads. Called on consecutive windows of one
+/// assignment, it continues the same sums.
+pub(crate) fn add_cluster_errors(errors: &mut [f64], labels: &[u32], distances: &[f32]) {
+    for (&label, &d) in labels.iter().zip(distances) {
+        errors[label as usize] += d as f64;
+    }
+}
+
+/// Re-seed every cluster in `empty` (see the module doc). `counts` and
+/// `errors` (see [`add_cluster_errors`]) come from the assignment the
+/// means were computed from. Returns how many centroids moved.
 pub(crate) fn split_largest(
     centroids: &mut [f32],
     dim: usize,
     empty: &[usize],
     counts: &[u64],
-    labels: &[u32],
-    distances: &[f32],
+    errors: &[f64],
     rng: &mut ChaCha8Rng,
 ) -> usize {
     if empty.is_empty() {
         return 0;
     }
     let mut counts = counts.to_vec();
-    let mut errors = vec![0f64; counts.len()];
-    for (&label, &d) in labels.iter().zip(distances) {
-        errors[label as usize] += d as f64;
-    }
+    let mut errors = errors.to_vec();
     let mut moved = 0;
     for &e in empty {
         let Some(j) = (0..counts.len())
@@ -103,14 +108,18 @@ mod tests {
         let labels = [1, 1, 1, 1, 2, 2, 2, 2, 2];
         let distances = [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0];
         let counts = [0, 4, 5];
+        let errors = |labels: &[u32], distances: &[f32]| {
+            let mut errors = vec![0f64; 3];
+            add_cluster_errors(&mut errors, labels, distances);
+            errors
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let moved = split_largest(
             &mut centroids,
             dim,
             &[0],
             &counts,
-            &labels,
-            &distances,
+            &errors(&labels, &distances),
             &mut rng,
         );
         assert_eq!(moved, 1);
@@ -128,8 +137,7 @@ mod tests {
             dim,
             &[0],
             &counts,
-            &labels,
-            &distances,
+            &errors(&labels, &distances),
             &mut rng,
         );
         assert_eq!(again[..2], centroids[..2]);
@@ -142,8 +150,7 @@ mod tests {
             dim,
             &[1, 2],
             &counts,
-            &labels,
-            &distances,
+            &errors(&labels, &distances),
             &mut rng,
         );
         assert_eq!(moved, 2);

@@ -12,6 +12,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use super::source::Source;
 use crate::element::Element;
 use crate::error::{Result, VladError};
 
@@ -19,43 +20,16 @@ use crate::error::{Result, VladError};
 /// changing one never shifts another).
 pub(crate) const SAMPLE_STREAM: u64 = 0;
 
-/// Training rows, row-major and `dim` wide.
+/// Training rows, row-major, as wide as the input.
 pub(crate) struct TrainingSet<'a, E: Element> {
     pub rows: Cow<'a, [E]>,
-    pub dim: usize,
-}
-
-impl<E: Element> TrainingSet<'_, E> {
-    /// Number of training rows.
-    pub fn len(&self) -> usize {
-        self.rows.len() / self.dim
-    }
-
-    /// Row `i`.
-    pub fn row(&self, i: usize) -> &[E] {
-        &self.rows[i * self.dim..(i + 1) * self.dim]
-    }
 }
 
 /// Check `descriptors` for k-means with `k` clusters (shape, finiteness,
 /// enough points), without looking at the values more than once.
 pub(crate) fn check_input<E: Element>(descriptors: &ArrayView2<'_, E>, k: usize) -> Result<()> {
     let (n, dim) = descriptors.dim();
-    if k == 0 {
-        return Err(VladError::InvalidArgument(
-            "k-means needs k ≥ 1 clusters, got k = 0".to_string(),
-        ));
-    }
-    if n == 0 {
-        return Err(VladError::Empty(
-            "no descriptors to train on (N = 0)".to_string(),
-        ));
-    }
-    if dim == 0 {
-        return Err(VladError::Empty(
-            "the descriptors have F = 0 dimensions".to_string(),
-        ));
-    }
+    check_sizes(n, dim, k)?;
     // Rows are independent, so `find_first` reports the first offending row
     // whatever the thread count.
     if let Some(row) = (0..n)
@@ -77,6 +51,31 @@ pub(crate) fn check_input<E: Element>(descriptors: &ArrayView2<'_, E>, k: usize)
             value,
         });
     }
+    check_enough(n, k)
+}
+
+/// The checks of [`check_input`] made before the values are read.
+pub(crate) fn check_sizes(n: usize, dim: usize, k: usize) -> Result<()> {
+    if k == 0 {
+        return Err(VladError::InvalidArgument(
+            "k-means needs k ≥ 1 clusters, got k = 0".to_string(),
+        ));
+    }
+    if n == 0 {
+        return Err(VladError::Empty(
+            "no descriptors to train on (N = 0)".to_string(),
+        ));
+    }
+    if dim == 0 {
+        return Err(VladError::Empty(
+            "the descriptors have F = 0 dimensions".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// The check of [`check_input`] made after the values are found finite.
+pub(crate) fn check_enough(n: usize, k: usize) -> Result<()> {
     if k > n {
         return Err(VladError::InvalidArgument(format!(
             "k = {k} clusters is more than the N = {n} points to train on"
@@ -127,7 +126,7 @@ pub(crate) fn gather<'a, E: Element>(
             Cow::Owned(rows)
         }
     };
-    TrainingSet { rows, dim }
+    TrainingSet { rows }
 }
 
 /// A row compared by the f32 values training sees (so `-0.0 == 0.0`, and
@@ -158,20 +157,32 @@ impl<E: Element> Hash for RowKey<'_, E> {
     }
 }
 
+/// A row's identity as training sees it: the bits of its f32 values, as
+/// [`RowKey`] compares them.
+pub(crate) fn row_key<E: Element>(row: &[E]) -> Vec<u32> {
+    row.iter().map(|&x| training_bits(x)).collect()
+}
+
 /// Refuse a training set with fewer than `k` distinct points: k-means could
 /// only return duplicate centroids. Stops counting at `k`, so the usual case
-/// costs a few hashed rows.
-pub(crate) fn check_distinct<E: Element>(set: &TrainingSet<'_, E>, k: usize) -> Result<()> {
-    let mut seen = HashSet::with_capacity(k.min(set.len()));
-    for i in 0..set.len() {
-        seen.insert(RowKey(set.row(i)));
-        if seen.len() >= k {
-            return Ok(());
+/// costs a few hashed rows (read window by window from `source`).
+pub(crate) fn check_distinct<E: Element>(source: &Source<'_, E>, k: usize) -> Result<()> {
+    let mut seen: HashSet<Vec<u32>> = HashSet::with_capacity(k.min(source.len()));
+    let mut buffer = Vec::new();
+    for range in source.windows() {
+        let rows = source.read(range.clone(), &mut buffer)?;
+        for row in rows.chunks_exact(source.dim()) {
+            seen.insert(row_key(row));
+            if seen.len() >= k {
+                source.release(range);
+                return Ok(());
+            }
         }
+        source.release(range);
     }
     Err(VladError::InvalidArgument(format!(
         "k = {k} clusters is more than the {} distinct points among the {} training points",
         seen.len(),
-        set.len()
+        source.len()
     )))
 }

@@ -21,3 +21,5 @@ mod kmeans;
 mod kmeans_mapped;
 mod soft;
 mod stream;
+mod stream_kmeans;
+mod stream_soft;

@@ -30,3 +30,4 @@ mod segmented_scan;
 mod shader_contract;
 mod shader_coop;
 mod shader_validation;
+mod stream_fallback;

@@ -1,0 +1,230 @@
+//! Soft assignment (W/b and α) and `rn` streamed (SPEC §10, §11): `vlad
+//! encode` with a small `--memory-limit` cuts the input into many batches,
+//! with batch boundaries between images, inside images (split into row
+//! pieces) and empty images at the boundaries, and writes bit for bit the
+//! library's in-memory encoding.
+
+use std::path::Path;
+
+use ndarray::{Array1, Array2};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use vlad::{Assignment, Backend, Codebook, Encoder, Normalization};
+
+use crate::util::{Folder, p, read, stderr, stdout, vlad};
+
+const F: usize = 16;
+const K: usize = 8;
+/// As tests/cli/stream.rs: with 256 KiB the cpu backend splits the images
+/// of 5000, 9000 and 12000 rows and groups the small and empty ones.
+const SIZES: [usize; 12] = [0, 5000, 0, 3, 9000, 0, 1, 12000, 7, 0, 700, 0];
+
+struct Case {
+    folder: Folder,
+    rows: Array2<f32>,
+    offsets: Vec<usize>,
+    centroids: Array2<f32>,
+    weights: Array2<f32>,
+    bias: Array1<f32>,
+}
+
+fn case() -> Case {
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let normal = Normal::new(0.0f32, 1.0).unwrap();
+    let mut offsets = vec![0usize];
+    for s in SIZES {
+        offsets.push(offsets.last().unwrap() + s);
+    }
+    let n = *offsets.last().unwrap();
+    let rows = Array2::from_shape_fn((n, F), |_| normal.sample(&mut rng));
+    let centroids = Array2::from_shape_fn((K, F), |_| normal.sample(&mut rng));
+    let weights = Array2::from_shape_fn((K, F), |_| normal.sample(&mut rng) * 0.5);
+    let bias = Array1::from_shape_fn(K, |_| normal.sample(&mut rng));
+    let folder = Folder::new();
+    folder.write("d.npy", &rows);
+    folder.write("c.npy", &centroids);
+    folder.write("w.npy", &weights);
+    folder.write("b.npy", &bias);
+    let o: Array1<i64> = offsets.iter().map(|&o| o as i64).collect();
+    folder.write("o.npy", &o);
+    Case {
+        folder,
+        rows,
+        offsets,
+        centroids,
+        weights,
+        bias,
+    }
+}
+
+#[test]
+fn soft_and_rn_stream_bitwise_the_in_memory_encoding() {
+    let case = case();
+    let path = |name: &str| p(&case.folder.path(name)).to_string();
+    let (w, b) = (path("w.npy"), path("b.npy"));
+    let soft_wb = Assignment::soft(case.weights.view(), case.bias.view()).unwrap();
+    let soft_alpha = Assignment::soft_alpha(0.5).unwrap();
+    let runs: [(&[&str], &str, &Assignment); 5] = [
+        (
+            &["--soft-weights", &w, "--soft-bias", &b],
+            "intra,l2",
+            &soft_wb,
+        ),
+        (
+            &["--soft-weights", &w, "--soft-bias", &b],
+            "rn,mass",
+            &soft_wb,
+        ),
+        (&["--soft-alpha", "0.5"], "intra,l2", &soft_alpha),
+        (&["--soft-alpha", "0.5"], "rn,ssr,l2", &soft_alpha),
+        (&[], "rn,ssr,l2", &Assignment::Hard),
+    ];
+    for (backend, lib) in [("cpu", Backend::Cpu), ("reference", Backend::Reference)] {
+        for (extra, norm, assignment) in &runs {
+            let what = format!("{backend} {extra:?} {norm}");
+            let out = path("v.npy");
+            let (d, c, o) = (path("d.npy"), path("c.npy"), path("o.npy"));
+            let mut args = vec![
+                "encode",
+                "--descriptors",
+                &d,
+                "--centroids",
+                &c,
+                "--offsets",
+                &o,
+                "--out",
+                &out,
+                "--backend",
+                backend,
+                "--norm",
+                norm,
+                "--memory-limit",
+                "256KiB",
+                "--json",
+            ];
+            args.extend_from_slice(extra);
+            let run = vlad(&args);
+            assert!(run.status.success(), "{what}: {}", stderr(&run));
+            let report: serde_json::Value = serde_json::from_str(&stdout(&run)).unwrap();
+            assert!(report["batches"].as_u64().unwrap() > 5, "{what}: {report}");
+            assert_eq!(report["assignment"], assignment.name(), "{what}");
+            if backend == "cpu" {
+                // Images cut into pieces, summed across them.
+                assert!(report["split_images"].as_u64().unwrap() >= 3, "{what}");
+            }
+            let streamed: Array2<f32> = read(Path::new(&out));
+            let in_memory = Encoder::builder(Codebook::new(case.centroids.view()).unwrap())
+                .backend(lib)
+                .normalization(norm.parse::<Normalization>().unwrap())
+                .assignment((*assignment).clone())
+                .build()
+                .encode_ragged(case.rows.view(), &case.offsets)
+                .unwrap();
+            assert_eq!(streamed.dim(), in_memory.dim(), "{what}");
+            let first = streamed
+                .iter()
+                .zip(in_memory.iter())
+                .position(|(a, b)| a.to_bits() != b.to_bits());
+            assert_eq!(first, None, "{what}: first differing element");
+        }
+    }
+}
+
+/// The text of field `name` in a one-line JSON object (floats compared as
+/// printed: serde_json parses them to within an ulp only).
+fn raw_field(text: &str, name: &str) -> String {
+    let key = format!("\"{name}\":");
+    let start = text.find(&key).unwrap() + key.len();
+    let rest = &text[start..];
+    let end = rest.find(",\"").or_else(|| rest.rfind('}')).unwrap();
+    rest[..end].to_string()
+}
+
+/// `--verify` streamed, batch by batch, reports what verifying the whole
+/// in-memory encoding reports: the same label agreement, largest error
+/// and counts, for hard and soft assignment.
+#[test]
+fn verify_streamed_reports_what_it_reports_in_memory() {
+    let case = case();
+    let soft_alpha = Assignment::soft_alpha(0.5).unwrap();
+    for (extra, norm, assignment) in [
+        (&[][..], "ssr,l2", &Assignment::Hard),
+        (&[][..], "none", &Assignment::Hard),
+        (&["--soft-alpha", "0.5"][..], "intra,l2", &soft_alpha),
+    ] {
+        let what = format!("{extra:?} {norm}");
+        let out = case.folder.path("v.npy");
+        let (d, c, o) = (
+            case.folder.path("d.npy"),
+            case.folder.path("c.npy"),
+            case.folder.path("o.npy"),
+        );
+        let mut args = vec![
+            "encode",
+            "--descriptors",
+            p(&d),
+            "--centroids",
+            p(&c),
+            "--offsets",
+            p(&o),
+            "--out",
+            p(&out),
+            "--backend",
+            "cpu",
+            "--norm",
+            norm,
+            "--memory-limit",
+            "256KiB",
+            "--verify",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let run = vlad(&args);
+        assert!(run.status.success(), "{what}: {}", stderr(&run));
+        let text = stdout(&run);
+        let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(report["batches"].as_u64().unwrap() > 5, "{what}: {report}");
+        assert!(out.exists(), "{what}");
+
+        let codebook = Codebook::new(case.centroids.view()).unwrap();
+        let norm: Normalization = norm.parse().unwrap();
+        let encoder = Encoder::builder(codebook.clone())
+            .backend(Backend::Cpu)
+            .normalization(norm.clone())
+            .assignment(assignment.clone())
+            .build();
+        let batch = vlad::Batch::ragged(case.rows.view(), &case.offsets).unwrap();
+        let encoded = encoder.encode_batch(&batch).unwrap();
+        let want = if assignment.is_hard() {
+            vlad::verify::verify(
+                &codebook,
+                &batch,
+                &norm,
+                encoded.vlad.view(),
+                &encoded.labels,
+            )
+        } else {
+            vlad::verify_soft::verify(
+                &codebook,
+                &batch,
+                assignment,
+                &norm,
+                encoded.vlad.view(),
+                &encoded.labels,
+            )
+        };
+        assert!(want.passed(), "{what}: {want:?}");
+        for (field, value) in [
+            (
+                "label_agreement",
+                serde_json::to_string(&want.label_agreement),
+            ),
+            ("max_abs_error", serde_json::to_string(&want.max_abs_error)),
+            ("bad_labels", serde_json::to_string(&want.bad_labels)),
+            ("violations", serde_json::to_string(&want.violations)),
+        ] {
+            assert_eq!(raw_field(&text, field), value.unwrap(), "{what}: {field}");
+        }
+    }
+}
