@@ -27,3 +27,4 @@ mod segmented_scan;
 mod shader_contract;
 mod shader_coop;
 mod shader_validation;
+mod soft_stages;
