@@ -3,13 +3,15 @@
 //     r_{t,k} = Σ_l a_lk·v_l − (Σ_l a_lk)·c_k
 //
 // over the image's rows l, with the weights a (rows × K) of
-// shaders/soft_logits.wgsl (already divided by ‖v − c_k‖ under `rn`).
+// shaders/soft_logits.wgsl (already divided by ‖v − c_k‖ under `rn`), and
+// the soft counts Σ_l a_lk of `mass_weights` (the unscaled weights under
+// `rn`; the same buffer as `weights` otherwise).
 //
 // `aggregate`: one workgroup per (image, tile of KT clusters × WG
 // features); invocation f of the tile owns the KT sums of feature f. It
 // walks the image's rows in order, SUM_BLOCK rows at a time into block
-// sums (fma), block sums added to the running totals in order; the soft
-// counts Σ a_lk the same way. Every order is fixed and no two invocations
+// sums (fma), block sums added to the running totals in order; Σ a_lk and
+// the soft counts the same way. Every order is fixed and no two invocations
 // write the same element: same input, same bits. An image with no rows
 // gets exact zeros (and zero counts).
 //
@@ -52,6 +54,8 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> blocks: array<f32>;
 // Out of `aggregate`, in of `divide_by_mass`: images × K soft counts.
 @group(0) @binding(6) var<storage, read_write> mass: array<f32>;
+// rows × K weights whose sums are the soft counts.
+@group(0) @binding(7) var<storage, read> mass_weights: array<f32>;
 
 fn descriptor(row: u32, f: u32) -> f32 {
     let i = row * params.dim + f;
@@ -80,11 +84,13 @@ fn aggregate(
     let end = image_offsets[image + 1u];
 
     var total: array<f32, KT>;
+    var total_weight: array<f32, KT>;
     var total_mass: array<f32, KT>;
     var l = first;
     while l < end {
         let stop = min(l + SUM_BLOCK, end);
         var part: array<f32, KT>;
+        var part_weight: array<f32, KT>;
         var part_mass: array<f32, KT>;
         for (; l < stop; l++) {
             var x = 0.0;
@@ -93,15 +99,19 @@ fn aggregate(
             }
             for (var j = 0u; j < KT; j++) {
                 var a = 0.0;
+                var n = 0.0;
                 if k0 + j < params.clusters {
                     a = weights[l * params.clusters + k0 + j];
+                    n = mass_weights[l * params.clusters + k0 + j];
                 }
                 part[j] = fma(a, x, part[j]);
-                part_mass[j] = part_mass[j] + a;
+                part_weight[j] = part_weight[j] + a;
+                part_mass[j] = part_mass[j] + n;
             }
         }
         for (var j = 0u; j < KT; j++) {
             total[j] = total[j] + part[j];
+            total_weight[j] = total_weight[j] + part_weight[j];
             total_mass[j] = total_mass[j] + part_mass[j];
         }
     }
@@ -112,7 +122,7 @@ fn aggregate(
             if f < params.dim {
                 let c = centroids[k * params.dim + f];
                 blocks[(image * params.clusters + k) * params.dim + f] =
-                    fma(-total_mass[j], c, total[j]) + 0.0;
+                    fma(-total_weight[j], c, total[j]) + 0.0;
             }
             if f == 0u {
                 mass[image * params.clusters + k] = total_mass[j];

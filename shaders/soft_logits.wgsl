@@ -4,16 +4,21 @@
 //   every cluster, tiled exactly like the assignment's GEMM
 //   (shaders/assign.wgsl: BM rows × BN clusters per workgroup, features
 //   staged through workgroup memory BF at a time, an 8 × 8 register tile
-//   per invocation, fma in ascending feature order from zero), with W in
-//   place of the centroids. Instead of folding an argmin, each tile's dot
-//   products plus the bias are written to `weights` (rows × K: one chunk's
-//   worth, never more).
+//   per invocation), with W in place of the centroids. Each chunk's BF
+//   products are chained by fma from zero into a block sum, block sums
+//   added in feature order (the logits' rounding error then grows with
+//   BF + F/BF, not F: the softmax turns a logit's absolute error into its
+//   weight's relative error). Instead of folding an argmin, each tile's
+//   dot products plus the bias are written to `weights` (rows × K: one
+//   chunk's worth, never more).
 // * `softmax`: one invocation per row turns its K logits into weights in
 //   place, stably: m = max_k l_k, e_k = exp(l_k − m), s = Σ e_k (blocks of
 //   SUM_BLOCK sequential terms, block sums added in order), a_k = e_k / s.
 //   It writes the row's label (largest weight, lowest k on ties) and, with
 //   `residual_norm` (`rn`), scales a_k by 1/‖v − c_k‖ (0 for a zero residual)
-//   so that the aggregation's Σ a·v − (Σ a)·c sums unit residuals.
+//   so that the aggregation's Σ a·v − (Σ a)·c sums unit residuals; the
+//   unscaled a_k then also go to `unscaled`, for the soft counts that
+//   `mass` divides by.
 //
 // Every order is fixed, so the same input gives the same bits.
 // Host side: src/gpu/soft_logits.rs; CPU twin: src/cpu/soft_logits_tile.rs.
@@ -71,6 +76,8 @@ struct Params {
 @group(0) @binding(5) var<storage, read> centroids: array<f32>;
 // Out of `softmax`: one label per row.
 @group(0) @binding(6) var<storage, read_write> labels: array<u32>;
+// Out of `softmax` with `residual_norm`: the weights before scaling, rows × K.
+@group(0) @binding(7) var<storage, read_write> unscaled: array<f32>;
 
 // Chunk of BF features × BM rows (resp. BN centroids), feature-major, rows
 // (centroids) packed in vec4s: a_tile[f · A_STRIDE + r / 4][r % 4].
@@ -156,6 +163,26 @@ fn multiply_chunk(acc: ptr<function, array<vec4<f32>, 16>>, tx: u32, ty: u32) {
     }
 }
 
+// total += acc, with constant indices (kept in registers).
+fn add_tile(total: ptr<function, array<vec4<f32>, 16>>, acc: ptr<function, array<vec4<f32>, 16>>) {
+    (*total)[0] = (*total)[0] + (*acc)[0];
+    (*total)[1] = (*total)[1] + (*acc)[1];
+    (*total)[2] = (*total)[2] + (*acc)[2];
+    (*total)[3] = (*total)[3] + (*acc)[3];
+    (*total)[4] = (*total)[4] + (*acc)[4];
+    (*total)[5] = (*total)[5] + (*acc)[5];
+    (*total)[6] = (*total)[6] + (*acc)[6];
+    (*total)[7] = (*total)[7] + (*acc)[7];
+    (*total)[8] = (*total)[8] + (*acc)[8];
+    (*total)[9] = (*total)[9] + (*acc)[9];
+    (*total)[10] = (*total)[10] + (*acc)[10];
+    (*total)[11] = (*total)[11] + (*acc)[11];
+    (*total)[12] = (*total)[12] + (*acc)[12];
+    (*total)[13] = (*total)[13] + (*acc)[13];
+    (*total)[14] = (*total)[14] + (*acc)[14];
+    (*total)[15] = (*total)[15] + (*acc)[15];
+}
+
 // Write one row's 8 logits (clusters k0..k0+3 in h0, k1..k1+3 in h1),
 // bias added after the dot product.
 fn write_row(row: u32, h0: vec4<f32>, h1: vec4<f32>, k0: u32, k1: u32) {
@@ -204,7 +231,7 @@ fn logits(
     let row0 = tile * BM;
     for (var kt = 0u; kt < params.k_tiles; kt++) {
         let col0 = kt * BN;
-        var acc: array<vec4<f32>, 16>;
+        var total: array<vec4<f32>, 16>;
         fetch_chunk(lid, row0, col0, 0u);
         for (var chunk = 0u; chunk < params.chunks; chunk++) {
             workgroupBarrier();
@@ -213,9 +240,11 @@ fn logits(
             if chunk + 1u < params.chunks {
                 fetch_chunk(lid, row0, col0, (chunk + 1u) * BF);
             }
+            var acc: array<vec4<f32>, 16>;
             multiply_chunk(&acc, tx, ty);
+            add_tile(&total, &acc);
         }
-        write_tile(&acc, row0, col0, tx, ty);
+        write_tile(&total, row0, col0, tx, ty);
     }
 }
 
@@ -270,6 +299,7 @@ fn softmax(
             best = k;
         }
         if params.residual_norm != 0u {
+            unscaled[base + k] = a;
             let n2 = residual_norm2(row, k);
             a = select(0.0, a / sqrt(n2), n2 > 0.0);
         }

@@ -1,5 +1,7 @@
 //! CPU twin of `shaders/soft_aggregate.wgsl`: per image and element
-//! `(k, f)`, `Σ_l a_lk·v_lf − (Σ_l a_lk)·c_kf` with the shader's order —
+//! `(k, f)`, `Σ_l a_lk·v_lf − (Σ_l a_lk)·c_kf`, and the soft counts
+//! `Σ_l n_lk` (`n` the unscaled weights under `rn`, else `a`), with the
+//! shader's order —
 //! rows in [`SUM_BLOCK`]s summed by fma into block sums, block sums added
 //! in order, the centroid subtracted by one fma. The GPU's sums equal these
 //! where the driver fuses `fma` (lavapipe does not: there they differ by
@@ -12,7 +14,7 @@ pub const SUM_BLOCK: usize = 32;
 
 /// The `(T, K, F)` weighted residual sums and `(T, K)` soft counts of the
 /// images `offsets` (CSR over the rows) cuts `rows (N × F)` into, with the
-/// `N × K` weights.
+/// `N × K` weights and the `N × K` weights the counts sum.
 ///
 /// # Panics
 ///
@@ -21,39 +23,50 @@ pub fn aggregate(
     rows: &[f32],
     dim: usize,
     weights: &[f32],
+    mass_weights: &[f32],
     centroids: &[f32],
     offsets: &[usize],
 ) -> (Vec<f32>, Vec<f32>) {
     let k = centroids.len() / dim;
     let n = rows.len() / dim;
     assert_eq!(weights.len(), n * k, "one weight per row and cluster");
+    assert_eq!(mass_weights.len(), n * k, "one weight per row and cluster");
     let images = offsets.len().saturating_sub(1);
     let mut blocks = vec![0.0f32; images * k * dim];
     let mut mass = vec![0.0f32; images * k];
     let mut total = vec![0.0f32; k * dim];
     let mut part = vec![0.0f32; k * dim];
+    let mut total_weight = vec![0.0f32; k];
+    let mut part_weight = vec![0.0f32; k];
     let mut total_mass = vec![0.0f32; k];
     let mut part_mass = vec![0.0f32; k];
     for t in 0..images {
         total.fill(0.0);
+        total_weight.fill(0.0);
         total_mass.fill(0.0);
         let mut l = offsets[t];
         let end = offsets[t + 1];
         while l < end {
             let stop = (l + SUM_BLOCK).min(end);
             part.fill(0.0);
+            part_weight.fill(0.0);
             part_mass.fill(0.0);
             for row in l..stop {
                 let v = &rows[row * dim..(row + 1) * dim];
                 let a = &weights[row * k..(row + 1) * k];
-                for (j, &a) in a.iter().enumerate() {
+                let m = &mass_weights[row * k..(row + 1) * k];
+                for (j, (&a, &m)) in a.iter().zip(m).enumerate() {
                     for (p, &x) in part[j * dim..(j + 1) * dim].iter_mut().zip(v) {
                         *p = a.mul_add(x, *p);
                     }
-                    part_mass[j] += a;
+                    part_weight[j] += a;
+                    part_mass[j] += m;
                 }
             }
             for (s, p) in total.iter_mut().zip(&part) {
+                *s += p;
+            }
+            for (s, p) in total_weight.iter_mut().zip(&part_weight) {
                 *s += p;
             }
             for (s, p) in total_mass.iter_mut().zip(&part_mass) {
@@ -65,7 +78,7 @@ pub fn aggregate(
         for j in 0..k {
             for f in 0..dim {
                 let c = centroids[j * dim + f];
-                out[j * dim + f] = (-total_mass[j]).mul_add(c, total[j * dim + f]) + 0.0;
+                out[j * dim + f] = (-total_weight[j]).mul_add(c, total[j * dim + f]) + 0.0;
             }
         }
         mass[t * k..(t + 1) * k].copy_from_slice(&total_mass);
@@ -93,7 +106,7 @@ mod tests {
         let rows = [1.0f32, 3.0];
         let weights = [0.25f32, 0.75, 1.0, 0.0];
         let centroids = [0.0f32, 2.0];
-        let (blocks, mass) = aggregate(&rows, 1, &weights, &centroids, &[0, 0, 2]);
+        let (blocks, mass) = aggregate(&rows, 1, &weights, &weights, &centroids, &[0, 0, 2]);
         assert_eq!(mass, vec![0.0, 0.0, 1.25, 0.75]);
         // k=0: 0.25·1 + 1·3 − 1.25·0; k=1: 0.75·1 − 0.75·2.
         assert_eq!(blocks, vec![0.0, 0.0, 3.25, -0.75]);

@@ -34,6 +34,9 @@ pub struct SoftAggregateJob<'a> {
     pub u8_input: bool,
     /// `rows × clusters` f32 weights (from the soft logits stage).
     pub weights: &'a wgpu::Buffer,
+    /// `rows × clusters` f32 weights whose sums are the soft counts: the
+    /// unscaled ones under `rn`, else `weights` itself.
+    pub mass_weights: &'a wgpu::Buffer,
     /// `clusters × dim` f32 centroids.
     pub centroids: &'a wgpu::Buffer,
     /// `images + 1` u32 local CSR offsets.
@@ -150,6 +153,7 @@ impl SoftAggregateStage {
         for (name, buffer, need) in [
             ("descriptors", job.descriptors, descriptor_bytes),
             ("weights", job.weights, rows * k * 4),
+            ("mass weights", job.mass_weights, rows * k * 4),
             ("centroids", job.centroids, k * dim * 4),
             ("image offsets", job.image_offsets, (images + 1) * 4),
             ("blocks", job.blocks, images * k * dim * 4),
@@ -197,6 +201,7 @@ impl SoftAggregateStage {
                 (4, job.image_offsets.as_entire_binding()),
                 (5, job.blocks.as_entire_binding()),
                 (6, job.mass.as_entire_binding()),
+                (7, job.mass_weights.as_entire_binding()),
             ],
         )?;
         let (x, y) = dispatch_2d(workgroups as u32, max);

@@ -21,8 +21,9 @@ use crate::gpu::contract::{ShaderContract, uniform_layout};
 use crate::gpu::specialize::specialize;
 
 const SHADER: &str = include_str!("../../shaders/soft_logits.wgsl");
-/// Features staged through workgroup memory per chunk (the shader's `BF`).
-const CHUNK_FEATURES: u32 = 8;
+/// Features staged through workgroup memory per chunk (the shader's `BF`),
+/// and per block sum of a dot product (the twin's).
+const CHUNK_FEATURES: u32 = crate::cpu::soft_logits_tile::CHUNK_FEATURES as u32;
 /// Invocations per workgroup of `softmax` (one row each).
 const ROW_WORKGROUP: u32 = 64;
 /// The shader's `SUM_BLOCK`.
@@ -75,6 +76,9 @@ pub struct SoftLogitsJob<'a> {
     pub weights: &'a wgpu::Buffer,
     /// Out: `rows` u32 labels (largest weight).
     pub labels: &'a wgpu::Buffer,
+    /// Out under `rn`: `rows × clusters` f32 weights before scaling (the
+    /// soft counts' terms). Any other buffer (4 bytes will do) otherwise.
+    pub unscaled: &'a wgpu::Buffer,
 }
 
 /// The shader's uniform block.
@@ -239,6 +243,7 @@ impl SoftLogitsStage {
                 (4, job.weights.as_entire_binding()),
                 (5, job.centroids.as_entire_binding()),
                 (6, job.labels.as_entire_binding()),
+                (7, job.unscaled.as_entire_binding()),
             ],
         )?;
         let max = ctx.max_workgroups_per_dim();
@@ -286,6 +291,11 @@ fn check_job(job: &SoftLogitsJob<'_>) -> Result<()> {
         ("centroids", job.centroids, k * dim * 4),
         ("weights", job.weights, rows * k * 4),
         ("labels", job.labels, rows * 4),
+        (
+            "unscaled weights",
+            job.unscaled,
+            if job.residual_norm { rows * k * 4 } else { 4 },
+        ),
     ] {
         if buffer.size() < need {
             return Err(VladError::Gpu(format!(

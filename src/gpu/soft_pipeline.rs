@@ -117,10 +117,7 @@ fn segments(norm: &Normalization, soft: bool) -> Result<Vec<Segment>> {
 fn device_bytes<E: Element>(rows: &[E]) -> Vec<u8> {
     match E::DTYPE {
         DType::F32 | DType::U8 => bytemuck::cast_slice(rows).to_vec(),
-        DType::F64 => rows
-            .iter()
-            .flat_map(|x| x.to_f32().to_le_bytes())
-            .collect(),
+        DType::F64 => rows.iter().flat_map(|x| x.to_f32().to_le_bytes()).collect(),
     }
 }
 
@@ -211,7 +208,8 @@ impl GpuBackend {
         let mut piece_sums: Vec<f64> = Vec::new();
         let mut piece_mass: Vec<f64> = Vec::new();
         for chunk in plan.iter().filter(|c| c.row_count() > 0) {
-            let result = self.run_chunk(&soft_stages, &device, codebook, batch, chunk, norm, times)?;
+            let result =
+                self.run_chunk(&soft_stages, &device, codebook, batch, chunk, norm, times)?;
             if let Some(computed) = result.labels {
                 labels[chunk.rows.clone()].copy_from_slice(&computed);
             }
@@ -244,9 +242,7 @@ impl GpuBackend {
                             piece_mass.iter().map(|&s| s as f32).collect(),
                         )
                         .map_err(|e| VladError::Gpu(format!("combining pieces: {e}")))?;
-                        crate::cpu::weighted_normalize::normalize_rows(
-                            &mut row, &mass, k, f, norm,
-                        );
+                        crate::cpu::weighted_normalize::normalize_rows(&mut row, &mass, k, f, norm);
                         if let Some(r) = row.as_slice() {
                             out[t * block..(t + 1) * block].copy_from_slice(r);
                         }
@@ -305,7 +301,11 @@ impl GpuBackend {
         let mut computed_labels = true;
         match &device.soft {
             Some((w, b)) => {
-                let weights = ctx.storage_buffer("soft weights", rows as u64 * k as u64 * 4)?;
+                let weight_bytes = rows as u64 * k as u64 * 4;
+                let weights = ctx.storage_buffer("soft weights", weight_bytes)?;
+                let rn = norm.residual_normalized();
+                let unscaled =
+                    ctx.storage_buffer("unscaled weights", if rn { weight_bytes } else { 4 })?;
                 soft_stages.logits.record(
                     ctx,
                     &mut encoder,
@@ -315,12 +315,13 @@ impl GpuBackend {
                         soft_weights: w,
                         soft_bias: b,
                         centroids: &device.centroids,
-                        residual_norm: norm.residual_normalized(),
+                        residual_norm: rn,
                         rows,
                         dim,
                         clusters,
                         weights: &weights,
                         labels: &labels,
+                        unscaled: &unscaled,
                     },
                 )?;
                 soft_stages.aggregate.record(
@@ -330,6 +331,7 @@ impl GpuBackend {
                         descriptors: &descriptors,
                         u8_input,
                         weights: &weights,
+                        mass_weights: if rn { &unscaled } else { &weights },
                         centroids: &device.centroids,
                         image_offsets: &offsets,
                         rows,
@@ -362,7 +364,8 @@ impl GpuBackend {
                         }
                         let values: Vec<u32> = (0..rows).collect();
                         ctx.checked("uploading labels", || {
-                            ctx.queue.write_buffer(&labels, 0, bytemuck::cast_slice(mine))
+                            ctx.queue
+                                .write_buffer(&labels, 0, bytemuck::cast_slice(mine))
                         })?;
                         (ctx.upload("keys", &keys)?, ctx.upload("values", &values)?)
                     }

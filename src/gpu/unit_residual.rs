@@ -84,8 +84,16 @@ impl UnitResidualStage {
     pub fn new(ctx: &GpuContext) -> Result<Self> {
         Ok(UnitResidualStage {
             pipelines: [
-                ctx.pipeline("unit residual u8=false", &shader_source(false)?, "unit_residual")?,
-                ctx.pipeline("unit residual u8=true", &shader_source(true)?, "unit_residual")?,
+                ctx.pipeline(
+                    "unit residual u8=false",
+                    &shader_source(false)?,
+                    "unit_residual",
+                )?,
+                ctx.pipeline(
+                    "unit residual u8=true",
+                    &shader_source(true)?,
+                    "unit_residual",
+                )?,
             ],
         })
     }

@@ -27,4 +27,5 @@ mod segmented_scan;
 mod shader_contract;
 mod shader_coop;
 mod shader_validation;
+mod soft_encode;
 mod soft_stages;

@@ -2,7 +2,7 @@
 //! compute the same terms in the same order:
 //!
 //! * logits (`W·v + b`) and aggregation sums within `2(n+1)·ε·Σ|terms|`
-//!   (n terms): the twin fuses every multiply-add as WGSL's `fma` asks, but
+//!   (n roundings on a term's way into the sum): the twin fuses every multiply-add as WGSL's `fma` asks, but
 //!   a driver may evaluate `fma` unfused (lavapipe does: results differ by
 //!   an ulp or so), so bit equality is not portable; soft counts (plain
 //!   additions) bit for bit;
@@ -58,7 +58,9 @@ fn data(seed: u64, dim: usize, k: usize, u8_input: bool) -> Data {
     let rows: Vec<f32> = if u8_input {
         bytes.iter().map(|&x| x as f32).collect()
     } else {
-        (0..n * dim).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect()
+        (0..n * dim)
+            .map(|_| rng.random::<f32>() * 2.0 - 1.0)
+            .collect()
     };
     let centroids = (0..k * dim).map(|_| rng.random::<f32>() * scale).collect();
     let w = (0..k * dim)
@@ -84,8 +86,15 @@ fn upload_rows(ctx: &GpuContext, d: &Data, u8_input: bool) -> wgpu::Buffer {
     }
 }
 
-/// Logits (and, with `softmax`, weights and labels) on the device.
-fn gpu_logits(ctx: &GpuContext, d: &Data, u8_input: bool, softmax: bool, rn: bool) -> (Vec<f32>, Vec<u32>) {
+/// Logits (and, with `softmax`, weights, labels and under `rn` the
+/// unscaled weights) on the device.
+fn gpu_logits(
+    ctx: &GpuContext,
+    d: &Data,
+    u8_input: bool,
+    softmax: bool,
+    rn: bool,
+) -> (Vec<f32>, Vec<u32>, Vec<f32>) {
     let stage = SoftLogitsStage::new();
     let n = d.rows.len() / d.dim;
     let k = d.b.len();
@@ -95,6 +104,7 @@ fn gpu_logits(ctx: &GpuContext, d: &Data, u8_input: bool, softmax: bool, rn: boo
     let c = ctx.upload("C", &d.centroids).unwrap();
     let weights = ctx.upload("weights", &vec![f32::NAN; n * k]).unwrap();
     let labels = ctx.upload("labels", &vec![u32::MAX; n]).unwrap();
+    let unscaled = ctx.upload("unscaled", &vec![f32::NAN; n * k]).unwrap();
     let job = SoftLogitsJob {
         descriptors: &rows,
         u8_input,
@@ -107,6 +117,7 @@ fn gpu_logits(ctx: &GpuContext, d: &Data, u8_input: bool, softmax: bool, rn: boo
         clusters: k as u32,
         weights: &weights,
         labels: &labels,
+        unscaled: &unscaled,
     };
     let mut encoder = ctx.encoder("soft logits test");
     if softmax {
@@ -118,6 +129,7 @@ fn gpu_logits(ctx: &GpuContext, d: &Data, u8_input: bool, softmax: bool, rn: boo
     (
         ctx.read_back("weights", &weights, 0, n * k).unwrap(),
         ctx.read_back("labels", &labels, 0, n).unwrap(),
+        ctx.read_back("unscaled", &unscaled, 0, n * k).unwrap(),
     )
 }
 
@@ -129,7 +141,7 @@ fn logits_match_the_twin() {
     // K across the three tile shapes; F not a multiple of the chunk.
     for (seed, dim, k, u8_input) in [(1, 13, 5, false), (2, 20, 40, true), (3, 9, 70, false)] {
         let d = data(seed, dim, k, u8_input);
-        let (got, _) = gpu_logits(&ctx, &d, u8_input, false, false);
+        let (got, _, _) = gpu_logits(&ctx, &d, u8_input, false, false);
         let want = soft_logits_tile::logits(&d.rows, dim, &d.w, &d.b);
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             let (row, c) = (i / k, i % k);
@@ -137,7 +149,7 @@ fn logits_match_the_twin() {
                 .map(|f| (d.rows[row * dim + f] * d.w[c * dim + f]).abs())
                 .sum::<f32>()
                 + d.b[c].abs();
-            let bound = 2.0 * (dim + 1) as f32 * f32::EPSILON * terms;
+            let bound = 2.0 * (8 + dim.div_ceil(8) + 1) as f32 * f32::EPSILON * terms;
             assert!(
                 (g - w).abs() <= bound,
                 "F={dim} K={k} u8={u8_input} [{i}]: {g} vs {w} (bound {bound:e})"
@@ -158,30 +170,41 @@ fn softmax_matches_the_twin() {
         (7, 16, 33, true, false),
     ] {
         let d = data(seed, dim, k, u8_input);
-        let (got, labels) = gpu_logits(&ctx, &d, u8_input, true, rn);
+        let (got, labels, got_unscaled) = gpu_logits(&ctx, &d, u8_input, true, rn);
         let mut want = soft_logits_tile::logits(&d.rows, dim, &d.w, &d.b);
-        let want_labels = soft_logits_tile::softmax(
+        let (want_labels, want_unscaled) = soft_logits_tile::softmax(
             &mut want,
             k,
             rn.then_some((d.rows.as_slice(), dim, d.centroids.as_slice())),
         );
         assert_eq!(labels, want_labels, "F={dim} K={k} labels");
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!(close(*g, *w), "F={dim} K={k} u8={u8_input} rn={rn} [{i}]: {g} vs {w}");
+            assert!(
+                close(*g, *w),
+                "F={dim} K={k} u8={u8_input} rn={rn} [{i}]: {g} vs {w}"
+            );
+        }
+        for (i, (g, w)) in got_unscaled.iter().zip(&want_unscaled).enumerate() {
+            assert!(close(*g, *w), "F={dim} K={k} unscaled [{i}]: {g} vs {w}");
+        }
+        if rn {
+            assert_eq!(want_unscaled.len(), got_unscaled.len());
         }
     }
 }
 
-/// The twin's weights (normalized rows) for the aggregation tests.
-fn twin_weights(d: &Data, rn: bool) -> Vec<f32> {
+/// The twin's weights and the weights the soft counts sum (the unscaled
+/// ones under `rn`), for the aggregation tests.
+fn twin_weights(d: &Data, rn: bool) -> (Vec<f32>, Vec<f32>) {
     let mut w = soft_logits_tile::logits(&d.rows, d.dim, &d.w, &d.b);
     let k = d.b.len();
-    soft_logits_tile::softmax(
+    let (_, unscaled) = soft_logits_tile::softmax(
         &mut w,
         k,
         rn.then_some((d.rows.as_slice(), d.dim, d.centroids.as_slice())),
     );
-    w
+    let mass_weights = if rn { unscaled } else { w.clone() };
+    (w, mass_weights)
 }
 
 #[test]
@@ -196,21 +219,25 @@ fn aggregate_matches_the_twin() {
         (10, 64, 16, false, true),
     ] {
         let d = data(seed, dim, k, u8_input);
-        let weights = twin_weights(&d, rn);
+        let (weights, mass_weights) = twin_weights(&d, rn);
         let images = d.offsets.len() - 1;
         let n = d.rows.len() / dim;
         let local: Vec<u32> = d.offsets.iter().map(|&o| o as u32).collect();
         let rows = upload_rows(&ctx, &d, u8_input);
         let wbuf = ctx.upload("weights", &weights).unwrap();
+        let mbuf = ctx.upload("mass weights", &mass_weights).unwrap();
         let c = ctx.upload("C", &d.centroids).unwrap();
         let offsets = ctx.upload("offsets", &local).unwrap();
-        let blocks = ctx.upload("blocks", &vec![f32::NAN; images * k * dim]).unwrap();
+        let blocks = ctx
+            .upload("blocks", &vec![f32::NAN; images * k * dim])
+            .unwrap();
         let mass = ctx.upload("mass", &vec![f32::NAN; images * k]).unwrap();
         let mut encoder = ctx.encoder("soft aggregate test");
         let job = SoftAggregateJob {
             descriptors: &rows,
             u8_input,
             weights: &wbuf,
+            mass_weights: &mbuf,
             centroids: &c,
             image_offsets: &offsets,
             rows: n as u32,
@@ -222,10 +249,18 @@ fn aggregate_matches_the_twin() {
         };
         stage.record(&ctx, &mut encoder, &job).unwrap();
         ctx.submit_and_wait("soft aggregate test", encoder).unwrap();
-        let got = ctx.read_back::<f32>("blocks", &blocks, 0, images * k * dim).unwrap();
+        let got = ctx
+            .read_back::<f32>("blocks", &blocks, 0, images * k * dim)
+            .unwrap();
         let got_mass = ctx.read_back::<f32>("mass", &mass, 0, images * k).unwrap();
-        let (want, want_mass) =
-            soft_aggregate_tile::aggregate(&d.rows, dim, &weights, &d.centroids, &d.offsets);
+        let (want, want_mass) = soft_aggregate_tile::aggregate(
+            &d.rows,
+            dim,
+            &weights,
+            &mass_weights,
+            &d.centroids,
+            &d.offsets,
+        );
         let what = format!("F={dim} K={k} u8={u8_input} rn={rn}");
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             let (t, c, f) = (i / (k * dim), (i / dim) % k, i % dim);
@@ -234,7 +269,8 @@ fn aggregate_matches_the_twin() {
                 .clone()
                 .map(|l| (weights[l * k + c] * d.rows[l * dim + f]).abs())
                 .sum::<f32>()
-                + want_mass[t * k + c] * d.centroids[c * dim + f].abs();
+                + image.clone().map(|l| weights[l * k + c]).sum::<f32>()
+                    * d.centroids[c * dim + f].abs();
             let bound = 2.0 * (image.len() + 1) as f32 * f32::EPSILON * terms;
             assert!(
                 (g - w).abs() <= bound,
@@ -246,16 +282,30 @@ fn aggregate_matches_the_twin() {
         }
         // Empty images: exact zeros.
         for t in (0..images).filter(|&t| d.offsets[t] == d.offsets[t + 1]) {
-            assert!(got[t * k * dim..(t + 1) * k * dim].iter().all(|x| x.to_bits() == 0));
+            assert!(
+                got[t * k * dim..(t + 1) * k * dim]
+                    .iter()
+                    .all(|x| x.to_bits() == 0)
+            );
         }
 
         // `mass` by the soft counts, in place.
         let mut encoder = ctx.encoder("soft mass test");
         stage
-            .record_mass(&ctx, &mut encoder, &blocks, &mass, images as u32, k as u32, dim as u32)
+            .record_mass(
+                &ctx,
+                &mut encoder,
+                &blocks,
+                &mass,
+                images as u32,
+                k as u32,
+                dim as u32,
+            )
             .unwrap();
         ctx.submit_and_wait("soft mass test", encoder).unwrap();
-        let divided = ctx.read_back::<f32>("blocks", &blocks, 0, images * k * dim).unwrap();
+        let divided = ctx
+            .read_back::<f32>("blocks", &blocks, 0, images * k * dim)
+            .unwrap();
         let mut want = got;
         soft_aggregate_tile::divide_by_mass(&mut want, &want_mass, dim);
         for (i, (g, w)) in divided.iter().zip(&want).enumerate() {
