@@ -172,9 +172,8 @@ impl GpuBackend {
                 )));
             }
         }
-        let started = Instant::now();
+        // Compiled on the first call (setup, like the session's own stages).
         let soft_stages = self.soft.get(ctx)?;
-        times.add("compile", started.elapsed().as_secs_f64());
         let plan = plan_chunks(
             batch.offsets(),
             &ChunkShape {
