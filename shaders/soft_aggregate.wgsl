@@ -7,8 +7,9 @@
 // the soft counts Σ_l a_lk of `mass_weights` (the unscaled weights under
 // `rn`; the same buffer as `weights` otherwise).
 //
-// `aggregate`: one workgroup per (image, tile of KT clusters × WG
-// features); invocation f of the tile owns the KT sums of feature f. It
+// `aggregate`: one workgroup per (image, tile of KT clusters × 4·WG
+// features); each invocation owns the KT sums of 4 consecutive features
+// (vec4s: each weight read serves 4 fma). It
 // walks the image's rows in order, SUM_BLOCK rows at a time into block
 // sums (fma), block sums added to the running totals in order; Σ a_lk and
 // the soft counts the same way. Every order is fixed and no two invocations
@@ -21,7 +22,7 @@
 // Host side: src/gpu/soft_aggregate.rs; CPU twin:
 // src/cpu/soft_aggregate_tile.rs.
 
-// Features per workgroup (one invocation each).
+// Invocations per workgroup (4 features each in `aggregate`).
 const WG: u32 = 64u;
 // Clusters per workgroup (sums per invocation).
 const KT: u32 = 8u;
@@ -35,7 +36,7 @@ struct Params {
     dim: u32,
     clusters: u32,
     images: u32,
-    // ceil(dim / WG), ceil(clusters / KT).
+    // ceil(dim / (4·WG)), ceil(clusters / KT).
     f_tiles: u32,
     k_tiles: u32,
     // `divide_by_mass`: images · clusters · dim.
@@ -78,24 +79,26 @@ fn aggregate(
         return;
     }
     let tile = linear % tiles;
-    let f = (tile % params.f_tiles) * WG + lid;
+    let f = ((tile % params.f_tiles) * WG + lid) * 4u;
     let k0 = (tile / params.f_tiles) * KT;
     let first = image_offsets[image];
     let end = image_offsets[image + 1u];
 
-    var total: array<f32, KT>;
+    var total: array<vec4<f32>, KT>;
     var total_weight: array<f32, KT>;
     var total_mass: array<f32, KT>;
     var l = first;
     while l < end {
         let stop = min(l + SUM_BLOCK, end);
-        var part: array<f32, KT>;
+        var part: array<vec4<f32>, KT>;
         var part_weight: array<f32, KT>;
         var part_mass: array<f32, KT>;
         for (; l < stop; l++) {
-            var x = 0.0;
-            if f < params.dim {
-                x = descriptor(l, f);
+            var x = vec4<f32>(0.0);
+            for (var c = 0u; c < 4u; c++) {
+                if f + c < params.dim {
+                    x[c] = descriptor(l, f + c);
+                }
             }
             for (var j = 0u; j < KT; j++) {
                 var a = 0.0;
@@ -104,7 +107,7 @@ fn aggregate(
                     a = weights[l * params.clusters + k0 + j];
                     n = mass_weights[l * params.clusters + k0 + j];
                 }
-                part[j] = fma(a, x, part[j]);
+                part[j] = fma(vec4(a), x, part[j]);
                 part_weight[j] = part_weight[j] + a;
                 part_mass[j] = part_mass[j] + n;
             }
@@ -119,10 +122,12 @@ fn aggregate(
     for (var j = 0u; j < KT; j++) {
         let k = k0 + j;
         if k < params.clusters {
-            if f < params.dim {
-                let c = centroids[k * params.dim + f];
-                blocks[(image * params.clusters + k) * params.dim + f] =
-                    fma(-total_weight[j], c, total[j]) + 0.0;
+            for (var c = 0u; c < 4u; c++) {
+                if f + c < params.dim {
+                    let y = centroids[k * params.dim + f + c];
+                    blocks[(image * params.clusters + k) * params.dim + f + c] =
+                        fma(-total_weight[j], y, total[j][c]) + 0.0;
+                }
             }
             if f == 0u {
                 mass[image * params.clusters + k] = total_mass[j];

@@ -14,7 +14,7 @@ use crate::gpu::soft_logits::bind_numbered;
 use crate::gpu::specialize::specialize;
 
 const SHADER: &str = include_str!("../../shaders/soft_aggregate.wgsl");
-/// Features per workgroup (the shader's `WG`).
+/// Invocations per workgroup (the shader's `WG`), 4 features each.
 const WORKGROUP: u32 = 64;
 /// Clusters per workgroup (the shader's `KT`).
 const CLUSTERS_PER_TILE: u32 = 8;
@@ -166,7 +166,7 @@ impl SoftAggregateStage {
                 )));
             }
         }
-        let f_tiles = job.dim.div_ceil(WORKGROUP);
+        let f_tiles = job.dim.div_ceil(4 * WORKGROUP);
         let k_tiles = job.clusters.div_ceil(CLUSTERS_PER_TILE);
         let workgroups = images * f_tiles as u64 * k_tiles as u64;
         let max = ctx.max_workgroups_per_dim();

@@ -217,6 +217,8 @@ fn aggregate_matches_the_twin() {
         (8, 13, 5, false, false),
         (9, 70, 9, true, true),
         (10, 64, 16, false, true),
+        // F > 4·64: several feature tiles per image.
+        (13, 300, 3, true, false),
     ] {
         let d = data(seed, dim, k, u8_input);
         let (weights, mass_weights) = twin_weights(&d, rn);
