@@ -55,6 +55,20 @@ pub struct SoftAggregateJob<'a> {
     pub mass: &'a wgpu::Buffer,
 }
 
+/// `mass` by the soft counts: blocks divided in place.
+pub struct MassJob<'a> {
+    /// In/out: `images × clusters × dim` f32 blocks.
+    pub blocks: &'a wgpu::Buffer,
+    /// `images × clusters` f32 soft counts.
+    pub mass: &'a wgpu::Buffer,
+    /// Images.
+    pub images: u32,
+    /// K.
+    pub clusters: u32,
+    /// F.
+    pub dim: u32,
+}
+
 /// The shader's uniform block.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -221,12 +235,15 @@ impl SoftAggregateStage {
         &self,
         ctx: &GpuContext,
         encoder: &mut wgpu::CommandEncoder,
-        blocks: &wgpu::Buffer,
-        mass: &wgpu::Buffer,
-        images: u32,
-        clusters: u32,
-        dim: u32,
+        job: &MassJob<'_>,
     ) -> Result<()> {
+        let MassJob {
+            blocks,
+            mass,
+            images,
+            clusters,
+            dim,
+        } = *job;
         let elements = images as u64 * clusters as u64 * dim as u64;
         if elements == 0 {
             return Ok(());

@@ -35,7 +35,7 @@ use crate::gpu::normalize::NormalizeJob;
 use crate::gpu::radix_sort::{SortJob, SortedIn};
 use crate::gpu::residual::ResidualJob;
 use crate::gpu::segmented_scan::ScanJob;
-use crate::gpu::soft_aggregate::{SoftAggregateJob, SoftAggregateStage};
+use crate::gpu::soft_aggregate::{MassJob, SoftAggregateJob, SoftAggregateStage};
 use crate::gpu::soft_logits::{SoftLogitsJob, SoftLogitsStage};
 use crate::gpu::unit_residual::{UnitResidualJob, UnitResidualStage};
 use crate::input::Batch;
@@ -463,11 +463,13 @@ impl GpuBackend {
                     Segment::SoftMass => soft_stages.aggregate.record_mass(
                         ctx,
                         &mut encoder,
-                        &blocks,
-                        &counts,
-                        images,
-                        clusters,
-                        dim,
+                        &MassJob {
+                            blocks: &blocks,
+                            mass: &counts,
+                            images,
+                            clusters,
+                            dim,
+                        },
                     )?,
                     Segment::Others(steps) => hard.normalize.record(
                         ctx,

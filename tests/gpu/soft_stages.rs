@@ -9,6 +9,7 @@
 //! * softmax weights, `mass` and unit residuals within [`ULPS`] ulp (the
 //!   device's `exp`, division and square root are not correctly rounded:
 //!   Vulkan allows a few ulp each); labels equal.
+//!
 //! f32 and u8 input, ragged images with empty ones, K and F not multiples
 //! of any tile.
 
@@ -16,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::cpu::{soft_aggregate_tile, soft_logits_tile, unit_residual};
 use vlad::gpu::GpuContext;
-use vlad::gpu::soft_aggregate::{SoftAggregateJob, SoftAggregateStage};
+use vlad::gpu::soft_aggregate::{MassJob, SoftAggregateJob, SoftAggregateStage};
 use vlad::gpu::soft_logits::{SoftLogitsJob, SoftLogitsStage};
 use vlad::gpu::unit_residual::{UnitResidualJob, UnitResidualStage};
 
@@ -297,11 +298,13 @@ fn aggregate_matches_the_twin() {
             .record_mass(
                 &ctx,
                 &mut encoder,
-                &blocks,
-                &mass,
-                images as u32,
-                k as u32,
-                dim as u32,
+                &MassJob {
+                    blocks: &blocks,
+                    mass: &mass,
+                    images: images as u32,
+                    clusters: k as u32,
+                    dim: dim as u32,
+                },
             )
             .unwrap();
         ctx.submit_and_wait("soft mass test", encoder).unwrap();
