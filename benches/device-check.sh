@@ -22,7 +22,9 @@
 #
 # Steps, most wanted first: `vlad adapters --json`; `vlad bench --json` (gpu
 # and cpu) at the seed, SIFT-like and N = 10^6 shapes, with and without
-# VLAD_GPU_TENSOR_CORES=1; the usual hand-rolled PyTorch CUDA VLAD on the
+# VLAD_GPU_TENSOR_CORES=1; NetVLAD soft assignment (`vlad bench --soft-alpha`,
+# gpu and cpu; DEVICE_CHECK_NETVLAD="T:L:F:K:repeats"); the usual
+# hand-rolled PyTorch CUDA VLAD on the
 # same data, run twice to show whether it is bitwise repeatable, and vlad's
 # gpu encoding of that same data checked against it (--verify); then every
 # test executable, one test at a time, within the deadline.
@@ -69,6 +71,7 @@ for line in sys.stdin:
 ' >"$work/tests.txt"
     # lavapipe emulates the GPU on the CPU: keep the shapes small.
     shapes="seed:256:128:64:16:5 sift:200:500:128:64:3"
+    netvlad="20:1200:512:64:3"
     torch_shapes="256,128,64,16"
     save_shape="256,128,64,16"
 else
@@ -100,6 +103,7 @@ else
     sed "s|^|$repo/|" "$work/bundle/tests.txt" >"$work/tests.txt"
     say "bundle of commit $(cat "$work/bundle/commit.txt"), $(wc -l <"$work/tests.txt") test executables"
     shapes="seed:256:128:64:16:9 sift:200:500:128:64:9 1m:2000:500:128:256:7"
+    netvlad="200:1200:512:64:5"
     torch_shapes="256,128,64,16 200,500,128,64 2000,500,128,256"
     # The cross-check runs the f64 reference too (--verify): the SIFT-like shape.
     save_shape="200,500,128,64"
@@ -150,6 +154,21 @@ for spec in $shapes; do
         fi
     done
 done
+
+# --- 3b. vlad bench, NetVLAD soft assignment (SPEC §10) -------------------------
+# The soft path's own stages (soft logits, per-image aggregation) on gpu and
+# cpu, at a reduced NetVLAD shape (L = 1200, F = 512, K = 64).
+netvlad=${DEVICE_CHECK_NETVLAD:-$netvlad}
+IFS=: read -r t l f k repeats <<<"$netvlad"
+say "bench netvlad soft-alpha (T=$t L=$l F=$f K=$k)"
+if timeout "$(left 90)" "$vlad" bench --images "$t" --per-image "$l" --dim "$f" --clusters "$k" \
+    --soft-alpha 1 --norm intra,l2 --backend gpu --backend cpu --repeats "$repeats" --json >"$work/b.json" 2>>"$out/bench.log"; then
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps({"shape": "netvlad", "tensor_cores": False, "result": d}))' \
+        "$work/b.json" >>"$work/bench.jsonl"
+else
+    say "bench netvlad failed (rc $?)"
+    echo '{"shape": "netvlad", "tensor_cores": false, "result": null}' >>"$work/bench.jsonl"
+fi
 
 # --- 4. PyTorch, the usual hand-rolled CUDA VLAD, and a cross-check ------------
 echo null >"$work/torch.json"

@@ -31,6 +31,8 @@ pub struct BenchConfig {
     pub normalization: Normalization,
     /// Data seed.
     pub seed: u64,
+    /// Hard (the default) or soft assignment (SPEC §10).
+    pub assignment: crate::assignment::Assignment,
 }
 
 impl Default for BenchConfig {
@@ -45,6 +47,7 @@ impl Default for BenchConfig {
             repeats: 7,
             normalization: Normalization::default(),
             seed: 1234,
+            assignment: crate::assignment::Assignment::Hard,
         }
     }
 }
@@ -279,6 +282,7 @@ pub fn run_on<E: crate::element::Element>(
     );
     for &backend in &config.backends {
         let encoder = Encoder::builder(codebook.clone())
+            .assignment(config.assignment.clone())
             .normalization(config.normalization.clone())
             .backend(backend)
             .build();

@@ -506,6 +506,7 @@ impl Encoder {
                 backend,
                 batch,
                 stages,
+                |params, stages| self.run_gpu_weighted(batch, params, stages, gpu),
             );
         }
         match backend {
@@ -652,6 +653,34 @@ impl Encoder {
         let gpu = self.gpu_session(ran)?;
         let (vlad, labels) = gpu.encode(&self.codebook, batch, &self.normalization, stages)?;
         Ok(BackendOutput { vlad, labels })
+    }
+
+    /// Soft assignment or `rn` on the GPU (`crate::gpu::soft_pipeline`).
+    #[cfg(feature = "gpu")]
+    fn run_gpu_weighted<E: Element>(
+        &self,
+        batch: &Batch<'_, E>,
+        params: Option<&crate::assignment::SoftParams>,
+        stages: &mut StageTimes,
+        ran: &mut GpuRan,
+    ) -> Result<BackendOutput> {
+        let gpu = self.gpu_session(ran)?;
+        let (vlad, labels) =
+            gpu.encode_weighted(&self.codebook, params, batch, &self.normalization, stages)?;
+        Ok(BackendOutput { vlad, labels })
+    }
+
+    #[cfg(not(feature = "gpu"))]
+    fn run_gpu_weighted<E: Element>(
+        &self,
+        _batch: &Batch<'_, E>,
+        _params: Option<&crate::assignment::SoftParams>,
+        _stages: &mut StageTimes,
+        _ran: &mut GpuRan,
+    ) -> Result<BackendOutput> {
+        Err(VladError::BackendUnavailable(
+            "built without the gpu feature".to_string(),
+        ))
     }
 
     #[cfg(feature = "gpu")]

@@ -1,8 +1,9 @@
 //! The encoder's route for SPEC §10 — soft (NetVLAD) assignment, or `rn`
 //! with either assignment — to each backend. Kept out of `encoder.rs`,
-//! which only asks whether this route applies.
+//! which only asks whether this route applies. The GPU side is
+//! [`crate::gpu::GpuBackend::encode_weighted`].
 
-use crate::assignment::Assignment;
+use crate::assignment::{Assignment, SoftParams};
 use crate::backend::Backend;
 use crate::codebook::Codebook;
 use crate::element::Element;
@@ -14,7 +15,9 @@ use crate::report::StageTimes;
 
 /// Encode `batch` on `backend` with `assignment` and `norm` (soft, or
 /// `rn` first). Soft parameters are checked against the codebook here;
-/// given labels make no sense with soft assignment and are refused.
+/// given labels make no sense with soft assignment and are refused. `gpu`
+/// runs the GPU route (`gpu` and `auto`) with the checked parameters: the
+/// encoder owns the GPU session and the rule of when `auto` may use it.
 pub(crate) fn run_encode<E: Element>(
     codebook: &Codebook,
     assignment: &Assignment,
@@ -22,6 +25,7 @@ pub(crate) fn run_encode<E: Element>(
     backend: Backend,
     batch: &Batch<'_, E>,
     stages: &mut StageTimes,
+    gpu: impl FnOnce(Option<&SoftParams>, &mut StageTimes) -> Result<BackendOutput>,
 ) -> Result<BackendOutput> {
     let params = assignment.soft_params(codebook)?;
     if params.is_some() && batch.labels().is_some() {
@@ -45,14 +49,6 @@ pub(crate) fn run_encode<E: Element>(
                 crate::cpu::soft::encode(codebook, params.as_ref(), batch, norm, stages);
             Ok(BackendOutput { vlad, labels })
         }
-        Backend::Gpu | Backend::Auto => Err(VladError::BackendUnavailable(format!(
-            "the gpu backend does not run {} assignment{} yet",
-            assignment.name(),
-            if norm.residual_normalized() {
-                " with rn"
-            } else {
-                ""
-            }
-        ))),
+        Backend::Gpu | Backend::Auto => gpu(params.as_ref(), stages),
     }
 }

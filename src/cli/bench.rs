@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// Seed of the synthetic data.
     #[arg(long, default_value_t = 1234)]
     pub seed: u64,
+    /// Measure NetVLAD soft assignment with temperature α (SPEC §10:
+    /// `W = 2α·C`, `b = −α‖c‖²`) instead of hard assignment.
+    #[arg(long, value_name = "α")]
+    pub soft_alpha: Option<f32>,
     /// Print one JSON object on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -74,6 +78,10 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
         repeats: args.repeats,
         normalization: args.norm.clone(),
         seed: args.seed,
+        assignment: match args.soft_alpha {
+            Some(alpha) => vlad::Assignment::soft_alpha(alpha)?,
+            None => vlad::Assignment::Hard,
+        },
     };
     let report = match (&args.descriptors, &args.centroids) {
         (Some(d), Some(c)) => super::bench_files::run(&config, d, c, args.offsets.as_deref())?,
@@ -161,6 +169,7 @@ fn to_json(report: &BenchReport) -> Value {
         "clusters": c.clusters,
         "repeats": c.repeats,
         "normalization": c.normalization.to_string(),
+        "assignment": c.assignment.name(),
         "rows": rows,
         "skipped": skipped,
         "notes": report.notes,

@@ -21,7 +21,10 @@ pub mod residual_norm;
 pub mod segmented_scan;
 pub mod soft;
 pub mod soft_aggregate;
+pub mod soft_aggregate_tile;
 pub mod soft_assign;
+pub mod soft_logits_tile;
+pub mod unit_residual;
 pub mod weighted_normalize;
 
 use ndarray::Array2;

@@ -36,6 +36,9 @@ pub struct GpuBackend {
     lose_on_next_run: AtomicBool,
     /// Chunk overlap: 0 = by adapter (off for software ones), 1 = off, 2 = on.
     overlap: AtomicU8,
+    /// The stages of soft assignment and `rn` (`soft_pipeline`), compiled
+    /// on first use.
+    pub(crate) soft: crate::gpu::soft_pipeline::SoftCache,
 }
 
 /// What successive calls share; one call runs at a time.
@@ -73,6 +76,7 @@ impl GpuBackend {
             }),
             lose_on_next_run: AtomicBool::new(false),
             overlap: AtomicU8::new(0),
+            soft: Default::default(),
         })
     }
 
@@ -85,6 +89,11 @@ impl GpuBackend {
     /// The adapter's name and API, e.g. "NVIDIA H100 80GB HBM3 (Vulkan)".
     pub fn adapter_name(&self) -> String {
         self.ctx.adapter_name()
+    }
+
+    /// The hard path's compiled stages (the soft route reuses them).
+    pub(crate) fn compiled_stages(&self) -> &CompiledStages {
+        &self.stages
     }
 
     /// The device context.

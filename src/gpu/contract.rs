@@ -98,5 +98,8 @@ pub fn all() -> Result<Vec<ShaderContract>> {
     contracts.extend(crate::gpu::residual::contracts());
     contracts.extend(crate::gpu::normalize::contracts());
     contracts.extend(crate::gpu::ceilings::contracts());
+    contracts.extend(crate::gpu::soft_logits::contracts()?);
+    contracts.extend(crate::gpu::soft_aggregate::contracts()?);
+    contracts.extend(crate::gpu::unit_residual::contracts()?);
     Ok(contracts)
 }

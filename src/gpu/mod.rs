@@ -32,9 +32,13 @@ pub mod radix_sort;
 pub mod residual;
 pub mod segmented_scan;
 pub(crate) mod session;
+pub mod soft_aggregate;
+pub mod soft_logits;
+pub mod soft_pipeline;
 pub(crate) mod specialize;
 pub(crate) mod staging;
 pub(crate) mod timing;
+pub mod unit_residual;
 
 pub use backend::GpuBackend;
 pub use chunking::{Chunk, ChunkLimits, ChunkShape, Part, plan_chunks};

@@ -388,11 +388,11 @@ fn rn_with_given_labels() {
     }
 }
 
-/// The gpu backend does not run SPEC §10 yet: asking for it is
-/// `BackendUnavailable` (exit 3 on the command line), and `auto` runs the
-/// cpu backend instead, with the same output.
+/// `auto` follows the usual rule with SPEC §10 too: the cpu backend (and
+/// exactly its output) unless a hardware adapter runs it, then within
+/// SPEC §4 of the cpu's. (The gpu backend itself: tests/gpu/soft_encode.rs.)
 #[test]
-fn gpu_refuses_and_auto_falls_back_to_cpu() {
+fn auto_runs_cpu_or_a_hardware_gpu() {
     let case = case(9, 8, 5, 1.0, |x| x);
     for (assignment, norm) in [(&case.alpha, "intra,l2"), (&Assignment::Hard, "rn,l2")] {
         let encoder = |backend| {
@@ -403,15 +403,16 @@ fn gpu_refuses_and_auto_falls_back_to_cpu() {
                 .build()
         };
         let batch = Batch::ragged(case.rows.view(), &case.offsets).unwrap();
-        let err = encoder(Backend::Gpu).encode_batch(&batch).unwrap_err();
-        assert!(
-            matches!(err, vlad::VladError::BackendUnavailable(_)),
-            "{err}"
-        );
         let auto = encoder(Backend::Auto).encode_batch(&batch).unwrap();
-        assert_eq!(auto.report.backend, Backend::Cpu);
         let cpu = encoder(Backend::Cpu).encode_batch(&batch).unwrap();
-        assert_eq!(auto.vlad, cpu.vlad);
+        if auto.report.backend == Backend::Cpu {
+            assert_eq!(auto.vlad, cpu.vlad);
+        } else {
+            assert_eq!(auto.report.backend, Backend::Gpu);
+            for (a, c) in auto.vlad.iter().zip(&cpu.vlad) {
+                assert!((a - c).abs() <= 2e-5, "{norm}: auto (gpu) {a} vs cpu {c}");
+            }
+        }
     }
 }
 

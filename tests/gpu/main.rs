@@ -30,4 +30,6 @@ mod segmented_scan;
 mod shader_contract;
 mod shader_coop;
 mod shader_validation;
+mod soft_encode;
+mod soft_stages;
 mod stream_fallback;

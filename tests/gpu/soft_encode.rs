@@ -1,0 +1,298 @@
+//! SPEC §10 on the gpu backend: soft (NetVLAD) assignment from `W`/`b` and
+//! from `α`, residual normalization (`rn`) with hard and soft assignment,
+//! every normalization after them, ragged images with empty ones,
+//! f32/f64/u8 input — each against the f64 oracle `reference_soft` within
+//! SPEC §4 — plus bitwise determinism across runs, given labels under hard
+//! `rn`, and chunking forced small (images split across chunks) matching
+//! too. Sizes stay modest: lavapipe runs the shaders on the CPU.
+
+use ndarray::{Array1, Array2, ArrayView2};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use vlad::{Assignment, Backend, Batch, Codebook, Element, Encoder, Normalization, Step};
+
+const NORMS: [&str; 10] = [
+    "none",
+    "mass",
+    "ssr,l2",
+    "intra,l2",
+    "mass,intra,l2",
+    "rn",
+    "rn,mass",
+    "rn,ssr,l2",
+    "rn,intra,l2",
+    "rn,mass,ssr,intra,l2",
+];
+
+/// Ragged images, some empty (first, middle and last), one long enough to
+/// span many aggregation blocks (and, with a small binding cap, chunks).
+fn offsets(rng: &mut ChaCha8Rng) -> Vec<usize> {
+    let mut sizes: Vec<usize> = (0..9).map(|_| rng.random_range(1..60)).collect();
+    sizes[0] = 0;
+    sizes[4] = 0;
+    sizes.push(700);
+    sizes.push(0);
+    let mut offsets = vec![0];
+    for s in sizes {
+        offsets.push(offsets[offsets.len() - 1] + s);
+    }
+    offsets
+}
+
+struct Case<E> {
+    rows: Array2<E>,
+    offsets: Vec<usize>,
+    codebook: Codebook,
+    soft: Assignment,
+    alpha: Assignment,
+}
+
+fn case<E: Element>(seed: u64, f: usize, k: usize, scale: f32, make: impl Fn(f32) -> E) -> Case<E> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let offsets = offsets(&mut rng);
+    let n = offsets[offsets.len() - 1];
+    let rows = Array2::from_shape_fn((n, f), |_| make(rng.random::<f32>()));
+    let centroids = Array2::from_shape_fn((k, f), |_| rng.random::<f32>() * scale);
+    let codebook = Codebook::from_owned(centroids).expect("finite centroids");
+    let weights = Array2::from_shape_fn((k, f), |_| (rng.random::<f32>() - 0.5) * 8.0 / scale);
+    let bias = Array1::from_shape_fn(k, |_| rng.random::<f32>() - 0.5);
+    let soft = Assignment::soft(weights.view(), bias.view()).expect("finite parameters");
+    let alpha = Assignment::soft_alpha(3.0 / (scale * scale)).expect("α > 0");
+    Case {
+        rows,
+        offsets,
+        codebook,
+        soft,
+        alpha,
+    }
+}
+
+fn encoder<E>(case: &Case<E>, assignment: &Assignment, norm: &str, cap: Option<u64>) -> Encoder {
+    Encoder::builder(case.codebook.clone())
+        .assignment(assignment.clone())
+        .normalization(norm.parse().expect("valid normalization"))
+        .backend(Backend::Gpu)
+        .gpu_max_binding_bytes(cap)
+        .build()
+}
+
+fn encode<E: Element>(
+    case: &Case<E>,
+    assignment: &Assignment,
+    norm: &str,
+    cap: Option<u64>,
+) -> Array2<f32> {
+    encoder(case, assignment, norm, cap)
+        .encode_ragged(case.rows.view(), &case.offsets)
+        .expect("encodes on the gpu backend")
+}
+
+/// SPEC §4 for weighted sums (as tests/cpu/soft_assignment.rs): 1e-5
+/// absolute after `l2`/`intra`; per block `1e-5 · Σ a·‖v − c‖∞` (÷ the
+/// soft count under `mass`) for raw sums and means; 1e-4 relative after a
+/// power step without a final normalization. Empty images: exact zeros.
+fn check_against_reference<E: Element>(
+    what: &str,
+    case: &Case<E>,
+    assignment: &Assignment,
+    norm_text: &str,
+    got: ArrayView2<'_, f32>,
+) {
+    let norm: Normalization = norm_text.parse().expect("valid normalization");
+    let batch = Batch::ragged(case.rows.view(), &case.offsets).expect("valid batch");
+    let (want, labels) = vlad::reference_soft::encode(&case.codebook, &batch, assignment, &norm);
+    assert_eq!(got.dim(), want.dim(), "{what}: shape");
+    let (k, f) = (case.codebook.clusters(), case.codebook.dim());
+    let rn = norm.residual_normalized();
+    if norm.ends_normalized() {
+        for ((t, j), &y) in got.indexed_iter() {
+            let r = want[[t, j]];
+            assert!(
+                ((y as f64) - r).abs() <= 1e-5,
+                "{what} {norm_text}: [{t}, {j}] = {y}, reference {r}"
+            );
+        }
+    } else if norm
+        .steps()
+        .iter()
+        .all(|s| matches!(s, Step::Mass | Step::ResidualNorm))
+    {
+        let scale =
+            vlad::reference_soft::residual_scale(&case.codebook, &batch, assignment, &labels, rn);
+        let (_, mass, _) = vlad::reference_soft::aggregate(&case.codebook, &batch, assignment, rn);
+        for t in 0..batch.images() {
+            for c in 0..k {
+                let divide = if norm.needs_counts() && mass[[t, c]] > 0.0 {
+                    mass[[t, c]]
+                } else {
+                    1.0
+                };
+                let bound = 1e-5 * scale[[t, c]] / divide;
+                for j in c * f..(c + 1) * f {
+                    let err = ((got[[t, j]] as f64) - want[[t, j]]).abs();
+                    assert!(
+                        err <= bound,
+                        "{what} {norm_text}: image {t} block {c}: error {err:e} > {bound:e}"
+                    );
+                }
+            }
+        }
+    } else {
+        for ((t, j), &y) in got.indexed_iter() {
+            let r = want[[t, j]];
+            assert!(
+                ((y as f64) - r).abs() <= 1e-4 * r.abs().max(1.0),
+                "{what} {norm_text}: [{t}, {j}] = {y}, reference {r}"
+            );
+        }
+    }
+    for t in 0..batch.images() {
+        if batch.image_range(t).is_empty() {
+            assert!(
+                got.row(t).iter().all(|x| x.to_bits() == 0),
+                "{what}: empty image {t}"
+            );
+        }
+    }
+}
+
+/// Fewer steps lists, for the variations whose every list would mostly
+/// re-run the same shaders (each encoder compiles a session: seconds on
+/// lavapipe).
+const SOME_NORMS: [&str; 6] = [
+    "none",
+    "mass",
+    "rn",
+    "rn,mass",
+    "mass,intra,l2",
+    "rn,intra,l2",
+];
+
+fn all_cases<E: Element>(dtype: &str, case: &Case<E>, cap: Option<u64>, norms: &[&str]) {
+    let assignments = [
+        ("hard", Assignment::Hard),
+        ("soft W/b", case.soft.clone()),
+        ("soft α", case.alpha.clone()),
+    ];
+    for (name, assignment) in &assignments {
+        for &norm in norms {
+            if assignment.is_hard() && !norm.starts_with("rn") {
+                continue; // the hard path without rn is tested elsewhere
+            }
+            let what = format!("{dtype} gpu {name} cap={cap:?}");
+            let got = encode(case, assignment, norm, cap);
+            check_against_reference(&what, case, assignment, norm, got.view());
+        }
+    }
+}
+
+#[test]
+fn gpu_matches_reference_f32() {
+    all_cases("f32", &case(1, 40, 24, 1.0, |x| x), None, &NORMS);
+}
+
+#[test]
+fn gpu_matches_reference_f64() {
+    all_cases(
+        "f64",
+        &case(2, 19, 7, 1.0, |x| x as f64 * 2.0 - 1.0),
+        None,
+        &SOME_NORMS,
+    );
+}
+
+#[test]
+fn gpu_matches_reference_u8() {
+    all_cases(
+        "u8",
+        &case(3, 32, 16, 255.0, |x| (x * 255.0) as u8),
+        None,
+        &NORMS,
+    );
+}
+
+/// A binding cap of 4 KiB: F = 16, K = 8 gives about 64 rows per chunk, so
+/// the 700-row image is split into many pieces (summed on the host) and
+/// small images share chunks. Within SPEC §4 of the reference, and within
+/// rounding of the unchunked run.
+#[test]
+fn small_chunks_split_images_and_still_match() {
+    let case = case(4, 16, 8, 1.0, |x| x);
+    let cap = Some(4096);
+    all_cases("f32", &case, cap, &SOME_NORMS);
+    for assignment in [case.soft.clone(), Assignment::Hard] {
+        for norm in ["rn,intra,l2", "mass,intra,l2"] {
+            if assignment.is_hard() && !norm.starts_with("rn") {
+                continue;
+            }
+            let whole = encode(&case, &assignment, norm, None);
+            let split = encode(&case, &assignment, norm, cap);
+            for (a, b) in whole.iter().zip(&split) {
+                assert!(
+                    (a - b).abs() <= 1e-5,
+                    "{norm}: {a} unchunked vs {b} chunked"
+                );
+            }
+        }
+    }
+}
+
+/// SPEC §5: same input, same backend, same device → the same bits, from a
+/// fresh encoder (and session) and from the same one again.
+#[test]
+fn runs_are_bitwise_identical() {
+    let case = case(5, 24, 12, 1.0, |x| x);
+    for assignment in [case.soft.clone(), case.alpha.clone(), Assignment::Hard] {
+        for norm in ["rn,ssr,l2", "none", "mass,intra,l2"] {
+            if assignment.is_hard() && !norm.starts_with("rn") {
+                continue;
+            }
+            let first = encode(&case, &assignment, norm, None);
+            let enc = encoder(&case, &assignment, norm, Some(8192));
+            let a = enc.encode_ragged(case.rows.view(), &case.offsets).unwrap();
+            let b = enc.encode_ragged(case.rows.view(), &case.offsets).unwrap();
+            let again = encode(&case, &assignment, norm, None);
+            let bits = |x: &Array2<f32>| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&first), bits(&again), "{norm}: two sessions");
+            assert_eq!(bits(&a), bits(&b), "{norm}: one session, chunked, twice");
+        }
+    }
+}
+
+/// Hard assignment with `rn` from given labels: the same as letting the
+/// GPU assign (its labels are the nearest centroids), and labels come back
+/// unchanged; soft assignment reports the centroid of largest weight.
+#[test]
+fn given_labels_and_reported_labels() {
+    let case = case(6, 12, 6, 1.0, |x| x);
+    let enc = encoder(&case, &Assignment::Hard, "rn,ssr,l2", None);
+    let batch = Batch::ragged(case.rows.view(), &case.offsets).unwrap();
+    let computed = enc.encode_batch(&batch).unwrap();
+    let labelled = Batch::ragged(case.rows.view(), &case.offsets)
+        .unwrap()
+        .with_labels(&computed.labels, 6)
+        .unwrap();
+    let given = enc.encode_batch(&labelled).unwrap();
+    assert_eq!(given.labels, computed.labels);
+    assert_eq!(given.vlad, computed.vlad);
+
+    let soft = encoder(&case, &case.soft, "intra,l2", None)
+        .encode_batch(&batch)
+        .unwrap();
+    let (_, want) =
+        vlad::reference_soft::encode(&case.codebook, &batch, &case.soft, &Normalization::none());
+    let differ = soft
+        .labels
+        .iter()
+        .zip(&want)
+        .filter(|(a, b)| a != b)
+        .count();
+    // Only near-ties may differ (none expected with random data).
+    assert!(differ <= soft.labels.len() / 100, "{differ} labels differ");
+    // Soft assignment with given labels is refused, as on the cpu.
+    assert!(
+        encoder(&case, &case.soft, "intra,l2", None)
+            .encode_batch(&labelled)
+            .is_err()
+    );
+}
