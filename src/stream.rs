@@ -1022,6 +1022,17 @@ impl Compute<'_> {
                     backend,
                     batch,
                     stages,
+                    |params, stages| match engine {
+                        #[cfg(feature = "gpu")]
+                        Engine::Gpu(gpu) => {
+                            let (vlad, labels) =
+                                gpu.encode_weighted(codebook, params, batch, norm, stages)?;
+                            Ok(crate::encoder::BackendOutput { vlad, labels })
+                        }
+                        _ => Err(VladError::BackendUnavailable(
+                            "no GPU session for this batch".to_string(),
+                        )),
+                    },
                 )?;
                 Ok((Rows::F32(into_vec(out.vlad)), Some(out.labels)))
             }
