@@ -790,6 +790,7 @@ struct Compute<'j> {
     job: &'j Job<'j>,
     engine: Engine,
     /// Whether a GPU failure moves the rest of the stream to the CPU.
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
     falls_back: bool,
     /// Why it did, once it has.
     fell_back: Option<String>,
@@ -1029,9 +1030,13 @@ impl Compute<'_> {
                                 gpu.encode_weighted(codebook, params, batch, norm, stages)?;
                             Ok(crate::encoder::BackendOutput { vlad, labels })
                         }
-                        _ => Err(VladError::BackendUnavailable(
-                            "no GPU session for this batch".to_string(),
-                        )),
+                        _ => {
+                            // Only the GPU engine takes this route.
+                            let _ = (params, stages);
+                            Err(VladError::BackendUnavailable(
+                                "no GPU session for this batch".to_string(),
+                            ))
+                        }
                     },
                 )?;
                 Ok((Rows::F32(into_vec(out.vlad)), Some(out.labels)))
