@@ -41,11 +41,29 @@ pub(crate) fn split_largest(
     if empty.is_empty() {
         return 0;
     }
-    let mut counts = counts.to_vec();
     let mut errors = vec![0f64; counts.len()];
     for (&label, &d) in labels.iter().zip(distances) {
         errors[label as usize] += d as f64;
     }
+    split_largest_by_errors(centroids, dim, empty, counts, &errors, rng)
+}
+
+/// [`split_largest`] from each cluster's squared error `Σ d` (f64) instead
+/// of the labels and distances it is summed from: what a distributed
+/// iteration has once the per-block sums are reduced.
+pub(crate) fn split_largest_by_errors(
+    centroids: &mut [f32],
+    dim: usize,
+    empty: &[usize],
+    counts: &[u64],
+    errors: &[f64],
+    rng: &mut ChaCha8Rng,
+) -> usize {
+    if empty.is_empty() {
+        return 0;
+    }
+    let mut counts = counts.to_vec();
+    let mut errors = errors.to_vec();
     let mut moved = 0;
     for &e in empty {
         let Some(j) = (0..counts.len())
