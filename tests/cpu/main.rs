@@ -11,6 +11,7 @@ mod api_surface;
 mod determinism;
 mod hand_computed;
 mod kmeans;
+mod kmeans_distributed;
 mod netvlad_interop;
 mod soft_assignment;
 mod too_large;

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..encoder import Encoder
 from . import _images
+from ._errors import surfacing
 
 
 class _EncoderActor:
@@ -31,6 +32,7 @@ class _EncoderActor:
         self.output_column = output_column
         self.id_column = id_column
 
+    @surfacing
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         imgs, _ = _images.images(batch, self.column, self.dim, self.id_column)
         rows, offsets = _images.concatenate(imgs, self.dim)
@@ -52,6 +54,7 @@ def encode(
     concurrency: int = 1,
     num_gpus: Optional[float] = None,
     batch_size: int = 256,
+    num_cpus: Optional[float] = None,
     id_column: Optional[str] = "id",
     output_column: str = "vlad",
 ) -> Any:
@@ -69,7 +72,10 @@ def encode(
     ``concurrency`` actors (each one ``vlad.Encoder``) run the batches of
     ``batch_size`` images; with ``num_gpus`` (e.g. 1) each actor asks Ray
     for that share of a GPU, so they run on GPU workers (``backend="gpu"``
-    or ``"auto"``). Actors that die are restarted and their batches
+    or ``"auto"``). Each actor holds ``num_cpus`` CPUs (Ray's default, 1)
+    for as long as the job runs: leave some to the tasks that read the
+    input (``concurrency × num_cpus`` under the cluster's CPUs), or the
+    job waits for CPUs forever. Actors that die are restarted and their batches
     retried. Bad input (NaN/Inf, a wrong F, a ragged flat list) fails the
     job with a ``vlad.InputError`` naming the row's shard and
     ``id_column`` when the dataset has them.
@@ -99,6 +105,7 @@ def encode(
         batch_format="numpy",
         concurrency=concurrency,
         num_gpus=num_gpus,
+        num_cpus=num_cpus,
         zero_copy_batch=True,
         **remote_args,
     )

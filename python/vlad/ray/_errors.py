@@ -5,7 +5,8 @@ inside with its own message, so callers catch what ``vlad`` raises."""
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Optional
+import functools
+from typing import Any, Callable, Iterator, Optional
 
 from .._vlad import BackendUnavailable, InputError
 
@@ -46,3 +47,23 @@ def unwrapped() -> Iterator[None]:
             raise
         cls = BackendUnavailable if isinstance(inner, BackendUnavailable) else InputError
         raise cls(_message(inner)) from None
+
+
+def surfacing(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a Ray Data UDF so that a ``vlad.InputError`` it raises reaches
+    the driver as itself (a ``RayTaskError`` that is also an ``InputError``)
+    instead of inside Ray Data's ``UserCodeException``, whose message is
+    only its traceback's text. Ray Data reads the flag in the worker when
+    the exception passes; other exceptions are wrapped as usual."""
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InputError:
+            import ray.data
+
+            ray.data.DataContext.get_current().raise_original_map_exception = True
+            raise
+
+    return wrapped

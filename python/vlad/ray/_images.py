@@ -17,11 +17,14 @@ _NATIVE = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8))
 def row_name(batch: dict, i: int, id_column: Optional[str]) -> str:
     """How an error names row ``i`` of ``batch``: its shard (a ``path``
     column, as ``read_parquet(include_paths=True)`` adds) and its id."""
+    def plain(value: Any) -> Any:  # numpy scalars print as 17, not np.int64(17)
+        return value.item() if isinstance(value, np.generic) else value
+
     parts = []
     if "path" in batch:
-        parts.append(f"shard {batch['path'][i]}")
+        parts.append(f"shard {plain(batch['path'][i])}")
     if id_column is not None and id_column in batch:
-        parts.append(f"{id_column} = {batch[id_column][i]!r}")
+        parts.append(f"{id_column} = {plain(batch[id_column][i])!r}")
     if not parts:
         parts.append(f"row {i} of a batch (name an id column to see which)")
     return ", ".join(parts)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import warnings
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -32,7 +33,7 @@ import numpy as np
 from .. import _vlad
 from ..kmeans import KMeans
 from . import _images
-from ._errors import unwrapped
+from ._errors import surfacing, unwrapped
 
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -67,6 +68,7 @@ def row_keys(rows: np.ndarray, seed: int) -> np.ndarray:
     return _splitmix(h ^ c[dim])
 
 
+@surfacing
 def _count(batch: Dict[str, Any], column: str, dim: Optional[int], id_column: Optional[str]) -> Dict[str, Any]:
     """Descriptors and width of a batch, every image checked."""
     imgs, width = _images.images(batch, column, dim, id_column)
@@ -74,6 +76,7 @@ def _count(batch: Dict[str, Any], column: str, dim: Optional[int], id_column: Op
     return {"n": np.array([n], dtype=np.int64), "dim": np.array([width], dtype=np.int64)}
 
 
+@surfacing
 def _sample(
     batch: Dict[str, Any], column: str, dim: int, id_column: Optional[str], seed: int,
     threshold: Optional[int],
@@ -164,10 +167,10 @@ def sample(
     return np.ascontiguousarray(rows[order])
 
 
-def _lloyd_actor_class(num_gpus: Optional[float]) -> Any:
+def _lloyd_actor_class() -> Any:
     import ray
 
-    @ray.remote(max_restarts=4, max_task_retries=4, num_gpus=num_gpus or 0)
+    @ray.remote(max_restarts=4, max_task_retries=4)
     class LloydActor:
         """One ``LloydWorker`` (the GPU device, when it runs there)."""
 
@@ -195,6 +198,7 @@ def kmeans(
     concurrency: int = 1,
     backend: str = "auto",
     num_gpus: Optional[float] = None,
+    num_cpus: float = 1,
     dim: Optional[int] = None,
     id_column: Optional[str] = "id",
     block_rows: int = 65536,
@@ -210,7 +214,9 @@ def kmeans(
     ``vlad.KMeans``; the sample is the ``K × max_points_per_centroid``
     descriptors of smallest seeded hash (all with ``None``) and must fit in
     the driver's memory (k-means++ runs there). The Lloyd steps run on
-    ``concurrency`` actors (``num_gpus`` each, backend ``backend``). The
+    ``concurrency`` actors (``num_cpus`` and ``num_gpus`` each, backend
+    ``backend``; Ray schedules an actor only where its CPUs are free, so
+    ``concurrency × num_cpus`` must fit in the cluster). The
     codebook depends on the data, the settings and ``block_rows``, never on
     ``concurrency``, the dataset's blocks or its row order.
     """
@@ -239,10 +245,19 @@ def kmeans(
         ray.put(np.ascontiguousarray(train[i : i + block_rows]))
         for i in range(0, len(train), int(block_rows))
     ]
-    actor_class = _lloyd_actor_class(num_gpus)
+    total_cpus = ray.cluster_resources().get("CPU", 0)
+    if int(concurrency) * num_cpus > total_cpus:
+        warnings.warn(
+            f"{concurrency} actors of num_cpus = {num_cpus} need more than the cluster's "
+            f"{total_cpus:g} CPUs: the job waits until the cluster grows (lower num_cpus?)",
+            stacklevel=2,
+        )
+    actor_class = _lloyd_actor_class()
     tag = uuid.uuid4().hex[:12]
     actors = [
-        actor_class.options(name=f"vlad-lloyd-{tag}-{i}").remote(backend)
+        actor_class.options(
+            name=f"vlad-lloyd-{tag}-{i}", num_cpus=num_cpus, num_gpus=num_gpus or 0
+        ).remote(backend)
         for i in range(int(concurrency))
     ]
     try:
