@@ -73,7 +73,7 @@ def main() -> None:
 
     import ray
 
-    import vlad.ray
+    from vlad.ray import encode as ray_encode_dataset
     from vlad.ray._kmeans import _lloyd_actor_class
 
     start = time.perf_counter()
@@ -85,7 +85,7 @@ def main() -> None:
     concurrency = args.concurrency
 
     def ray_encode():
-        return vlad.ray.encode(
+        return ray_encode_dataset(
             ds, C, column="data", backend="cpu", concurrency=concurrency, batch_size=250,
             num_cpus=1,
         ).materialize()
