@@ -73,7 +73,7 @@ impl LloydStep {
         exact_inertia: f64,
     ) -> Result<Self> {
         let k = counts.len();
-        if errors.len() != k || k == 0 || sums.len() % k != 0 {
+        if errors.len() != k || k == 0 || !sums.len().is_multiple_of(k) {
             return Err(VladError::DimensionMismatch(format!(
                 "a Lloyd step needs K × F sums, K counts and K errors, got {}, {k} and {}",
                 sums.len(),
