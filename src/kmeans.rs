@@ -35,6 +35,7 @@
 //! backend give bitwise identical centroids whatever the thread count.
 
 mod distance;
+mod distributed;
 mod engine;
 mod init;
 mod mapped;
@@ -58,6 +59,7 @@ use crate::backend::Backend;
 use crate::codebook::Codebook;
 use crate::element::Element;
 use crate::error::{Result, VladError};
+pub use distributed::{Lloyd, LloydStep, LloydWorker};
 use engine::{ClusterSums, Engine};
 use source::Source;
 

@@ -6,7 +6,7 @@
 //! so it must not touch Python.
 
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, CowArray, Ix1, Ix2, Ix3, IxDyn};
-use vlad::kmeans::{Init, KMeans, KMeansProgress, KMeansResult};
+use vlad::kmeans::{Init, KMeans, KMeansProgress, KMeansResult, Lloyd, LloydStep, LloydWorker};
 use vlad::verify::{self, Verification};
 use vlad::{
     Assignment, Backend, Batch, Codebook, Element, Encoder, Normalization, RunReport, VladError,
@@ -455,4 +455,104 @@ fn progress_line(event: &KMeansProgress) {
         eprintln!("vlad: {reason}");
     }
     eprintln!("kmeans: {event}");
+}
+
+/// The settings of a distributed fit (`vlad.ray.kmeans`): those of
+/// `vlad.KMeans` that the driver applies; the sample is drawn by the caller.
+pub struct DistributedParams {
+    pub n_clusters: usize,
+    pub n_iter: usize,
+    pub seed: u64,
+    pub init: String,
+    pub tol: f64,
+}
+
+fn distributed_settings(params: &DistributedParams) -> Result<KMeans, VladError> {
+    if params.n_clusters == 0 {
+        return Err(VladError::InvalidArgument(
+            "n_clusters = 0: k-means needs at least one cluster".to_string(),
+        ));
+    }
+    let init: Init = params.init.parse()?;
+    Ok(KMeans::new(params.n_clusters)
+        .iterations(params.n_iter)
+        .seed(params.seed)
+        .init(init)
+        .max_points_per_centroid(None)
+        .tolerance(params.tol))
+}
+
+/// The seeded centroids of a fit on `sample` (all of its `(N, F)` rows),
+/// as `vlad.KMeans` seeds them.
+pub fn seed_centroids<E: Element>(
+    params: &DistributedParams,
+    sample: ArrayViewD<'_, E>,
+) -> Result<Array2<f32>, VladError> {
+    let sample = two_d(sample, "the k-means sample")?;
+    Ok(distributed_settings(params)?
+        .seed_centroids(sample)?
+        .into_centroids())
+}
+
+/// The driver's state of a distributed fit, from the seeded centroids.
+pub fn lloyd(params: &DistributedParams, seeded: Codebook) -> Result<Lloyd, VladError> {
+    Ok(distributed_settings(params)?.lloyd(seeded))
+}
+
+/// A merged iteration, as the driver reduced it.
+pub struct StepData {
+    pub sums: Vec<f64>,
+    pub counts: Vec<u64>,
+    pub errors: Vec<f64>,
+    pub inertia: f64,
+    pub exact_inertia: f64,
+}
+
+/// Move the centroids by one merged step; whether to go on.
+pub fn lloyd_update(lloyd: &mut Lloyd, step: StepData) -> Result<bool, VladError> {
+    let merged = LloydStep::new(
+        step.sums,
+        step.counts,
+        step.errors,
+        step.inertia,
+        step.exact_inertia,
+    )?;
+    lloyd.update(&merged)
+}
+
+/// The current centroids of a distributed fit.
+pub fn lloyd_centroids(lloyd: &Lloyd) -> Array2<f32> {
+    lloyd.centroids().centroids().to_owned()
+}
+
+/// Iterations run, and their inertia.
+pub fn lloyd_history(lloyd: &Lloyd) -> Vec<f64> {
+    lloyd.inertia_history().to_vec()
+}
+
+/// A worker computing Lloyd steps on `backend` (`auto`, `cpu`, `gpu`).
+pub fn lloyd_worker(backend: &str) -> Result<LloydWorker, VladError> {
+    LloydWorker::new(backend.parse()?)
+}
+
+/// The backend a worker runs on.
+pub fn lloyd_worker_backend(worker: &LloydWorker) -> &'static str {
+    worker.backend().name()
+}
+
+/// One block's Lloyd step: `(n, F)` rows against `centroids`.
+pub fn lloyd_step<E: Element>(
+    worker: &LloydWorker,
+    rows: ArrayViewD<'_, E>,
+    centroids: &Codebook,
+) -> Result<StepData, VladError> {
+    let rows = two_d(rows, "the rows of a Lloyd step")?;
+    let step: LloydStep = worker.step(rows, centroids)?;
+    Ok(StepData {
+        sums: step.sums,
+        counts: step.counts,
+        errors: step.errors,
+        inertia: step.inertia,
+        exact_inertia: step.exact_inertia,
+    })
 }

@@ -5,7 +5,7 @@
 //! One concept per file: [`arrays`] turns numpy arrays into borrowed views,
 //! [`glue`] is the only file that calls the `vlad` library, [`detach`] runs
 //! every computation without the GIL and without letting a panic through,
-//! [`errors`] maps library errors to exceptions, [`encoder`], [`kmeans`] and
+//! [`errors`] maps library errors to exceptions, [`encoder`], [`kmeans`], [`lloyd`] and
 //! [`adapters`] are what Python sees, [`results`] what they return.
 
 mod adapters;
@@ -15,6 +15,7 @@ mod encoder;
 mod errors;
 mod glue;
 mod kmeans;
+mod lloyd;
 mod results;
 
 use pyo3::prelude::*;
@@ -53,6 +54,9 @@ fn _vlad(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<results::EncodeResult>()?;
     m.add_class::<results::Verification>()?;
     m.add_function(wrap_pyfunction!(kmeans::kmeans_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(lloyd::kmeans_seed, m)?)?;
+    m.add_class::<lloyd::LloydWorker>()?;
+    m.add_class::<lloyd::Lloyd>()?;
     m.add_function(wrap_pyfunction!(adapters::adapters, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     m.add_function(wrap_pyfunction!(_last_compute_seconds, m)?)?;

@@ -74,3 +74,15 @@ def descriptors_near(centroids, n, seed=1, spread=15.0):
     which = rng.integers(0, len(centroids), size=n)
     x = centroids[which] + rng.normal(scale=spread, size=(n, centroids.shape[1]))
     return np.clip(x, 0, 255)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster of 2 CPUs for every vlad.ray test (starting one
+    costs seconds); its address, for command lines that join it."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

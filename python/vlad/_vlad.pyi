@@ -3,7 +3,7 @@
 Use the package ``vlad``: it wraps ``Encoder`` and adds ``KMeans``.
 """
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -168,6 +168,45 @@ def kmeans_fit(
     """Train a codebook; the fit's outcome as a dict (cluster_centers,
     inertia, n_iter, inertia_history, backend, adapter, adapter_kind,
     fallback_reason, seconds, setup_seconds, training_points)."""
+
+def kmeans_seed(
+    sample: np.ndarray, n_clusters: int, seed: int = 1234, init: str = "k-means++"
+) -> npt.NDArray[np.float32]:
+    """The ``(K, F)`` centroids ``KMeans`` seeds from ``sample`` (every
+    row of it: the sample is the training set)."""
+
+class LloydWorker:
+    """One block's Lloyd step on one backend (``vlad.ray.kmeans``' map)."""
+    def __init__(self, backend: str = "auto") -> None: ...
+    @property
+    def backend(self) -> str:
+        """The backend that runs: "cpu" or "gpu"."""
+    def step(self, rows: np.ndarray, centroids: np.ndarray) -> Dict[str, Any]:
+        """``(n, F)`` rows against ``(K, F)`` centroids: sums (K, F)
+        float64, counts (K,) int64, errors (K,) float64 (each cluster's
+        squared error), inertia and exact_inertia (floats)."""
+
+class Lloyd:
+    """The driver's side of a distributed fit (``vlad.ray.kmeans``' reduce):
+    ``KMeans``' mean update, empty-cluster split and stopping rule."""
+    def __init__(
+        self, centroids: np.ndarray, n_iter: int = 25, seed: int = 1234, tol: float = 1e-4
+    ) -> None: ...
+    @property
+    def centroids(self) -> npt.NDArray[np.float32]:
+        """The current ``(K, F)`` centroids."""
+    @property
+    def inertia_history(self) -> List[float]:
+        """The inertia of each iteration so far."""
+    def update(
+        self,
+        sums: npt.NDArray[np.float64],
+        counts: npt.NDArray[np.int64],
+        errors: npt.NDArray[np.float64],
+        inertia: float,
+    ) -> bool:
+        """Apply one iteration's step, reduced in block order; whether
+        another iteration should run."""
 
 def adapters() -> Dict[str, Any]:
     """What ``vlad adapters --json`` prints: ``{"adapters": [...], "gpu":

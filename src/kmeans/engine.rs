@@ -172,7 +172,7 @@ impl Engine {
 /// distances; this one pass over the rows is `N·F` work against the
 /// assignment's `N·K·F`.
 #[cfg(feature = "gpu")]
-fn distances_to_labels<E: Element>(
+pub(crate) fn distances_to_labels<E: Element>(
     codebook: &Codebook,
     rows: &[E],
     dim: usize,

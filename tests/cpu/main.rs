@@ -12,6 +12,7 @@ mod determinism;
 mod encode_into;
 mod hand_computed;
 mod kmeans;
+mod kmeans_distributed;
 mod netvlad_interop;
 mod soft_assignment;
 mod too_large;

@@ -19,7 +19,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// What the environment needs, pinned loosely; a change here reinstalls.
-const PYTHON_REQUIREMENTS: &[&str] = &["maturin>=1.7,<2", "numpy>=1.21", "pytest>=7"];
+/// `ray[data]`, pyarrow and aiohttp are the `vlad[ray]` extra (SPEC §13,
+/// python/tests/test_ray*.py; ≈ 620 MB installed).
+const PYTHON_REQUIREMENTS: &[&str] = &[
+    "maturin>=1.7,<2",
+    "numpy>=1.21",
+    "pytest>=7",
+    "ray[data]>=2.9",
+    "pyarrow>=12",
+    "aiohttp",
+];
 
 const USAGE: &str = "usage: cargo xtask test [--python] [-- PYTEST_ARGS...]
 

@@ -1,0 +1,112 @@
+"""``vlad.ray.encode``: a Ray Dataset of images → their VLAD encodings, by a
+pool of actors each holding one ``vlad.Encoder`` (Ray Data batch inference)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from ..encoder import Encoder
+from . import _images
+from ._errors import surfacing
+
+
+class _EncoderActor:
+    """One ``vlad.Encoder``, built once per actor (one GPU device set up per
+    actor), applied to each batch of image rows."""
+
+    def __init__(
+        self,
+        centroids: np.ndarray,
+        column: str,
+        output_column: str,
+        id_column: Optional[str],
+        norm: str,
+        backend: str,
+    ) -> None:
+        self.encoder = Encoder(centroids, norm=norm, backend=backend)
+        self.dim = int(np.asarray(centroids).shape[1])
+        self.k = int(np.asarray(centroids).shape[0])
+        self.column = column
+        self.output_column = output_column
+        self.id_column = id_column
+
+    @surfacing
+    def __call__(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        imgs, _ = _images.images(batch, self.column, self.dim, self.id_column)
+        rows, offsets = _images.concatenate(imgs, self.dim)
+        if len(imgs) == 0:
+            encoded = np.empty((0, self.k * self.dim), dtype=np.float32)
+        else:
+            encoded = self.encoder.encode(rows, offsets=offsets)
+        out = {name: values for name, values in batch.items() if name != self.column}
+        out[self.output_column] = encoded
+        return out
+
+
+def encode(
+    dataset: Any,
+    centroids: Any,
+    column: str = "descriptors",
+    norm: str = "ssr,l2",
+    backend: str = "auto",
+    concurrency: int = 1,
+    num_gpus: Optional[float] = None,
+    batch_size: int = 256,
+    num_cpus: Optional[float] = None,
+    id_column: Optional[str] = "id",
+    output_column: str = "vlad",
+) -> Any:
+    """Encode a Ray Dataset of images (SPEC §13).
+
+    Each row is one image: ``column`` holds its descriptors, an ``(n, F)``
+    array (a tensor column; ``n`` may be 0) or a flat list of ``n·F`` values
+    (a Parquet ``list<float>`` column), float32, float64 or uint8. The
+    result is a lazy Dataset with, per row, the other columns unchanged and
+    ``output_column`` (default ``"vlad"``) holding the ``(K·F,)`` float32
+    encoding: row for row and bit for bit what one ``vlad.Encoder`` with the
+    same centroids, ``norm`` and ``backend`` gives (an image's encoding never
+    depends on the batch it is in). The descriptors column is dropped.
+
+    ``concurrency`` actors (each one ``vlad.Encoder``) run the batches of
+    ``batch_size`` images; with ``num_gpus`` (e.g. 1) each actor asks Ray
+    for that share of a GPU, so they run on GPU workers (``backend="gpu"``
+    or ``"auto"``). Each actor holds ``num_cpus`` CPUs (Ray's default, 1)
+    for as long as the job runs: leave some to the tasks that read the
+    input (``concurrency × num_cpus`` under the cluster's CPUs), or the
+    job waits for CPUs forever. Actors that die are restarted and their batches
+    retried. Bad input (NaN/Inf, a wrong F, a ragged flat list) fails the
+    job with a ``vlad.InputError`` naming the row's shard and
+    ``id_column`` when the dataset has them.
+    """
+    import ray  # noqa: F401  (vlad.ray needs Ray; vlad itself never imports it)
+
+    centroids = np.asarray(centroids)
+    if centroids.ndim != 2:
+        from .._vlad import InputError
+
+        raise InputError(f"centroids must be (K, F), got shape {centroids.shape}")
+    # Fail here, on the driver, for a bad codebook or normalization rather
+    # than in every actor.
+    Encoder(centroids, norm=norm, backend="cpu")
+    remote_args: Dict[str, Any] = {"max_restarts": 4, "max_task_retries": 4}
+    mapped = dataset.map_batches(
+        _EncoderActor,
+        fn_constructor_kwargs={
+            "centroids": centroids,
+            "column": column,
+            "output_column": output_column,
+            "id_column": id_column,
+            "norm": norm,
+            "backend": backend,
+        },
+        batch_size=batch_size,
+        batch_format="numpy",
+        concurrency=concurrency,
+        num_gpus=num_gpus,
+        num_cpus=num_cpus,
+        zero_copy_batch=True,
+        **remote_args,
+    )
+    return mapped
