@@ -42,7 +42,7 @@ pub(crate) fn run_encode<E: Element>(
         }
         Backend::Cpu => {
             let (vlad, labels) =
-                crate::cpu::soft::encode(codebook, params.as_ref(), batch, norm, stages);
+                crate::cpu::soft::try_encode(codebook, params.as_ref(), batch, norm, stages)?;
             Ok(BackendOutput { vlad, labels })
         }
         Backend::Gpu | Backend::Auto => Err(VladError::BackendUnavailable(format!(

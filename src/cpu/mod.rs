@@ -22,6 +22,7 @@ pub mod segmented_scan;
 pub mod soft;
 pub mod soft_aggregate;
 pub mod soft_assign;
+pub mod soft_kernel;
 pub mod weighted_normalize;
 
 use ndarray::Array2;

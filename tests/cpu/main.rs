@@ -13,5 +13,6 @@ mod hand_computed;
 mod kmeans;
 mod netvlad_interop;
 mod soft_assignment;
+mod soft_fast_path;
 mod too_large;
 mod vs_reference;
