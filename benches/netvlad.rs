@@ -3,17 +3,25 @@
 //! default 1000, and `NETVLAD_REPEATS`, default 3).
 //!
 //! * `logits GEMM alone`: `X·Wᵀ + b` over every row, in the same row blocks
-//!   and threads as the pooling — the floor the issue names;
-//! * `both GEMMs alone`: the logits GEMM plus the per-image `Aᵀ·X` (same
-//!   FLOPs again), with no softmax or normalization — the real floor of the
-//!   GEMM form;
+//!   and threads as the pooling, with the `gemm` crate and with the AVX-512
+//!   register kernel ([`soft_kernel`]) where the CPU has it — the floor the
+//!   issue names is the faster of the two;
+//! * `both GEMMs alone`: the logits plus the per-image `Aᵀ·X` (same FLOPs
+//!   again), with no softmax or normalization — the real floor of the GEMM
+//!   form;
 //! * `both GEMMs + softmax`: the same with the stable softmax between them
 //!   (the weights, not raw logits, go into `Aᵀ·X`);
 //! * `cpu pooling`: `Encoder::encode` with soft `W`/`b` and `intra,l2`,
-//!   end to end (validation, logits, softmax, aggregation, normalization).
+//!   end to end (logits, softmax, aggregation, normalization, and the
+//!   finiteness check, fused into the pooling); and the same from a batch
+//!   checked when built (`Batch::fixed` + `encode_batch`, one more pass over
+//!   the input).
 //!
-//! Prints the median of the repeats, seconds and GFLOP/s (2·N·K·F per GEMM).
-//! Data are seeded so every run measures the same input. Plain timing, not
+//! Prints the median of the repeats: wall seconds and, on Linux, the CPU
+//! seconds of all the process's threads (from `/proc/self/task/*/schedstat`),
+//! which a shared machine's other load disturbs far less than wall time;
+//! GFLOP/s per wall second (2·N·K·F per GEMM); ratios on both. Data are
+//! seeded so every run measures the same input. Plain timing, not
 //! criterion: one repeat at the full shape already takes seconds.
 
 use std::time::Instant;
@@ -22,7 +30,7 @@ use ndarray::{Array1, Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use vlad::cpu::{soft_aggregate, soft_assign};
+use vlad::cpu::{soft_aggregate, soft_assign, soft_kernel};
 use vlad::{Assignment, Backend, Batch, Codebook, Encoder};
 
 const L: usize = 1200;
@@ -36,22 +44,64 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// CPU seconds used so far by every thread of this process (Linux), or
+/// `None` where `/proc` does not say.
+fn cpu_seconds() -> Option<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 / 1e9)
+}
+
+/// Median wall and CPU seconds of `repeats` runs after a warm-up.
+#[derive(Clone, Copy)]
+struct Timing {
+    wall: f64,
+    cpu: Option<f64>,
+}
+
 fn median(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
 }
 
-fn time(repeats: usize, mut job: impl FnMut()) -> f64 {
+fn time(repeats: usize, mut job: impl FnMut()) -> Timing {
     job(); // warm-up (page faults, thread pool, scratch buffers)
-    median(
-        (0..repeats)
-            .map(|_| {
-                let start = Instant::now();
-                job();
-                start.elapsed().as_secs_f64()
-            })
-            .collect(),
-    )
+    let mut wall = Vec::new();
+    let mut cpu = Vec::new();
+    for _ in 0..repeats {
+        let (start, cpu_start) = (Instant::now(), cpu_seconds());
+        job();
+        wall.push(start.elapsed().as_secs_f64());
+        if let (Some(a), Some(b)) = (cpu_start, cpu_seconds()) {
+            cpu.push(b - a);
+        }
+    }
+    Timing {
+        wall: median(wall),
+        cpu: (cpu.len() == repeats).then(|| median(cpu)),
+    }
+}
+
+/// One result line: wall and CPU seconds, GFLOP/s (per wall second) and
+/// the ratios to `floor` (wall, CPU).
+fn report(name: &str, t: Timing, gflop: f64, floor: Option<Timing>, extra: &str) {
+    let cpu = t.cpu.map_or("-".to_string(), |c| format!("{c:.3}"));
+    let mut line = format!(
+        "{name:<34} {:>7.3} s wall {:>7} s cpu {:>7.1} GFLOP/s",
+        t.wall,
+        cpu,
+        gflop / t.wall
+    );
+    if let Some(floor) = floor {
+        line += &format!("  {:.2}x wall", t.wall / floor.wall);
+        if let (Some(c), Some(f)) = (t.cpu, floor.cpu) {
+            line += &format!(", {:.2}x cpu", c / f);
+        }
+    }
+    println!("{line}{extra}");
 }
 
 fn main() {
@@ -82,19 +132,45 @@ fn main() {
         "NetVLAD pooling, {images} images x {L} features, F = {F}, K = {K}, f32, {} threads, median of {repeats}",
         rayon::current_num_threads()
     );
+    let kernel = soft_kernel::SoftKernel::new(
+        weights.as_slice().expect("standard"),
+        bias.as_slice().expect("standard"),
+        F,
+    );
     let mut logits = vec![0f32; n * K];
-    let floor = time(repeats, || {
+    let gemm_floor = time(repeats, || {
         logits
             .par_chunks_mut(block * K)
             .zip(rows.par_chunks(block * F))
             .for_each(|(out, rows)| soft_assign::logits(&params, rows, rows.len() / F, out));
     });
-    println!(
-        "{:<24} {:>8.3} s {:>8.1} GFLOP/s",
-        "logits GEMM alone",
-        floor,
-        gflop / floor
+    report(
+        "logits GEMM alone (gemm crate)",
+        gemm_floor,
+        gflop,
+        None,
+        "",
     );
+    let mut floor = gemm_floor;
+    if let Some(kernel) = &kernel {
+        let t = time(repeats, || {
+            logits
+                .par_chunks_mut(block * K)
+                .zip(rows.par_chunks(block * F))
+                .for_each(|(out, rows)| kernel.logits(rows, out));
+        });
+        report(
+            "logits GEMM alone (AVX-512 kernel)",
+            t,
+            gflop,
+            Some(gemm_floor),
+            " of the gemm crate's",
+        );
+        if t.cpu.unwrap_or(t.wall) < floor.cpu.unwrap_or(floor.wall) {
+            floor = t;
+        }
+    }
+    println!("{:<34} ratios below are to the faster of the two", "");
     let both_gemms = |softmax: bool| {
         time(repeats, || {
             rows.par_chunks(L * F).for_each(|image| {
@@ -113,22 +189,54 @@ fn main() {
             });
         })
     };
-    let both = both_gemms(false);
-    println!(
-        "{:<24} {:>8.3} s {:>8.1} GFLOP/s  ({:.2}x the logits GEMM)",
-        "both GEMMs alone",
-        both,
-        2.0 * gflop / both,
-        both / floor
+    report(
+        "both GEMMs alone (gemm crate)",
+        both_gemms(false),
+        2.0 * gflop,
+        Some(floor),
+        "",
     );
-    let with_softmax = both_gemms(true);
-    println!(
-        "{:<24} {:>8.3} s {:>8.1} GFLOP/s  ({:.2}x the logits GEMM)",
-        "both GEMMs + softmax",
-        with_softmax,
-        2.0 * gflop / with_softmax,
-        with_softmax / floor
+    report(
+        "both GEMMs + softmax (gemm crate)",
+        both_gemms(true),
+        2.0 * gflop,
+        Some(floor),
+        "",
     );
+    if let Some(kernel) = &kernel {
+        let chunk = soft_aggregate::CHUNK_ROWS;
+        let kernels = |softmax: bool| {
+            time(repeats, || {
+                rows.par_chunks(L * F).for_each(|image| {
+                    let mut product = vec![0f32; K * F];
+                    let mut a = vec![0f32; chunk * K];
+                    for rows in image.chunks(chunk * F) {
+                        let a = &mut a[..rows.len() / F * K];
+                        kernel.logits(rows, a);
+                        if softmax {
+                            soft_assign::softmax_rows(a, K);
+                        }
+                        kernel.accumulate(a, rows, &mut product);
+                    }
+                    std::hint::black_box(&product);
+                });
+            })
+        };
+        report(
+            "both GEMMs alone (kernel)",
+            kernels(false),
+            2.0 * gflop,
+            Some(floor),
+            "",
+        );
+        report(
+            "both GEMMs + softmax (kernel)",
+            kernels(true),
+            2.0 * gflop,
+            Some(floor),
+            "",
+        );
+    }
     let encoder = Encoder::builder(codebook)
         .assignment(assignment)
         .normalization("intra,l2".parse().expect("valid normalization"))
@@ -136,6 +244,16 @@ fn main() {
         .build();
     let mut stages = String::new();
     let pooling = time(repeats, || {
+        std::hint::black_box(encoder.encode(x.view()).expect("encodes"));
+    });
+    report(
+        "cpu pooling, Encoder::encode",
+        pooling,
+        2.0 * gflop,
+        Some(floor),
+        &format!(", {:.0} images/s", images as f64 / pooling.wall),
+    );
+    let checked = time(repeats, || {
         let batch = Batch::fixed(x.view()).expect("valid input");
         let encoded = encoder.encode_batch(&batch).expect("encodes");
         stages = encoded
@@ -147,14 +265,12 @@ fn main() {
             .join(", ");
         std::hint::black_box(encoded);
     });
-    println!(
-        "{:<24} {:>8.3} s {:>8.1} GFLOP/s  ({:.2}x the logits GEMM, {:.2}x both GEMMs, {:.0} images/s)",
-        "cpu pooling (intra,l2)",
-        pooling,
-        2.0 * gflop / pooling,
-        pooling / floor,
-        pooling / both,
-        images as f64 / pooling
+    report(
+        "  from Batch::fixed (checked)",
+        checked,
+        2.0 * gflop,
+        Some(floor),
+        "",
     );
-    println!("{:<24} last run's stages: {stages}", "");
+    println!("{:<34} last run's stages: {stages}", "");
 }

@@ -316,7 +316,7 @@ impl Encoder {
     /// Encode fixed-size images `(T, L, F)` into `(T, K·F)`.
     pub fn encode<E: Element>(&self, descriptors: ArrayView3<'_, E>) -> Result<Array2<f32>> {
         self.check_output_fits(descriptors.dim().0)?;
-        let batch = Batch::fixed(descriptors)?;
+        let batch = Batch::fixed_deferred(descriptors)?;
         Ok(self.encode_batch(&batch)?.vlad)
     }
 
@@ -334,7 +334,7 @@ impl Encoder {
         descriptors: ArrayView2<'_, E>,
         offsets: &[O],
     ) -> Result<Array2<f32>> {
-        let batch = Batch::ragged(descriptors, offsets)?;
+        let batch = Batch::ragged_deferred(descriptors, offsets)?;
         Ok(self.encode_batch(&batch)?.vlad)
     }
 
@@ -351,10 +351,19 @@ impl Encoder {
         Ok(self.encode_batch(&batch)?.vlad)
     }
 
-    /// Encode a validated [`Batch`], returning labels and a [`RunReport`].
+    /// Encode a validated [`Batch`], returning labels and a [`RunReport`]
+    /// (a batch built with finiteness deferred is checked here, see
+    /// [`Batch::finite_checked`]).
     pub fn encode_batch<E: Element>(&self, batch: &Batch<'_, E>) -> Result<Encoded> {
         self.check_batch(batch)?;
         self.check_output_fits(batch.images())?;
+        // A batch built with finiteness deferred is checked here, unless
+        // the CPU's soft pooling runs: it reads every value anyway and
+        // finds a non-finite one through its outputs (src/cpu/soft.rs).
+        let fused_check = self.backend == Backend::Cpu && !self.assignment.is_hard();
+        if !batch.finite_checked() && !fused_check {
+            batch.check_finite()?;
+        }
         let mut stages = StageTimes::new();
         let run = self.dispatch(&mut stages, |backend, stages, gpu| {
             self.run_encode(backend, batch, stages, gpu)
@@ -402,6 +411,9 @@ impl Encoder {
         mut out: ArrayViewMut2<'_, f32>,
     ) -> Result<RunReport> {
         self.check_batch(batch)?;
+        if !batch.finite_checked() {
+            batch.check_finite()?;
+        }
         let want = (
             batch.images(),
             self.codebook.clusters() * self.codebook.dim(),
@@ -428,6 +440,9 @@ impl Encoder {
     /// Nearest-centroid labels of a validated [`Batch`], with a report.
     pub fn assign_batch<E: Element>(&self, batch: &Batch<'_, E>) -> Result<Assigned> {
         batch.check_dim(self.codebook.dim())?;
+        if !batch.finite_checked() {
+            batch.check_finite()?;
+        }
         let mut stages = StageTimes::new();
         let run = self.dispatch(&mut stages, |backend, stages, gpu| {
             self.run_assign(backend, batch, stages, gpu)

@@ -19,11 +19,24 @@ pub struct Batch<'a, E: Element> {
     dim: usize,
     offsets: Cow<'a, [usize]>,
     labels: Option<Cow<'a, [u32]>>,
+    /// Whether every value was checked finite (SPEC §6) when the batch was
+    /// built; `false` only for the `*_deferred` constructors.
+    finite_checked: bool,
 }
 
 impl<'a, E: Element> Batch<'a, E> {
     /// Fixed-size images `(T, L, F)`: image `t` is rows `t·L .. (t+1)·L`.
     pub fn fixed(descriptors: ArrayView3<'a, E>) -> Result<Self> {
+        Self::fixed_with(descriptors, true)
+    }
+
+    /// [`Batch::fixed`] with every check but finiteness, which is left to
+    /// the encoder (see [`Batch::finite_checked`]).
+    pub fn fixed_deferred(descriptors: ArrayView3<'a, E>) -> Result<Self> {
+        Self::fixed_with(descriptors, false)
+    }
+
+    fn fixed_with(descriptors: ArrayView3<'a, E>, check_finite: bool) -> Result<Self> {
         let (t, l, f) = descriptors.dim();
         // T + 1 offsets: allocated fallibly, since T is the caller's (an
         // empty (T, 0, F) array can claim any T).
@@ -38,17 +51,34 @@ impl<'a, E: Element> Batch<'a, E> {
         }
         offsets.extend((0..=t).map(|i| i * l));
         let rows = contiguous3(descriptors);
-        Self::build(rows, t * l, f, Cow::Owned(offsets))
+        Self::build(rows, t * l, f, Cow::Owned(offsets), check_finite)
     }
 
     /// Ragged images: `(N, F)` rows plus CSR offsets `(T+1,)` in any
     /// [`Offset`] type (`usize` is read in place; `u64`, `i64`, `u32`, `i32`
     /// are converted once).
     pub fn ragged<O: Offset>(descriptors: ArrayView2<'a, E>, offsets: &'a [O]) -> Result<Self> {
+        Self::ragged_with(descriptors, offsets, true)
+    }
+
+    /// [`Batch::ragged`] with every check but finiteness, which is left to
+    /// the encoder (see [`Batch::finite_checked`]).
+    pub fn ragged_deferred<O: Offset>(
+        descriptors: ArrayView2<'a, E>,
+        offsets: &'a [O],
+    ) -> Result<Self> {
+        Self::ragged_with(descriptors, offsets, false)
+    }
+
+    fn ragged_with<O: Offset>(
+        descriptors: ArrayView2<'a, E>,
+        offsets: &'a [O],
+        check_finite: bool,
+    ) -> Result<Self> {
         let (n, f) = descriptors.dim();
         let offsets = to_usize_offsets(offsets)?;
         check_offsets(&offsets, n)?;
-        Self::build(contiguous2(descriptors), n, f, offsets)
+        Self::build(contiguous2(descriptors), n, f, offsets, check_finite)
     }
 
     /// One image per array of a list of `(n_t, F)` arrays (copied into one
@@ -87,29 +117,73 @@ impl<'a, E: Element> Batch<'a, E> {
         for image in images {
             rows.extend(image.iter().copied());
         }
-        Batch::build(Cow::Owned(rows), n, f, Cow::Owned(offsets))
+        Batch::build(Cow::Owned(rows), n, f, Cow::Owned(offsets), true)
     }
 
     /// All `(N, F)` rows as one image.
     pub fn single(descriptors: ArrayView2<'a, E>) -> Result<Self> {
         let (n, f) = descriptors.dim();
-        Self::build(contiguous2(descriptors), n, f, Cow::Owned(vec![0, n]))
+        Self::build(contiguous2(descriptors), n, f, Cow::Owned(vec![0, n]), true)
     }
 
-    fn build(rows: Cow<'a, [E]>, n: usize, dim: usize, offsets: Cow<'a, [usize]>) -> Result<Self> {
+    fn build(
+        rows: Cow<'a, [E]>,
+        n: usize,
+        dim: usize,
+        offsets: Cow<'a, [usize]>,
+        check: bool,
+    ) -> Result<Self> {
         if dim == 0 {
             return Err(VladError::Empty(
                 "the descriptors have F = 0 dimensions".to_string(),
             ));
         }
         debug_assert_eq!(rows.len(), n * dim);
-        check_finite(&rows, dim, &offsets)?;
+        if check {
+            check_finite(&rows, dim, &offsets)?;
+        }
         Ok(Batch {
             rows,
             dim,
             offsets,
             labels: None,
+            finite_checked: check,
         })
+    }
+
+    /// Whether every value was checked finite when the batch was built:
+    /// `false` only for [`Batch::fixed_deferred`] and
+    /// [`Batch::ragged_deferred`]. [`Encoder::encode_batch`] checks such a
+    /// batch itself before running — except where the backend reads every
+    /// value anyway and detects a non-finite one through its outputs (the
+    /// CPU's soft assignment, SPEC §10) — and either way fails with the
+    /// same [`VladError::NonFinite`] as the checked constructors (the first
+    /// such value, by row). Deferring saves a pass over the input.
+    ///
+    /// [`Encoder::encode_batch`]: crate::Encoder::encode_batch
+    pub fn finite_checked(&self) -> bool {
+        self.finite_checked
+    }
+
+    /// SPEC §6's finiteness check, as the checked constructors run it (for
+    /// a batch built with finiteness deferred).
+    pub fn check_finite(&self) -> Result<()> {
+        check_finite(&self.rows, self.dim, &self.offsets)
+    }
+
+    /// The error for the first non-finite value of image `t`, if it has
+    /// one: the same as [`Batch::check_finite`] gives when that value is
+    /// the batch's first.
+    pub(crate) fn non_finite_in_image(&self, t: usize) -> Option<VladError> {
+        let range = self.image_range(t);
+        let values = &self.rows[range.start * self.dim..range.end * self.dim];
+        let i = values.iter().position(|v| !v.is_finite())?;
+        Some(non_finite_error(
+            range.start * self.dim + i,
+            values[i].to_f64(),
+            self.dim,
+            &self.offsets,
+        ))
     }
 
     /// Attach given labels (skip assignment); each must be in `[0, clusters)`.
@@ -267,13 +341,18 @@ fn check_finite<E: Element>(rows: &[E], dim: usize, offsets: &[usize]) -> Result
         .find(|(_, v)| !v.is_finite())
         .map(|(i, v)| (start + i, v.to_f64()))
         .unwrap_or((start, f64::NAN));
+    Err(non_finite_error(i, value, dim, offsets))
+}
+
+/// SPEC §6's error for the non-finite `value` at flat index `i`.
+fn non_finite_error(i: usize, value: f64, dim: usize, offsets: &[usize]) -> VladError {
     let row = i / dim;
     let image = offsets.partition_point(|&o| o <= row).saturating_sub(1);
-    Err(VladError::NonFinite {
+    VladError::NonFinite {
         what: "descriptors",
         row,
         image: Some(image),
         col: i % dim,
         value,
-    })
+    }
 }

@@ -46,7 +46,7 @@ pub(crate) fn run_encode<E: Element>(
         }
         Backend::Cpu => {
             let (vlad, labels) =
-                crate::cpu::soft::encode(codebook, params.as_ref(), batch, norm, stages);
+                crate::cpu::soft::try_encode(codebook, params.as_ref(), batch, norm, stages)?;
             Ok(BackendOutput { vlad, labels })
         }
         Backend::Gpu | Backend::Auto => gpu(params.as_ref(), stages),

@@ -23,6 +23,7 @@ pub mod soft;
 pub mod soft_aggregate;
 pub mod soft_aggregate_tile;
 pub mod soft_assign;
+pub mod soft_kernel;
 pub mod soft_logits_tile;
 pub mod unit_residual;
 pub mod weighted_normalize;

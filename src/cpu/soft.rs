@@ -13,6 +13,7 @@ use ndarray::Array2;
 use crate::assignment::SoftParams;
 use crate::codebook::Codebook;
 use crate::element::Element;
+use crate::error::Result;
 use crate::input::Batch;
 use crate::normalization::Normalization;
 use crate::report::StageTimes;
@@ -21,7 +22,8 @@ use crate::report::StageTimes;
 /// given (else hard, the batch's labels or computed ones), honouring `rn`.
 /// Returns the encoding and each descriptor's label (hard, or the centroid
 /// of largest soft weight). Stages "assign" (hard only), "aggregate" and
-/// "normalize" are timed into `stages`.
+/// "normalize" are timed into `stages`. The batch's values are trusted to
+/// be finite (see [`try_encode`] for a batch built with the check deferred).
 pub fn encode<E: Element>(
     codebook: &Codebook,
     params: Option<&SoftParams>,
@@ -29,15 +31,64 @@ pub fn encode<E: Element>(
     norm: &Normalization,
     stages: &mut StageTimes,
 ) -> (Array2<f32>, Vec<u32>) {
+    match run(codebook, params, batch, norm, stages, false) {
+        Ok(out) => out,
+        Err(_) => unreachable!("only the finiteness check fails"),
+    }
+}
+
+/// [`encode`], checking the finiteness of a batch built without that check
+/// ([`Batch::finite_checked`]): under soft assignment through the outputs
+/// (an image holding a non-finite value has non-finite sums, and only such
+/// images are searched), saving a pass over the input; under hard
+/// assignment before running. The error is the one the checked
+/// constructors give.
+pub fn try_encode<E: Element>(
+    codebook: &Codebook,
+    params: Option<&SoftParams>,
+    batch: &Batch<'_, E>,
+    norm: &Normalization,
+    stages: &mut StageTimes,
+) -> Result<(Array2<f32>, Vec<u32>)> {
+    run(
+        codebook,
+        params,
+        batch,
+        norm,
+        stages,
+        !batch.finite_checked(),
+    )
+}
+
+fn run<E: Element>(
+    codebook: &Codebook,
+    params: Option<&SoftParams>,
+    batch: &Batch<'_, E>,
+    norm: &Normalization,
+    stages: &mut StageTimes,
+    check_finite: bool,
+) -> Result<(Array2<f32>, Vec<u32>)> {
     let rn = norm.residual_normalized();
     let (mut vlad, mass, labels) = match params {
         Some(params) => {
             let out = stages.time("aggregate", || {
                 super::soft_aggregate::aggregate(codebook, params, batch, rn)
             });
+            if check_finite {
+                // The first image (in order) holding a non-finite value
+                // holds the batch's first one.
+                for &image in &out.suspects {
+                    if let Some(err) = batch.non_finite_in_image(image) {
+                        return Err(err);
+                    }
+                }
+            }
             (out.sums, out.mass, out.labels)
         }
         None => {
+            if check_finite {
+                batch.check_finite()?;
+            }
             let labels = match batch.labels() {
                 Some(given) => given.to_vec(),
                 None => super::assign(codebook, batch, stages),
@@ -62,5 +113,5 @@ pub fn encode<E: Element>(
             norm,
         )
     });
-    (vlad, labels)
+    Ok((vlad, labels))
 }

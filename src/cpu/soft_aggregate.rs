@@ -2,13 +2,18 @@
 //! `A (L × K)` holds the soft-assignment weights of the image's `L` rows
 //! `X (L × F)` ([`super::soft_assign`]).
 //!
-//! An image is processed in fixed blocks of [`BLOCK_ROWS`] rows, small
-//! enough that the block read by the logits GEMM is still in L2 when the
-//! aggregation GEMM (`Aᵀ·X`, `K × F`, single-threaded) reads it again. Each
-//! block's `K × F` product is added into f64 sums in block order, the
-//! centroids are subtracted in f64, and the result is rounded once to f32.
-//! Images run in parallel, one per task, so neither the block split nor the
-//! thread count can change a result (SPEC §5).
+//! An image is processed in fixed blocks of [`BLOCK_ROWS`] rows. Where the
+//! CPU has AVX-512, each block goes through in chunks of [`CHUNK_ROWS`]
+//! rows with [`super::soft_kernel`]'s register kernels: logits, softmax,
+//! labels and soft counts, then `Aᵀ·X` added into the block's f32 product,
+//! all while the chunk is still in cache. Elsewhere the `gemm` crate runs
+//! the two products once per block (small enough that the block read by
+//! the logits GEMM is still in L2 when `Aᵀ·X` reads it again). Each block's
+//! `K × F` product is added into f64 sums in block order, the centroids
+//! are subtracted in f64, and the result is rounded once to f32. Images
+//! run in parallel, one per task, so neither the thread count nor the run
+//! can change a result (SPEC §5); every image's rows go through the same
+//! fixed order of operations.
 
 use std::cell::RefCell;
 
@@ -20,8 +25,39 @@ use crate::codebook::Codebook;
 use crate::element::{DType, Element};
 use crate::input::Batch;
 
-/// Rows per block: 512 rows of F = 512 f32 are 1 MiB, half of L2.
+use super::soft_kernel::SoftKernel;
+
+/// Rows per block: 512 rows of F = 512 f32 are 1 MiB, half of L2. Also the
+/// longest f32 chain of products (then blocks are added in f64).
 pub const BLOCK_ROWS: usize = 512;
+
+/// Rows per chunk with the register kernels ([`SoftKernel`]): 64 rows'
+/// weights (`64 × K`, 16 KiB at K = 64) stay in L1 and their values
+/// (128 KiB at F = 512) in L2 between the logits, the softmax and `Aᵀ·X`.
+pub const CHUNK_ROWS: usize = 64;
+
+/// The weights go into `Aᵀ·X` times 2⁶⁴: the products and partial sums of
+/// weights near f32's smallest normal (e⁻⁸⁷, where the softmax stops) are
+/// then normal numbers, not subnormal ones that cost a microcode assist
+/// per instruction on x86 (measured: `Aᵀ·X` ≈ 25 % slower on softmax
+/// weights than on the same products of moderate values). Scaling by a
+/// power of two is exact and commutes with every rounding in the normal
+/// range, so the sums are bitwise 2⁶⁴ times the unscaled ones (more
+/// accurate where those were subnormal), and are scaled back exactly in
+/// f64. Products overflow only for values beyond ≈ 2⁵⁵; an image whose
+/// finite values overflow is recomputed unscaled.
+const WEIGHT_SCALE: f32 = 18_446_744_073_709_551_616.0; // 2^64
+
+/// What one pass over an image runs with.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    /// The register kernels, where the CPU has AVX-512.
+    kernel: Option<&'a SoftKernel>,
+    /// `rn`: each residual counts with unit length.
+    residual_norm: bool,
+    /// Weights scaled by [`WEIGHT_SCALE`] in `Aᵀ·X`.
+    scaled: bool,
+}
 
 /// Per-thread buffers reused across blocks and images.
 #[derive(Default)]
@@ -46,6 +82,12 @@ pub struct SoftSums {
     pub mass: Array2<f32>,
     /// Per descriptor, the centroid of largest weight (lowest on ties).
     pub labels: Vec<u32>,
+    /// The images, ascending, whose sums or counts are not all finite.
+    /// With finite parameters and centroids, every image holding a
+    /// non-finite input value is here (its value reaches a whole column of
+    /// `Aᵀ·X`: `a·∞` is ±∞ or NaN and NaN propagates), so only these need
+    /// searching for one; an image here may also have only overflowed.
+    pub suspects: Vec<usize>,
 }
 
 /// NetVLAD pooling of every image of `batch` with `params`; with
@@ -78,36 +120,74 @@ pub fn aggregate<E: Element>(
     let (Some(sums_flat), Some(mass_flat)) = (sums.as_slice_mut(), mass.as_slice_mut()) else {
         unreachable!("fresh arrays are contiguous");
     };
+    let kernel = SoftKernel::new(params.weights_slice(), params.bias_slice(), f);
+    let mut suspects = Vec::new();
     if !sums_flat.is_empty() {
-        sums_flat
+        suspects = sums_flat
             .par_chunks_mut(k * f)
             .zip(mass_flat.par_chunks_mut(k))
             .zip(per_image.into_par_iter())
             .enumerate()
-            .for_each(|(image, ((out, mass), labels))| {
+            .filter_map(|(image, ((out, mass), labels))| {
                 let range = batch.image_range(image);
                 let rows = &batch.rows()[range.start * f..range.end * f];
-                image_sums(codebook, params, rows, residual_norm, out, mass, labels);
-            });
+                let kernel = kernel.as_ref();
+                let mut run = |scaled| {
+                    let pass = Pass {
+                        kernel,
+                        residual_norm,
+                        scaled,
+                    };
+                    image_sums(codebook, params, &pass, rows, out, mass, labels)
+                };
+                let mut finite = run(true);
+                if !finite && rows.iter().all(|v| v.is_finite()) {
+                    // Finite values beyond ~2^55 overflowed in the scaled
+                    // range: the plain order of operations, as without it.
+                    finite = run(false);
+                }
+                (!finite).then_some(image)
+            })
+            .collect();
     }
-    SoftSums { sums, mass, labels }
+    SoftSums {
+        sums,
+        mass,
+        labels,
+        suspects,
+    }
 }
 
 /// One image: `out` (`K·F`) and `mass` (`K`) are zero on entry and stay so
-/// for an image without rows.
+/// for an image without rows. Returns whether every value written is
+/// finite (with finite parameters and centroids, a non-finite input value
+/// always makes its column of `Aᵀ·X` non-finite, see [`SoftSums::suspects`]).
 fn image_sums<E: Element>(
     codebook: &Codebook,
     params: &SoftParams,
+    pass: &Pass<'_>,
     rows: &[E],
-    residual_norm: bool,
     out: &mut [f32],
     mass: &mut [f32],
     labels: &mut [u32],
-) {
+) -> bool {
     let (k, f) = (codebook.clusters(), codebook.dim());
+    let Pass {
+        kernel,
+        residual_norm,
+        scaled,
+    } = *pass;
     if rows.is_empty() {
-        return;
+        return true;
     }
+    // With the register kernels, a block is processed in chunks small
+    // enough that a chunk's weights stay in L1 and its rows in L2 from the
+    // logits to the aggregation; the gemm crate is called once per block.
+    let chunk_rows = if kernel.is_some() {
+        CHUNK_ROWS
+    } else {
+        BLOCK_ROWS
+    };
     SCRATCH.with(|scratch| {
         let scratch = &mut *scratch.borrow_mut();
         scratch.sums.clear();
@@ -121,47 +201,150 @@ fn image_sums<E: Element>(
             .chunks(BLOCK_ROWS * f)
             .zip(labels.chunks_mut(BLOCK_ROWS))
         {
-            let m = labels.len();
-            let x: &[f32] = match as_f32(block) {
-                Some(x) => x,
-                None => {
-                    scratch.converted.clear();
-                    scratch.converted.extend(block.iter().map(|v| v.to_f32()));
-                    &scratch.converted
+            // f32 products over at most one block of rows, then f64.
+            scratch.product.fill(0.0);
+            for (chunk, labels) in block
+                .chunks(chunk_rows * f)
+                .zip(labels.chunks_mut(chunk_rows))
+            {
+                let m = labels.len();
+                let x: &[f32] = match as_f32(chunk) {
+                    Some(x) => x,
+                    None => {
+                        scratch.converted.clear();
+                        scratch.converted.extend(chunk.iter().map(|v| v.to_f32()));
+                        &scratch.converted
+                    }
+                };
+                let weights = &mut scratch.weights;
+                weights.resize(m * k, 0.0);
+                match kernel {
+                    Some(kernel) => {
+                        kernel.logits(x, weights);
+                        super::soft_assign::softmax_rows(weights, k);
+                    }
+                    None => super::soft_assign::soft_weights(params, x, weights),
                 }
-            };
-            scratch.weights.resize(m * k, 0.0);
-            super::soft_assign::soft_weights(params, x, &mut scratch.weights);
-            for (label, a) in labels.iter_mut().zip(scratch.weights.chunks_exact(k)) {
-                *label = strongest(a);
-                for (s, &w) in scratch.mass.iter_mut().zip(a) {
-                    *s += w as f64;
+                row_stats(weights, k, labels, &mut scratch.mass);
+                if scaled {
+                    for w in weights.iter_mut() {
+                        *w *= WEIGHT_SCALE;
+                    }
+                }
+                if residual_norm {
+                    super::residual_norm::scale_by_inverse_norms(codebook, x, weights);
+                    add_columns(weights, k, &mut scratch.subtract);
+                }
+                match kernel {
+                    Some(kernel) => kernel.accumulate(weights, x, &mut scratch.product),
+                    None => weighted_rows(weights, x, m, k, f, &mut scratch.product),
                 }
             }
-            if residual_norm {
-                super::residual_norm::scale_by_inverse_norms(codebook, x, &mut scratch.weights);
-            }
-            for a in scratch.weights.chunks_exact(k) {
-                for (s, &w) in scratch.subtract.iter_mut().zip(a) {
-                    *s += w as f64;
-                }
-            }
-            weighted_rows(&scratch.weights, x, m, k, f, &mut scratch.product);
-            for (s, &p) in scratch.sums.iter_mut().zip(&scratch.product) {
-                *s += p as f64;
-            }
+            add_f64(&scratch.product, &mut scratch.sums);
         }
+        // Undo the weights' scale (exact: a power of two, in f64).
+        let unscale = if scaled {
+            1.0 / WEIGHT_SCALE as f64
+        } else {
+            1.0
+        };
+        // Without `rn` the weights subtracted are the soft counts.
+        if residual_norm {
+            for s in scratch.subtract.iter_mut() {
+                *s *= unscale;
+            }
+        } else {
+            scratch.subtract.copy_from_slice(&scratch.mass);
+        }
+        let subtract = &scratch.subtract;
         let centroids = codebook.as_slice();
+        let mut finite = true;
         let blocks = out.chunks_exact_mut(f).zip(centroids.chunks_exact(f));
         for (c, (out, centroid)) in blocks.enumerate() {
-            let (s, n) = (scratch.subtract[c], scratch.mass[c]);
+            let (s, n) = (subtract[c], scratch.mass[c]);
             let sums = &scratch.sums[c * f..(c + 1) * f];
             for ((o, &sum), &y) in out.iter_mut().zip(sums).zip(centroid) {
-                *o = (sum - s * y as f64) as f32 + 0.0;
+                *o = (sum * unscale - s * y as f64) as f32 + 0.0;
             }
             mass[c] = n as f32;
+            finite &= out
+                .iter()
+                .fold(mass[c].is_finite(), |ok, v| ok & v.is_finite());
         }
-    });
+        finite
+    })
+}
+
+/// Per row of `weights` (`m × K`): its label (the centroid of largest
+/// weight, lowest on ties, 0 for a row without a largest weight) and its
+/// weights added to `mass` in f64.
+fn row_stats(weights: &[f32], k: usize, labels: &mut [u32], mass: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F (checked just above).
+        return unsafe { row_stats_avx512(weights, k, labels, mass) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { row_stats_avx2(weights, k, labels, mass) };
+    }
+    row_stats_portable(weights, k, labels, mass)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn row_stats_avx2(weights: &[f32], k: usize, labels: &mut [u32], mass: &mut [f64]) {
+    row_stats_portable(weights, k, labels, mass)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[clippy::msrv = "1.89"]
+#[target_feature(enable = "avx512f")]
+unsafe fn row_stats_avx512(weights: &[f32], k: usize, labels: &mut [u32], mass: &mut [f64]) {
+    row_stats_portable(weights, k, labels, mass)
+}
+
+#[inline(always)]
+fn row_stats_portable(weights: &[f32], k: usize, labels: &mut [u32], mass: &mut [f64]) {
+    for (label, a) in labels.iter_mut().zip(weights.chunks_exact(k)) {
+        *label = strongest(a);
+        for (s, &w) in mass.iter_mut().zip(a) {
+            *s += w as f64;
+        }
+    }
+}
+
+/// `sums[c] += Σ_l weights[l·K + c]` in f64, row by row.
+fn add_columns(weights: &[f32], k: usize, sums: &mut [f64]) {
+    for a in weights.chunks_exact(k) {
+        for (s, &w) in sums.iter_mut().zip(a) {
+            *s += w as f64;
+        }
+    }
+}
+
+/// `sums += product`, in f64.
+fn add_f64(product: &[f32], sums: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { add_f64_avx2(product, sums) };
+    }
+    add_f64_portable(product, sums)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn add_f64_avx2(product: &[f32], sums: &mut [f64]) {
+    add_f64_portable(product, sums)
+}
+
+#[inline(always)]
+fn add_f64_portable(product: &[f32], sums: &mut [f64]) {
+    for (s, &p) in sums.iter_mut().zip(product) {
+        *s += p as f64;
+    }
 }
 
 /// `product (K × F) ← Aᵀ·X` for `A (m × K)` and `X (m × F)`, row-major.
@@ -198,15 +381,15 @@ pub fn weighted_rows(a: &[f32], x: &[f32], m: usize, k: usize, f: usize, product
     }
 }
 
-/// The index of the largest weight, lowest on ties.
+/// The index of the largest weight, lowest on ties (0 when no weight is
+/// larger than −∞, e.g. a row of NaN). Two passes (the maximum, then its
+/// first position) that the compiler vectorizes, unlike a running argmax.
+#[inline(always)]
 fn strongest(a: &[f32]) -> u32 {
-    let mut best = 0;
-    for (c, &w) in a.iter().enumerate() {
-        if w > a[best] {
-            best = c;
-        }
-    }
-    best as u32
+    let max = a
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &w| if w > m { w } else { m });
+    a.iter().position(|&w| w == max).unwrap_or(0) as u32
 }
 
 /// The rows as f32 without a copy when they already are.

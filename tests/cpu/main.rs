@@ -15,5 +15,6 @@ mod kmeans;
 mod kmeans_distributed;
 mod netvlad_interop;
 mod soft_assignment;
+mod soft_fast_path;
 mod too_large;
 mod vs_reference;
