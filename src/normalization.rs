@@ -53,12 +53,12 @@ impl Normalization {
             )));
         }
         for step in &steps {
-            if let Step::Power(alpha) = step {
-                if !(alpha.is_finite() && *alpha > 0.0) {
-                    return Err(VladError::InvalidArgument(format!(
-                        "power exponent must be a finite number > 0, got {alpha}"
-                    )));
-                }
+            if let Step::Power(alpha) = step
+                && !(alpha.is_finite() && *alpha > 0.0)
+            {
+                return Err(VladError::InvalidArgument(format!(
+                    "power exponent must be a finite number > 0, got {alpha}"
+                )));
             }
         }
         Ok(Normalization { steps })

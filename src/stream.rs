@@ -576,17 +576,16 @@ fn plan<E: Element>(job: &Job<'_>, engine: &Engine, budget: u64) -> Result<Vec<P
                     });
                     continue;
                 }
-                if let Some(last) = plan.last_mut() {
-                    if last.part.is_none()
-                        && cost(
-                            chunk.images.end - last.images.start,
-                            chunk.rows.end - last.rows.start,
-                        ) <= budget
-                    {
-                        last.images.end = chunk.images.end;
-                        last.rows.end = chunk.rows.end;
-                        continue;
-                    }
+                if let Some(last) = plan.last_mut()
+                    && last.part.is_none()
+                    && cost(
+                        chunk.images.end - last.images.start,
+                        chunk.rows.end - last.rows.start,
+                    ) <= budget
+                {
+                    last.images.end = chunk.images.end;
+                    last.rows.end = chunk.rows.end;
+                    continue;
                 }
                 plan.push(Piece {
                     images: chunk.images,
@@ -830,13 +829,13 @@ fn compute_all<E: Element>(
             state.lose_gpu();
         }
         let mut result = state.compute(piece, rows);
-        if let Err(error) = &result {
-            if state.should_fall_back(error) {
-                state.fall_back(expected, plan.len(), error);
-                result = state
-                    .catch_up(piece)
-                    .and_then(|()| state.compute(piece, rows));
-            }
+        if let Err(error) = &result
+            && state.should_fall_back(error)
+        {
+            state.fall_back(expected, plan.len(), error);
+            result = state
+                .catch_up(piece)
+                .and_then(|()| state.compute(piece, rows));
         }
         state.seconds += started.elapsed().as_secs_f64();
         if in_place {

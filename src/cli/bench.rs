@@ -107,10 +107,8 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
         let reasons: Vec<String> = report.skipped.iter().map(|s| s.reason.clone()).collect();
         return Err(VladError::BackendUnavailable(reasons.join("; ")).into());
     }
-    if explicit {
-        if let Some(skipped) = report.skipped.first() {
-            return Err(VladError::BackendUnavailable(skipped.reason.clone()).into());
-        }
+    if explicit && let Some(skipped) = report.skipped.first() {
+        return Err(VladError::BackendUnavailable(skipped.reason.clone()).into());
     }
     if args.json {
         println!("{}", to_json(&report));

@@ -47,14 +47,14 @@ pub fn encode(args: &EncodeArgs) -> Result<(), Failure> {
             ),
         )));
     }
-    if let (Some(labels), Some(path)) = (&labels, &args.labels) {
-        if labels.len() != input.rows_total() {
-            return Err(in_file(path)(VladError::DimensionMismatch(format!(
-                "{} labels for {} descriptors",
-                labels.len(),
-                input.rows_total()
-            ))));
-        }
+    if let (Some(labels), Some(path)) = (&labels, &args.labels)
+        && labels.len() != input.rows_total()
+    {
+        return Err(in_file(path)(VladError::DimensionMismatch(format!(
+            "{} labels for {} descriptors",
+            labels.len(),
+            input.rows_total()
+        ))));
     }
     let assignment = args.soft.assignment(&codebook)?;
     let encoder = args::encoder(codebook, args.backend.into(), args.norm.clone())?

@@ -165,13 +165,13 @@ fn check_inputs<E: Element>(
             i + 1
         )));
     }
-    if let Some(c) = centroids {
-        if clusters == 0 || c.len() != clusters * dim {
-            return Err(VladError::DimensionMismatch(format!(
-                "{} centroid values for K = {clusters}, F = {dim}",
-                c.len()
-            )));
-        }
+    if let Some(c) = centroids
+        && (clusters == 0 || c.len() != clusters * dim)
+    {
+        return Err(VladError::DimensionMismatch(format!(
+            "{} centroid values for K = {clusters}, F = {dim}",
+            c.len()
+        )));
     }
     Ok(())
 }

@@ -299,7 +299,6 @@ unsafe fn row_stats_avx2(weights: &[f32], k: usize, labels: &mut [u32], mass: &m
 }
 
 #[cfg(target_arch = "x86_64")]
-#[clippy::msrv = "1.89"]
 #[target_feature(enable = "avx512f")]
 unsafe fn row_stats_avx512(weights: &[f32], k: usize, labels: &mut [u32], mass: &mut [f64]) {
     row_stats_portable(weights, k, labels, mass)

@@ -90,7 +90,6 @@ unsafe fn softmax_rows_avx2(values: &mut [f32], k: usize) {
 /// exponentials. The same operations in the same order per value (no
 /// contraction, sums over the same eight fixed lanes), so the same bits.
 #[cfg(target_arch = "x86_64")]
-#[clippy::msrv = "1.89"]
 #[target_feature(enable = "avx512f")]
 unsafe fn softmax_rows_avx512(values: &mut [f32], k: usize) {
     softmax_rows_portable(values, k)

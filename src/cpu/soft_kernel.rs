@@ -126,7 +126,6 @@ pub fn available() -> bool {
 // AVX-512 intrinsics are stable since Rust 1.89 (see Cargo.toml's
 // rust-version note).
 #[cfg(target_arch = "x86_64")]
-#[clippy::msrv = "1.89"]
 mod x86 {
     use std::arch::x86_64::*;
 

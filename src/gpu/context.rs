@@ -227,11 +227,11 @@ impl GpuContext {
         if self.lost.load(Ordering::SeqCst) {
             return Err(VladError::Gpu("the GPU device was lost".to_string()));
         }
-        if let Ok(mut errors) = self.uncaptured.lock() {
-            if let Some(first) = errors.first().cloned() {
-                errors.clear();
-                return Err(VladError::Gpu(first));
-            }
+        if let Ok(mut errors) = self.uncaptured.lock()
+            && let Some(first) = errors.first().cloned()
+        {
+            errors.clear();
+            return Err(VladError::Gpu(first));
         }
         Ok(())
     }

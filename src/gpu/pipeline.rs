@@ -246,15 +246,15 @@ pub fn run_into<E: Element>(
     let plan = split_for_overlap(plan, input.offsets, &shape);
     let block = codebook.clusters * codebook.dim;
     let aggregate = matches!(work, Work::Aggregate { .. });
-    if let Some(dest) = &dest {
-        if !aggregate || dest.len() != images * block {
-            return Err(VladError::DimensionMismatch(format!(
-                "the output holds {} values, the encoding of {images} images × {block} \
+    if let Some(dest) = &dest
+        && (!aggregate || dest.len() != images * block)
+    {
+        return Err(VladError::DimensionMismatch(format!(
+            "the output holds {} values, the encoding of {images} images × {block} \
                  has {}",
-                dest.len(),
-                images * block
-            )));
-        }
+            dest.len(),
+            images * block
+        )));
     }
     let mut owned_blocks = match (aggregate, &dest) {
         (true, None) => host_memory::zeroed(images * block),
@@ -444,21 +444,21 @@ fn complete(
     times.add("readback", started.elapsed().as_secs_f64());
     flight.clock.collect(session.ctx, times)?;
 
-    if let (Some(_), Work::Aggregate { normalization, .. }) = (chunk.part, work) {
-        if chunk.completes_image() {
-            let started = Instant::now();
-            finish_split_image(
-                session.scratch,
-                codebook,
-                chunk.images.start,
-                normalization,
-                piece_sums,
-                piece_counts,
-                blocks,
-                output,
-            );
-            times.add("combine", started.elapsed().as_secs_f64());
-        }
+    if let (Some(_), Work::Aggregate { normalization, .. }) = (chunk.part, work)
+        && chunk.completes_image()
+    {
+        let started = Instant::now();
+        finish_split_image(
+            session.scratch,
+            codebook,
+            chunk.images.start,
+            normalization,
+            piece_sums,
+            piece_counts,
+            blocks,
+            output,
+        );
+        times.add("combine", started.elapsed().as_secs_f64());
     }
     Ok(())
 }

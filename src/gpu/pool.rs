@@ -103,10 +103,10 @@ impl BufferPool {
     /// the pool keeps its own). Its contents are whatever the last user
     /// left: callers write before they read.
     pub fn buffer(&mut self, ctx: &GpuContext, role: Role, bytes: u64) -> Result<wgpu::Buffer> {
-        if let Some(buffer) = self.buffers.get(&role) {
-            if buffer.size() >= bytes.max(4) {
-                return Ok(buffer.clone());
-            }
+        if let Some(buffer) = self.buffers.get(&role)
+            && buffer.size() >= bytes.max(4)
+        {
+            return Ok(buffer.clone());
         }
         let cap = if role.is_readback() {
             self.readback_cap

@@ -163,14 +163,14 @@ impl GpuBackend {
                 batch.dim()
             )));
         }
-        if let Some(p) = params {
-            if p.weights().dim() != (k, f) || p.bias().len() != k {
-                return Err(VladError::DimensionMismatch(format!(
-                    "soft assignment parameters W {:?}, b ({}) do not match K × F = {k} × {f}",
-                    p.weights().dim(),
-                    p.bias().len()
-                )));
-            }
+        if let Some(p) = params
+            && (p.weights().dim() != (k, f) || p.bias().len() != k)
+        {
+            return Err(VladError::DimensionMismatch(format!(
+                "soft assignment parameters W {:?}, b ({}) do not match K × F = {k} × {f}",
+                p.weights().dim(),
+                p.bias().len()
+            )));
         }
         // Compiled on the first call (setup, like the session's own stages).
         let soft_stages = self.soft.get(ctx)?;

@@ -161,15 +161,14 @@ fn all_points_kmeans_peak_memory_is_bounded_by_the_limit() {
     let status_path = format!("/proc/{}/status", child.id());
     let mut polled = 0u64;
     while child.try_wait().unwrap().is_none() {
-        if let Ok(status) = std::fs::read_to_string(&status_path) {
-            if let Some(kib) = status
+        if let Ok(status) = std::fs::read_to_string(&status_path)
+            && let Some(kib) = status
                 .lines()
                 .find(|l| l.starts_with("VmHWM:"))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse::<u64>().ok())
-            {
-                polled = polled.max(kib * 1024);
-            }
+        {
+            polled = polled.max(kib * 1024);
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
