@@ -1197,7 +1197,7 @@ impl Compute<'_> {
             Some(pieces) if index > 0 => pieces,
             _ => self
                 .weighted
-                .insert(WeightedPieces::new(codebook.clusters(), codebook.dim())),
+                .insert(WeightedPieces::new(codebook, norm.residual_normalized())),
         };
         let stages = &mut self.stages;
         let computed;
@@ -1210,13 +1210,7 @@ impl Compute<'_> {
             }
         };
         stages.time("aggregate", || {
-            pieces.add(
-                codebook,
-                job.soft.as_ref(),
-                norm.residual_normalized(),
-                batch.rows(),
-                labels,
-            )
+            pieces.add(codebook, job.soft.as_ref(), batch.rows(), labels)
         });
         if index + 1 < count {
             return Ok(None);

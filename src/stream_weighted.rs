@@ -3,51 +3,50 @@
 //! from piece to piece, then rounded, normalized and emitted once.
 //!
 //! Whole images in a batch go through [`crate::weighted::run_encode`], the
-//! encoder's own route. A split image is summed here with the CPU route's
-//! own kernels ([`crate::cpu::soft_assign::soft_weights`],
-//! [`crate::cpu::residual_norm::scale_by_inverse_norms`],
-//! [`crate::cpu::soft_aggregate::weighted_rows`]) in the order
-//! `crate::cpu::soft_aggregate` and `crate::cpu::residual_norm` sum an image
-//! in memory: soft in blocks of [`BLOCK_ROWS`] rows from the image's start
-//! (pieces start at multiples of it), hard `rn` row by row. So the streamed
-//! row is the in-memory one, bit for bit (tests/cli/stream_soft.rs checks
-//! it: a change to that order must be made here too).
+//! encoder's own route. A split image's soft sums are carried by the CPU
+//! route's own per-image accumulator ([`ImageSums`]: pieces start at
+//! multiples of its block of [`BLOCK_ROWS`] rows, so it adds the same
+//! numbers in the same order as in memory); hard `rn` is summed row by row
+//! as `crate::cpu::residual_norm` does. So the streamed row is the
+//! in-memory one, bit for bit (tests/cli/stream_soft.rs checks it).
 
 use ndarray::Array2;
 
 use crate::assignment::SoftParams;
 use crate::codebook::Codebook;
-use crate::cpu::soft_aggregate::BLOCK_ROWS;
-use crate::element::{DType, Element};
+use crate::cpu::soft_aggregate::{BLOCK_ROWS, ImageSums};
+use crate::cpu::soft_kernel::SoftKernel;
+use crate::element::Element;
 use crate::normalization::Normalization;
 
 /// The sums of one split image so far.
 pub(crate) struct WeightedPieces {
-    /// Soft: `Σ a·v` per block product; hard `rn`: `Σ (v − c)/‖v − c‖`.
+    /// Soft: the sums with the weights scaled (what memory tries first)…
+    scaled: ImageSums,
+    /// …and unscaled (what memory falls back to when finite values
+    /// overflow the scaled sums): both are carried, the choice is made at
+    /// the end as `crate::cpu::soft_aggregate::aggregate` makes it.
+    plain: ImageSums,
+    kernel: Option<Option<SoftKernel>>,
+    labels: Vec<u32>,
+    /// Hard `rn`: `Σ (v − c)/‖v − c‖`.
     sums: Vec<f64>,
-    /// Soft: `Σ a` (what `mass` divides by).
-    mass: Vec<f64>,
-    /// Soft: `Σ a` after `rn`'s scaling (what multiplies the centroid).
-    subtract: Vec<f64>,
     /// Hard `rn`: descriptors per cluster.
     counts: Vec<u64>,
-    converted: Vec<f32>,
-    weights: Vec<f32>,
-    product: Vec<f32>,
     residual: Vec<f64>,
 }
 
 impl WeightedPieces {
-    /// Zero sums for a codebook of `k` centroids of width `f`.
-    pub fn new(k: usize, f: usize) -> Self {
+    /// Zero sums for `codebook`, with `rn` or not.
+    pub fn new(codebook: &Codebook, rn: bool) -> Self {
+        let (k, f) = (codebook.clusters(), codebook.dim());
         WeightedPieces {
+            scaled: ImageSums::new(codebook, rn, true),
+            plain: ImageSums::new(codebook, rn, false),
+            kernel: None,
+            labels: Vec::new(),
             sums: vec![0.0; k * f],
-            mass: vec![0.0; k],
-            subtract: vec![0.0; k],
             counts: vec![0; k],
-            converted: Vec::new(),
-            weights: Vec::new(),
-            product: vec![0.0; k * f],
             residual: vec![0.0; f],
         }
     }
@@ -59,44 +58,24 @@ impl WeightedPieces {
         &mut self,
         codebook: &Codebook,
         params: Option<&SoftParams>,
-        rn: bool,
         rows: &[E],
         labels: &[u32],
     ) {
-        let (k, f) = (codebook.clusters(), codebook.dim());
+        let f = codebook.dim();
         let Some(params) = params else {
             self.add_hard_rn(codebook, rows, labels);
             return;
         };
+        let kernel = self
+            .kernel
+            .get_or_insert_with(|| SoftKernel::new(params.weights_slice(), params.bias_slice(), f))
+            .as_ref();
         for block in rows.chunks(BLOCK_ROWS * f) {
-            let m = block.len() / f;
-            let x: &[f32] = match as_f32(block) {
-                Some(x) => x,
-                None => {
-                    self.converted.clear();
-                    self.converted.extend(block.iter().map(|v| v.to_f32()));
-                    &self.converted
-                }
-            };
-            self.weights.resize(m * k, 0.0);
-            crate::cpu::soft_assign::soft_weights(params, x, &mut self.weights);
-            for a in self.weights.chunks_exact(k) {
-                for (s, &w) in self.mass.iter_mut().zip(a) {
-                    *s += w as f64;
-                }
-            }
-            if rn {
-                crate::cpu::residual_norm::scale_by_inverse_norms(codebook, x, &mut self.weights);
-            }
-            for a in self.weights.chunks_exact(k) {
-                for (s, &w) in self.subtract.iter_mut().zip(a) {
-                    *s += w as f64;
-                }
-            }
-            crate::cpu::soft_aggregate::weighted_rows(&self.weights, x, m, k, f, &mut self.product);
-            for (s, &p) in self.sums.iter_mut().zip(&self.product) {
-                *s += p as f64;
-            }
+            self.labels.resize(block.len() / f, 0);
+            self.scaled
+                .add_block(codebook, params, kernel, block, &mut self.labels);
+            self.plain
+                .add_block(codebook, params, kernel, block, &mut self.labels);
         }
     }
 
@@ -123,18 +102,18 @@ impl WeightedPieces {
 
     /// The image's `K·F` row: rounded once to f32 as in memory, then
     /// normalized with `norm` by the CPU's weighted normalizer.
-    pub fn finish(&self, codebook: &Codebook, soft: bool, norm: &Normalization) -> Vec<f32> {
+    pub fn finish(&mut self, codebook: &Codebook, soft: bool, norm: &Normalization) -> Vec<f32> {
         let (k, f) = (codebook.clusters(), codebook.dim());
         let mut row = Array2::<f32>::zeros((1, k * f));
         let mut mass = Array2::<f32>::zeros((1, k));
         if soft {
-            let centroids = codebook.as_slice();
-            for (c, centroid) in centroids.chunks_exact(f).enumerate() {
-                let s = self.subtract[c];
-                for (j, &y) in centroid.iter().enumerate() {
-                    row[[0, c * f + j]] = (self.sums[c * f + j] - s * y as f64) as f32 + 0.0;
-                }
-                mass[[0, c]] = self.mass[c] as f32;
+            let (Some(out), Some(counts)) = (row.as_slice_mut(), mass.as_slice_mut()) else {
+                unreachable!("fresh arrays are contiguous");
+            };
+            // The stream's input is checked finite: a non-finite sum is an
+            // overflow of the scaled weights, as in memory.
+            if !self.scaled.finish(codebook, out, counts) {
+                self.plain.finish(codebook, out, counts);
             }
         } else {
             for (o, a) in row.iter_mut().zip(&self.sums) {
@@ -146,14 +125,5 @@ impl WeightedPieces {
         }
         crate::cpu::weighted_normalize::normalize_rows(&mut row, &mass, k, f, norm);
         row.into_iter().collect()
-    }
-}
-
-/// The rows as f32 without a copy when they already are.
-fn as_f32<E: Element>(rows: &[E]) -> Option<&[f32]> {
-    if E::DTYPE == DType::F32 {
-        bytemuck::try_cast_slice(rows).ok()
-    } else {
-        None
     }
 }

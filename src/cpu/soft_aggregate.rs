@@ -59,19 +59,9 @@ struct Pass<'a> {
     scaled: bool,
 }
 
-/// Per-thread buffers reused across blocks and images.
-#[derive(Default)]
-struct Scratch {
-    converted: Vec<f32>,
-    weights: Vec<f32>,
-    product: Vec<f32>,
-    sums: Vec<f64>,
-    mass: Vec<f64>,
-    subtract: Vec<f64>,
-}
-
 thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    /// Per-thread sums and buffers, reused across images.
+    static SCRATCH: RefCell<ImageSums> = RefCell::new(ImageSums::default());
 }
 
 /// What the soft aggregation hands back.
@@ -171,98 +161,159 @@ fn image_sums<E: Element>(
     mass: &mut [f32],
     labels: &mut [u32],
 ) -> bool {
-    let (k, f) = (codebook.clusters(), codebook.dim());
-    let Pass {
-        kernel,
-        residual_norm,
-        scaled,
-    } = *pass;
     if rows.is_empty() {
         return true;
     }
-    // With the register kernels, a block is processed in chunks small
-    // enough that a chunk's weights stay in L1 and its rows in L2 from the
-    // logits to the aggregation; the gemm crate is called once per block.
-    let chunk_rows = if kernel.is_some() {
-        CHUNK_ROWS
-    } else {
-        BLOCK_ROWS
-    };
+    let f = codebook.dim();
     SCRATCH.with(|scratch| {
-        let scratch = &mut *scratch.borrow_mut();
-        scratch.sums.clear();
-        scratch.sums.resize(k * f, 0.0);
-        scratch.mass.clear();
-        scratch.mass.resize(k, 0.0);
-        scratch.subtract.clear();
-        scratch.subtract.resize(k, 0.0);
-        scratch.product.resize(k * f, 0.0);
+        let image = &mut *scratch.borrow_mut();
+        image.start(codebook, pass.residual_norm, pass.scaled);
         for (block, labels) in rows
             .chunks(BLOCK_ROWS * f)
             .zip(labels.chunks_mut(BLOCK_ROWS))
         {
-            // f32 products over at most one block of rows, then f64.
-            scratch.product.fill(0.0);
-            for (chunk, labels) in block
-                .chunks(chunk_rows * f)
-                .zip(labels.chunks_mut(chunk_rows))
-            {
-                let m = labels.len();
-                let x: &[f32] = match as_f32(chunk) {
-                    Some(x) => x,
-                    None => {
-                        scratch.converted.clear();
-                        scratch.converted.extend(chunk.iter().map(|v| v.to_f32()));
-                        &scratch.converted
-                    }
-                };
-                let weights = &mut scratch.weights;
-                weights.resize(m * k, 0.0);
-                match kernel {
-                    Some(kernel) => {
-                        kernel.logits(x, weights);
-                        super::soft_assign::softmax_rows(weights, k);
-                    }
-                    None => super::soft_assign::soft_weights(params, x, weights),
+            image.add_block(codebook, params, pass.kernel, block, labels);
+        }
+        image.finish(codebook, out, mass)
+    })
+}
+
+/// One image's running sums, block by block: what [`aggregate`] runs for
+/// each image, and what the stream carries from piece to piece of an image
+/// it cuts (src/stream_weighted.rs; pieces start at multiples of
+/// [`BLOCK_ROWS`] rows), so that both add the same numbers in the same
+/// order and give the same bits.
+#[derive(Default)]
+pub struct ImageSums {
+    k: usize,
+    f: usize,
+    residual_norm: bool,
+    scaled: bool,
+    /// `Σ` over blocks of the block's f32 `Aᵀ·X`, in f64.
+    sums: Vec<f64>,
+    /// Soft counts `Σ a` (what `mass` divides by).
+    mass: Vec<f64>,
+    /// `rn`: `Σ a/‖v − c‖` (what multiplies the centroid).
+    subtract: Vec<f64>,
+    product: Vec<f32>,
+    weights: Vec<f32>,
+    converted: Vec<f32>,
+}
+
+impl ImageSums {
+    /// Zero sums for an image encoded with `codebook`; `scaled`: the
+    /// weights enter `Aᵀ·X` times 2⁶⁴ (see `WEIGHT_SCALE`), as
+    /// [`aggregate`] first tries.
+    pub fn new(codebook: &Codebook, residual_norm: bool, scaled: bool) -> Self {
+        let mut image = ImageSums::default();
+        image.start(codebook, residual_norm, scaled);
+        image
+    }
+
+    fn start(&mut self, codebook: &Codebook, residual_norm: bool, scaled: bool) {
+        let (k, f) = (codebook.clusters(), codebook.dim());
+        (self.k, self.f, self.residual_norm, self.scaled) = (k, f, residual_norm, scaled);
+        for v in [&mut self.sums] {
+            v.clear();
+            v.resize(k * f, 0.0);
+        }
+        for v in [&mut self.mass, &mut self.subtract] {
+            v.clear();
+            v.resize(k, 0.0);
+        }
+        self.product.resize(k * f, 0.0);
+    }
+
+    /// Add the image's next block of rows (at most [`BLOCK_ROWS`]; only an
+    /// image's last block may be shorter) with `params`, writing each
+    /// row's label (the centroid of largest weight) into `labels`.
+    /// `kernel`: the register kernels ([`SoftKernel::new`]) where the CPU
+    /// has AVX-512, else `None`.
+    pub fn add_block<E: Element>(
+        &mut self,
+        codebook: &Codebook,
+        params: &SoftParams,
+        kernel: Option<&SoftKernel>,
+        block: &[E],
+        labels: &mut [u32],
+    ) {
+        let (k, f) = (self.k, self.f);
+        // With the register kernels, a block is processed in chunks small
+        // enough that a chunk's weights stay in L1 and its rows in L2 from
+        // the logits to the aggregation; the gemm crate is called once per
+        // block.
+        let chunk_rows = if kernel.is_some() {
+            CHUNK_ROWS
+        } else {
+            BLOCK_ROWS
+        };
+        // f32 products over at most one block of rows, then f64.
+        self.product.fill(0.0);
+        for (chunk, labels) in block
+            .chunks(chunk_rows * f)
+            .zip(labels.chunks_mut(chunk_rows))
+        {
+            let m = labels.len();
+            let x: &[f32] = match as_f32(chunk) {
+                Some(x) => x,
+                None => {
+                    self.converted.clear();
+                    self.converted.extend(chunk.iter().map(|v| v.to_f32()));
+                    &self.converted
                 }
-                row_stats(weights, k, labels, &mut scratch.mass);
-                if scaled {
-                    for w in weights.iter_mut() {
-                        *w *= WEIGHT_SCALE;
-                    }
+            };
+            let weights = &mut self.weights;
+            weights.resize(m * k, 0.0);
+            match kernel {
+                Some(kernel) => {
+                    kernel.logits(x, weights);
+                    super::soft_assign::softmax_rows(weights, k);
                 }
-                if residual_norm {
-                    super::residual_norm::scale_by_inverse_norms(codebook, x, weights);
-                    add_columns(weights, k, &mut scratch.subtract);
-                }
-                match kernel {
-                    Some(kernel) => kernel.accumulate(weights, x, &mut scratch.product),
-                    None => weighted_rows(weights, x, m, k, f, &mut scratch.product),
+                None => super::soft_assign::soft_weights(params, x, weights),
+            }
+            row_stats(weights, k, labels, &mut self.mass);
+            if self.scaled {
+                for w in weights.iter_mut() {
+                    *w *= WEIGHT_SCALE;
                 }
             }
-            add_f64(&scratch.product, &mut scratch.sums);
+            if self.residual_norm {
+                super::residual_norm::scale_by_inverse_norms(codebook, x, weights);
+                add_columns(weights, k, &mut self.subtract);
+            }
+            match kernel {
+                Some(kernel) => kernel.accumulate(weights, x, &mut self.product),
+                None => weighted_rows(weights, x, m, k, f, &mut self.product),
+            }
         }
+        add_f64(&self.product, &mut self.sums);
+    }
+
+    /// The image's `K·F` sums minus the weighted centroids, rounded once to
+    /// f32, into `out`, and its soft counts into `mass`. Returns whether
+    /// every value written is finite.
+    pub fn finish(&mut self, codebook: &Codebook, out: &mut [f32], mass: &mut [f32]) -> bool {
+        let f = self.f;
         // Undo the weights' scale (exact: a power of two, in f64).
-        let unscale = if scaled {
+        let unscale = if self.scaled {
             1.0 / WEIGHT_SCALE as f64
         } else {
             1.0
         };
         // Without `rn` the weights subtracted are the soft counts.
-        if residual_norm {
-            for s in scratch.subtract.iter_mut() {
+        if self.residual_norm {
+            for s in self.subtract.iter_mut() {
                 *s *= unscale;
             }
         } else {
-            scratch.subtract.copy_from_slice(&scratch.mass);
+            self.subtract.copy_from_slice(&self.mass);
         }
-        let subtract = &scratch.subtract;
         let centroids = codebook.as_slice();
         let mut finite = true;
         let blocks = out.chunks_exact_mut(f).zip(centroids.chunks_exact(f));
         for (c, (out, centroid)) in blocks.enumerate() {
-            let (s, n) = (subtract[c], scratch.mass[c]);
-            let sums = &scratch.sums[c * f..(c + 1) * f];
+            let (s, n) = (self.subtract[c], self.mass[c]);
+            let sums = &self.sums[c * f..(c + 1) * f];
             for ((o, &sum), &y) in out.iter_mut().zip(sums).zip(centroid) {
                 *o = (sum * unscale - s * y as f64) as f32 + 0.0;
             }
@@ -272,7 +323,7 @@ fn image_sums<E: Element>(
                 .fold(mass[c].is_finite(), |ok, v| ok & v.is_finite());
         }
         finite
-    })
+    }
 }
 
 /// Per row of `weights` (`m × K`): its label (the centroid of largest
