@@ -213,10 +213,8 @@ impl ImageSums {
     fn start(&mut self, codebook: &Codebook, residual_norm: bool, scaled: bool) {
         let (k, f) = (codebook.clusters(), codebook.dim());
         (self.k, self.f, self.residual_norm, self.scaled) = (k, f, residual_norm, scaled);
-        for v in [&mut self.sums] {
-            v.clear();
-            v.resize(k * f, 0.0);
-        }
+        self.sums.clear();
+        self.sums.resize(k * f, 0.0);
         for v in [&mut self.mass, &mut self.subtract] {
             v.clear();
             v.resize(k, 0.0);
