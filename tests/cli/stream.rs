@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use vlad::{Backend, Codebook, Encoder, Normalization};
 
-use crate::util::{Folder, p, read, stderr, stdout, vlad, vlad_with_env};
+use crate::util::{Folder, p, read, stderr, stdout, vlad, vlad_with_env, vlad_with_peak_rss};
 
 const F: usize = 16;
 const K: usize = 8;
@@ -549,41 +549,20 @@ fn peak_memory_is_bounded_by_the_limit() {
 
     for command in ["encode", "assign"] {
         let out = folder.path("out.npy");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vlad"))
-            .args([
-                command,
-                "--descriptors",
-                p(&d),
-                "--centroids",
-                p(&c),
-                "--out",
-                p(&out),
-                "--backend",
-                "cpu",
-                "--memory-limit",
-                "16MiB",
-                "--json",
-            ])
-            .env("XDG_RUNTIME_DIR", "/tmp")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let status_path = format!("/proc/{}/status", child.id());
-        let mut polled = 0u64;
-        while child.try_wait().unwrap().is_none() {
-            if let Ok(status) = std::fs::read_to_string(&status_path)
-                && let Some(kib) = status
-                    .lines()
-                    .find(|l| l.starts_with("VmHWM:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse::<u64>().ok())
-            {
-                polled = polled.max(kib * 1024);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        let run = child.wait_with_output().unwrap();
+        let (run, polled) = vlad_with_peak_rss(&[
+            command,
+            "--descriptors",
+            p(&d),
+            "--centroids",
+            p(&c),
+            "--out",
+            p(&out),
+            "--backend",
+            "cpu",
+            "--memory-limit",
+            "16MiB",
+            "--json",
+        ]);
         assert!(run.status.success(), "{}", stderr(&run));
         let report = json(&run);
         let reported = report["peak_rss_bytes"].as_u64().unwrap();

@@ -11,7 +11,7 @@ use rand_distr::{Distribution, Normal};
 use vlad::Backend;
 use vlad::kmeans::{Init, KMeans};
 
-use crate::util::{Folder, p, read, stderr, stdout, vlad};
+use crate::util::{Folder, p, read, stderr, stdout, vlad, vlad_with_peak_rss};
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_str(&stdout(out)).unwrap()
@@ -134,45 +134,24 @@ fn all_points_kmeans_peak_memory_is_bounded_by_the_limit() {
     let limit: u64 = 16 << 20;
     assert!(input_bytes >= 8 * limit);
     let out = folder.path("centroids.npy");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vlad"))
-        .args([
-            "kmeans",
-            "--descriptors",
-            p(&d),
-            "-k",
-            "16",
-            "--out",
-            p(&out),
-            "--backend",
-            "cpu",
-            "--max-points-per-centroid",
-            "0",
-            "--iters",
-            "2",
-            "--memory-limit",
-            "16MiB",
-            "--json",
-        ])
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut polled = 0u64;
-    while child.try_wait().unwrap().is_none() {
-        if let Ok(status) = std::fs::read_to_string(&status_path)
-            && let Some(kib) = status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        {
-            polled = polled.max(kib * 1024);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let run = child.wait_with_output().unwrap();
+    let (run, polled) = vlad_with_peak_rss(&[
+        "kmeans",
+        "--descriptors",
+        p(&d),
+        "-k",
+        "16",
+        "--out",
+        p(&out),
+        "--backend",
+        "cpu",
+        "--max-points-per-centroid",
+        "0",
+        "--iters",
+        "2",
+        "--memory-limit",
+        "16MiB",
+        "--json",
+    ]);
     assert!(run.status.success(), "{}", stderr(&run));
     let report = json(&run);
     assert_eq!(report["training_points"], t * l);

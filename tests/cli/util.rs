@@ -70,6 +70,34 @@ pub fn vlad_with_env<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> Outpu
         .unwrap()
 }
 
+/// Run the built binary with `args`, polling the child's peak resident
+/// memory (`VmHWM` in `/proc/PID/status`, Linux) while it runs: its output
+/// and the largest value read (0 if none could be read).
+pub fn vlad_with_peak_rss<S: AsRef<OsStr>>(args: &[S]) -> (Output, u64) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vlad"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut polled = 0u64;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(status) = std::fs::read_to_string(&status_path)
+            && let Some(kib) = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        {
+            polled = polled.max(kib * 1024);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    (child.wait_with_output().unwrap(), polled)
+}
+
 /// A path as a command-line argument.
 pub fn p(path: &Path) -> &str {
     path.to_str().unwrap()
