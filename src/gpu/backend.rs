@@ -182,27 +182,7 @@ impl GpuBackend {
         labels: Option<&[u32]>,
         stages: &mut StageTimes,
     ) -> Result<(Vec<u32>, Vec<f32>, Vec<u32>)> {
-        if dim == 0 || !rows.len().is_multiple_of(dim) {
-            return Err(VladError::DimensionMismatch(format!(
-                "{} values are not whole rows of F = {dim}",
-                rows.len()
-            )));
-        }
-        let offsets = [0, rows.len() / dim];
-        let input = Input {
-            rows,
-            dim,
-            offsets: &offsets,
-            labels,
-        };
-        let none = Normalization::none();
-        let work = Work::Aggregate {
-            normalization: &none,
-            subtract_centroid: true,
-            want_counts: true,
-        };
-        let out = self.run(codebook, &input, work, stages)?;
-        Ok((out.labels, out.blocks, out.counts))
+        self.single_image_sums(codebook, rows, dim, labels, true, stages)
     }
 
     /// Device and staging buffers allocated so far (repeated encodes of similar batches
@@ -295,6 +275,21 @@ impl GpuBackend {
         dim: usize,
         stages: &mut StageTimes,
     ) -> Result<(Vec<u32>, Vec<f32>, Vec<u32>)> {
+        self.single_image_sums(codebook, rows, dim, None, false, stages)
+    }
+
+    /// `rows` (whole rows of `dim`) as one image, aggregated without
+    /// normalization: labels, raw `K·F` sums (of residuals when
+    /// `subtract_centroid`, else of rows) and `K` counts.
+    fn single_image_sums<E: Element>(
+        &self,
+        codebook: &Codebook,
+        rows: &[E],
+        dim: usize,
+        labels: Option<&[u32]>,
+        subtract_centroid: bool,
+        stages: &mut StageTimes,
+    ) -> Result<(Vec<u32>, Vec<f32>, Vec<u32>)> {
         if dim == 0 || !rows.len().is_multiple_of(dim) {
             return Err(VladError::DimensionMismatch(format!(
                 "{} values are not whole rows of F = {dim}",
@@ -306,12 +301,12 @@ impl GpuBackend {
             rows,
             dim,
             offsets: &offsets,
-            labels: None,
+            labels,
         };
         let none = Normalization::none();
         let work = Work::Aggregate {
             normalization: &none,
-            subtract_centroid: false,
+            subtract_centroid,
             want_counts: true,
         };
         let out = self.run(codebook, &input, work, stages)?;
