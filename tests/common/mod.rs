@@ -29,3 +29,4 @@ pub const NORMALIZATIONS: &[&str] = &[
 
 /// `Encoder::encode_batch_into` checks, run per backend by cpu and gpu.
 pub mod encode_into;
+pub mod soft_case;

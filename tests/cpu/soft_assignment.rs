@@ -5,10 +5,12 @@
 //! oracle `reference_soft` within SPEC §4 — plus the large-α limit,
 //! determinism across runs and thread counts, and every bad input.
 
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::{Assignment, Backend, Batch, Codebook, Element, Encoder, Normalization, Step};
+
+use crate::common::soft_case::{self, Case, check_against_reference, ragged_offsets};
 
 const NORMS: [&str; 10] = [
     "none",
@@ -25,47 +27,10 @@ const NORMS: [&str; 10] = [
 
 /// Ragged images, some empty (first, middle and last), one long enough to
 /// span several aggregation blocks.
-fn offsets(rng: &mut ChaCha8Rng) -> Vec<usize> {
-    let mut sizes: Vec<usize> = (0..12).map(|_| rng.random_range(1..90)).collect();
-    sizes[0] = 0;
-    sizes[5] = 0;
-    sizes.push(1300);
-    sizes.push(0);
-    let mut offsets = vec![0];
-    for s in sizes {
-        offsets.push(offsets[offsets.len() - 1] + s);
-    }
-    offsets
-}
-
-struct Case<E> {
-    rows: Array2<E>,
-    offsets: Vec<usize>,
-    codebook: Codebook,
-    /// Learned-looking parameters for this data's scale.
-    soft: Assignment,
-    /// A temperature that gives neither one-hot nor uniform weights.
-    alpha: Assignment,
-}
-
 fn case<E: Element>(seed: u64, f: usize, k: usize, scale: f32, make: impl Fn(f32) -> E) -> Case<E> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let offsets = offsets(&mut rng);
-    let n = offsets[offsets.len() - 1];
-    let rows = Array2::from_shape_fn((n, f), |_| make(rng.random::<f32>()));
-    let centroids = Array2::from_shape_fn((k, f), |_| rng.random::<f32>() * scale);
-    let codebook = Codebook::from_owned(centroids).expect("finite centroids");
-    let weights = Array2::from_shape_fn((k, f), |_| (rng.random::<f32>() - 0.5) * 8.0 / scale);
-    let bias = Array1::from_shape_fn(k, |_| rng.random::<f32>() - 0.5);
-    let soft = Assignment::soft(weights.view(), bias.view()).expect("finite parameters");
-    let alpha = Assignment::soft_alpha(3.0 / (scale * scale)).expect("α > 0");
-    Case {
-        rows,
-        offsets,
-        codebook,
-        soft,
-        alpha,
-    }
+    soft_case::case(seed, f, k, scale, make, |rng| {
+        ragged_offsets(rng, 12, 90, 5, 1300)
+    })
 }
 
 fn encode<E: Element>(
@@ -81,75 +46,6 @@ fn encode<E: Element>(
         .build()
         .encode_ragged(case.rows.view(), &case.offsets)
         .expect("encodes")
-}
-
-/// SPEC §4 for weighted sums: 1e-5 absolute after `l2`/`intra`; per block
-/// `1e-5 · Σ a·‖v − c‖∞` (÷ the soft count under `mass`) for raw sums and
-/// means; 1e-4 relative after a power step.
-fn check_against_reference<E: Element>(
-    what: &str,
-    case: &Case<E>,
-    assignment: &Assignment,
-    norm_text: &str,
-    got: ArrayView2<'_, f32>,
-) {
-    let norm: Normalization = norm_text.parse().expect("valid normalization");
-    let batch = Batch::ragged(case.rows.view(), &case.offsets).expect("valid batch");
-    let (want, labels) = vlad::reference_soft::encode(&case.codebook, &batch, assignment, &norm);
-    assert_eq!(got.dim(), want.dim(), "{what}: shape");
-    let (k, f) = (case.codebook.clusters(), case.codebook.dim());
-    let rn = norm.residual_normalized();
-    if norm.ends_normalized() {
-        for ((t, j), &y) in got.indexed_iter() {
-            let r = want[[t, j]];
-            assert!(
-                ((y as f64) - r).abs() <= 1e-5,
-                "{what} {norm_text}: [{t}, {j}] = {y}, reference {r}"
-            );
-        }
-    } else if norm
-        .steps()
-        .iter()
-        .all(|s| matches!(s, Step::Mass | Step::ResidualNorm))
-    {
-        let scale =
-            vlad::reference_soft::residual_scale(&case.codebook, &batch, assignment, &labels, rn);
-        let (_, mass, _) = vlad::reference_soft::aggregate(&case.codebook, &batch, assignment, rn);
-        for t in 0..batch.images() {
-            for c in 0..k {
-                let divide = if norm.needs_counts() && mass[[t, c]] > 0.0 {
-                    mass[[t, c]]
-                } else {
-                    1.0
-                };
-                let bound = 1e-5 * scale[[t, c]] / divide;
-                for j in c * f..(c + 1) * f {
-                    let err = ((got[[t, j]] as f64) - want[[t, j]]).abs();
-                    assert!(
-                        err <= bound,
-                        "{what} {norm_text}: image {t} block {c}: error {err:e} > {bound:e}"
-                    );
-                }
-            }
-        }
-    } else {
-        for ((t, j), &y) in got.indexed_iter() {
-            let r = want[[t, j]];
-            assert!(
-                ((y as f64) - r).abs() <= 1e-4 * r.abs().max(1.0),
-                "{what} {norm_text}: [{t}, {j}] = {y}, reference {r}"
-            );
-        }
-    }
-    // Empty images encode to exact zero rows.
-    for t in 0..batch.images() {
-        if batch.image_range(t).is_empty() {
-            assert!(
-                got.row(t).iter().all(|x| x.to_bits() == 0),
-                "{what}: empty image {t}"
-            );
-        }
-    }
 }
 
 fn all_cases<E: Element>(dtype: &str, case: &Case<E>) {

@@ -6,10 +6,10 @@
 //! `rn`, and chunking forced small (images split across chunks) matching
 //! too. Sizes stay modest: lavapipe runs the shaders on the CPU.
 
-use ndarray::{Array1, Array2, ArrayView2};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use vlad::{Assignment, Backend, Batch, Codebook, Element, Encoder, Normalization, Step};
+use ndarray::Array2;
+use vlad::{Assignment, Backend, Batch, Element, Encoder, Normalization};
+
+use crate::common::soft_case::{self, Case, check_against_reference, ragged_offsets};
 
 const NORMS: [&str; 10] = [
     "none",
@@ -26,45 +26,10 @@ const NORMS: [&str; 10] = [
 
 /// Ragged images, some empty (first, middle and last), one long enough to
 /// span many aggregation blocks (and, with a small binding cap, chunks).
-fn offsets(rng: &mut ChaCha8Rng) -> Vec<usize> {
-    let mut sizes: Vec<usize> = (0..9).map(|_| rng.random_range(1..60)).collect();
-    sizes[0] = 0;
-    sizes[4] = 0;
-    sizes.push(700);
-    sizes.push(0);
-    let mut offsets = vec![0];
-    for s in sizes {
-        offsets.push(offsets[offsets.len() - 1] + s);
-    }
-    offsets
-}
-
-struct Case<E> {
-    rows: Array2<E>,
-    offsets: Vec<usize>,
-    codebook: Codebook,
-    soft: Assignment,
-    alpha: Assignment,
-}
-
 fn case<E: Element>(seed: u64, f: usize, k: usize, scale: f32, make: impl Fn(f32) -> E) -> Case<E> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let offsets = offsets(&mut rng);
-    let n = offsets[offsets.len() - 1];
-    let rows = Array2::from_shape_fn((n, f), |_| make(rng.random::<f32>()));
-    let centroids = Array2::from_shape_fn((k, f), |_| rng.random::<f32>() * scale);
-    let codebook = Codebook::from_owned(centroids).expect("finite centroids");
-    let weights = Array2::from_shape_fn((k, f), |_| (rng.random::<f32>() - 0.5) * 8.0 / scale);
-    let bias = Array1::from_shape_fn(k, |_| rng.random::<f32>() - 0.5);
-    let soft = Assignment::soft(weights.view(), bias.view()).expect("finite parameters");
-    let alpha = Assignment::soft_alpha(3.0 / (scale * scale)).expect("α > 0");
-    Case {
-        rows,
-        offsets,
-        codebook,
-        soft,
-        alpha,
-    }
+    soft_case::case(seed, f, k, scale, make, |rng| {
+        ragged_offsets(rng, 9, 60, 4, 700)
+    })
 }
 
 fn encoder<E>(case: &Case<E>, assignment: &Assignment, norm: &str, cap: Option<u64>) -> Encoder {
@@ -85,75 +50,6 @@ fn encode<E: Element>(
     encoder(case, assignment, norm, cap)
         .encode_ragged(case.rows.view(), &case.offsets)
         .expect("encodes on the gpu backend")
-}
-
-/// SPEC §4 for weighted sums (as tests/cpu/soft_assignment.rs): 1e-5
-/// absolute after `l2`/`intra`; per block `1e-5 · Σ a·‖v − c‖∞` (÷ the
-/// soft count under `mass`) for raw sums and means; 1e-4 relative after a
-/// power step without a final normalization. Empty images: exact zeros.
-fn check_against_reference<E: Element>(
-    what: &str,
-    case: &Case<E>,
-    assignment: &Assignment,
-    norm_text: &str,
-    got: ArrayView2<'_, f32>,
-) {
-    let norm: Normalization = norm_text.parse().expect("valid normalization");
-    let batch = Batch::ragged(case.rows.view(), &case.offsets).expect("valid batch");
-    let (want, labels) = vlad::reference_soft::encode(&case.codebook, &batch, assignment, &norm);
-    assert_eq!(got.dim(), want.dim(), "{what}: shape");
-    let (k, f) = (case.codebook.clusters(), case.codebook.dim());
-    let rn = norm.residual_normalized();
-    if norm.ends_normalized() {
-        for ((t, j), &y) in got.indexed_iter() {
-            let r = want[[t, j]];
-            assert!(
-                ((y as f64) - r).abs() <= 1e-5,
-                "{what} {norm_text}: [{t}, {j}] = {y}, reference {r}"
-            );
-        }
-    } else if norm
-        .steps()
-        .iter()
-        .all(|s| matches!(s, Step::Mass | Step::ResidualNorm))
-    {
-        let scale =
-            vlad::reference_soft::residual_scale(&case.codebook, &batch, assignment, &labels, rn);
-        let (_, mass, _) = vlad::reference_soft::aggregate(&case.codebook, &batch, assignment, rn);
-        for t in 0..batch.images() {
-            for c in 0..k {
-                let divide = if norm.needs_counts() && mass[[t, c]] > 0.0 {
-                    mass[[t, c]]
-                } else {
-                    1.0
-                };
-                let bound = 1e-5 * scale[[t, c]] / divide;
-                for j in c * f..(c + 1) * f {
-                    let err = ((got[[t, j]] as f64) - want[[t, j]]).abs();
-                    assert!(
-                        err <= bound,
-                        "{what} {norm_text}: image {t} block {c}: error {err:e} > {bound:e}"
-                    );
-                }
-            }
-        }
-    } else {
-        for ((t, j), &y) in got.indexed_iter() {
-            let r = want[[t, j]];
-            assert!(
-                ((y as f64) - r).abs() <= 1e-4 * r.abs().max(1.0),
-                "{what} {norm_text}: [{t}, {j}] = {y}, reference {r}"
-            );
-        }
-    }
-    for t in 0..batch.images() {
-        if batch.image_range(t).is_empty() {
-            assert!(
-                got.row(t).iter().all(|x| x.to_bits() == 0),
-                "{what}: empty image {t}"
-            );
-        }
-    }
 }
 
 /// Fewer steps lists, for the variations whose every list would mostly
