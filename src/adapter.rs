@@ -282,7 +282,7 @@ fn pick_for_gpu(
         }),
         None => Err(
             "no GPU adapter found; install a Vulkan driver (e.g. `apt-get install \
-             mesa-vulkan-drivers`) or use --backend cpu"
+             mesa-vulkan-drivers`), set WGPU_BACKEND=gl to try OpenGL, or use --backend cpu"
                 .to_string(),
         ),
     }

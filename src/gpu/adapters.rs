@@ -5,15 +5,33 @@
 //! limits: no device is created and no shader is compiled, so `auto` can
 //! decide against a software adapter in milliseconds.
 
+use std::sync::OnceLock;
+
 use crate::adapter::{AdapterInfo, AdapterKind, Adapters, wanted_from_env};
 use crate::error::{Result, VladError};
 
-/// The instance every adapter comes from (backends from `WGPU_BACKEND` and
-/// wgpu's other variables).
+/// The instance every adapter comes from: one per process, made on first
+/// use and never dropped.
+///
+/// Backends come from `WGPU_BACKEND` when it is set; otherwise every backend
+/// but OpenGL. Two reasons, both seen on an NVIDIA H100 (BENCHMARKS.md): an
+/// instance per context meant every test thread set up and tore down the
+/// driver's EGL display beside the Vulkan one, and with many threads at once
+/// those calls stalled on a lock inside the driver; and the GL adapter adds
+/// nothing vlad can use where Vulkan works (no subgroups, no f16, no
+/// cooperative matrices). `WGPU_BACKEND=gl` still reaches it.
 fn instance() -> (wgpu::Instance, wgpu::Backends) {
-    let descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    let backends = descriptor.backends;
-    (wgpu::Instance::new(descriptor), backends)
+    static INSTANCE: OnceLock<(wgpu::Instance, wgpu::Backends)> = OnceLock::new();
+    INSTANCE
+        .get_or_init(|| {
+            let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+            if wgpu::Backends::from_env().is_none() {
+                descriptor.backends.remove(wgpu::Backends::GL);
+            }
+            let backends = descriptor.backends;
+            (wgpu::Instance::new(descriptor), backends)
+        })
+        .clone()
 }
 
 /// The library's kind for wgpu's device type.

@@ -61,6 +61,10 @@ pub use crate::encoder::MAX_BINDING_ENV;
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP
     .union(wgpu::Features::TIMESTAMP_QUERY)
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    // f16 arithmetic: the tensor-core assign's tiles (and its emulated
+    // variant, tests/gpu/coop_emulated.rs, on adapters without
+    // cooperative matrices).
+    .union(wgpu::Features::SHADER_F16)
     // Lets the tensor-core assign hand the driver SPIR-V rewritten for the
     // Vulkan memory model (src/gpu/memory_model.rs).
     .union(wgpu::Features::PASSTHROUGH_SHADERS);
@@ -73,6 +77,15 @@ impl GpuContext {
     pub fn new(options: &GpuOptions) -> Result<Self> {
         // The adapter SPEC §7's rule picks (VLAD_ADAPTER, else the best
         // kind): src/gpu/adapters.rs.
+        // One device opened at a time per process: opening many at once (a
+        // test harness's threads, each with its own context) stalled inside
+        // the NVIDIA driver (BENCHMARKS.md, "Tests in parallel"); opening
+        // is rare and takes milliseconds, so this costs a real caller
+        // nothing.
+        static OPENING: Mutex<()> = Mutex::new(());
+        let _opening = OPENING
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (adapter, _) = crate::gpu::adapters::select()?;
         let info = adapter.get_info();
         let features = adapter.features() & WANTED_FEATURES;
