@@ -201,6 +201,60 @@ pub fn shader_source(subgroup_size: u32, u8_input: bool) -> Result<String> {
     )
 }
 
+/// Test support: the shader with its cooperative-matrix block (tile loads,
+/// multiply-adds, the store into `dots`) replaced by plain WGSL computing
+/// the same sums (`hi·hi + hi·lo + lo·hi` of the staged f16 tiles, in f32),
+/// so that everything around that block runs on adapters without
+/// cooperative matrices (tests/gpu/coop_emulated.rs, examples/coop_probe.rs).
+/// Needs `SHADER_F16` only.
+#[doc(hidden)]
+pub fn emulated_shader_source(subgroup_size: u32, u8_input: bool) -> Result<String> {
+    let source = shader_source(subgroup_size, u8_input)?;
+    let begin = "        var acc00 = coop_mat16x16<f32, C>();\n";
+    let end = "        coopStoreT(acc11, &dots[16u * BN + 16u], BN);\n";
+    let (Some(start), Some(stop)) = (source.find(begin), source.find(end)) else {
+        return Err(VladError::Gpu(
+            "assign_coop.wgsl: the cooperative block to emulate was not found".to_string(),
+        ));
+    };
+    let emulated = "        // Emulated: each invocation owns dots[lid + j·SG].
+        var acc: array<f32, (BM * BN) / SG>;
+        for (var j = 0u; j < (BM * BN) / SG; j++) {
+            acc[j] = 0.0;
+        }
+        for (var chunk = 0u; chunk < params.chunks; chunk++) {
+            workgroupBarrier();
+            stage_step(lid, row0, col0, chunk * STEP);
+            workgroupBarrier();
+            for (var j = 0u; j < (BM * BN) / SG; j++) {
+                let e = lid + j * SG;
+                let r = e / BN;
+                let c = e % BN;
+                var s = acc[j];
+                for (var f = 0u; f < STEP; f++) {
+                    let ah = f32(a_hi[r * STEP + f]);
+                    let bh = f32(b_hi[c * STEP + f]);
+                    let bl = f32(b_lo[c * STEP + f]);
+                    s += ah * bh + ah * bl;
+                    if !U8_INPUT {
+                        s += f32(a_lo[r * STEP + f]) * bh;
+                    }
+                }
+                acc[j] = s;
+            }
+        }
+        for (var j = 0u; j < (BM * BN) / SG; j++) {
+            dots[lid + j * SG] = acc[j];
+        }
+";
+    let out = format!(
+        "{}{emulated}{}",
+        &source[..start],
+        &source[stop + end.len()..]
+    );
+    Ok(out.replace("enable wgpu_cooperative_matrix;\n", ""))
+}
+
 /// The note a report carries when tensor cores were asked for and the plain
 /// assign ran instead (`None` when they ran, or were not asked for).
 pub fn note(status: &TensorCores) -> Option<String> {

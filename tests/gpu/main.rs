@@ -16,6 +16,7 @@ mod bind_cache;
 mod ceilings;
 mod chunking;
 mod context;
+mod coop_emulated;
 mod device_loss;
 mod encode_into;
 mod end_to_end;
