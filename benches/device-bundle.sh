@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build here everything benches/device-check.sh needs on a bare GPU machine
-# that has no Rust toolchain: the release `vlad` binary and every test
-# executable, stripped and packed into .device/bundle.tar.xz (paths kept
+# that has no Rust toolchain: the release `vlad` binary, every test
+# executable and examples/coop_probe, stripped and packed into .device/bundle.tar.xz (paths kept
 # relative to the repository root, so the tests' compiled-in paths resolve
 # once the check links this checkout's path to the copy there).
 #
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-cargo build --release --bin vlad
+cargo build --release --bin vlad --example coop_probe
 # Test executables, as cargo reports them (one per test binary).
 mapfile -t tests < <(cargo test --release --no-run --message-format=json 2>/dev/null |
     python3 -c '
@@ -33,6 +33,8 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/target/release/deps"
 cp target/release/vlad "$stage/target/release/vlad"
+mkdir -p "$stage/target/release/examples"
+cp target/release/examples/coop_probe "$stage/target/release/examples/coop_probe"
 : >"$stage/tests.txt"
 for t in "${tests[@]}"; do
     rel=${t#"$root"/}
@@ -40,7 +42,7 @@ for t in "${tests[@]}"; do
     cp "$t" "$stage/$rel"
     echo "$rel" >>"$stage/tests.txt"
 done
-strip "$stage/target/release/vlad" "$stage"/target/release/deps/* 2>/dev/null || true
+strip "$stage/target/release/vlad" "$stage/target/release/examples/coop_probe" "$stage"/target/release/deps/* 2>/dev/null || true
 echo "$root" >"$stage/built_at.txt"
 git rev-parse HEAD >"$stage/commit.txt" 2>/dev/null || echo unknown >"$stage/commit.txt"
 mkdir -p .device

@@ -18,7 +18,10 @@
 #   bench.log      vlad bench's stderr
 #   torch.log      benches/torch_vlad.py's output
 #
-# DEVICE_CHECK_SHAPES and DEVICE_CHECK_TESTS narrow it down (see below).
+#   coop_probe.txt what the cooperative matrices do (examples/coop_probe.rs)
+#
+# DEVICE_CHECK_SHAPES and DEVICE_CHECK_TESTS narrow it down (see below);
+# DEVICE_CHECK_TORCH=0 skips the PyTorch step.
 #
 # Steps, most wanted first: `vlad adapters --json`; `vlad bench --json` (gpu
 # and cpu) at the seed, SIFT-like and N = 10^6 shapes, with and without
@@ -59,7 +62,7 @@ export CI=true
 # --- 1. binaries -------------------------------------------------------------
 if [ "$local_mode" = 1 ]; then
     say "local mode: building release binaries here"
-    cargo build --release --bin vlad >>"$out/check.log" 2>&1 || { say "build failed"; exit 1; }
+    cargo build --release --bin vlad --example coop_probe >>"$out/check.log" 2>&1 || { say "build failed"; exit 1; }
     cargo test --release --no-run --message-format=json 2>>"$out/check.log" |
         python3 -c '
 import json, sys
@@ -136,6 +139,15 @@ else
     echo null >"$work/adapters.json"
 fi
 
+# --- 2b. what the adapter's cooperative matrices do (examples/coop_probe.rs) --
+if [ -x "$repo/target/release/examples/coop_probe" ]; then
+    if VLAD_GPU_TENSOR_CORES=1 timeout "$(left 60)" "$repo/target/release/examples/coop_probe" >"$out/coop_probe.txt" 2>&1; then
+        say "coop_probe: ok ($(grep -c 'as if\|0 of 1024 differ' "$out/coop_probe.txt") findings)"
+    else
+        say "coop_probe failed (rc $?)"
+    fi
+fi
+
 # --- 3. vlad bench -------------------------------------------------------------
 : >"$work/bench.jsonl"
 for spec in $shapes; do
@@ -173,7 +185,9 @@ fi
 # --- 4. PyTorch, the usual hand-rolled CUDA VLAD, and a cross-check ------------
 echo null >"$work/torch.json"
 echo null >"$work/cross.json"
-if python3 -c 'import torch, numpy' >/dev/null 2>&1; then
+if [ "${DEVICE_CHECK_TORCH:-1}" = 0 ]; then
+    say "DEVICE_CHECK_TORCH=0: PyTorch comparison skipped"
+elif python3 -c 'import torch, numpy' >/dev/null 2>&1; then
     say "torch_vlad.py"
     # shellcheck disable=SC2086
     timeout "$(left 150)" python3 benches/torch_vlad.py --shapes $torch_shapes --save "$work/data" --save-shape "$save_shape" \
@@ -199,6 +213,15 @@ EOF
             say "vlad encode on the torch data failed"
         fi
     fi
+    # NetVLAD pooling the PyTorch way at step 3b's shape, on this machine's
+    # CPU (all cores) and GPU, beside vlad's own figures from step 3b.
+    devs="cpu cuda"; [ "$local_mode" = 1 ] && devs=cpu
+    for dev in $devs; do
+        say "netvlad_torch.py on $dev ($t images)"
+        echo "===== netvlad_torch.py $t 3 0 $dev" >>"$out/torch.log"
+        timeout "$(left 90)" python3 benches/netvlad_torch.py "$t" 3 0 "$dev" >>"$out/torch.log" 2>&1 ||
+            say "netvlad_torch.py on $dev failed (rc $?)"
+    done
 else
     say "no torch here: PyTorch comparison skipped"
 fi

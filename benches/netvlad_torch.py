@@ -2,7 +2,10 @@
 CPU, at the shape of benches/netvlad.rs (L = 1200 features, F = 512,
 K = 64, float32), for BENCHMARKS.md. Run:
 
-    python3 benches/netvlad_torch.py [images] [repeats] [threads]
+    python3 benches/netvlad_torch.py [images] [repeats] [threads] [device]
+
+threads 0 keeps torch's default; device is "cpu" (the default) or "cuda"
+(the data then lives on the GPU: device-only times, synchronized).
 
 The forward pass is the widely copied layer's (Arandjelovic et al.'s
 NetVLAD as in the pytorch-NetVlad repository): a 1x1 convolution for the
@@ -31,18 +34,24 @@ def main():
     L, F, K = 1200, 512, 64
     images = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    if len(sys.argv) > 3:
+    if len(sys.argv) > 3 and int(sys.argv[3]) > 0:
         torch.set_num_threads(int(sys.argv[3]))
+    device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
     gen = torch.Generator().manual_seed(7)
     x = torch.rand((images, L, F), generator=gen) - 0.5
     x = F_.normalize(x, dim=2)
     c = torch.rand((K, F), generator=gen) - 0.5
     w = 60.0 * c + 0.1 * (torch.rand((K, F), generator=gen) - 0.5)
     b = torch.rand(K, generator=gen) - 0.5
-    conv = torch.nn.Conv2d(F, K, kernel_size=1, bias=True)
+    x, c, w, b = (t.to(device) for t in (x, c, w, b))
+    conv = torch.nn.Conv2d(F, K, kernel_size=1, bias=True).to(device)
     with torch.no_grad():
         conv.weight.copy_(w[:, :, None, None])
         conv.bias.copy_(b)
+
+    def sync():
+        if device != "cpu":
+            torch.cuda.synchronize()
 
     def layer(x):
         # The layer's input is a feature map (N, F, H, W); here W = 1.
@@ -69,14 +78,16 @@ def main():
 
     with torch.no_grad():
         assert torch.allclose(layer(x[:2]), gemm(x[:2]), atol=1e-5)
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        print(f"torch {torch.__version__} on {device}, {torch.get_num_threads()} threads, "
               f"{images} images x {L} x F={F}, K={K}, median of {repeats}")
         for name, fn in (("layer", per_image(layer)), ("gemm", lambda: gemm(x))):
             fn()  # warm-up
+            sync()
             times = []
             for _ in range(repeats):
                 start = time.perf_counter()
                 fn()
+                sync()
                 times.append(time.perf_counter() - start)
             s = sorted(times)[len(times) // 2]
             print(f"{name:6} {s:8.3f} s  {1e3 * s / images:8.2f} ms/image  "
