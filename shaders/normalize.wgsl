@@ -5,7 +5,12 @@
 // * `power`  x ← sign(x)·|x|^α, sqrt for α = 0.5 (one per element);
 // * `scale_segments`, for `intra` (segments = blocks of `dim`) and `l2`
 //   (segments = rows of `clusters · dim`): x ← x / ‖segment‖₂, skipped for
-//   a zero segment, which so stays exactly zero.
+//   a zero segment, which so stays exactly zero. With `fused_power` set it
+//   applies `power` to every element as it reads it, so that `power`
+//   followed by `intra` or `l2` (the default `ssr,l2`) is one dispatch that
+//   reads each row three times and writes it once, instead of two that read
+//   it four times and write it twice. Same values either way: the fused
+//   read computes exactly what `power` would have stored.
 //
 // The norm is computed as m · sqrt(Σ (x/m)²) with m = max |x|, so that no
 // square overflows or underflows. `lanes` invocations (a power of two, set by
@@ -30,7 +35,8 @@ struct Params {
     dim: u32,
     // Exponent α (`power`).
     alpha: f32,
-    _pad0: u32,
+    // `scale_segments`: 1 to apply `power` (α) to each element as it is read.
+    fused_power: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -62,17 +68,9 @@ fn mass(
     }
 }
 
-@compute @workgroup_size(WG)
-fn power(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let e = linear_workgroup(wid, nwg) * WG + lid;
-    if e >= params.len {
-        return;
-    }
-    let x = data[e];
+// sign(x)·|x|^α (sqrt for α = 0.5); zero of either sign becomes +0, never
+// pow(0, α).
+fn power_of(x: f32) -> f32 {
     let a = abs(x);
     var y = 0.0;
     if a > 0.0 {
@@ -85,8 +83,29 @@ fn power(
             y = -y;
         }
     }
-    // Zero (of either sign) becomes +0, never pow(0, α).
-    data[e] = y;
+    return y;
+}
+
+@compute @workgroup_size(WG)
+fn power(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let e = linear_workgroup(wid, nwg) * WG + lid;
+    if e >= params.len {
+        return;
+    }
+    data[e] = power_of(data[e]);
+}
+
+// Element i as `scale_segments` sees it: after `power` when fused.
+fn element(i: u32) -> f32 {
+    let x = data[i];
+    if params.fused_power != 0u {
+        return power_of(x);
+    }
+    return x;
 }
 
 // Join the `lanes` values of each segment in this workgroup by a fixed
@@ -121,7 +140,7 @@ fn lane_sum_of_squares(base: u32, lane: u32, m: f32) -> f32 {
         }
         var s = 0.0;
         for (var k = 0u; k < BLOCK && i < params.len; k++) {
-            let x = data[base + i] / m;
+            let x = element(base + i) / m;
             s = s + x * x;
             i = i + params.lanes;
         }
@@ -159,7 +178,7 @@ fn scale_segments(
     var m = 0.0;
     if valid {
         for (var i = lane; i < params.len; i += lanes) {
-            m = max(m, abs(data[base + i]));
+            m = max(m, abs(element(base + i)));
         }
     }
     m = reduce_lanes(m, lid, lane, true);
@@ -170,11 +189,19 @@ fn scale_segments(
     }
     s = reduce_lanes(s, lid, lane, false);
 
-    // s ≥ 1 when m > 0 (the largest element contributes exactly 1).
+    // s ≥ 1 when m > 0 (the largest element contributes exactly 1). A zero
+    // segment is left as it is, so when fused it must still get what
+    // `power` would have stored (+0 for a zero, a signed zero for an
+    // underflow).
+    if valid && m == 0.0 && params.fused_power != 0u {
+        for (var i = lane; i < params.len; i += lanes) {
+            data[base + i] = element(base + i);
+        }
+    }
     if valid && m > 0.0 {
         let norm = sqrt(s);
         for (var i = lane; i < params.len; i += lanes) {
-            data[base + i] = (data[base + i] / m) / norm;
+            data[base + i] = (element(base + i) / m) / norm;
         }
     }
 }

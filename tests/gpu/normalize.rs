@@ -235,3 +235,38 @@ fn same_input_same_bits() {
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&first), bits(&second));
 }
+
+/// `power` followed by `intra` or `l2` runs as one fused dispatch; it must
+/// give exactly the bits of the two steps run one after the other (here as
+/// two separate lists), zero segments, signed zeros and underflows included.
+#[test]
+fn fused_power_gives_the_bits_of_power_then_the_segment_step() {
+    let Some((ctx, stage)) = stage_or_skip("normalize fused power") else {
+        return;
+    };
+    let mut blocks = Blocks::random(29, 4, 16, 24);
+    // Negative zeros, and values whose α-th power underflows to a signed
+    // zero (α = 2 below): a segment of only those stays as `power` left it.
+    for (i, x) in blocks.values.iter_mut().enumerate().take(3 * 16 * 24) {
+        if i % 7 == 0 {
+            *x = -0.0;
+        }
+        if (2 * 16 * 24..3 * 16 * 24).contains(&i) {
+            *x = if i % 2 == 0 { -1e-30 } else { 1e-30 };
+        }
+    }
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (alpha, segment) in [("0.5", "l2"), ("0.5", "intra"), ("2", "l2"), ("0.3", "intra")] {
+        let power: Normalization = format!("power={alpha}").parse().unwrap();
+        let step: Normalization = segment.parse().unwrap();
+        let fused: Normalization = format!("power={alpha},{segment}").parse().unwrap();
+        let after_power = Blocks {
+            values: gpu_normalize(&ctx, &stage, &blocks, &power),
+            counts: blocks.counts.clone(),
+            ..blocks
+        };
+        let separate = gpu_normalize(&ctx, &stage, &after_power, &step);
+        let together = gpu_normalize(&ctx, &stage, &blocks, &fused);
+        assert_eq!(bits(&together), bits(&separate), "power={alpha},{segment}");
+    }
+}
