@@ -177,6 +177,31 @@ fn dumping_assign_source(subgroup: u32, emulated: bool, variant: &str) -> Result
             patches.push((Box::leak(from.into_boxed_str()), to));
         }
     }
+    if variant.contains("hi only") || variant.contains("one product") {
+        for line in [
+            "            let bl0 = coopLoad<coop_mat16x16<f16, B>>(&b_lo[0], STEP);\n",
+            "            let bl1 = coopLoad<coop_mat16x16<f16, B>>(&b_lo[16u * STEP], STEP);\n",
+            "            acc00 = coopMultiplyAdd(ah0, bl0, acc00);\n",
+            "            acc01 = coopMultiplyAdd(ah0, bl1, acc01);\n",
+            "            acc10 = coopMultiplyAdd(ah1, bl0, acc10);\n",
+            "            acc11 = coopMultiplyAdd(ah1, bl1, acc11);\n",
+        ] {
+            patches.push((line, String::new()));
+        }
+        patches.push((
+            "            if !U8_INPUT {\n                let al0",
+            "            if false {\n                let al0".to_string(),
+        ));
+    }
+    if variant.contains("one product") {
+        for line in [
+            "            acc01 = coopMultiplyAdd(ah0, bh1, acc01);\n",
+            "            acc10 = coopMultiplyAdd(ah1, bh0, acc10);\n",
+            "            acc11 = coopMultiplyAdd(ah1, bh1, acc11);\n",
+        ] {
+            patches.push((line, String::new()));
+        }
+    }
     if variant.contains("unbranched") {
         patches.push((
             "            if !U8_INPUT {\n                let al0",
@@ -365,6 +390,19 @@ fn assign_probe(
                 .count();
             verdicts.push(format!("{name}: {wrong} of 1024 differ"));
         }
+        // Which 16 × 16 accumulator blocks are right (rows, columns).
+        let per_block: Vec<usize> = (0..4)
+            .map(|b| {
+                let (bi, bj) = (b / 2 * 16, b % 2 * 16);
+                (0..256)
+                    .filter(|&e| {
+                        let (i, j) = (bi + e / 16, bj + e % 16);
+                        got[i * 32 + j] != hypotheses[0].1(i, j)
+                    })
+                    .count()
+            })
+            .collect();
+        verdicts.push(format!("wrong per block 00/01/10/11: {per_block:?}"));
         println!("assign dots tile {kt} {path:8} {}", verdicts.join("; "));
         println!("    got  row 0: {:?}", &got[..8]);
         println!(
@@ -410,7 +448,9 @@ fn main() {
     );
     // Without cooperative matrices nothing below runs; the patched shader
     // can still be checked by naga.
-    match dumping_assign_source(32, false, "hoisted unbranched").and_then(|s| {
+    let variants = ["as is", "hoisted unbranched", "hi only", "one product"];
+    match variants.iter().try_for_each(|v| {
+        let s = dumping_assign_source(32, false, v)?;
         let module = naga::front::wgsl::parse_str(&s).map_err(|e| e.emit_to_string(&s))?;
         naga::valid::Validator::new(
             naga::valid::ValidationFlags::all(),
@@ -418,10 +458,10 @@ fn main() {
         )
         .validate(&module)
         .map(|_| ())
-        .map_err(|e| format!("{e:?}"))
+        .map_err(|e| format!("{v}: {e:?}"))
     }) {
         Ok(()) => {
-            println!("dumping assign shader: valid (naga)");
+            println!("dumping assign shader, every variant: valid (naga)");
             if let Ok(path) = std::env::var("COOP_PROBE_DUMP_SOURCE")
                 && let Ok(source) = dumping_assign_source(32, false, "")
             {
@@ -525,6 +565,8 @@ fn main() {
         ((37, 45), "hoisted"),
         ((37, 45), "unbranched"),
         ((37, 45), "hoisted unbranched"),
+        ((16, 32), "hi only"),
+        ((16, 32), "one product"),
     ] {
         for &rewrite in rewrites {
             println!("assign probe, F = {}, K = {}, {variant}:", shape.0, shape.1);
