@@ -414,6 +414,15 @@ fn assign_probe(
             "    want row 1: {:?}",
             (0..8).map(|j| hypotheses[0].1(1, j)).collect::<Vec<_>>()
         );
+        // The whole first tile where something is wrong, for offline study.
+        if kt == 0
+            && got[..]
+                != (0..1024)
+                    .map(|e| hypotheses[0].1(e / 32, e % 32))
+                    .collect::<Vec<_>>()[..]
+        {
+            println!("    full tile (row-major 32 x 32): {got:?}");
+        }
     }
     let mut wrong = 0;
     let mut first = None;

@@ -256,7 +256,12 @@ fn fused_power_gives_the_bits_of_power_then_the_segment_step() {
         }
     }
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    for (alpha, segment) in [("0.5", "l2"), ("0.5", "intra"), ("2", "l2"), ("0.3", "intra")] {
+    for (alpha, segment) in [
+        ("0.5", "l2"),
+        ("0.5", "intra"),
+        ("2", "l2"),
+        ("0.3", "intra"),
+    ] {
         let power: Normalization = format!("power={alpha}").parse().unwrap();
         let step: Normalization = segment.parse().unwrap();
         let fused: Normalization = format!("power={alpha},{segment}").parse().unwrap();
