@@ -14,6 +14,10 @@
 //! aggregated raw on the device and summed on the host in chunk order, in
 //! f64, then normalized — a fixed order, so the output stays bitwise
 //! reproducible.
+//!
+//! The order of those steps is [`crate::gpu::chunk_loop`]'s, which the soft
+//! route ([`crate::gpu::soft_pipeline`]) shares, with this file's
+//! [`upload`], [`submit_chunk`] and [`wait_chunk`].
 
 use std::time::Instant;
 
