@@ -91,11 +91,6 @@ impl GpuBackend {
         self.ctx.adapter_name()
     }
 
-    /// The hard path's compiled stages (the soft route reuses them).
-    pub(crate) fn compiled_stages(&self) -> &CompiledStages {
-        &self.stages
-    }
-
     /// The device context.
     pub fn context(&self) -> &GpuContext {
         &self.ctx
@@ -331,6 +326,19 @@ impl GpuBackend {
         stages: &mut StageTimes,
         dest: Option<&mut [f32]>,
     ) -> Result<pipeline::Output> {
+        self.with_session(codebook, |session, device_codebook| {
+            pipeline::run_into(session, device_codebook, input, work, stages, dest)
+        })
+    }
+
+    /// Run `body` with this session's reused state (pool, staging, host
+    /// scratch, overlap setting) and `codebook` on the device, one call at a
+    /// time: what the hard and the soft route both run in.
+    pub(crate) fn with_session<R>(
+        &self,
+        codebook: &Codebook,
+        body: impl FnOnce(&mut Session<'_>, &DeviceCodebook) -> Result<R>,
+    ) -> Result<R> {
         let mut guard = self.lock()?;
         let state = &mut *guard;
         if self.lose_on_next_run.swap(false, Ordering::SeqCst) {
@@ -350,7 +358,7 @@ impl GpuBackend {
                 _ => !self.ctx.is_software(),
             },
         };
-        pipeline::run_into(&mut session, &device_codebook, input, work, stages, dest)
+        body(&mut session, &device_codebook)
     }
 
     /// The codebook's buffers, written only when the centroids changed.

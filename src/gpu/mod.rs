@@ -19,6 +19,7 @@ pub mod assign_coop;
 pub mod backend;
 pub mod bind_cache;
 pub mod ceilings;
+pub(crate) mod chunk_loop;
 pub mod chunking;
 pub mod context;
 #[doc(hidden)]

@@ -14,6 +14,10 @@
 //! aggregated raw on the device and summed on the host in chunk order, in
 //! f64, then normalized — a fixed order, so the output stays bitwise
 //! reproducible.
+//!
+//! The order of those steps is [`crate::gpu::chunk_loop`]'s, which the soft
+//! route ([`crate::gpu::soft_pipeline`]) shares, with this file's
+//! [`upload`], [`submit_chunk`] and [`wait_chunk`].
 
 use std::time::Instant;
 
@@ -21,6 +25,7 @@ use crate::element::{DType, Element};
 use crate::error::{Result, VladError};
 use crate::gpu::assign::{AssignJob, AssignStage};
 use crate::gpu::assign_coop::{AssignCoopStage, TensorCores};
+use crate::gpu::chunk_loop::{self, ChunkSteps};
 use crate::gpu::chunking::{
     Chunk, ChunkBuffers, ChunkLimits, ChunkShape, key_bits, plan_chunks, split_for_overlap,
 };
@@ -166,27 +171,34 @@ pub struct Session<'s> {
 
 /// A chunk's inputs: descriptors in the slot's staging buffer (copied to
 /// the device by the chunk's own submission), the rest already written.
-struct Uploaded {
-    chunk_index: usize,
-    slot: Slot,
-    staging: StagingBuffer,
-    descriptors: wgpu::Buffer,
-    offsets: wgpu::Buffer,
+pub(crate) struct Uploaded {
+    /// The slot.
+    pub(crate) slot: Slot,
+    /// The descriptors, as the device reads them, to be copied in.
+    pub(crate) staging: StagingBuffer,
+    /// Where they are copied to.
+    pub(crate) descriptors: wgpu::Buffer,
+    /// The chunk's local CSR offsets.
+    pub(crate) offsets: wgpu::Buffer,
     /// Keys and row indices built from given labels.
-    given: Option<(wgpu::Buffer, wgpu::Buffer)>,
+    pub(crate) given: Option<(wgpu::Buffer, wgpu::Buffer)>,
 }
 
 /// Staging buffers a recorded chunk copies its results into, and how many
 /// bytes of each.
-struct Pending {
-    blocks: Option<(StagingBuffer, u64)>,
-    counts: Option<(StagingBuffer, u64)>,
-    labels: Option<(StagingBuffer, u64)>,
+#[derive(Default)]
+pub(crate) struct Pending {
+    /// `images × K × F` f32 blocks.
+    pub(crate) blocks: Option<(StagingBuffer, u64)>,
+    /// `images × K` counts (u32, or f32 soft counts).
+    pub(crate) counts: Option<(StagingBuffer, u64)>,
+    /// `rows` u32 labels.
+    pub(crate) labels: Option<(StagingBuffer, u64)>,
 }
 
 impl Pending {
     /// Ask for every staging buffer to be mapped once the chunk completes.
-    fn request_maps(&self) {
+    pub(crate) fn request_maps(&self) {
         for (staging, bytes) in [&self.blocks, &self.counts, &self.labels]
             .into_iter()
             .flatten()
@@ -278,10 +290,6 @@ pub fn run_into<E: Element>(
             None => host_memory::zeroed(rows),
         },
     };
-    // Raw sums and counts of the pieces of a split image so far.
-    let mut piece_sums: Vec<f64> = Vec::new();
-    let mut piece_counts: Vec<u64> = Vec::new();
-
     // Only empty whole images have no rows: a fresh output is already zero
     // there, the caller's is zeroed.
     let busy: Vec<usize> = (0..plan.len())
@@ -292,189 +300,190 @@ pub fn run_into<E: Element>(
             blocks[chunk.images.start * block..chunk.images.end * block].fill(0.0);
         }
     }
-    let timer = session.timer;
     let overlap = session.overlap;
-    let mut prefetched: Option<Uploaded> = None;
-    let mut in_flight: Option<InFlight<'_>> = None;
-    for (position, &index) in busy.iter().enumerate() {
-        let chunk = &plan[index];
-        let slot: Slot = position % 2;
-        let uploaded = match prefetched.take() {
-            Some(u) if u.chunk_index == index => u,
-            _ => {
-                let started = Instant::now();
-                let u = upload(session, &shape, input, &plan, index, slot, work)?;
-                times.add("upload", started.elapsed().as_secs_f64());
-                u
-            }
-        };
+    let mut steps = HardSteps {
+        session,
+        codebook,
+        shape: &shape,
+        input,
+        plan: &plan,
+        work,
+        blocks,
+        output: &mut output,
+        piece_sums: Vec::new(),
+        piece_counts: Vec::new(),
+    };
+    chunk_loop::drive(&mut steps, &busy, overlap, times)?;
+    output.blocks = owned_blocks;
+    Ok(output)
+}
 
-        let mut clock = StageClock::new(timer, slot);
+/// Submit a recorded chunk, then ask for every staging buffer it uses to be
+/// mapped once it completes (its results, its timestamps, and its upload
+/// staging for the next chunk of its slot): one wait then maps them all.
+pub(crate) fn submit_chunk(
+    ctx: &GpuContext,
+    encoder: wgpu::CommandEncoder,
+    pending: &Pending,
+    staged: &Uploaded,
+    clock: &StageClock<'_>,
+) -> Result<wgpu::SubmissionIndex> {
+    let submission = ctx.checked("submitting a chunk", || {
+        ctx.queue.submit([encoder.finish()])
+    })?;
+    pending.request_maps();
+    staged.staging.request_map(0);
+    clock.request_map();
+    Ok(submission)
+}
+
+/// Wait for a submitted chunk (one wait: its results, its timestamps and
+/// its upload staging are all mapped by it); its wall time since
+/// `submitted` is the compute time when the adapter has no timestamps.
+pub(crate) fn wait_chunk(
+    ctx: &GpuContext,
+    submission: wgpu::SubmissionIndex,
+    submitted: Instant,
+    clock: &StageClock<'_>,
+    times: &mut StageTimes,
+) -> Result<()> {
+    ctx.device
+        .poll(wgpu::PollType::Wait {
+            submission_index: Some(submission),
+            timeout: None,
+        })
+        .map_err(|e| VladError::Gpu(format!("waiting for a chunk: {e}")))?;
+    ctx.check_health()?;
+    if !clock.is_timing() {
+        times.add(COMPUTE_GROUP, submitted.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// One run of the hard route, as the chunk loop drives it.
+struct HardSteps<'r, 's, E: Element> {
+    session: &'r mut Session<'s>,
+    codebook: &'r DeviceCodebook,
+    shape: &'r ChunkShape,
+    input: &'r Input<'r, E>,
+    plan: &'r [Chunk],
+    work: Work<'r>,
+    blocks: &'r mut [f32],
+    output: &'r mut Output,
+    /// Raw sums and counts of the pieces of a split image so far.
+    piece_sums: Vec<f64>,
+    piece_counts: Vec<u64>,
+}
+
+impl<'s, E: Element> ChunkSteps for HardSteps<'_, 's, E> {
+    type Staged = Uploaded;
+    type InFlight = InFlight<'s>;
+
+    fn stage(&mut self, index: usize, slot: Slot) -> Result<Uploaded> {
+        let given = matches!(self.work, Work::Aggregate { .. });
+        upload(
+            self.session,
+            self.shape,
+            self.input,
+            &self.plan[index],
+            slot,
+            given,
+        )
+    }
+
+    fn submit(
+        &mut self,
+        index: usize,
+        slot: Slot,
+        uploaded: Uploaded,
+        times: &mut StageTimes,
+    ) -> Result<InFlight<'s>> {
+        let mut clock = StageClock::new(self.session.timer, slot);
         // Host time spent recording the chunk's commands (uniforms, bind
         // groups, passes): the per-call setup small shapes feel most.
         let started = Instant::now();
         let (encoder, pending) = record::<E>(
-            session, codebook, &shape, chunk, &uploaded, work, &mut clock,
+            self.session,
+            self.codebook,
+            self.shape,
+            &self.plan[index],
+            &uploaded,
+            self.work,
+            &mut clock,
         )?;
         times.add(SETUP_STAGE, started.elapsed().as_secs_f64());
         let submitted = Instant::now();
-        let submission = session.ctx.checked("submitting a chunk", || {
-            session.ctx.queue.submit([encoder.finish()])
-        })?;
-        // Mapped as soon as the chunk completes, by the wait for it.
-        pending.request_maps();
-        uploaded.staging.request_map(0);
-        clock.request_map();
-
-        let this = InFlight {
+        let submission = submit_chunk(self.session.ctx, encoder, &pending, &uploaded, &clock)?;
+        Ok(InFlight {
             index,
             submission,
             submitted,
             pending,
             clock,
-        };
-        if !overlap {
-            // A software adapter computes on the host's own cores: overlap
-            // would only make host copies and emulated compute contend.
-            complete(
-                session,
-                codebook,
-                &plan,
-                work,
-                this,
-                blocks,
-                &mut output,
-                &mut piece_sums,
-                &mut piece_counts,
-                times,
-            )?;
-            continue;
-        }
-        // While the device works on this chunk: read the previous one back…
-        if let Some(previous) = in_flight.take() {
-            complete(
-                session,
-                codebook,
-                &plan,
-                work,
-                previous,
-                blocks,
-                &mut output,
-                &mut piece_sums,
-                &mut piece_counts,
-                times,
-            )?;
-        }
-        // …and fill the next one's staging (its slot's last user is done).
-        if let Some(&next) = busy.get(position + 1) {
-            let started = Instant::now();
-            prefetched = Some(upload(
-                session,
-                &shape,
-                input,
-                &plan,
-                next,
-                (position + 1) % 2,
-                work,
-            )?);
-            times.add("upload", started.elapsed().as_secs_f64());
-        }
-        in_flight = Some(this);
+        })
     }
-    if let Some(last) = in_flight.take() {
-        complete(
-            session,
-            codebook,
-            &plan,
-            work,
-            last,
-            blocks,
-            &mut output,
-            &mut piece_sums,
-            &mut piece_counts,
+
+    /// Wait for a submitted chunk, read its results back, and finish a split
+    /// image whose last piece it was.
+    fn complete(&mut self, flight: InFlight<'s>, times: &mut StageTimes) -> Result<()> {
+        let chunk = &self.plan[flight.index];
+        let session = &mut *self.session;
+        wait_chunk(
+            session.ctx,
+            flight.submission,
+            flight.submitted,
+            &flight.clock,
             times,
         )?;
-    }
-    output.blocks = owned_blocks;
-    Ok(output)
-}
 
-/// Wait for a submitted chunk (one wait: its results, its timestamps and
-/// its upload staging are all mapped by it), read its results back, and
-/// finish a split image whose last piece it was.
-#[allow(clippy::too_many_arguments)]
-fn complete(
-    session: &mut Session<'_>,
-    codebook: &DeviceCodebook,
-    plan: &[Chunk],
-    work: Work<'_>,
-    flight: InFlight<'_>,
-    blocks: &mut [f32],
-    output: &mut Output,
-    piece_sums: &mut Vec<f64>,
-    piece_counts: &mut Vec<u64>,
-    times: &mut StageTimes,
-) -> Result<()> {
-    let chunk = &plan[flight.index];
-    session
-        .ctx
-        .device
-        .poll(wgpu::PollType::Wait {
-            submission_index: Some(flight.submission),
-            timeout: None,
-        })
-        .map_err(|e| VladError::Gpu(format!("waiting for a chunk: {e}")))?;
-    session.ctx.check_health()?;
-    if !flight.clock.is_timing() {
-        times.add(COMPUTE_GROUP, flight.submitted.elapsed().as_secs_f64());
-    }
-
-    let started = Instant::now();
-    collect(
-        session,
-        codebook,
-        chunk,
-        work,
-        flight.pending,
-        blocks,
-        output,
-        piece_sums,
-        piece_counts,
-    )?;
-    times.add("readback", started.elapsed().as_secs_f64());
-    flight.clock.collect(session.ctx, times)?;
-
-    if let (Some(_), Work::Aggregate { normalization, .. }) = (chunk.part, work)
-        && chunk.completes_image()
-    {
         let started = Instant::now();
-        finish_split_image(
-            session.scratch,
-            codebook,
-            chunk.images.start,
-            normalization,
-            piece_sums,
-            piece_counts,
-            blocks,
-            output,
-        );
-        times.add("combine", started.elapsed().as_secs_f64());
+        collect(
+            session,
+            self.codebook,
+            chunk,
+            self.work,
+            flight.pending,
+            self.blocks,
+            self.output,
+            &mut self.piece_sums,
+            &mut self.piece_counts,
+        )?;
+        times.add("readback", started.elapsed().as_secs_f64());
+        flight.clock.collect(session.ctx, times)?;
+
+        if let (Some(_), Work::Aggregate { normalization, .. }) = (chunk.part, self.work)
+            && chunk.completes_image()
+        {
+            let started = Instant::now();
+            finish_split_image(
+                session.scratch,
+                self.codebook,
+                chunk.images.start,
+                normalization,
+                &self.piece_sums,
+                &self.piece_counts,
+                self.blocks,
+                self.output,
+            );
+            times.add("combine", started.elapsed().as_secs_f64());
+        }
+        Ok(())
     }
-    Ok(())
 }
 
-/// Write chunk `index`'s descriptors, offsets and (given labels) keys into
-/// slot `slot`'s pooled buffers.
-fn upload<E: Element>(
+/// Write `chunk`'s descriptors (into slot `slot`'s upload staging, which
+/// the chunk's own submission copies to the device), offsets and, when
+/// `given` and the input has labels, the sort keys built from them into
+/// slot `slot`'s pooled buffers. The hard and the soft route both stage
+/// their chunks this way.
+pub(crate) fn upload<E: Element>(
     session: &mut Session<'_>,
     shape: &ChunkShape,
     input: &Input<'_, E>,
-    plan: &[Chunk],
-    index: usize,
+    chunk: &Chunk,
     slot: Slot,
-    work: Work<'_>,
+    given: bool,
 ) -> Result<Uploaded> {
-    let chunk = &plan[index];
     let ctx = session.ctx;
     let sizes = ChunkBuffers::new(shape, chunk.image_count() as u64, chunk.row_count() as u64);
     let descriptors = session
@@ -483,8 +492,8 @@ fn upload<E: Element>(
     let offsets = session
         .pool
         .buffer(ctx, Role::ImageOffsets(slot), sizes.offsets)?;
-    let given = match (input.labels, work) {
-        (Some(_), Work::Aggregate { .. }) => Some((
+    let given = match (input.labels, given) {
+        (Some(_), true) => Some((
             session
                 .pool
                 .buffer(ctx, Role::GivenKeys(slot), sizes.per_row)?,
@@ -552,7 +561,6 @@ fn upload<E: Element>(
         }
     })?;
     Ok(Uploaded {
-        chunk_index: index,
         slot,
         staging,
         descriptors,

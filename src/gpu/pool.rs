@@ -44,6 +44,16 @@ pub enum Role {
     Centroids,
     /// `K` f32 squared centroid norms.
     CentroidNorms,
+    /// Soft assignment's `K × F` weights `W` (SPEC §10).
+    SoftW,
+    /// Soft assignment's `K` biases `b`.
+    SoftBias,
+    /// Soft assignment's `rows × K` weights of a chunk.
+    SoftWeights,
+    /// The same weights before `rn`'s scaling (the soft counts), with `rn`.
+    UnscaledWeights,
+    /// A chunk's `rows × F` unit residuals (hard assignment with `rn`).
+    UnitResiduals,
     /// Host-mappable copy of the blocks.
     ReadBlocks,
     /// Host-mappable copy of the labels.

@@ -1,5 +1,5 @@
 //! The GPU route of SPEC §10, chunk by chunk, beside the hard path's
-//! [`crate::gpu::pipeline`] (which it does not change):
+//! [`crate::gpu::pipeline`]:
 //!
 //! * soft (NetVLAD): soft logits and softmax ([`crate::gpu::soft_logits`],
 //!   `rn` folded into the weights) → per-image aggregation
@@ -12,11 +12,18 @@
 //!
 //! Chunks are planned by [`plan_chunks`] as if the descriptors were f32 and
 //! `max(F, K)` wide, so the `rows × K` weights and the `rows × F` unit
-//! residuals fit a binding too. Chunks run one after the other (no
-//! overlap: this path favours simplicity). An image split across chunks is
-//! aggregated raw piece by piece, its sums and counts added on the host in
-//! f64 in piece order and normalized there: a fixed order, so the output
-//! stays bitwise reproducible.
+//! residuals fit a binding too, then cut for overlap at image boundaries
+//! like the hard path's. The host side is the hard path's: a chunk's
+//! descriptors are staged by [`pipeline::upload`] (persistent mapped
+//! staging filled in parallel straight from the caller's rows, f64 rounded
+//! to f32 on the way), every device buffer comes from the session's
+//! buffer pool, results are copied to the slot's read-back staging and
+//! read in parallel straight into the output, one wait per chunk, and
+//! [`chunk_loop::drive`] overlaps consecutive chunks where the hard path
+//! does. An image split across chunks is aggregated raw piece by piece,
+//! its sums and counts added on the host in f64 in piece order and
+//! normalized there: a fixed order, so the output stays bitwise
+//! reproducible (and the same bits whether chunks overlap or not).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -29,14 +36,24 @@ use crate::element::{DType, Element};
 use crate::error::{Result, VladError};
 use crate::gpu::assign::AssignJob;
 use crate::gpu::backend::GpuBackend;
-use crate::gpu::chunking::{Chunk, ChunkLimits, ChunkShape, key_bits, plan_chunks};
+use crate::gpu::chunk_loop::{self, ChunkSteps};
+use crate::gpu::chunking::{
+    Chunk, ChunkBuffers, ChunkLimits, ChunkShape, key_bits, plan_chunks, split_for_overlap,
+};
 use crate::gpu::context::GpuContext;
+use crate::gpu::host_memory;
 use crate::gpu::normalize::NormalizeJob;
+use crate::gpu::pipeline::{
+    self, DeviceCodebook, Input, Pending, SETUP_STAGE, Session, Uploaded, submit_chunk, wait_chunk,
+};
+use crate::gpu::pool::{Role, Slot};
 use crate::gpu::radix_sort::{SortJob, SortedIn};
 use crate::gpu::residual::ResidualJob;
 use crate::gpu::segmented_scan::ScanJob;
 use crate::gpu::soft_aggregate::{MassJob, SoftAggregateJob, SoftAggregateStage};
 use crate::gpu::soft_logits::{SoftLogitsJob, SoftLogitsStage};
+use crate::gpu::staging::{ReadKind, read_into};
+use crate::gpu::timing::StageClock;
 use crate::gpu::unit_residual::{UnitResidualJob, UnitResidualStage};
 use crate::input::Batch;
 use crate::normalization::{Normalization, Step};
@@ -112,34 +129,42 @@ fn segments(norm: &Normalization, soft: bool) -> Result<Vec<Segment>> {
     Ok(out)
 }
 
-/// The bytes of `rows` as the device reads them: f32 and u8 as they are
-/// (u8 packed four per word by the upload's padding), f64 rounded to f32.
-fn device_bytes<E: Element>(rows: &[E]) -> Vec<u8> {
-    match E::DTYPE {
-        DType::F32 | DType::U8 => bytemuck::cast_slice(rows).to_vec(),
-        DType::F64 => rows.iter().flat_map(|x| x.to_f32().to_le_bytes()).collect(),
-    }
-}
-
 fn to_u32(n: usize, what: &str) -> Result<u32> {
     u32::try_from(n).map_err(|_| VladError::Gpu(format!("{what} ({n}) exceeds u32")))
 }
 
-/// The device copies of the codebook and soft parameters for one call.
-struct DeviceParams {
-    centroids: wgpu::Buffer,
-    norms: wgpu::Buffer,
+/// What one call runs chunk by chunk, as the chunk loop drives it.
+struct SoftSteps<'r, 's, E: Element> {
+    session: &'r mut Session<'s>,
+    stages: &'r SoftStages,
+    codebook: &'r DeviceCodebook,
+    /// `W` and `b` on the device (soft assignment), none for hard with `rn`.
     soft: Option<(wgpu::Buffer, wgpu::Buffer)>,
+    /// The descriptors' own shape (F, K, dtype): what buffers are sized by.
+    shape: ChunkShape,
+    input: Input<'r, E>,
+    plan: &'r [Chunk],
+    norm: &'r Normalization,
+    /// The `T × K·F` encoding, written in place.
+    out: &'r mut [f32],
+    /// Every descriptor's label (given, or read back into place).
+    labels: &'r mut [u32],
+    /// Raw sums and (soft or hard) counts of a split image's pieces so far.
+    piece_sums: Vec<f64>,
+    piece_mass: Vec<f64>,
+    /// One piece's blocks and counts as read back.
+    piece: Vec<f32>,
+    piece_soft: Vec<f32>,
+    piece_hard: Vec<u32>,
 }
 
-/// What one chunk hands back.
-struct ChunkOut {
-    blocks: Vec<f32>,
-    /// Per (image, cluster): soft counts, or hard counts as f32. Only for a
-    /// piece of a split image (whole images are normalized on the device).
-    mass: Vec<f32>,
-    /// Computed labels (none when they were given).
-    labels: Option<Vec<u32>>,
+/// A submitted chunk not yet read back.
+struct SoftFlight<'t> {
+    index: usize,
+    submission: wgpu::SubmissionIndex,
+    submitted: Instant,
+    pending: Pending,
+    clock: StageClock<'t>,
 }
 
 impl GpuBackend {
@@ -174,146 +199,214 @@ impl GpuBackend {
         }
         // Compiled on the first call (setup, like the session's own stages).
         let soft_stages = self.soft.get(ctx)?;
-        let plan = plan_chunks(
-            batch.offsets(),
-            &ChunkShape {
-                dim: f.max(k),
-                clusters: k,
-                dtype: DType::F32,
-            },
-            &ChunkLimits::for_context(ctx),
-        )?;
-        let device = DeviceParams {
-            centroids: ctx.upload("centroids", codebook.as_slice())?,
-            norms: ctx.upload("centroid norms", codebook.squared_norms())?,
-            soft: match params {
-                Some(p) => Some((
-                    ctx.upload("soft W", p.weights_slice())?,
-                    ctx.upload("soft b", p.bias_slice())?,
-                )),
-                None => None,
-            },
+        let plan_shape = ChunkShape {
+            dim: f.max(k),
+            clusters: k,
+            dtype: DType::F32,
+        };
+        let plan = plan_chunks(batch.offsets(), &plan_shape, &ChunkLimits::for_context(ctx))?;
+        // Soft assignment: large chunks are cut into smaller ones of whole
+        // images, for overlap, without changing a bit (an image's logits and
+        // sums do not depend on its neighbours in a chunk). The hard route's
+        // segmented sums do depend on where a chunk starts, so its chunks
+        // stay as planned: the same bits as before overlap existed.
+        let plan = match params {
+            Some(_) => split_for_overlap(plan, batch.offsets(), &plan_shape),
+            None => plan,
         };
         let block = k * f;
         let images = batch.images();
-        let mut vlad = Array2::<f32>::zeros((images, block));
-        let Some(out) = vlad.as_slice_mut() else {
-            unreachable!("a fresh array is contiguous");
-        };
-        let mut labels = match batch.labels() {
+        // Images without rows are the only chunks without rows: zeros.
+        let mut vlad: Vec<f32> = host_memory::zeroed(images * block);
+        let mut labels: Vec<u32> = match batch.labels() {
             Some(given) => given.to_vec(),
-            None => vec![0u32; batch.len()],
+            None => host_memory::zeroed(batch.len()),
         };
-        let mut piece_sums: Vec<f64> = Vec::new();
-        let mut piece_mass: Vec<f64> = Vec::new();
-        for chunk in plan.iter().filter(|c| c.row_count() > 0) {
-            let result =
-                self.run_chunk(&soft_stages, &device, codebook, batch, chunk, norm, times)?;
-            if let Some(computed) = result.labels {
-                labels[chunk.rows.clone()].copy_from_slice(&computed);
-            }
-            match chunk.part {
-                None => out[chunk.images.start * block..chunk.images.end * block]
-                    .copy_from_slice(&result.blocks),
-                Some(part) => {
-                    let started = Instant::now();
-                    if part.index == 0 {
-                        piece_sums.clear();
-                        piece_sums.resize(block, 0.0);
-                        piece_mass.clear();
-                        piece_mass.resize(k, 0.0);
-                    }
-                    for (s, &x) in piece_sums.iter_mut().zip(&result.blocks) {
-                        *s += x as f64;
-                    }
-                    for (s, &x) in piece_mass.iter_mut().zip(&result.mass) {
-                        *s += x as f64;
-                    }
-                    if chunk.completes_image() {
-                        let t = chunk.images.start;
-                        let mut row = Array2::from_shape_vec(
-                            (1, block),
-                            piece_sums.iter().map(|&s| s as f32).collect(),
-                        )
-                        .map_err(|e| VladError::Gpu(format!("combining pieces: {e}")))?;
-                        let mass = Array2::from_shape_vec(
-                            (1, k),
-                            piece_mass.iter().map(|&s| s as f32).collect(),
-                        )
-                        .map_err(|e| VladError::Gpu(format!("combining pieces: {e}")))?;
-                        crate::cpu::weighted_normalize::normalize_rows(&mut row, &mass, k, f, norm);
-                        if let Some(r) = row.as_slice() {
-                            out[t * block..(t + 1) * block].copy_from_slice(r);
-                        }
-                    }
-                    times.add("combine", started.elapsed().as_secs_f64());
-                }
-            }
-        }
+        let busy: Vec<usize> = (0..plan.len())
+            .filter(|&i| plan[i].row_count() > 0)
+            .collect();
+        self.with_session(codebook, |session, device_codebook| {
+            let soft = match params {
+                Some(p) => Some(upload_params(session, p)?),
+                None => None,
+            };
+            let overlap = session.overlap;
+            let mut steps = SoftSteps {
+                session,
+                stages: &soft_stages,
+                codebook: device_codebook,
+                soft,
+                shape: ChunkShape {
+                    dim: f,
+                    clusters: k,
+                    dtype: E::DTYPE,
+                },
+                input: Input {
+                    rows: batch.rows(),
+                    dim: f,
+                    offsets: batch.offsets(),
+                    labels: batch.labels(),
+                },
+                plan: &plan,
+                norm,
+                out: &mut vlad,
+                labels: &mut labels,
+                piece_sums: Vec::new(),
+                piece_mass: Vec::new(),
+                piece: Vec::new(),
+                piece_soft: Vec::new(),
+                piece_hard: Vec::new(),
+            };
+            chunk_loop::drive(&mut steps, &busy, overlap, times)
+        })?;
+        let vlad = Array2::from_shape_vec((images, block), vlad)
+            .map_err(|e| VladError::Gpu(format!("encoding has the wrong shape: {e}")))?;
         Ok((vlad, labels))
     }
+}
 
-    /// Upload, record, run and read back one chunk.
-    #[allow(clippy::too_many_arguments)]
-    fn run_chunk<E: Element>(
-        &self,
-        soft_stages: &SoftStages,
-        device: &DeviceParams,
-        codebook: &Codebook,
-        batch: &Batch<'_, E>,
-        chunk: &Chunk,
-        norm: &Normalization,
+/// `W` and `b` into their pooled buffers (small: written every call).
+fn upload_params(
+    session: &mut Session<'_>,
+    params: &SoftParams,
+) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+    let ctx = session.ctx;
+    let w: &[f32] = params.weights_slice();
+    let b: &[f32] = params.bias_slice();
+    let weights = session
+        .pool
+        .buffer(ctx, Role::SoftW, std::mem::size_of_val(w) as u64)?;
+    let bias = session
+        .pool
+        .buffer(ctx, Role::SoftBias, std::mem::size_of_val(b) as u64)?;
+    ctx.checked("uploading the soft assignment parameters", || {
+        ctx.queue.write_buffer(&weights, 0, bytemuck::cast_slice(w));
+        ctx.queue.write_buffer(&bias, 0, bytemuck::cast_slice(b));
+    })?;
+    Ok((weights, bias))
+}
+
+impl<'s, E: Element> ChunkSteps for SoftSteps<'_, 's, E> {
+    type Staged = Uploaded;
+    type InFlight = SoftFlight<'s>;
+
+    fn stage(&mut self, index: usize, slot: Slot) -> Result<Uploaded> {
+        // Sort keys from given labels only for hard assignment.
+        let given = self.soft.is_none();
+        pipeline::upload(
+            self.session,
+            &self.shape,
+            &self.input,
+            &self.plan[index],
+            slot,
+            given,
+        )
+    }
+
+    fn submit(
+        &mut self,
+        index: usize,
+        slot: Slot,
+        uploaded: Uploaded,
         times: &mut StageTimes,
-    ) -> Result<ChunkOut> {
-        let ctx = self.context();
-        let hard = self.compiled_stages();
-        let (k, f) = (codebook.clusters(), codebook.dim());
+    ) -> Result<SoftFlight<'s>> {
+        let mut clock = StageClock::new(self.session.timer, slot);
+        let started = Instant::now();
+        let (encoder, pending) = self.record(&self.plan[index], &uploaded, &mut clock)?;
+        times.add(SETUP_STAGE, started.elapsed().as_secs_f64());
+        let submitted = Instant::now();
+        let submission = submit_chunk(self.session.ctx, encoder, &pending, &uploaded, &clock)?;
+        Ok(SoftFlight {
+            index,
+            submission,
+            submitted,
+            pending,
+            clock,
+        })
+    }
+
+    fn complete(&mut self, flight: SoftFlight<'s>, times: &mut StageTimes) -> Result<()> {
+        let ctx = self.session.ctx;
+        wait_chunk(
+            ctx,
+            flight.submission,
+            flight.submitted,
+            &flight.clock,
+            times,
+        )?;
+        let started = Instant::now();
+        let chunk = &self.plan[flight.index];
+        self.collect(chunk, &flight.pending)?;
+        times.add("readback", started.elapsed().as_secs_f64());
+        flight.clock.collect(ctx, times)?;
+        if let Some(part) = chunk.part {
+            let started = Instant::now();
+            self.add_piece(chunk, part.index == 0)?;
+            times.add("combine", started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+}
+
+impl<E: Element> SoftSteps<'_, '_, E> {
+    /// Record one chunk: the copy of its staged descriptors, its stages,
+    /// and the copies of its results to the slot's read-back staging.
+    fn record(
+        &mut self,
+        chunk: &Chunk,
+        uploaded: &Uploaded,
+        clock: &mut StageClock<'_>,
+    ) -> Result<(wgpu::CommandEncoder, Pending)> {
+        let ctx = self.session.ctx;
+        let hard = self.session.stages;
+        let soft_stages = self.stages;
+        let codebook = self.codebook;
+        let pool = &mut *self.session.pool;
+        let (k, f) = (self.shape.clusters, self.shape.dim);
         let rows = to_u32(chunk.row_count(), "rows in a chunk")?;
         let images = to_u32(chunk.image_count(), "images in a chunk")?;
         let (clusters, dim) = (to_u32(k, "K")?, to_u32(f, "F")?);
+        let sizes = ChunkBuffers::new(&self.shape, images as u64, rows as u64);
         let u8_input = E::DTYPE == DType::U8;
         let whole = chunk.part.is_none();
+        let descriptors = &uploaded.descriptors;
+        let offsets = &uploaded.offsets;
 
-        let started = Instant::now();
-        let local: Vec<u32> = match chunk.part {
-            Some(_) => vec![0, rows],
-            None => batch.offsets()[chunk.images.start..=chunk.images.end]
-                .iter()
-                .map(|&o| to_u32(o - chunk.rows.start, "rows in a chunk"))
-                .collect::<Result<_>>()?,
-        };
-        let all_rows = batch.rows();
-        let descriptors = ctx.upload(
-            "descriptors",
-            &device_bytes(&all_rows[chunk.rows.start * f..chunk.rows.end * f]),
-        )?;
-        let offsets = ctx.upload("image offsets", &local)?;
-        let block_bytes = images as u64 * k as u64 * f as u64 * 4;
-        let count_bytes = images as u64 * k as u64 * 4;
-        let blocks = ctx.storage_buffer("blocks", block_bytes)?;
-        let counts = ctx.storage_buffer("counts", count_bytes)?;
-        let labels = ctx.storage_buffer("labels", rows as u64 * 4)?;
-        times.add("upload", started.elapsed().as_secs_f64());
-
-        let started = Instant::now();
         let mut encoder = ctx.encoder("vlad weighted chunk");
+        clock.start(&mut encoder);
+        if sizes.descriptors > 0 {
+            encoder.copy_buffer_to_buffer(
+                &uploaded.staging.buffer,
+                0,
+                descriptors,
+                0,
+                sizes.descriptors,
+            );
+        }
+        clock.lap(&mut encoder, "upload");
+        let blocks = pool.buffer(ctx, Role::Blocks, sizes.blocks)?;
+        let counts = pool.buffer(ctx, Role::Counts, sizes.counts)?;
+        let labels = pool.buffer(ctx, Role::Labels, sizes.per_row)?;
         let mut computed_labels = true;
-        match &device.soft {
+        match &self.soft {
             Some((w, b)) => {
                 let weight_bytes = rows as u64 * k as u64 * 4;
-                let weights = ctx.storage_buffer("soft weights", weight_bytes)?;
-                let rn = norm.residual_normalized();
-                let unscaled =
-                    ctx.storage_buffer("unscaled weights", if rn { weight_bytes } else { 4 })?;
+                let weights = pool.buffer(ctx, Role::SoftWeights, weight_bytes)?;
+                let rn = self.norm.residual_normalized();
+                let unscaled = pool.buffer(
+                    ctx,
+                    Role::UnscaledWeights,
+                    if rn { weight_bytes } else { 4 },
+                )?;
                 soft_stages.logits.record(
                     ctx,
                     &mut encoder,
                     &SoftLogitsJob {
-                        descriptors: &descriptors,
+                        descriptors,
                         u8_input,
                         soft_weights: w,
                         soft_bias: b,
-                        centroids: &device.centroids,
+                        centroids: &codebook.centroids,
                         residual_norm: rn,
                         rows,
                         dim,
@@ -323,16 +416,17 @@ impl GpuBackend {
                         unscaled: &unscaled,
                     },
                 )?;
+                clock.lap(&mut encoder, "soft logits");
                 soft_stages.aggregate.record(
                     ctx,
                     &mut encoder,
                     &SoftAggregateJob {
-                        descriptors: &descriptors,
+                        descriptors,
                         u8_input,
                         weights: &weights,
                         mass_weights: if rn { &unscaled } else { &weights },
-                        centroids: &device.centroids,
-                        image_offsets: &offsets,
+                        centroids: &codebook.centroids,
+                        image_offsets: offsets,
                         rows,
                         dim,
                         clusters,
@@ -341,42 +435,32 @@ impl GpuBackend {
                         mass: &counts,
                     },
                 )?;
+                clock.lap(&mut encoder, "soft aggregate");
             }
             None => {
-                let per_row = rows as u64 * 4;
-                let (keys, values) = match batch.labels() {
-                    Some(given) => {
+                let (keys, values) = match &uploaded.given {
+                    Some((keys, values)) => {
                         computed_labels = false;
-                        let mine = &given[chunk.rows.clone()];
-                        let mut keys = Vec::with_capacity(mine.len());
-                        for t in chunk.images.clone() {
-                            let local_image = (t - chunk.images.start) as u64;
-                            let first = batch.offsets()[t].max(chunk.rows.start);
-                            let end = batch.offsets()[t + 1].min(chunk.rows.end);
-                            for &label in &given[first..end] {
-                                keys.push(
-                                    u32::try_from(local_image * k as u64 + label as u64).map_err(
-                                        |_| VladError::Gpu("a sort key exceeds u32".to_string()),
-                                    )?,
-                                );
-                            }
-                        }
-                        let values: Vec<u32> = (0..rows).collect();
+                        // The unit residuals read each row's label.
+                        let given = self.input.labels.unwrap_or_default();
+                        let mine = given.get(chunk.rows.clone()).ok_or_else(|| {
+                            VladError::Gpu("given labels do not cover the chunk".to_string())
+                        })?;
                         ctx.checked("uploading labels", || {
                             ctx.queue
                                 .write_buffer(&labels, 0, bytemuck::cast_slice(mine))
                         })?;
-                        (ctx.upload("keys", &keys)?, ctx.upload("values", &values)?)
+                        (keys.clone(), values.clone())
                     }
                     None => {
-                        let keys = ctx.storage_buffer("keys", per_row)?;
-                        let values = ctx.storage_buffer("values", per_row)?;
+                        let keys = pool.buffer(ctx, Role::Keys, sizes.per_row)?;
+                        let values = pool.buffer(ctx, Role::Values, sizes.per_row)?;
                         let job = AssignJob {
-                            descriptors: &descriptors,
+                            descriptors,
                             u8_input,
-                            centroids: &device.centroids,
-                            centroid_norms: &device.norms,
-                            image_offsets: &offsets,
+                            centroids: &codebook.centroids,
+                            centroid_norms: &codebook.norms,
+                            image_offsets: offsets,
                             rows,
                             dim,
                             clusters,
@@ -389,17 +473,18 @@ impl GpuBackend {
                             Some(coop) => coop.record(ctx, &mut encoder, &job)?,
                             None => hard.assign.record(ctx, &mut encoder, &job)?,
                         }
+                        clock.lap(&mut encoder, hard.assign_stage_name());
                         (keys, values)
                     }
                 };
-                let units = ctx.storage_buffer("unit residuals", rows as u64 * f as u64 * 4)?;
+                let units = pool.buffer(ctx, Role::UnitResiduals, rows as u64 * f as u64 * 4)?;
                 soft_stages.unit.record(
                     ctx,
                     &mut encoder,
                     &UnitResidualJob {
-                        descriptors: &descriptors,
+                        descriptors,
                         u8_input,
-                        centroids: &device.centroids,
+                        centroids: &codebook.centroids,
                         labels: &labels,
                         rows,
                         dim,
@@ -407,8 +492,9 @@ impl GpuBackend {
                         units: &units,
                     },
                 )?;
-                let alt_keys = ctx.storage_buffer("alt keys", per_row)?;
-                let alt_values = ctx.storage_buffer("alt values", per_row)?;
+                clock.lap(&mut encoder, "unit residual");
+                let alt_keys = pool.buffer(ctx, Role::AltKeys, sizes.per_row)?;
+                let alt_values = pool.buffer(ctx, Role::AltValues, sizes.per_row)?;
                 let sorted_in = hard.sort.record(
                     ctx,
                     &mut encoder,
@@ -421,6 +507,7 @@ impl GpuBackend {
                         key_bits: key_bits(chunk.image_count(), k),
                     },
                 )?;
+                clock.lap(&mut encoder, "sort");
                 let (sorted_keys, sorted_rows) = match sorted_in {
                     SortedIn::Primary => (&keys, &values),
                     SortedIn::Alternate => (&alt_keys, &alt_values),
@@ -433,7 +520,7 @@ impl GpuBackend {
                         sorted_rows,
                         descriptors: &units,
                         u8_input: false,
-                        centroids: &device.centroids,
+                        centroids: &codebook.centroids,
                         subtract_centroid: false,
                         rows,
                         dim,
@@ -442,6 +529,7 @@ impl GpuBackend {
                     },
                     Some(&blocks),
                 )?;
+                clock.lap(&mut encoder, "scan");
                 hard.residual.record(
                     ctx,
                     &mut encoder,
@@ -454,11 +542,13 @@ impl GpuBackend {
                         dim,
                     },
                 )?;
+                clock.lap(&mut encoder, "residual");
             }
         }
-        let soft = device.soft.is_some();
+        // A piece of a split image stays raw: it is normalized on the host
+        // once all its pieces are summed.
         if whole {
-            for segment in segments(norm, soft)? {
+            for segment in segments(self.norm, self.soft.is_some())? {
                 match segment {
                     Segment::SoftMass => soft_stages.aggregate.record_mass(
                         ctx,
@@ -485,32 +575,140 @@ impl GpuBackend {
                     )?,
                 }
             }
+            clock.lap(&mut encoder, "normalize");
         }
-        ctx.submit_and_wait("a weighted chunk", encoder)?;
-        times.add("compute", started.elapsed().as_secs_f64());
 
-        let started = Instant::now();
-        let element_count = images as usize * k * f;
-        let out_blocks = ctx.read_back("blocks", &blocks, 0, element_count)?;
-        let mass = match (whole, soft) {
-            (true, _) => Vec::new(),
-            (false, true) => ctx.read_back("soft counts", &counts, 0, images as usize * k)?,
-            (false, false) => ctx
-                .read_back::<u32>("counts", &counts, 0, images as usize * k)?
-                .into_iter()
-                .map(|n| n as f32)
-                .collect(),
+        let staging = &mut *self.session.staging;
+        let slot = uploaded.slot;
+        let mut pending = Pending::default();
+        let copy = |encoder: &mut wgpu::CommandEncoder,
+                    staging: &mut crate::gpu::staging::StagingSet,
+                    kind: ReadKind,
+                    from: &wgpu::Buffer,
+                    bytes: u64|
+         -> Result<Option<_>> {
+            if bytes == 0 {
+                return Ok(None);
+            }
+            let to = staging.readback(ctx, kind, slot, bytes)?;
+            encoder.copy_buffer_to_buffer(from, 0, &to.buffer, 0, bytes);
+            Ok(Some((to, bytes)))
         };
-        let out_labels = if computed_labels {
-            Some(ctx.read_back("labels", &labels, 0, rows as usize)?)
+        pending.blocks = copy(
+            &mut encoder,
+            staging,
+            ReadKind::Blocks,
+            &blocks,
+            sizes.blocks,
+        )?;
+        if !whole {
+            pending.counts = copy(
+                &mut encoder,
+                staging,
+                ReadKind::Counts,
+                &counts,
+                sizes.counts,
+            )?;
+        }
+        if computed_labels {
+            pending.labels = copy(
+                &mut encoder,
+                staging,
+                ReadKind::Labels,
+                &labels,
+                sizes.per_row,
+            )?;
+        }
+        clock.lap(&mut encoder, "readback");
+        clock.finish(&mut encoder);
+        Ok((encoder, pending))
+    }
+
+    /// Copy a finished chunk's results out of the staging buffers: labels
+    /// into place, whole images straight into the output, a piece into the
+    /// piece buffers.
+    fn collect(&mut self, chunk: &Chunk, pending: &Pending) -> Result<()> {
+        let ctx = self.session.ctx;
+        let block = self.shape.clusters * self.shape.dim;
+        let k = self.shape.clusters;
+        if let Some((staging, _)) = &pending.labels {
+            let dst = bytemuck::cast_slice_mut(&mut self.labels[chunk.rows.clone()]);
+            read_into(ctx, staging, dst, "labels")?;
+        }
+        let Some((blocks, _)) = &pending.blocks else {
+            return Ok(());
+        };
+        match chunk.part {
+            None => {
+                let images = chunk.images.clone();
+                let dst = bytemuck::cast_slice_mut(
+                    &mut self.out[images.start * block..images.end * block],
+                );
+                read_into(ctx, blocks, dst, "blocks")
+            }
+            Some(_) => {
+                self.piece.resize(block, 0.0);
+                read_into(
+                    ctx,
+                    blocks,
+                    bytemuck::cast_slice_mut(&mut self.piece[..]),
+                    "blocks",
+                )?;
+                if let Some((counts, _)) = &pending.counts {
+                    let dst: &mut [u8] = if self.soft.is_some() {
+                        self.piece_soft.resize(k, 0.0);
+                        bytemuck::cast_slice_mut(&mut self.piece_soft[..])
+                    } else {
+                        self.piece_hard.resize(k, 0);
+                        bytemuck::cast_slice_mut(&mut self.piece_hard[..])
+                    };
+                    read_into(ctx, counts, dst, "counts")?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Add a piece just read back to its image's running f64 sums (`first`:
+    /// the image's first piece); after its last piece, round, normalize on
+    /// the host and write the image's row.
+    fn add_piece(&mut self, chunk: &Chunk, first: bool) -> Result<()> {
+        let (k, f) = (self.shape.clusters, self.shape.dim);
+        let block = k * f;
+        if first {
+            self.piece_sums.clear();
+            self.piece_sums.resize(block, 0.0);
+            self.piece_mass.clear();
+            self.piece_mass.resize(k, 0.0);
+        }
+        for (s, &x) in self.piece_sums.iter_mut().zip(&self.piece) {
+            *s += x as f64;
+        }
+        if self.soft.is_some() {
+            for (s, &x) in self.piece_mass.iter_mut().zip(&self.piece_soft) {
+                *s += x as f64;
+            }
         } else {
-            None
-        };
-        times.add("readback", started.elapsed().as_secs_f64());
-        Ok(ChunkOut {
-            blocks: out_blocks,
-            mass,
-            labels: out_labels,
-        })
+            // Through f32, as the counts always went.
+            for (s, &n) in self.piece_mass.iter_mut().zip(&self.piece_hard) {
+                *s += n as f32 as f64;
+            }
+        }
+        if chunk.completes_image() {
+            let t = chunk.images.start;
+            let mut row = Array2::from_shape_vec(
+                (1, block),
+                self.piece_sums.iter().map(|&s| s as f32).collect(),
+            )
+            .map_err(|e| VladError::Gpu(format!("combining pieces: {e}")))?;
+            let mass =
+                Array2::from_shape_vec((1, k), self.piece_mass.iter().map(|&s| s as f32).collect())
+                    .map_err(|e| VladError::Gpu(format!("combining pieces: {e}")))?;
+            crate::cpu::weighted_normalize::normalize_rows(&mut row, &mass, k, f, self.norm);
+            if let Some(r) = row.as_slice() {
+                self.out[t * block..(t + 1) * block].copy_from_slice(r);
+            }
+        }
+        Ok(())
     }
 }

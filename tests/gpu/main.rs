@@ -32,5 +32,6 @@ mod shader_contract;
 mod shader_coop;
 mod shader_validation;
 mod soft_encode;
+mod soft_overlap;
 mod soft_stages;
 mod stream_fallback;
