@@ -32,6 +32,9 @@ struct Probe {
     products: u32,
     /// Store straight into the storage buffer instead of workgroup memory.
     store_to_storage: bool,
+    /// Declare a lone 4-byte workgroup word before the tiles (the assign
+    /// shader once had one, and its tiles were read 4 bytes off).
+    lone_word: bool,
 }
 
 fn shader(p: &Probe, subgroup: u32) -> String {
@@ -53,7 +56,7 @@ enable wgpu_cooperative_matrix;
 @group(0) @binding(0) var<storage, read> a_in: array<f32>;
 @group(0) @binding(1) var<storage, read> b_in: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-var<workgroup> a: array<f16, 256>;
+{word_decl}var<workgroup> a: array<f16, 256>;
 var<workgroup> b: array<f16, 256>;
 var<workgroup> c: array<f32, 256>;
 @compute @workgroup_size({subgroup})
@@ -62,14 +65,29 @@ fn main(@builtin(local_invocation_index) lid: u32) {{
         a[e] = f16(a_in[e]);
         b[e] = f16(b_in[e]);
     }}
-    workgroupBarrier();
+    {word_use}workgroupBarrier();
     let am = {la}<coop_mat16x16<f16, A>>(&a[0], 16u);
     let bm = {lb}<coop_mat16x16<f16, B>>(&b[0], 16u);
     var acc = coop_mat16x16<f32, C>();
-{products}{store}}}
+{products}{store}{word_read}}}
 ",
         la = p.load_a,
         lb = p.load_b,
+        word_decl = if p.lone_word {
+            "var<workgroup> word: u32;\n"
+        } else {
+            ""
+        },
+        word_use = if p.lone_word {
+            "if lid == 0u { word = select(0u, 1u, a_in[0] > 0.0); }\n    "
+        } else {
+            ""
+        },
+        word_read = if p.lone_word {
+            "    workgroupBarrier();\n    if word == 7u { out[0] = -1.0; }\n"
+        } else {
+            ""
+        },
     )
 }
 
@@ -492,6 +510,7 @@ fn main() {
             store: "coopStoreT",
             products: 0,
             store_to_storage: false,
+            lone_word: false,
         },
         Probe {
             name: "assign's layouts (A row, B col, C row)",
@@ -500,6 +519,7 @@ fn main() {
             store: "coopStoreT",
             products: 1,
             store_to_storage: false,
+            lone_word: false,
         },
         Probe {
             name: "assign's layouts, two products",
@@ -508,6 +528,7 @@ fn main() {
             store: "coopStoreT",
             products: 2,
             store_to_storage: false,
+            lone_word: false,
         },
         Probe {
             name: "all row-major",
@@ -516,6 +537,7 @@ fn main() {
             store: "coopStoreT",
             products: 1,
             store_to_storage: false,
+            lone_word: false,
         },
         Probe {
             name: "all column-major",
@@ -524,6 +546,7 @@ fn main() {
             store: "coopStore",
             products: 1,
             store_to_storage: false,
+            lone_word: false,
         },
         Probe {
             name: "assign's layouts, stored to storage",
@@ -532,8 +555,44 @@ fn main() {
             store: "coopStoreT",
             products: 1,
             store_to_storage: true,
+            lone_word: false,
+        },
+        Probe {
+            name: "assign's layouts, beside a 4-byte word",
+            load_a: "coopLoadT",
+            load_b: "coopLoad",
+            store: "coopStoreT",
+            products: 1,
+            store_to_storage: false,
+            lone_word: true,
+        },
+        Probe {
+            name: "the same, stored to storage",
+            load_a: "coopLoadT",
+            load_b: "coopLoad",
+            store: "coopStoreT",
+            products: 1,
+            store_to_storage: true,
+            lone_word: true,
         },
     ];
+    for p in &probes {
+        let source = shader(p, 32);
+        let checked = naga::front::wgsl::parse_str(&source)
+            .map_err(|e| e.emit_to_string(&source))
+            .and_then(|module| {
+                naga::valid::Validator::new(
+                    naga::valid::ValidationFlags::all(),
+                    naga::valid::Capabilities::all(),
+                )
+                .validate(&module)
+                .map(|_| ())
+                .map_err(|e| format!("{e:?}"))
+            });
+        if let Err(e) = checked {
+            println!("{}: the probe shader is invalid: {e}", p.name);
+        }
+    }
     let rewrites: &[bool] = if ctx.can_rewrite_memory_model() {
         &[false, true]
     } else {

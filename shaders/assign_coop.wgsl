@@ -75,6 +75,17 @@
 // takes the smallest, ties to the lowest index. A direct distance has no
 // cancellation, so this is as good as or better than the plain path.
 //
+// ## Workgroup memory
+//
+// Cooperative loads and stores need their pointer 16-byte aligned (Vulkan:
+// "the lesser of 16 bytes or the natural alignment of a row"), and a
+// driver lays out workgroup variables as it likes. Every variable here is
+// a multiple of 16 bytes long (no lone 4-byte word), so that packed one
+// after another each starts 16-byte aligned. On an H100, an earlier version
+// with one `atomic<u32>` flag had every cooperative load and store land
+// exactly 4 bytes before the tile it named (examples/coop_probe.rs found
+// the offsets), and its self-check failed.
+//
 // The host specializes the `const` lines below before compiling.
 
 enable f16;
@@ -142,8 +153,10 @@ var<workgroup> row_gap_bound: array<f32, BM>;
 var<workgroup> row_force: array<u32, BM>;
 var<workgroup> col_scale: array<f32, BN>;
 var<workgroup> col_unscale: array<f32, BN>;
-// Some centroid's scale is out of range: re-check every row.
-var<workgroup> force_all: atomic<u32>;
+// Per invocation: some centroid it scaled is out of range, so every row
+// is re-checked. An array of SG words rather than one atomic word: see
+// "Workgroup memory" below.
+var<workgroup> force_flags: array<u32, SG>;
 
 var<workgroup> best1: array<f32, BM>;
 var<workgroup> best1_label: array<u32, BM>;
@@ -273,9 +286,7 @@ fn assign(
         partial = max(partial, centroid_norms[k]);
     }
     lane_dist[lid] = partial;
-    if lid == 0u {
-        atomicStore(&force_all, 0u);
-    }
+    force_flags[lid] = 0u;
     workgroupBarrier();
     var c_max2 = 0.0;
     for (var i = 0u; i < SG; i++) {
@@ -325,7 +336,8 @@ fn assign(
             col_scale[c] = s.scale;
             col_unscale[c] = s.unscale;
             if !s.ok {
-                atomicStore(&force_all, 1u);
+                // c ≡ lid (mod SG): only this invocation writes this flag.
+                force_flags[lid] = 1u;
             }
         }
 
@@ -395,7 +407,11 @@ fn assign(
     }
 
     // Which rows the bound cannot decide (`!(gap > 2B)` also catches NaN).
-    let everything = atomicLoad(&force_all) != 0u;
+    // (The centroid-tile loop ended with a barrier: every flag is written.)
+    var everything = false;
+    for (var i = 0u; i < SG; i++) {
+        everything = everything || force_flags[i] != 0u;
+    }
     for (var r = lid; r < BM; r += SG) {
         let gap = best2[r] - best1[r];
         let decided = gap > row_gap_bound[r];
