@@ -8,9 +8,7 @@
 //   add_block_sums add each block's scanned total back into its entries
 //   scatter        stable within the tile: thread t owns ITEMS consecutive
 //                  pairs; pair positions come from per-(digit, thread)
-//                  counts scanned digit-major in workgroup memory. Pairs
-//                  are read coalesced into workgroup memory, put in sorted
-//                  order there, and written out coalesced.
+//                  counts scanned digit-major in workgroup memory.
 //
 // The histogram is digit-major over tiles, so its exclusive scan gives each
 // (digit, tile) the number of pairs that precede it in the stable order:
@@ -74,8 +72,6 @@ fn digit_of(key: u32) -> u32 {
 // `scatter` (a workgroup only runs one entry point). Each thread counts
 // into its own column, so no atomics: no contention when keys repeat.
 var<workgroup> counts: array<u32, RADIX * WG>;
-// `scatter` also stages a whole tile of pairs in `counts`.
-const_assert TILE <= RADIX * WG;
 var<workgroup> tile_partials: array<u32, WG>;
 
 const COUNT_PARTS: u32 = WG / RADIX; // threads summing one digit's row
@@ -191,20 +187,10 @@ fn add_block_sums(
 // Here counts[d · WG + t] holds the pairs of digit d among thread t's
 // ITEMS, then their exclusive scan over the tile in (digit, thread) order,
 // then each thread's running position for digit d. Only thread t writes
-// column t after the scan. Before and after that, the same memory stages
-// the tile's pairs (TILE = RADIX · WG entries): see `scatter`.
+// column t after the scan.
 // Global position of the tile's first pair of digit d, minus the tile-local
 // position of that pair.
 var<workgroup> digit_base: array<u32, RADIX>;
-
-// Where tile position p is staged in `counts`: the low 4 bits XORed with
-// bits 5..8, a permutation of 0 .. TILE that puts the ITEMS consecutive
-// pairs of 32 neighbouring threads (p = t · ITEMS + i, i fixed) in 32
-// distinct banks, and keeps runs of 32 consecutive positions in distinct
-// banks too.
-fn swizzle(p: u32) -> u32 {
-    return p ^ ((p >> 5u) & 15u);
-}
 
 @compute @workgroup_size(WG)
 fn scatter(
@@ -216,49 +202,18 @@ fn scatter(
     if tile >= params.tiles {
         return;
     }
-    let base = tile * TILE;
-    let tile_len = min(TILE, params.len - base);
-
-    // Thread `lid` owns the pairs at tile positions lid · ITEMS + i, in
-    // input order (what makes the sort stable). They are read from memory
-    // coalesced (consecutive threads, consecutive pairs) into workgroup
-    // memory first, keys then values, and taken from there.
-    var keys: array<u32, ITEMS>;
-    var values: array<u32, ITEMS>;
-    for (var i = 0u; i < ITEMS; i++) {
-        let p = i * WG + lid;
-        if p < tile_len {
-            counts[swizzle(p)] = keys_in[base + p];
-        }
-    }
-    workgroupBarrier();
-    for (var i = 0u; i < ITEMS; i++) {
-        let p = lid * ITEMS + i;
-        if p < tile_len {
-            keys[i] = counts[swizzle(p)];
-        }
-    }
-    workgroupBarrier();
-    for (var i = 0u; i < ITEMS; i++) {
-        let p = i * WG + lid;
-        if p < tile_len {
-            counts[swizzle(p)] = values_in[base + p];
-        }
-    }
-    workgroupBarrier();
-    for (var i = 0u; i < ITEMS; i++) {
-        let p = lid * ITEMS + i;
-        if p < tile_len {
-            values[i] = counts[swizzle(p)];
-        }
-    }
-    workgroupBarrier();
-
     for (var d = 0u; d < RADIX; d++) {
         counts[d * WG + lid] = 0u;
     }
+    // Thread `lid` owns pairs first .. first + ITEMS, in input order.
+    let first = tile * TILE + lid * ITEMS;
+    var keys: array<u32, ITEMS>;
+    var values: array<u32, ITEMS>;
     for (var i = 0u; i < ITEMS; i++) {
-        if lid * ITEMS + i < tile_len {
+        let idx = first + i;
+        if idx < params.len {
+            keys[i] = keys_in[idx];
+            values[i] = values_in[idx];
             counts[digit_of(keys[i]) * WG + lid] += 1u;
         }
     }
@@ -297,46 +252,15 @@ fn scatter(
     }
     workgroupBarrier();
 
-    // Each owned pair's position in the tile's sorted order.
-    var sorted_at: array<u32, ITEMS>;
     for (var i = 0u; i < ITEMS; i++) {
-        if lid * ITEMS + i < tile_len {
-            let slot = digit_of(keys[i]) * WG + lid;
-            sorted_at[i] = counts[slot];
-            counts[slot] = sorted_at[i] + 1u;
-        }
-    }
-    workgroupBarrier();
-
-    // Put the tile in sorted order in workgroup memory, then write it out in
-    // that order: consecutive threads write consecutive addresses within
-    // each digit's run (coalesced), keys first, then values the same way.
-    for (var i = 0u; i < ITEMS; i++) {
-        if lid * ITEMS + i < tile_len {
-            counts[sorted_at[i]] = keys[i];
-        }
-    }
-    workgroupBarrier();
-    var dst: array<u32, ITEMS>;
-    for (var j = 0u; j < ITEMS; j++) {
-        let q = j * WG + lid;
-        if q < tile_len {
-            let key = counts[q];
-            dst[j] = digit_base[digit_of(key)] + q;
-            keys_out[dst[j]] = key;
-        }
-    }
-    workgroupBarrier();
-    for (var i = 0u; i < ITEMS; i++) {
-        if lid * ITEMS + i < tile_len {
-            counts[sorted_at[i]] = values[i];
-        }
-    }
-    workgroupBarrier();
-    for (var j = 0u; j < ITEMS; j++) {
-        let q = j * WG + lid;
-        if q < tile_len {
-            values_out[dst[j]] = counts[q];
+        if first + i < params.len {
+            let d = digit_of(keys[i]);
+            let slot = d * WG + lid;
+            let local = counts[slot];
+            counts[slot] = local + 1u;
+            let dst = digit_base[d] + local;
+            keys_out[dst] = keys[i];
+            values_out[dst] = values[i];
         }
     }
 }
