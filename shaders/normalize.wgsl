@@ -6,11 +6,12 @@
 // * `scale_segments`, for `intra` (segments = blocks of `dim`) and `l2`
 //   (segments = rows of `clusters · dim`): x ← x / ‖segment‖₂, skipped for
 //   a zero segment, which so stays exactly zero. With `fused_power` set it
-//   applies `power` to every element as it reads it, so that `power`
-//   followed by `intra` or `l2` (the default `ssr,l2`) is one dispatch that
-//   reads each row three times and writes it once, instead of two that read
-//   it four times and write it twice. Same values either way: the fused
-//   read computes exactly what `power` would have stored.
+//   first applies `power` in place during its first pass over the segment
+//   (the max), so that `power` followed by `intra` or `l2` (the default
+//   `ssr,l2`) is one dispatch, reading each element three times and
+//   writing it twice instead of four and twice, with no power computed
+//   twice. Same values either way: each invocation later reads only the
+//   elements it wrote itself.
 //
 // The norm is computed as m · sqrt(Σ (x/m)²) with m = max |x|, so that no
 // square overflows or underflows. `lanes` invocations (a power of two, set by
@@ -99,15 +100,6 @@ fn power(
     data[e] = power_of(data[e]);
 }
 
-// Element i as `scale_segments` sees it: after `power` when fused.
-fn element(i: u32) -> f32 {
-    let x = data[i];
-    if params.fused_power != 0u {
-        return power_of(x);
-    }
-    return x;
-}
-
 // Join the `lanes` values of each segment in this workgroup by a fixed
 // tree (`take_max`: maximum, else sum); every lane gets the result. Must be
 // called in uniform control flow.
@@ -140,7 +132,7 @@ fn lane_sum_of_squares(base: u32, lane: u32, m: f32) -> f32 {
         }
         var s = 0.0;
         for (var k = 0u; k < BLOCK && i < params.len; k++) {
-            let x = element(base + i) / m;
+            let x = data[base + i] / m;
             s = s + x * x;
             i = i + params.lanes;
         }
@@ -178,7 +170,12 @@ fn scale_segments(
     var m = 0.0;
     if valid {
         for (var i = lane; i < params.len; i += lanes) {
-            m = max(m, abs(element(base + i)));
+            var x = data[base + i];
+            if params.fused_power != 0u {
+                x = power_of(x);
+                data[base + i] = x;
+            }
+            m = max(m, abs(x));
         }
     }
     m = reduce_lanes(m, lid, lane, true);
@@ -189,19 +186,11 @@ fn scale_segments(
     }
     s = reduce_lanes(s, lid, lane, false);
 
-    // s ≥ 1 when m > 0 (the largest element contributes exactly 1). A zero
-    // segment is left as it is, so when fused it must still get what
-    // `power` would have stored (+0 for a zero, a signed zero for an
-    // underflow).
-    if valid && m == 0.0 && params.fused_power != 0u {
-        for (var i = lane; i < params.len; i += lanes) {
-            data[base + i] = element(base + i);
-        }
-    }
+    // s ≥ 1 when m > 0 (the largest element contributes exactly 1).
     if valid && m > 0.0 {
         let norm = sqrt(s);
         for (var i = lane; i < params.len; i += lanes) {
-            data[base + i] = (element(base + i) / m) / norm;
+            data[base + i] = (data[base + i] / m) / norm;
         }
     }
 }

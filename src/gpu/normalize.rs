@@ -5,8 +5,9 @@
 //!
 //! One dispatch per step, all in one compute pass, except that `power`
 //! directly followed by `intra` or `l2` (the default `ssr,l2`) is one
-//! dispatch: the segment kernel applies the power as it reads (same values,
-//! a third less memory traffic, one dispatch fewer). `intra` and `l2` share a
+//! dispatch: the segment kernel applies the power in place during its first
+//! pass (same values, one read and one dispatch fewer, no power computed
+//! twice). `intra` and `l2` share a
 //! kernel that normalizes equal-length segments (blocks of F, or rows of
 //! K·F) with a group of invocations per segment, sized so that each
 //! invocation handles about [`ELEMENTS_PER_LANE`] elements: one workgroup
