@@ -208,13 +208,40 @@ impl Pending {
     }
 }
 
-/// A submitted chunk not yet read back.
-struct InFlight<'t> {
+/// A submitted chunk not yet read back (either route's).
+pub(crate) struct InFlight<'t> {
+    pub(crate) index: usize,
+    pub(crate) submission: wgpu::SubmissionIndex,
+    pub(crate) submitted: Instant,
+    pub(crate) pending: Pending,
+    pub(crate) clock: StageClock<'t>,
+}
+
+/// The submit step of both routes: record chunk `index`'s commands with
+/// `record` (host time counted as [`SETUP_STAGE`], the per-call setup
+/// small shapes feel most), then submit them.
+pub(crate) fn record_and_submit<'t>(
+    ctx: &GpuContext,
+    timer: Option<&'t GpuTimer>,
     index: usize,
-    submission: wgpu::SubmissionIndex,
-    submitted: Instant,
-    pending: Pending,
-    clock: StageClock<'t>,
+    slot: Slot,
+    uploaded: &Uploaded,
+    times: &mut StageTimes,
+    record: impl FnOnce(&mut StageClock<'t>) -> Result<(wgpu::CommandEncoder, Pending)>,
+) -> Result<InFlight<'t>> {
+    let mut clock = StageClock::new(timer, slot);
+    let started = Instant::now();
+    let (encoder, pending) = record(&mut clock)?;
+    times.add(SETUP_STAGE, started.elapsed().as_secs_f64());
+    let submitted = Instant::now();
+    let submission = submit_chunk(ctx, encoder, &pending, uploaded, &clock)?;
+    Ok(InFlight {
+        index,
+        submission,
+        submitted,
+        pending,
+        clock,
+    })
 }
 
 /// Run `input` through the stages chunk by chunk. The `T × K × F` blocks
@@ -398,28 +425,17 @@ impl<'s, E: Element> ChunkSteps for HardSteps<'_, 's, E> {
         uploaded: Uploaded,
         times: &mut StageTimes,
     ) -> Result<InFlight<'s>> {
-        let mut clock = StageClock::new(self.session.timer, slot);
-        // Host time spent recording the chunk's commands (uniforms, bind
-        // groups, passes): the per-call setup small shapes feel most.
-        let started = Instant::now();
-        let (encoder, pending) = record::<E>(
-            self.session,
-            self.codebook,
-            self.shape,
-            &self.plan[index],
-            &uploaded,
-            self.work,
-            &mut clock,
-        )?;
-        times.add(SETUP_STAGE, started.elapsed().as_secs_f64());
-        let submitted = Instant::now();
-        let submission = submit_chunk(self.session.ctx, encoder, &pending, &uploaded, &clock)?;
-        Ok(InFlight {
-            index,
-            submission,
-            submitted,
-            pending,
-            clock,
+        let (ctx, timer) = (self.session.ctx, self.session.timer);
+        record_and_submit(ctx, timer, index, slot, &uploaded, times, |clock| {
+            record::<E>(
+                self.session,
+                self.codebook,
+                self.shape,
+                &self.plan[index],
+                &uploaded,
+                self.work,
+                clock,
+            )
         })
     }
 

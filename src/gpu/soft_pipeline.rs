@@ -44,7 +44,8 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::host_memory;
 use crate::gpu::normalize::NormalizeJob;
 use crate::gpu::pipeline::{
-    self, DeviceCodebook, Input, Pending, SETUP_STAGE, Session, Uploaded, submit_chunk, wait_chunk,
+    self, DeviceCodebook, InFlight, Input, Pending, Session, Uploaded, record_and_submit,
+    wait_chunk,
 };
 use crate::gpu::pool::{Role, Slot};
 use crate::gpu::radix_sort::{SortJob, SortedIn};
@@ -156,15 +157,6 @@ struct SoftSteps<'r, 's, E: Element> {
     piece: Vec<f32>,
     piece_soft: Vec<f32>,
     piece_hard: Vec<u32>,
-}
-
-/// A submitted chunk not yet read back.
-struct SoftFlight<'t> {
-    index: usize,
-    submission: wgpu::SubmissionIndex,
-    submitted: Instant,
-    pending: Pending,
-    clock: StageClock<'t>,
 }
 
 impl GpuBackend {
@@ -288,7 +280,7 @@ fn upload_params(
 
 impl<'s, E: Element> ChunkSteps for SoftSteps<'_, 's, E> {
     type Staged = Uploaded;
-    type InFlight = SoftFlight<'s>;
+    type InFlight = InFlight<'s>;
 
     fn stage(&mut self, index: usize, slot: Slot) -> Result<Uploaded> {
         // Sort keys from given labels only for hard assignment.
@@ -309,23 +301,14 @@ impl<'s, E: Element> ChunkSteps for SoftSteps<'_, 's, E> {
         slot: Slot,
         uploaded: Uploaded,
         times: &mut StageTimes,
-    ) -> Result<SoftFlight<'s>> {
-        let mut clock = StageClock::new(self.session.timer, slot);
-        let started = Instant::now();
-        let (encoder, pending) = self.record(&self.plan[index], &uploaded, &mut clock)?;
-        times.add(SETUP_STAGE, started.elapsed().as_secs_f64());
-        let submitted = Instant::now();
-        let submission = submit_chunk(self.session.ctx, encoder, &pending, &uploaded, &clock)?;
-        Ok(SoftFlight {
-            index,
-            submission,
-            submitted,
-            pending,
-            clock,
+    ) -> Result<InFlight<'s>> {
+        let (ctx, timer) = (self.session.ctx, self.session.timer);
+        record_and_submit(ctx, timer, index, slot, &uploaded, times, |clock| {
+            self.record(&self.plan[index], &uploaded, clock)
         })
     }
 
-    fn complete(&mut self, flight: SoftFlight<'s>, times: &mut StageTimes) -> Result<()> {
+    fn complete(&mut self, flight: InFlight<'s>, times: &mut StageTimes) -> Result<()> {
         let ctx = self.session.ctx;
         wait_chunk(
             ctx,
