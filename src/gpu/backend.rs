@@ -196,17 +196,7 @@ impl GpuBackend {
         norm: &Normalization,
         stages: &mut StageTimes,
     ) -> Result<(Array2<f32>, Vec<u32>)> {
-        let input = Input {
-            rows: batch.rows(),
-            dim: batch.dim(),
-            offsets: batch.offsets(),
-            labels: batch.labels(),
-        };
-        let work = Work::Aggregate {
-            normalization: norm,
-            subtract_centroid: true,
-            want_counts: false,
-        };
+        let (input, work) = encoding(batch, norm);
         let out = self.run(codebook, &input, work, stages)?;
         let vlad = Array2::from_shape_vec(
             (batch.images(), codebook.clusters() * codebook.dim()),
@@ -227,17 +217,7 @@ impl GpuBackend {
         stages: &mut StageTimes,
         out: &mut [f32],
     ) -> Result<Vec<u32>> {
-        let input = Input {
-            rows: batch.rows(),
-            dim: batch.dim(),
-            offsets: batch.offsets(),
-            labels: batch.labels(),
-        };
-        let work = Work::Aggregate {
-            normalization: norm,
-            subtract_centroid: true,
-            want_counts: false,
-        };
+        let (input, work) = encoding(batch, norm);
         Ok(self
             .run_with(codebook, &input, work, stages, Some(out))?
             .labels)
@@ -420,4 +400,24 @@ impl GpuBackend {
             .lock()
             .map_err(|_| VladError::Gpu("the GPU session was poisoned by an earlier panic".into()))
     }
+}
+
+/// The input and work of a VLAD encoding of `batch` ([`GpuBackend::encode`]
+/// and [`GpuBackend::encode_into`]).
+fn encoding<'a, E: Element>(
+    batch: &'a Batch<'_, E>,
+    norm: &'a Normalization,
+) -> (Input<'a, E>, Work<'a>) {
+    let input = Input {
+        rows: batch.rows(),
+        dim: batch.dim(),
+        offsets: batch.offsets(),
+        labels: batch.labels(),
+    };
+    let work = Work::Aggregate {
+        normalization: norm,
+        subtract_centroid: true,
+        want_counts: false,
+    };
+    (input, work)
 }
