@@ -7,6 +7,21 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::{Assignment, Batch, Codebook, Element, Normalization, Step};
 
+/// Every normalization the soft tests run: each step alone and in lists,
+/// `rn` first and with the others after it.
+pub const NORMS: [&str; 10] = [
+    "none",
+    "mass",
+    "ssr,l2",
+    "intra,l2",
+    "mass,intra,l2",
+    "rn",
+    "rn,mass",
+    "rn,ssr,l2",
+    "rn,intra,l2",
+    "rn,mass,ssr,intra,l2",
+];
+
 /// Offsets of `count` ragged images of 1..`max_len` rows, with empty ones
 /// first, at `empty_at` and last, and one of `long` rows before the last
 /// (long enough to span aggregation blocks, or chunks under a small cap).

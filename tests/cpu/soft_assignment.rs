@@ -10,20 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::{Assignment, Backend, Batch, Codebook, Element, Encoder, Normalization, Step};
 
-use crate::common::soft_case::{self, Case, check_against_reference, ragged_offsets};
-
-const NORMS: [&str; 10] = [
-    "none",
-    "mass",
-    "ssr,l2",
-    "intra,l2",
-    "mass,intra,l2",
-    "rn",
-    "rn,mass",
-    "rn,ssr,l2",
-    "rn,intra,l2",
-    "rn,mass,ssr,intra,l2",
-];
+use crate::common::soft_case::{self, Case, NORMS, check_against_reference, ragged_offsets};
 
 /// Ragged images, some empty (first, middle and last), one long enough to
 /// span several aggregation blocks.

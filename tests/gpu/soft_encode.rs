@@ -9,20 +9,7 @@
 use ndarray::Array2;
 use vlad::{Assignment, Backend, Batch, Element, Encoder, Normalization};
 
-use crate::common::soft_case::{self, Case, check_against_reference, ragged_offsets};
-
-const NORMS: [&str; 10] = [
-    "none",
-    "mass",
-    "ssr,l2",
-    "intra,l2",
-    "mass,intra,l2",
-    "rn",
-    "rn,mass",
-    "rn,ssr,l2",
-    "rn,intra,l2",
-    "rn,mass,ssr,intra,l2",
-];
+use crate::common::soft_case::{self, Case, NORMS, check_against_reference, ragged_offsets};
 
 /// Ragged images, some empty (first, middle and last), one long enough to
 /// span many aggregation blocks (and, with a small binding cap, chunks).
