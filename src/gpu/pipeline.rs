@@ -73,6 +73,23 @@ impl CompiledStages {
         }
     }
 
+    /// Record the assignment of `job` (the tensor-core variant when it was
+    /// selected, else the plain one) and time it under its stage name.
+    pub(crate) fn record_assign(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        clock: &mut StageClock<'_>,
+        job: &AssignJob<'_>,
+    ) -> Result<()> {
+        match &self.assign_coop {
+            Some(coop) => coop.record(ctx, encoder, job)?,
+            None => self.assign.record(ctx, encoder, job)?,
+        }
+        clock.lap(encoder, self.assign_stage_name());
+        Ok(())
+    }
+
     /// Compile every stage's shaders for `ctx`.
     pub fn new(ctx: &GpuContext) -> Result<Self> {
         let (assign_coop, tensor_cores) = crate::gpu::assign_coop::select(ctx);
@@ -689,11 +706,7 @@ fn record<E: Element>(
                 keys: &keys,
                 values: &values,
             };
-            match &stages.assign_coop {
-                Some(coop) => coop.record(ctx, &mut encoder, &job)?,
-                None => stages.assign.record(ctx, &mut encoder, &job)?,
-            }
-            clock.lap(&mut encoder, stages.assign_stage_name());
+            stages.record_assign(ctx, &mut encoder, clock, &job)?;
             let staging = session
                 .staging
                 .readback(ctx, ReadKind::Labels, slot, sizes.per_row)?;

@@ -452,11 +452,7 @@ impl<E: Element> SoftSteps<'_, '_, E> {
                             keys: &keys,
                             values: &values,
                         };
-                        match &hard.assign_coop {
-                            Some(coop) => coop.record(ctx, &mut encoder, &job)?,
-                            None => hard.assign.record(ctx, &mut encoder, &job)?,
-                        }
-                        clock.lap(&mut encoder, hard.assign_stage_name());
+                        hard.record_assign(ctx, &mut encoder, clock, &job)?;
                         (keys, values)
                     }
                 };
