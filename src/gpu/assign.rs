@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::error::{Result, VladError};
-use crate::gpu::context::{GpuContext, dispatch_2d};
+use crate::gpu::context::{GpuContext, check_buffer_sizes, descriptor_bytes, dispatch_2d};
 use crate::gpu::contract::{ShaderContract, uniform_layout};
 use crate::gpu::specialize::specialize;
 
@@ -334,40 +334,32 @@ pub(crate) fn check_job(job: &AssignJob<'_>) -> Result<()> {
             job.images, job.clusters
         )));
     }
-    let descriptor_bytes = if job.u8_input {
-        elements.next_multiple_of(4)
-    } else {
-        elements * 4
-    };
+    let descriptor_bytes = descriptor_bytes(elements, job.u8_input);
     let rows_bytes = job.rows as u64 * 4;
-    for (name, buffer, need) in [
-        ("descriptors", job.descriptors, descriptor_bytes),
-        (
-            "centroids",
-            job.centroids,
-            job.clusters as u64 * job.dim as u64 * 4,
-        ),
-        (
-            "centroid_norms",
-            job.centroid_norms,
-            job.clusters as u64 * 4,
-        ),
-        (
-            "image_offsets",
-            job.image_offsets,
-            (job.images as u64 + 1) * 4,
-        ),
-        ("labels", job.labels, rows_bytes),
-        ("keys", job.keys, rows_bytes),
-        ("values", job.values, rows_bytes),
-    ] {
-        if buffer.size() < need {
-            return Err(VladError::Gpu(format!(
-                "assign: {name} holds {} bytes, the job needs {need}",
-                buffer.size()
-            )));
-        }
-    }
+    check_buffer_sizes(
+        "assign",
+        &[
+            ("descriptors", job.descriptors, descriptor_bytes),
+            (
+                "centroids",
+                job.centroids,
+                job.clusters as u64 * job.dim as u64 * 4,
+            ),
+            (
+                "centroid_norms",
+                job.centroid_norms,
+                job.clusters as u64 * 4,
+            ),
+            (
+                "image_offsets",
+                job.image_offsets,
+                (job.images as u64 + 1) * 4,
+            ),
+            ("labels", job.labels, rows_bytes),
+            ("keys", job.keys, rows_bytes),
+            ("values", job.values, rows_bytes),
+        ],
+    )?;
     Ok(())
 }
 

@@ -567,6 +567,33 @@ impl GpuContext {
     }
 }
 
+/// Bytes a stage reads for `elements` descriptor values: f32, or u8 packed
+/// four per word (the upload pads to whole words).
+pub(crate) fn descriptor_bytes(elements: u64, u8_input: bool) -> u64 {
+    if u8_input {
+        elements.next_multiple_of(4)
+    } else {
+        elements * 4
+    }
+}
+
+/// Fail, naming `stage` and the buffer, if any `(name, buffer, bytes)` is
+/// smaller than the job needs: a stage's check before it binds anything.
+pub(crate) fn check_buffer_sizes(
+    stage: &str,
+    buffers: &[(&str, &wgpu::Buffer, u64)],
+) -> Result<()> {
+    for &(name, buffer, need) in buffers {
+        if buffer.size() < need {
+            return Err(VladError::Gpu(format!(
+                "{stage}: {name} holds {} bytes, the job needs {need}",
+                buffer.size()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Split `workgroups` into a 2D dispatch `(x, y)` with `x ≤ max_per_dim`;
 /// shaders recover the linear id as `id.y * x + id.x` (and must bound-check,
 /// since `x·y` may exceed `workgroups`).

@@ -8,7 +8,7 @@
 //! correctly rounded).
 
 use crate::error::{Result, VladError};
-use crate::gpu::context::{GpuContext, dispatch_2d};
+use crate::gpu::context::{GpuContext, check_buffer_sizes, descriptor_bytes, dispatch_2d};
 use crate::gpu::contract::{ShaderContract, uniform_layout};
 use crate::gpu::soft_logits::bind_numbered;
 use crate::gpu::specialize::specialize;
@@ -159,27 +159,19 @@ impl SoftAggregateStage {
                 "soft aggregate: the chunk exceeds the shader's 32-bit index".to_string(),
             ));
         }
-        let descriptor_bytes = if job.u8_input {
-            (rows * dim).next_multiple_of(4)
-        } else {
-            rows * dim * 4
-        };
-        for (name, buffer, need) in [
-            ("descriptors", job.descriptors, descriptor_bytes),
-            ("weights", job.weights, rows * k * 4),
-            ("mass weights", job.mass_weights, rows * k * 4),
-            ("centroids", job.centroids, k * dim * 4),
-            ("image offsets", job.image_offsets, (images + 1) * 4),
-            ("blocks", job.blocks, images * k * dim * 4),
-            ("mass", job.mass, images * k * 4),
-        ] {
-            if buffer.size() < need {
-                return Err(VladError::Gpu(format!(
-                    "soft aggregate: {name} holds {} bytes, the job needs {need}",
-                    buffer.size()
-                )));
-            }
-        }
+        let descriptor_bytes = descriptor_bytes(rows * dim, job.u8_input);
+        check_buffer_sizes(
+            "soft aggregate",
+            &[
+                ("descriptors", job.descriptors, descriptor_bytes),
+                ("weights", job.weights, rows * k * 4),
+                ("mass weights", job.mass_weights, rows * k * 4),
+                ("centroids", job.centroids, k * dim * 4),
+                ("image offsets", job.image_offsets, (images + 1) * 4),
+                ("blocks", job.blocks, images * k * dim * 4),
+                ("mass", job.mass, images * k * 4),
+            ],
+        )?;
         let f_tiles = job.dim.div_ceil(4 * WORKGROUP);
         let k_tiles = job.clusters.div_ceil(CLUSTERS_PER_TILE);
         let workgroups = images * f_tiles as u64 * k_tiles as u64;

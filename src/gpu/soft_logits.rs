@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use crate::error::{Result, VladError};
 use crate::gpu::assign::TileShape;
-use crate::gpu::context::{GpuContext, dispatch_2d};
+use crate::gpu::context::{GpuContext, check_buffer_sizes, descriptor_bytes, dispatch_2d};
 use crate::gpu::contract::{ShaderContract, uniform_layout};
 use crate::gpu::specialize::specialize;
 
@@ -279,31 +279,23 @@ fn check_job(job: &SoftLogitsJob<'_>) -> Result<()> {
             "soft logits: {rows} rows × max(F, K) exceed the shader's 32-bit index"
         )));
     }
-    let descriptor_bytes = if job.u8_input {
-        (rows * dim).next_multiple_of(4)
-    } else {
-        rows * dim * 4
-    };
-    for (name, buffer, need) in [
-        ("descriptors", job.descriptors, descriptor_bytes),
-        ("W", job.soft_weights, k * dim * 4),
-        ("b", job.soft_bias, k * 4),
-        ("centroids", job.centroids, k * dim * 4),
-        ("weights", job.weights, rows * k * 4),
-        ("labels", job.labels, rows * 4),
-        (
-            "unscaled weights",
-            job.unscaled,
-            if job.residual_norm { rows * k * 4 } else { 4 },
-        ),
-    ] {
-        if buffer.size() < need {
-            return Err(VladError::Gpu(format!(
-                "soft logits: {name} holds {} bytes, the job needs {need}",
-                buffer.size()
-            )));
-        }
-    }
+    let descriptor_bytes = descriptor_bytes(rows * dim, job.u8_input);
+    check_buffer_sizes(
+        "soft logits",
+        &[
+            ("descriptors", job.descriptors, descriptor_bytes),
+            ("W", job.soft_weights, k * dim * 4),
+            ("b", job.soft_bias, k * 4),
+            ("centroids", job.centroids, k * dim * 4),
+            ("weights", job.weights, rows * k * 4),
+            ("labels", job.labels, rows * 4),
+            (
+                "unscaled weights",
+                job.unscaled,
+                if job.residual_norm { rows * k * 4 } else { 4 },
+            ),
+        ],
+    )?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 //! and square root are not correctly rounded).
 
 use crate::error::{Result, VladError};
-use crate::gpu::context::{GpuContext, dispatch_2d};
+use crate::gpu::context::{GpuContext, check_buffer_sizes, descriptor_bytes, dispatch_2d};
 use crate::gpu::contract::{ShaderContract, uniform_layout};
 use crate::gpu::soft_logits::bind_numbered;
 use crate::gpu::specialize::specialize;
@@ -114,24 +114,16 @@ impl UnitResidualStage {
                 "unit residual: {rows} rows, F = {dim}, K = {k}"
             )));
         }
-        let descriptor_bytes = if job.u8_input {
-            (rows * dim).next_multiple_of(4)
-        } else {
-            rows * dim * 4
-        };
-        for (name, buffer, need) in [
-            ("descriptors", job.descriptors, descriptor_bytes),
-            ("centroids", job.centroids, k * dim * 4),
-            ("labels", job.labels, rows * 4),
-            ("units", job.units, rows * dim * 4),
-        ] {
-            if buffer.size() < need {
-                return Err(VladError::Gpu(format!(
-                    "unit residual: {name} holds {} bytes, the job needs {need}",
-                    buffer.size()
-                )));
-            }
-        }
+        let descriptor_bytes = descriptor_bytes(rows * dim, job.u8_input);
+        check_buffer_sizes(
+            "unit residual",
+            &[
+                ("descriptors", job.descriptors, descriptor_bytes),
+                ("centroids", job.centroids, k * dim * 4),
+                ("labels", job.labels, rows * 4),
+                ("units", job.units, rows * dim * 4),
+            ],
+        )?;
         let params = ctx.uniform(
             "unit residual params",
             &Params {
