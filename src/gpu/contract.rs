@@ -96,7 +96,7 @@ pub fn all() -> Result<Vec<ShaderContract>> {
     contracts.extend(crate::gpu::radix_sort::contracts()?);
     contracts.extend(crate::gpu::segmented_scan::contracts());
     contracts.extend(crate::gpu::residual::contracts());
-    contracts.extend(crate::gpu::normalize::contracts());
+    contracts.extend(crate::gpu::normalize::contracts()?);
     contracts.extend(crate::gpu::ceilings::contracts());
     contracts.extend(crate::gpu::soft_logits::contracts()?);
     contracts.extend(crate::gpu::soft_aggregate::contracts()?);

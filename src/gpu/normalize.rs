@@ -5,27 +5,39 @@
 //!
 //! One dispatch per step, all in one compute pass, except that `power`
 //! directly followed by `intra` or `l2` (the default `ssr,l2`) is one
-//! dispatch: the segment kernel applies the power in place during its first
-//! pass (same values, one read and one dispatch fewer, no power computed
-//! twice). `intra` and `l2` share a
-//! kernel that normalizes equal-length segments (blocks of F, or rows of
-//! K·F) with a group of invocations per segment, sized so that each
-//! invocation handles about [`ELEMENTS_PER_LANE`] elements: one workgroup
-//! serves many short blocks, and a long row gets a whole workgroup.
+//! dispatch: the segment kernel applies the power as it reads each element
+//! and writes each element once. `intra` and `l2` share a kernel that
+//! normalizes equal-length segments (blocks of F, or rows of K·F) with a
+//! group of invocations per segment, sized so that each invocation handles
+//! about [`ELEMENTS_PER_LANE`] elements: one workgroup serves many short
+//! blocks, and a long row gets a whole workgroup.
+//!
+//! # Work
+//!
+//! A segment is read twice and written once: one pass sums the squares
+//! (for the fused `ssr`, Σ|x|, since ‖ssr(x)‖² = Σ|x|) and finds the
+//! largest, one pass scales. Only a segment whose largest square lies
+//! outside [2⁻⁸⁰, 2⁸⁰] takes one more read, for the scaled form below.
+//! (Before: `l2` read each row three times, and `ssr,l2` read it three
+//! times and wrote it twice.)
 //!
 //! # Error
 //!
-//! The norm is `m·sqrt(Σ (x/m)²)`, `m = max |x|` (no overflow or underflow
-//! of the squares). Each squared term meets one division, one square, at
-//! most 31 sequential additions, `⌈log₂ blocks⌉ + 1` pairwise ones and 8 in
-//! the workgroup tree: for a row of 2²⁰ elements at most about 50
-//! roundings, so the sum is within `γ₅₀ ≈ 3·10⁻⁶` relative, the norm within
-//! half that, and every normalized element (|y| ≤ 1) within about `2·10⁻⁶`
-//! absolute of the exact value, below SPEC §4's `1e-5`.
+//! In range, each squared term meets at most one rounding (none for Σ|x|),
+//! at most 31 sequential additions, `⌈log₂ blocks⌉ + 1` pairwise ones and
+//! 8 in the workgroup tree; squares that underflow lose at most
+//! 2³²·2⁻¹⁵⁰ in all, below 2⁻³⁸ of a sum whose largest term is ≥ 2⁻⁸⁰.
+//! Out of range the norm is `m·sqrt(Σ (x/m)²)`, `m = max |x|` (no overflow
+//! or underflow of the squares), one division more per term. For a row of
+//! 2²⁰ elements that is at most about 50 roundings, so the sum is within
+//! `γ₅₀ ≈ 3·10⁻⁶` relative, the norm within half that, and every normalized
+//! element (|y| ≤ 1) within about `2·10⁻⁶` absolute of the exact value,
+//! below SPEC §4's `1e-5`.
 
 use crate::error::{Result, VladError};
 use crate::gpu::context::{GpuContext, dispatch_2d};
 use crate::gpu::contract::{ShaderContract, uniform_layout};
+use crate::gpu::specialize::specialize;
 use crate::normalization::{Normalization, Step};
 
 const SHADER: &str = include_str!("../../shaders/normalize.wgsl");
@@ -59,39 +71,71 @@ struct Params {
     lanes: u32,
     dim: u32,
     alpha: f32,
-    fused_power: u32,
-    _pad: [u32; 2],
+    _pad: [u32; 3],
 }
 
-/// What this file assumes of the shader.
-pub(crate) fn contracts() -> Vec<ShaderContract> {
-    vec![ShaderContract {
-        name: "normalize".into(),
-        file: "normalize",
-        source: SHADER.into(),
-        constants: vec![("WG", WORKGROUP.into())],
-        entry_points: vec![
-            ("mass", Some([WORKGROUP, 1, 1])),
-            ("power", Some([WORKGROUP, 1, 1])),
-            ("scale_segments", Some([WORKGROUP, 1, 1])),
-        ],
-        uniform: uniform_layout!(Params {
-            len,
-            segments,
-            lanes,
-            dim,
-            alpha,
-            fused_power,
-            _pad,
-        }),
-    }]
+/// The `power` step `scale_segments` applies as it reads (the shader's
+/// `FUSED_POWER`): one compiled variant each.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum FusedPower {
+    None = 0,
+    SquareRoot = 1,
+    Alpha = 2,
+}
+
+impl FusedPower {
+    const ALL: [FusedPower; 3] = [FusedPower::None, FusedPower::SquareRoot, FusedPower::Alpha];
+
+    fn of(alpha: Option<f32>) -> FusedPower {
+        match alpha {
+            None => FusedPower::None,
+            Some(0.5) => FusedPower::SquareRoot,
+            Some(_) => FusedPower::Alpha,
+        }
+    }
+}
+
+/// The shader with `FUSED_POWER` set.
+fn shader_source(fused: FusedPower) -> Result<String> {
+    specialize(SHADER, &[("FUSED_POWER", (fused as u32).into())])
+}
+
+/// What this file assumes of the shader, per compiled variant.
+pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
+    let mut contracts = Vec::new();
+    for fused in FusedPower::ALL {
+        contracts.push(ShaderContract {
+            name: format!("normalize fused={fused:?}"),
+            file: "normalize",
+            source: shader_source(fused)?,
+            constants: vec![
+                ("WG", WORKGROUP.into()),
+                ("FUSED_POWER", (fused as u32).into()),
+            ],
+            entry_points: vec![
+                ("mass", Some([WORKGROUP, 1, 1])),
+                ("power", Some([WORKGROUP, 1, 1])),
+                ("scale_segments", Some([WORKGROUP, 1, 1])),
+            ],
+            uniform: uniform_layout!(Params {
+                len,
+                segments,
+                lanes,
+                dim,
+                alpha,
+                _pad,
+            }),
+        });
+    }
+    Ok(contracts)
 }
 
 /// The compiled normalization pipelines.
 pub struct NormalizeStage {
     mass: wgpu::ComputePipeline,
     power: wgpu::ComputePipeline,
-    scale: wgpu::ComputePipeline,
+    /// `scale_segments`, indexed by [`FusedPower`].
+    scale: [wgpu::ComputePipeline; 3],
 }
 
 impl NormalizeStage {
@@ -100,7 +144,19 @@ impl NormalizeStage {
         Ok(NormalizeStage {
             mass: ctx.pipeline("normalize mass", SHADER, "mass")?,
             power: ctx.pipeline("normalize power", SHADER, "power")?,
-            scale: ctx.pipeline("normalize intra/l2", SHADER, "scale_segments")?,
+            scale: [
+                ctx.pipeline("normalize intra/l2", SHADER, "scale_segments")?,
+                ctx.pipeline(
+                    "normalize ssr + intra/l2",
+                    &shader_source(FusedPower::SquareRoot)?,
+                    "scale_segments",
+                )?,
+                ctx.pipeline(
+                    "normalize power + intra/l2",
+                    &shader_source(FusedPower::Alpha)?,
+                    "scale_segments",
+                )?,
+            ],
         })
     }
 
@@ -147,14 +203,13 @@ impl NormalizeStage {
                 lanes: 1,
                 dim: job.dim,
                 alpha: 1.0,
-                fused_power: 0,
-                _pad: [0; 2],
+                _pad: [0; 3],
             };
             let fused = |alpha: Option<f32>| Params {
                 alpha: alpha.unwrap_or(1.0),
-                fused_power: u32::from(alpha.is_some()),
                 ..base
             };
+            let scale = |alpha: Option<f32>| &self.scale[FusedPower::of(alpha) as usize];
             let (pipeline, params, workgroups) = match dispatch {
                 Dispatch::Mass => (&self.mass, base, elements.div_ceil(WORKGROUP)),
                 Dispatch::Power(alpha) => (
@@ -163,9 +218,11 @@ impl NormalizeStage {
                     elements.div_ceil(WORKGROUP),
                 ),
                 Dispatch::Intra(alpha) => {
-                    segment_dispatch(&self.scale, fused(alpha), job.dim, blocks as u32)
+                    segment_dispatch(scale(alpha), fused(alpha), job.dim, blocks as u32)
                 }
-                Dispatch::L2(alpha) => segment_dispatch(&self.scale, fused(alpha), row, job.images),
+                Dispatch::L2(alpha) => {
+                    segment_dispatch(scale(alpha), fused(alpha), row, job.images)
+                }
             };
             let uniform = ctx.uniform("normalize params", &params)?;
             let mut buffers = vec![uniform.as_entire_binding(), job.blocks.as_entire_binding()];
@@ -288,6 +345,16 @@ mod tests {
             vec![Power(0.3), L2(Some(0.5))]
         );
         assert_eq!(plan(&[Step::Intra]), vec![Intra(None)]);
+    }
+
+    #[test]
+    fn each_fused_power_has_its_variant() {
+        assert_eq!(FusedPower::of(None), FusedPower::None);
+        assert_eq!(FusedPower::of(Some(0.5)), FusedPower::SquareRoot);
+        assert_eq!(FusedPower::of(Some(0.3)), FusedPower::Alpha);
+        for (i, fused) in FusedPower::ALL.into_iter().enumerate() {
+            assert_eq!(fused as usize, i, "the pipelines are indexed by it");
+        }
     }
 
     #[test]
