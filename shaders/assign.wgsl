@@ -28,126 +28,20 @@ const BF: u32 = 8u;
 // Descriptors are bytes packed four per u32 (little-endian) instead of f32 bits.
 const U8_INPUT: bool = false;
 
-// Each invocation owns an 8 × 8 register tile: two vec4s of rows × two
-// vec4s of centroids. It is written out by hand (`multiply_chunk`,
-// `fold_tile`): every access to `acc` has a constant index, so compilers
-// keep it in registers instead of spilling an indexed array to memory.
-const WG: u32 = CT * RT;
-const BM: u32 = RT * 8u;
-const BN: u32 = CT * 8u;
-// One spare vec4 per feature row keeps the transposing stores below free of
-// bank conflicts; reads are unaffected.
-const A_STRIDE: u32 = BM / 4u + 1u;
-const B_STRIDE: u32 = BN / 4u + 1u;
-const A_LOADS: u32 = BM * BF / WG;
-const B_LOADS: u32 = BN * BF / WG;
+// The GEMM core (tile constants WG, BM, BN, the staged chunks,
+// `fetch_chunk`, `stage_chunk`, `multiply_chunk`), shared with
+// shaders/soft_logits.wgsl; B is the centroids.
+// #include "parts/gemm_tile.wgsl"
+// #include "parts/descriptor.wgsl"
+// #include "parts/image_of.wgsl"
+// The uniform and bindings, shared with shaders/assign_coop.wgsl.
+// #include "parts/assign_interface.wgsl"
 
-struct Params {
-    rows: u32,
-    dim: u32,
-    clusters: u32,
-    images: u32,
-    // ceil(rows / BM), ceil(clusters / BN), ceil(dim / BF).
-    row_tiles: u32,
-    k_tiles: u32,
-    chunks: u32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-// f32 bits, or packed bytes (U8_INPUT): one binding type for both variants.
-@group(0) @binding(1) var<storage, read> descriptors: array<u32>;
-@group(0) @binding(2) var<storage, read> centroids: array<f32>;
-@group(0) @binding(3) var<storage, read> centroid_norms: array<f32>;
-@group(0) @binding(4) var<storage, read> image_offsets: array<u32>;
-@group(0) @binding(5) var<storage, read_write> labels: array<u32>;
-@group(0) @binding(6) var<storage, read_write> keys: array<u32>;
-@group(0) @binding(7) var<storage, read_write> values: array<u32>;
-
-// Chunk of BF features × BM rows (resp. BN centroids), feature-major, rows
-// (centroids) packed in vec4s: a_tile[f · A_STRIDE + r / 4][r % 4].
-var<workgroup> a_tile: array<vec4<f32>, BF * A_STRIDE>;
-var<workgroup> b_tile: array<vec4<f32>, BF * B_STRIDE>;
 var<workgroup> best_dist: array<f32, BM>;
 var<workgroup> best_label: array<u32, BM>;
 
-// The next chunk, fetched from global memory while the current one is used.
-var<private> a_next: array<f32, A_LOADS>;
-var<private> b_next: array<f32, B_LOADS>;
-
-fn descriptor(row: u32, f: u32) -> f32 {
-    let i = row * params.dim + f;
-    if U8_INPUT {
-        return f32((descriptors[i >> 2u] >> ((i & 3u) * 8u)) & 0xffu);
-    }
-    return bitcast<f32>(descriptors[i]);
-}
-
-// Fetch features f0 .. f0 + BF of the tile's rows and centroids; zeros
-// outside the matrices (they add nothing to a dot product).
-fn fetch_chunk(lid: u32, row0: u32, col0: u32, f0: u32) {
-    for (var s = 0u; s < A_LOADS; s++) {
-        let e = lid + s * WG;
-        let row = row0 + e / BF;
-        let f = f0 + e % BF;
-        var x = 0.0;
-        if row < params.rows && f < params.dim {
-            x = descriptor(row, f);
-        }
-        a_next[s] = x;
-    }
-    for (var s = 0u; s < B_LOADS; s++) {
-        let e = lid + s * WG;
-        let col = col0 + e / BF;
-        let f = f0 + e % BF;
-        var x = 0.0;
-        if col < params.clusters && f < params.dim {
-            x = centroids[col * params.dim + f];
-        }
-        b_next[s] = x;
-    }
-}
-
-fn stage_chunk(lid: u32) {
-    for (var s = 0u; s < A_LOADS; s++) {
-        let e = lid + s * WG;
-        let r = e / BF;
-        a_tile[(e % BF) * A_STRIDE + r / 4u][r % 4u] = a_next[s];
-    }
-    for (var s = 0u; s < B_LOADS; s++) {
-        let e = lid + s * WG;
-        let c = e / BF;
-        b_tile[(e % BF) * B_STRIDE + c / 4u][c % 4u] = b_next[s];
-    }
-}
-
-// Invocation (tx, ty) owns tile rows 4·ty + c and 4·RT + 4·ty + c, and
-// tile centroids 4·tx + c and 4·CT + 4·tx + c (c = 0..3): strided by vec4
-// so that neighbouring invocations read neighbouring vec4s.
-// acc[2·r + h] holds row r (0..7) × centroids of half h, one per component.
-fn multiply_chunk(acc: ptr<function, array<vec4<f32>, 16>>, tx: u32, ty: u32) {
-    for (var f = 0u; f < BF; f++) {
-        let a0 = a_tile[f * A_STRIDE + ty];
-        let a1 = a_tile[f * A_STRIDE + RT + ty];
-        let b0 = b_tile[f * B_STRIDE + tx];
-        let b1 = b_tile[f * B_STRIDE + CT + tx];
-        (*acc)[0] = fma(vec4(a0.x), b0, (*acc)[0]);
-        (*acc)[1] = fma(vec4(a0.x), b1, (*acc)[1]);
-        (*acc)[2] = fma(vec4(a0.y), b0, (*acc)[2]);
-        (*acc)[3] = fma(vec4(a0.y), b1, (*acc)[3]);
-        (*acc)[4] = fma(vec4(a0.z), b0, (*acc)[4]);
-        (*acc)[5] = fma(vec4(a0.z), b1, (*acc)[5]);
-        (*acc)[6] = fma(vec4(a0.w), b0, (*acc)[6]);
-        (*acc)[7] = fma(vec4(a0.w), b1, (*acc)[7]);
-        (*acc)[8] = fma(vec4(a1.x), b0, (*acc)[8]);
-        (*acc)[9] = fma(vec4(a1.x), b1, (*acc)[9]);
-        (*acc)[10] = fma(vec4(a1.y), b0, (*acc)[10]);
-        (*acc)[11] = fma(vec4(a1.y), b1, (*acc)[11]);
-        (*acc)[12] = fma(vec4(a1.z), b0, (*acc)[12]);
-        (*acc)[13] = fma(vec4(a1.z), b1, (*acc)[13]);
-        (*acc)[14] = fma(vec4(a1.w), b0, (*acc)[14]);
-        (*acc)[15] = fma(vec4(a1.w), b1, (*acc)[15]);
-    }
+fn b_element(col: u32, f: u32) -> f32 {
+    return centroids[col * params.dim + f];
 }
 
 // The running minimum of one row: (distance, label).
@@ -199,21 +93,6 @@ fn fold_tile(best: ptr<function, array<Best, 8>>, acc: ptr<function, array<vec4<
     (*best)[5] = fold_row((*best)[5], (*acc)[10], (*acc)[11], n0, n1, k0, k1);
     (*best)[6] = fold_row((*best)[6], (*acc)[12], (*acc)[13], n0, n1, k0, k1);
     (*best)[7] = fold_row((*best)[7], (*acc)[14], (*acc)[15], n0, n1, k0, k1);
-}
-
-// Largest image t with image_offsets[t] ≤ row (empty images are skipped).
-fn image_of(row: u32) -> u32 {
-    var lo = 0u;
-    var hi = params.images - 1u;
-    while lo < hi {
-        let mid = (lo + hi + 1u) / 2u;
-        if image_offsets[mid] <= row {
-            lo = mid;
-        } else {
-            hi = mid - 1u;
-        }
-    }
-    return lo;
 }
 
 @compute @workgroup_size(WG)

@@ -114,27 +114,8 @@ const BOUND_PER_FEATURE: f32 = 8.0;
 const BOUND_CONSTANT: f32 = 48.0;
 const NORM_MARGIN: f32 = 1.01;
 
-struct Params {
-    rows: u32,
-    dim: u32,
-    clusters: u32,
-    images: u32,
-    // ceil(rows / BM), ceil(clusters / BN), ceil(dim / STEP).
-    row_tiles: u32,
-    k_tiles: u32,
-    chunks: u32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-// f32 bits, or packed bytes (U8_INPUT).
-@group(0) @binding(1) var<storage, read> descriptors: array<u32>;
-@group(0) @binding(2) var<storage, read> centroids: array<f32>;
-@group(0) @binding(3) var<storage, read> centroid_norms: array<f32>;
-@group(0) @binding(4) var<storage, read> image_offsets: array<u32>;
-@group(0) @binding(5) var<storage, read_write> labels: array<u32>;
-@group(0) @binding(6) var<storage, read_write> keys: array<u32>;
-@group(0) @binding(7) var<storage, read_write> values: array<u32>;
+// The uniform and bindings, shared with shaders/assign.wgsl.
+// #include "parts/assign_interface.wgsl"
 
 // One step of 16 features: rows row-major (r · STEP + f, the A operand read
 // with coopLoadT), centroids centroid-major (c · STEP + f, the B operand
@@ -172,13 +153,8 @@ fn infinity() -> f32 {
     return bitcast<f32>(0x7f800000u);
 }
 
-fn descriptor(row: u32, f: u32) -> f32 {
-    let i = row * params.dim + f;
-    if U8_INPUT {
-        return f32((descriptors[i >> 2u] >> ((i & 3u) * 8u)) & 0xffu);
-    }
-    return bitcast<f32>(descriptors[i]);
-}
+// #include "parts/descriptor.wgsl"
+// #include "parts/image_of.wgsl"
 
 // 2^e as f32, |e| ≤ 126.
 fn pow2(e: i32) -> f32 {
@@ -204,21 +180,6 @@ fn scale_of(max_abs: f32) -> Scale {
     }
     let s = TARGET_EXPONENT - e;
     return Scale(pow2(s), pow2(-s), true);
-}
-
-// Largest image t with image_offsets[t] ≤ row (empty images are skipped).
-fn image_of(row: u32) -> u32 {
-    var lo = 0u;
-    var hi = params.images - 1u;
-    while lo < hi {
-        let mid = (lo + hi + 1u) / 2u;
-        if image_offsets[mid] <= row {
-            lo = mid;
-        } else {
-            hi = mid - 1u;
-        }
-    }
-    return lo;
 }
 
 // Stage features f0 .. f0 + STEP of the tile's rows and centroids, scaled

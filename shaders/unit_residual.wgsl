@@ -31,13 +31,7 @@ struct Params {
 // rows × F f32 unit residuals.
 @group(0) @binding(4) var<storage, read_write> units: array<f32>;
 
-fn descriptor(row: u32, f: u32) -> f32 {
-    let i = row * params.dim + f;
-    if U8_INPUT {
-        return f32((descriptors[i >> 2u] >> ((i & 3u) * 8u)) & 0xffu);
-    }
-    return bitcast<f32>(descriptors[i]);
-}
+// #include "parts/descriptor.wgsl"
 
 @compute @workgroup_size(WG)
 fn unit_residual(

@@ -33,6 +33,7 @@ pub mod radix_sort;
 pub mod residual;
 pub mod segmented_scan;
 pub(crate) mod session;
+pub(crate) mod shader_parts;
 pub mod soft_aggregate;
 pub mod soft_logits;
 pub mod soft_pipeline;
@@ -53,6 +54,7 @@ pub use session::GpuSlot;
 pub mod __internal {
     pub use super::pipeline::CompiledStages;
     pub use super::pool::{BufferPool, Role, pooled_size};
+    pub use super::shader_parts::{PARTS as SHADER_PARTS, assemble as assemble_shader};
     pub use super::specialize::ShaderValue;
     pub use super::timing::{GpuTimer, StageClock};
 }

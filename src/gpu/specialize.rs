@@ -10,6 +10,7 @@
 use std::fmt;
 
 use crate::error::{Result, VladError};
+use crate::gpu::shader_parts::assemble;
 
 /// The value of a WGSL module-scope constant.
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -65,9 +66,11 @@ impl fmt::Display for ShaderValue {
 
 /// Replace the value of each `const NAME: TYPE = …;` in `source` by the
 /// given value, whose type must be the declared `TYPE`. Every name must be
-/// declared exactly once at the start of a line.
+/// declared exactly once at the start of a line. The shader's include
+/// lines are resolved first ([`assemble`]), so a constant may be declared
+/// in the shader and used in a part.
 pub fn specialize(source: &str, values: &[(&str, ShaderValue)]) -> Result<String> {
-    let mut out = source.to_string();
+    let mut out = assemble(source)?;
     for &(name, value) in values {
         match value {
             ShaderValue::F32(v) if !v.is_finite() => {

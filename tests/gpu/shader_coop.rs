@@ -29,7 +29,8 @@ fn validate(
 
 fn file_source() -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders/assign_coop.wgsl");
-    std::fs::read_to_string(path).expect("shaders/assign_coop.wgsl is readable")
+    let raw = std::fs::read_to_string(path).expect("shaders/assign_coop.wgsl is readable");
+    vlad::gpu::__internal::assemble_shader(&raw).expect("its parts are known")
 }
 
 #[test]

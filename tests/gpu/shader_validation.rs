@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
+use vlad::gpu::__internal::{SHADER_PARTS, assemble_shader};
 
 /// The stages SPEC §7 promises, one shader each.
 const REQUIRED: [&str; 5] = [
@@ -48,7 +49,15 @@ fn every_shader_file_parses_and_validates() {
             .and_then(|s| s.to_str())
             .expect("UTF-8 file name")
             .to_string();
-        let source = std::fs::read_to_string(&path).expect("readable shader");
+        let raw = std::fs::read_to_string(&path).expect("readable shader");
+        // Include lines resolved: the shader as the host compiles it.
+        let source = match assemble_shader(&raw) {
+            Ok(source) => source,
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
         seen.push(name.clone());
         // The opt-in tensor-core variant needs cooperative matrices and f16:
         // tests/shader_coop.rs validates it with exactly those.
@@ -66,6 +75,38 @@ fn every_shader_file_parses_and_validates() {
         );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Every file in `shaders/parts/` is a part the host knows, byte for byte,
+/// and some shader includes it (so the test above validates it in use).
+#[test]
+fn every_part_is_known_and_included() {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(shaders_dir().join("parts")).expect("shaders/parts/") {
+        let path = entry.expect("directory entry").path();
+        let name = format!(
+            "parts/{}",
+            path.file_name().and_then(|s| s.to_str()).expect("UTF-8")
+        );
+        let text = std::fs::read_to_string(&path).expect("readable part");
+        let known = SHADER_PARTS.iter().find(|(n, _)| *n == name);
+        assert_eq!(known.map(|(_, t)| *t), Some(text.as_str()), "{name}");
+        files.push(name);
+    }
+    assert_eq!(files.len(), SHADER_PARTS.len(), "{files:?}");
+    let mut shaders = String::new();
+    for entry in std::fs::read_dir(shaders_dir()).expect("shaders/") {
+        let path = entry.expect("directory entry").path();
+        if path.extension().and_then(|e| e.to_str()) == Some("wgsl") {
+            shaders.push_str(&std::fs::read_to_string(&path).expect("readable shader"));
+        }
+    }
+    for name in files {
+        assert!(
+            shaders.contains(&format!("// #include \"{name}\"")),
+            "no shader includes {name}"
+        );
+    }
 }
 
 #[test]
