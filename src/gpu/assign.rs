@@ -154,10 +154,11 @@ pub struct AssignJob<'a> {
     pub values: &'a wgpu::Buffer,
 }
 
-/// The shader's uniform block.
+/// The uniform block of `shaders/parts/assign_interface.wgsl`, which the
+/// plain and the tensor-core assignment share.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
+pub(crate) struct Params {
     rows: u32,
     dim: u32,
     clusters: u32,
@@ -166,6 +167,73 @@ struct Params {
     k_tiles: u32,
     chunks: u32,
     _pad: u32,
+}
+
+impl Params {
+    /// For `job` on workgroups of `rows_per_workgroup` rows that walk the
+    /// centroids `clusters_per_tile` and the features `chunk` at a time.
+    pub(crate) fn for_job(
+        job: &AssignJob<'_>,
+        rows_per_workgroup: u32,
+        clusters_per_tile: u32,
+        chunk: u32,
+    ) -> Params {
+        Params {
+            rows: job.rows,
+            dim: job.dim,
+            clusters: job.clusters,
+            images: job.images,
+            row_tiles: job.rows.div_ceil(rows_per_workgroup),
+            k_tiles: job.clusters.div_ceil(clusters_per_tile),
+            chunks: job.dim.div_ceil(chunk),
+            _pad: 0,
+        }
+    }
+
+    /// Workgroups one dispatch needs: one per row tile.
+    pub(crate) fn row_tiles(&self) -> u32 {
+        self.row_tiles
+    }
+
+    /// The layout the shader contracts check against the WGSL.
+    pub(crate) fn layout() -> crate::gpu::contract::UniformLayout {
+        uniform_layout!(Params {
+            rows,
+            dim,
+            clusters,
+            images,
+            row_tiles,
+            k_tiles,
+            chunks,
+            _pad,
+        })
+    }
+}
+
+/// `job`'s buffers bound in the interface's order, after the uniform
+/// `params` (a [`Params`]).
+pub(crate) fn bind_job(
+    ctx: &GpuContext,
+    label: &str,
+    pipeline: &wgpu::ComputePipeline,
+    params: &Params,
+    job: &AssignJob<'_>,
+) -> Result<wgpu::BindGroup> {
+    let params = ctx.uniform(label, params)?;
+    ctx.bind_group(
+        label,
+        pipeline,
+        &[
+            params.as_entire_binding(),
+            job.descriptors.as_entire_binding(),
+            job.centroids.as_entire_binding(),
+            job.centroid_norms.as_entire_binding(),
+            job.image_offsets.as_entire_binding(),
+            job.labels.as_entire_binding(),
+            job.keys.as_entire_binding(),
+            job.values.as_entire_binding(),
+        ],
+    )
 }
 
 /// What this file assumes of every variant it compiles.
@@ -191,16 +259,7 @@ pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
                     ("BN", shape.clusters_per_tile().into()),
                 ],
                 entry_points: vec![("assign", Some([shape.workgroup_size(), 1, 1]))],
-                uniform: uniform_layout!(Params {
-                    rows,
-                    dim,
-                    clusters,
-                    images,
-                    row_tiles,
-                    k_tiles,
-                    chunks,
-                    _pad,
-                }),
+                uniform: Params::layout(),
             });
         }
     }
@@ -269,38 +328,17 @@ impl AssignStage {
         check_job(job)?;
         let shape = TileShape::for_clusters(job.clusters);
         let pipeline = self.pipeline(ctx, shape, job.u8_input)?;
-        let row_tiles = job.rows.div_ceil(shape.rows_per_workgroup());
-        let params = ctx.uniform(
-            "assign params",
-            &Params {
-                rows: job.rows,
-                dim: job.dim,
-                clusters: job.clusters,
-                images: job.images,
-                row_tiles,
-                k_tiles: job.clusters.div_ceil(shape.clusters_per_tile()),
-                chunks: job.dim.div_ceil(shape.chunk_features()),
-                _pad: 0,
-            },
-        )?;
-        let bind_group = ctx.bind_group(
-            "assign",
-            &pipeline,
-            &[
-                params.as_entire_binding(),
-                job.descriptors.as_entire_binding(),
-                job.centroids.as_entire_binding(),
-                job.centroid_norms.as_entire_binding(),
-                job.image_offsets.as_entire_binding(),
-                job.labels.as_entire_binding(),
-                job.keys.as_entire_binding(),
-                job.values.as_entire_binding(),
-            ],
-        )?;
+        let params = Params::for_job(
+            job,
+            shape.rows_per_workgroup(),
+            shape.clusters_per_tile(),
+            shape.chunk_features(),
+        );
+        let bind_group = bind_job(ctx, "assign", &pipeline, &params, job)?;
         let max = ctx
             .max_workgroups_per_dim()
             .min(self.max_workgroups_per_dim.unwrap_or(u32::MAX));
-        let (x, y) = dispatch_2d(row_tiles, max);
+        let (x, y) = dispatch_2d(params.row_tiles(), max);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("assign"),
             timestamp_writes: None,

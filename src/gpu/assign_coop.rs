@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::error::{Result, VladError};
-use crate::gpu::assign::{AssignJob, check_job};
+use crate::gpu::assign::{AssignJob, Params, bind_job, check_job};
 use crate::gpu::context::{GpuContext, dispatch_2d};
 use crate::gpu::specialize::specialize;
 
@@ -285,16 +285,7 @@ pub(crate) fn contracts() -> Result<Vec<crate::gpu::contract::ShaderContract>> {
                     ("STEP", STEP.into()),
                 ],
                 entry_points: vec![("assign", Some([sg, 1, 1]))],
-                uniform: crate::gpu::contract::uniform_layout!(Params {
-                    rows,
-                    dim,
-                    clusters,
-                    images,
-                    row_tiles,
-                    k_tiles,
-                    chunks,
-                    _pad,
-                }),
+                uniform: Params::layout(),
             });
         }
     }
@@ -304,20 +295,6 @@ pub(crate) fn contracts() -> Result<Vec<crate::gpu::contract::ShaderContract>> {
 /// The subgroup sizes [`shader_source`] is meant for (for validation).
 pub fn subgroup_sizes() -> &'static [u32] {
     &SUBGROUP_SIZES
-}
-
-/// The shader's uniform block (as `assign`'s).
-#[repr(C)]
-#[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    dim: u32,
-    clusters: u32,
-    images: u32,
-    row_tiles: u32,
-    k_tiles: u32,
-    chunks: u32,
-    _pad: u32,
 }
 
 /// The compiled tensor-core assignment pipelines.
@@ -386,35 +363,9 @@ impl AssignCoopStage {
         }
         check_job(job)?;
         let pipeline = self.pipeline(ctx, job.u8_input)?;
-        let row_tiles = job.rows.div_ceil(ROWS_PER_WORKGROUP);
-        let params = ctx.uniform(
-            "assign_coop params",
-            &Params {
-                rows: job.rows,
-                dim: job.dim,
-                clusters: job.clusters,
-                images: job.images,
-                row_tiles,
-                k_tiles: job.clusters.div_ceil(CLUSTERS_PER_TILE),
-                chunks: job.dim.div_ceil(STEP),
-                _pad: 0,
-            },
-        )?;
-        let bind_group = ctx.bind_group(
-            "assign_coop",
-            &pipeline,
-            &[
-                params.as_entire_binding(),
-                job.descriptors.as_entire_binding(),
-                job.centroids.as_entire_binding(),
-                job.centroid_norms.as_entire_binding(),
-                job.image_offsets.as_entire_binding(),
-                job.labels.as_entire_binding(),
-                job.keys.as_entire_binding(),
-                job.values.as_entire_binding(),
-            ],
-        )?;
-        let (x, y) = dispatch_2d(row_tiles, ctx.max_workgroups_per_dim());
+        let params = Params::for_job(job, ROWS_PER_WORKGROUP, CLUSTERS_PER_TILE, STEP);
+        let bind_group = bind_job(ctx, "assign_coop", &pipeline, &params, job)?;
+        let (x, y) = dispatch_2d(params.row_tiles(), ctx.max_workgroups_per_dim());
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("assign_coop"),
             timestamp_writes: None,
