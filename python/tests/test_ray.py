@@ -168,3 +168,27 @@ def test_a_wrong_width_fails_naming_the_row(ray_cluster):
     images[9] = np.ones((3, F + 1), np.float32)
     with pytest.raises(vlad.InputError, match=r"id = 9: dimension mismatch"):
         vlad.ray.kmeans(image_dataset(images, 3), 4, backend="cpu")
+
+
+def test_the_restart_bound_goes_only_where_ray_still_takes_it():
+    from vlad.ray._encode import _restart_bound
+
+    def with_remote_args(fn, *, batch_size=None, **ray_remote_args):
+        pass
+
+    def named_only(fn, *, batch_size=None, num_cpus=None):
+        pass
+
+    assert _restart_bound(with_remote_args) == {"max_restarts": 4, "max_task_retries": 4}
+    assert _restart_bound(named_only) == {}
+
+
+def test_encode_warns_the_caller_of_nothing(ray_cluster):
+    import warnings
+
+    centroids = np.random.default_rng(2).standard_normal((4, F)).astype(np.float32)
+    ds = image_dataset(ragged_images(5), blocks=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vlad.ray.encode(ds, centroids, backend="cpu")
+    assert [str(w.message) for w in caught if "ray_remote_args" in str(w.message)] == []

@@ -3,7 +3,9 @@ pool of actors each holding one ``vlad.Encoder`` (Ray Data batch inference)."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import inspect
+import warnings
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
@@ -43,6 +45,26 @@ class _EncoderActor:
         out = {name: values for name, values in batch.items() if name != self.column}
         out[self.output_column] = encoded
         return out
+
+
+# Restarts of a dead actor, and retries of its batches, before the job
+# fails: enough for a preempted node, not a loop forever on an actor that
+# dies on every batch (Ray Data's own default is unbounded).
+_RESTART_BOUND = {"max_restarts": 4, "max_task_retries": 4}
+
+
+def _restart_bound(map_batches: Callable[..., Any]) -> Dict[str, Any]:
+    """The restart bound as extra keyword arguments of ``map_batches``,
+    where this Ray still takes them (``**ray_remote_args``: deprecated in Ray
+    2.60, announced for removal in 2.64, with no named replacement for
+    these two); ``{}`` where it does not, leaving Ray's default."""
+    try:
+        parameters = inspect.signature(map_batches).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return dict(_RESTART_BOUND)
+    return {}
 
 
 def encode(
@@ -90,23 +112,26 @@ def encode(
     # Fail here, on the driver, for a bad codebook or normalization rather
     # than in every actor.
     Encoder(centroids, norm=norm, backend="cpu")
-    remote_args: Dict[str, Any] = {"max_restarts": 4, "max_task_retries": 4}
-    mapped = dataset.map_batches(
-        _EncoderActor,
-        fn_constructor_kwargs={
-            "centroids": centroids,
-            "column": column,
-            "output_column": output_column,
-            "id_column": id_column,
-            "norm": norm,
-            "backend": backend,
-        },
-        batch_size=batch_size,
-        batch_format="numpy",
-        concurrency=concurrency,
-        num_gpus=num_gpus,
-        num_cpus=num_cpus,
-        zero_copy_batch=True,
-        **remote_args,
-    )
-    return mapped
+    remote_args = _restart_bound(dataset.map_batches)
+    with warnings.catch_warnings():
+        # Passing the bound is our choice, not the caller's: the deprecation
+        # of `ray_remote_args` is ours to follow (see _restart_bound).
+        warnings.filterwarnings("ignore", message=r".*`ray_remote_args` is deprecated")
+        return dataset.map_batches(
+            _EncoderActor,
+            fn_constructor_kwargs={
+                "centroids": centroids,
+                "column": column,
+                "output_column": output_column,
+                "id_column": id_column,
+                "norm": norm,
+                "backend": backend,
+            },
+            batch_size=batch_size,
+            batch_format="numpy",
+            concurrency=concurrency,
+            num_gpus=num_gpus,
+            num_cpus=num_cpus,
+            zero_copy_batch=True,
+            **remote_args,
+        )
