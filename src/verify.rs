@@ -1,4 +1,4 @@
-//! Checking a backend's output against the f64 [`reference`](crate::reference)
+//! Checking a backend's output against the f64 [`reference`](mod@crate::reference)
 //! under SPEC §4, from the same labels the backend used.
 
 use ndarray::{Array2, ArrayView2};

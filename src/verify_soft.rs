@@ -1,5 +1,5 @@
 //! `--verify` for SPEC §10 (soft assignment, or `rn`): the backend's output
-//! against [`reference_soft`](crate::reference_soft), with SPEC §4's
+//! against [`crate::reference_soft`], with SPEC §4's
 //! tolerances read with weights (`Σ_l a_k(v_l)·‖v_l − c_k‖∞` per block for
 //! raw sums and means).
 

@@ -3,7 +3,7 @@
 //!
 //! * soft: [`super::soft_aggregate`] (logits GEMM, stable softmax,
 //!   `Aᵀ·X − (ΣA)·C` per image), `rn` folded into the weights;
-//! * hard with `rn`: [`super::assign`]'s labels, then
+//! * hard with `rn`: [`mod@super::assign`]'s labels, then
 //!   [`super::residual_norm::aggregate_hard`];
 //!
 //! then [`super::weighted_normalize`] with the real-valued counts.

@@ -1,5 +1,5 @@
 //! NetVLAD soft assignment of a block of rows: the logits `X·Wᵀ + b` as one
-//! single-threaded GEMM (the assignment's kernel, [`super::assign`]), then a
+//! single-threaded GEMM (the assignment's kernel, [`mod@super::assign`]), then a
 //! stable softmax per row (subtract the row's max, exponentiate, divide by
 //! the sum).
 //!

@@ -1,5 +1,5 @@
 //! The GPU route of SPEC §10, chunk by chunk, beside the hard path's
-//! [`crate::gpu::pipeline`]:
+//! (`gpu::pipeline`, internal):
 //!
 //! * soft (NetVLAD): soft logits and softmax ([`crate::gpu::soft_logits`],
 //!   `rn` folded into the weights) → per-image aggregation
@@ -14,12 +14,12 @@
 //! `max(F, K)` wide, so the `rows × K` weights and the `rows × F` unit
 //! residuals fit a binding too, then cut for overlap at image boundaries
 //! like the hard path's. The host side is the hard path's: a chunk's
-//! descriptors are staged by [`pipeline::upload`] (persistent mapped
+//! descriptors are staged by `pipeline::upload` (persistent mapped
 //! staging filled in parallel straight from the caller's rows, f64 rounded
 //! to f32 on the way), every device buffer comes from the session's
 //! buffer pool, results are copied to the slot's read-back staging and
 //! read in parallel straight into the output, one wait per chunk, and
-//! [`chunk_loop::drive`] overlaps consecutive chunks where the hard path
+//! `chunk_loop::drive` overlaps consecutive chunks where the hard path
 //! does. An image split across chunks is aggregated raw piece by piece,
 //! its sums and counts added on the host in f64 in piece order and
 //! normalized there: a fixed order, so the output stays bitwise
