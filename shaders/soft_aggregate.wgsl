@@ -16,6 +16,13 @@
 // write the same element: same input, same bits. An image with no rows
 // gets exact zeros (and zero counts).
 //
+// The sums (`Sums`) are written out by hand for KT = 8 (`add_row`,
+// `add_block`, the eight `write_cluster` calls): every access has a
+// constant index, so that compilers keep them in registers. Indexed by a
+// loop variable, arrays of per-invocation sums may live in local memory
+// instead, read and written for every row; that is what an H100 run of the
+// looped form suggests (≈ 0.5 TFLOP/s, BENCHMARKS.md).
+//
 // `divide_by_mass`: SPEC §3's `mass` with the soft counts, x ← x / n where
 // n > 0, one invocation per element.
 //
@@ -24,7 +31,8 @@
 
 // Invocations per workgroup (4 features each in `aggregate`).
 const WG: u32 = 64u;
-// Clusters per workgroup (sums per invocation).
+// Clusters per workgroup (sums per invocation). The code below is written
+// out for exactly 8.
 const KT: u32 = 8u;
 // Rows summed sequentially before a block sum joins the running total.
 const SUM_BLOCK: u32 = 32u;
@@ -60,6 +68,89 @@ struct Params {
 
 // #include "parts/descriptor.wgsl"
 
+// One invocation's sums over a run of rows, for its KT = 8 clusters
+// k0 + j: `v[j]` is Σ a·x over its 4 features, `weight[h]` and `mass[h]`
+// the Σ a and the soft counts of clusters k0 + 4h .. k0 + 4h + 3.
+struct Sums {
+    v: array<vec4<f32>, KT>,
+    weight: array<vec4<f32>, 2>,
+    mass: array<vec4<f32>, 2>,
+}
+
+// Weights of clusters k .. k + 3 of row l (zeros past K: they add nothing).
+fn weights4(l: u32, k: u32) -> vec4<f32> {
+    var w = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c++) {
+        if k + c < params.clusters {
+            w[c] = weights[l * params.clusters + k + c];
+        }
+    }
+    return w;
+}
+
+// The same from `mass_weights`.
+fn mass_weights4(l: u32, k: u32) -> vec4<f32> {
+    var w = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c++) {
+        if k + c < params.clusters {
+            w[c] = mass_weights[l * params.clusters + k + c];
+        }
+    }
+    return w;
+}
+
+// One row: x its 4 features, a0 / a1 the weights of clusters k0 .. k0 + 3
+// and k0 + 4 .. k0 + 7, n0 / n1 their mass weights.
+fn add_row(s: ptr<function, Sums>, x: vec4<f32>, a0: vec4<f32>, a1: vec4<f32>, n0: vec4<f32>, n1: vec4<f32>) {
+    (*s).v[0] = fma(vec4(a0.x), x, (*s).v[0]);
+    (*s).v[1] = fma(vec4(a0.y), x, (*s).v[1]);
+    (*s).v[2] = fma(vec4(a0.z), x, (*s).v[2]);
+    (*s).v[3] = fma(vec4(a0.w), x, (*s).v[3]);
+    (*s).v[4] = fma(vec4(a1.x), x, (*s).v[4]);
+    (*s).v[5] = fma(vec4(a1.y), x, (*s).v[5]);
+    (*s).v[6] = fma(vec4(a1.z), x, (*s).v[6]);
+    (*s).v[7] = fma(vec4(a1.w), x, (*s).v[7]);
+    (*s).weight[0] = (*s).weight[0] + a0;
+    (*s).weight[1] = (*s).weight[1] + a1;
+    (*s).mass[0] = (*s).mass[0] + n0;
+    (*s).mass[1] = (*s).mass[1] + n1;
+}
+
+// total += part, element by element.
+fn add_block(total: ptr<function, Sums>, part: ptr<function, Sums>) {
+    (*total).v[0] = (*total).v[0] + (*part).v[0];
+    (*total).v[1] = (*total).v[1] + (*part).v[1];
+    (*total).v[2] = (*total).v[2] + (*part).v[2];
+    (*total).v[3] = (*total).v[3] + (*part).v[3];
+    (*total).v[4] = (*total).v[4] + (*part).v[4];
+    (*total).v[5] = (*total).v[5] + (*part).v[5];
+    (*total).v[6] = (*total).v[6] + (*part).v[6];
+    (*total).v[7] = (*total).v[7] + (*part).v[7];
+    (*total).weight[0] = (*total).weight[0] + (*part).weight[0];
+    (*total).weight[1] = (*total).weight[1] + (*part).weight[1];
+    (*total).mass[0] = (*total).mass[0] + (*part).mass[0];
+    (*total).mass[1] = (*total).mass[1] + (*part).mass[1];
+}
+
+// r_{t,k} = Σ a·x − (Σ a)·c_k for this invocation's 4 features of cluster
+// k, and cluster k's soft count (written once, by the invocation of the
+// first features).
+fn write_cluster(image: u32, k: u32, f: u32, v: vec4<f32>, weight: f32, count: f32) {
+    if k >= params.clusters {
+        return;
+    }
+    for (var c = 0u; c < 4u; c++) {
+        if f + c < params.dim {
+            let y = centroids[k * params.dim + f + c];
+            blocks[(image * params.clusters + k) * params.dim + f + c] =
+                fma(-weight, y, v[c]) + 0.0;
+        }
+    }
+    if f == 0u {
+        mass[image * params.clusters + k] = count;
+    }
+}
+
 @compute @workgroup_size(WG)
 fn aggregate(
     @builtin(local_invocation_index) lid: u32,
@@ -78,15 +169,11 @@ fn aggregate(
     let first = image_offsets[image];
     let end = image_offsets[image + 1u];
 
-    var total: array<vec4<f32>, KT>;
-    var total_weight: array<f32, KT>;
-    var total_mass: array<f32, KT>;
+    var total: Sums;
     var l = first;
     while l < end {
         let stop = min(l + SUM_BLOCK, end);
-        var part: array<vec4<f32>, KT>;
-        var part_weight: array<f32, KT>;
-        var part_mass: array<f32, KT>;
+        var part: Sums;
         for (; l < stop; l++) {
             var x = vec4<f32>(0.0);
             for (var c = 0u; c < 4u; c++) {
@@ -94,40 +181,26 @@ fn aggregate(
                     x[c] = descriptor(l, f + c);
                 }
             }
-            for (var j = 0u; j < KT; j++) {
-                var a = 0.0;
-                var n = 0.0;
-                if k0 + j < params.clusters {
-                    a = weights[l * params.clusters + k0 + j];
-                    n = mass_weights[l * params.clusters + k0 + j];
-                }
-                part[j] = fma(vec4(a), x, part[j]);
-                part_weight[j] = part_weight[j] + a;
-                part_mass[j] = part_mass[j] + n;
-            }
+            add_row(
+                &part,
+                x,
+                weights4(l, k0),
+                weights4(l, k0 + 4u),
+                mass_weights4(l, k0),
+                mass_weights4(l, k0 + 4u),
+            );
         }
-        for (var j = 0u; j < KT; j++) {
-            total[j] = total[j] + part[j];
-            total_weight[j] = total_weight[j] + part_weight[j];
-            total_mass[j] = total_mass[j] + part_mass[j];
-        }
+        add_block(&total, &part);
     }
 
-    for (var j = 0u; j < KT; j++) {
-        let k = k0 + j;
-        if k < params.clusters {
-            for (var c = 0u; c < 4u; c++) {
-                if f + c < params.dim {
-                    let y = centroids[k * params.dim + f + c];
-                    blocks[(image * params.clusters + k) * params.dim + f + c] =
-                        fma(-total_weight[j], y, total[j][c]) + 0.0;
-                }
-            }
-            if f == 0u {
-                mass[image * params.clusters + k] = total_mass[j];
-            }
-        }
-    }
+    write_cluster(image, k0, f, total.v[0], total.weight[0].x, total.mass[0].x);
+    write_cluster(image, k0 + 1u, f, total.v[1], total.weight[0].y, total.mass[0].y);
+    write_cluster(image, k0 + 2u, f, total.v[2], total.weight[0].z, total.mass[0].z);
+    write_cluster(image, k0 + 3u, f, total.v[3], total.weight[0].w, total.mass[0].w);
+    write_cluster(image, k0 + 4u, f, total.v[4], total.weight[1].x, total.mass[1].x);
+    write_cluster(image, k0 + 5u, f, total.v[5], total.weight[1].y, total.mass[1].y);
+    write_cluster(image, k0 + 6u, f, total.v[6], total.weight[1].z, total.mass[1].z);
+    write_cluster(image, k0 + 7u, f, total.v[7], total.weight[1].w, total.mass[1].w);
 }
 
 @compute @workgroup_size(WG)
