@@ -49,7 +49,9 @@ struct Params {
     k_tiles: u32,
     // `divide_by_mass`: images · clusters · dim.
     elements: u32,
-    _pad: u32,
+    // `aggregate`: 1 when `mass_weights` is `weights` (no `rn`), so that
+    // each weight is read once.
+    mass_is_weights: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -181,14 +183,15 @@ fn aggregate(
                     x[c] = descriptor(l, f + c);
                 }
             }
-            add_row(
-                &part,
-                x,
-                weights4(l, k0),
-                weights4(l, k0 + 4u),
-                mass_weights4(l, k0),
-                mass_weights4(l, k0 + 4u),
-            );
+            let a0 = weights4(l, k0);
+            let a1 = weights4(l, k0 + 4u);
+            var n0 = a0;
+            var n1 = a1;
+            if params.mass_is_weights == 0u {
+                n0 = mass_weights4(l, k0);
+                n1 = mass_weights4(l, k0 + 4u);
+            }
+            add_row(&part, x, a0, a1, n0, n1);
         }
         add_block(&total, &part);
     }

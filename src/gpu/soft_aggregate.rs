@@ -80,7 +80,9 @@ struct Params {
     f_tiles: u32,
     k_tiles: u32,
     elements: u32,
-    _pad: u32,
+    /// 1 when `mass_weights` is `weights` (no `rn`): the shader then reads
+    /// each weight once.
+    mass_is_weights: u32,
 }
 
 /// What this file assumes of every variant it compiles.
@@ -109,7 +111,7 @@ pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
                 f_tiles,
                 k_tiles,
                 elements,
-                _pad,
+                mass_is_weights,
             }),
         });
     }
@@ -191,7 +193,7 @@ impl SoftAggregateStage {
                 f_tiles,
                 k_tiles,
                 elements: (images * k * dim) as u32,
-                _pad: 0,
+                mass_is_weights: u32::from(job.mass_weights == job.weights),
             },
         )?;
         let pipeline = &self.aggregate[job.u8_input as usize];
@@ -258,7 +260,7 @@ impl SoftAggregateStage {
                 f_tiles: 0,
                 k_tiles: 0,
                 elements: elements as u32,
-                _pad: 0,
+                mass_is_weights: 0,
             },
         )?;
         let group = bind_numbered(
