@@ -100,6 +100,12 @@ fn shader_source(fused: FusedPower) -> Result<String> {
     specialize(SHADER, &[("FUSED_POWER", (fused as u32).into())])
 }
 
+/// `scale_segments` compiled with `fused` (`intra` / `l2`, after it).
+fn scale_pipeline(ctx: &GpuContext, fused: FusedPower) -> Result<wgpu::ComputePipeline> {
+    let label = format!("normalize {fused:?} power + intra/l2");
+    ctx.pipeline(&label, &shader_source(fused)?, "scale_segments")
+}
+
 /// What this file assumes of the shader, per compiled variant.
 pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
     let mut contracts = Vec::new();
@@ -145,17 +151,9 @@ impl NormalizeStage {
             mass: ctx.pipeline("normalize mass", SHADER, "mass")?,
             power: ctx.pipeline("normalize power", SHADER, "power")?,
             scale: [
-                ctx.pipeline("normalize intra/l2", SHADER, "scale_segments")?,
-                ctx.pipeline(
-                    "normalize ssr + intra/l2",
-                    &shader_source(FusedPower::SquareRoot)?,
-                    "scale_segments",
-                )?,
-                ctx.pipeline(
-                    "normalize power + intra/l2",
-                    &shader_source(FusedPower::Alpha)?,
-                    "scale_segments",
-                )?,
+                scale_pipeline(ctx, FusedPower::None)?,
+                scale_pipeline(ctx, FusedPower::SquareRoot)?,
+                scale_pipeline(ctx, FusedPower::Alpha)?,
             ],
         })
     }
