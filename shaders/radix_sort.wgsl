@@ -16,6 +16,10 @@
 // tiles. All arithmetic is on integers: every order of evaluation gives the
 // same result.
 //
+// With `modulus` set, the digits are those of key % modulus: the pipeline
+// sorts its image · K + label keys by label alone, since its rows are in
+// image order already (half the passes or fewer; src/gpu/radix_sort.rs).
+//
 // The host may replace the `const` lines of SCAN_WG (threads of the scan
 // kernels) to test deep scan hierarchies on small inputs.
 
@@ -46,7 +50,10 @@ struct Params {
     scan_offset: u32,
     scan_len: u32,
     sums_offset: u32,
-    _pad: u32,
+    // Nonzero: the digits are those of key % modulus, not of the key (the
+    // pipeline sorts (image, label) keys by label only: see
+    // src/gpu/radix_sort.rs).
+    modulus: u32,
 }
 
 // Bindings are ordered so that every entry point uses a prefix 0..n of them.
@@ -63,7 +70,11 @@ fn linear_group(wid: vec3<u32>, groups: vec3<u32>) -> u32 {
 }
 
 fn digit_of(key: u32) -> u32 {
-    return (key >> params.shift) & params.mask;
+    var sorted_on = key;
+    if params.modulus != 0u {
+        sorted_on = key % params.modulus;
+    }
+    return (sorted_on >> params.shift) & params.mask;
 }
 
 // ---------------------------------------------------------------- count

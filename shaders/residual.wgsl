@@ -3,8 +3,8 @@
 // row are exactly 0), and the per-block counts `n_{t,k}`.
 //
 // `count_blocks` counts each key's rows exactly, by two binary searches in
-// the sorted keys; `write_blocks` then copies the sums of the keys present
-// and writes zeros elsewhere. The scan stage leaves its sums laid out densely
+// the sorted keys (by rank: see `rank`); `write_blocks` then copies the
+// sums of the keys present and writes zeros elsewhere. The scan stage leaves its sums laid out densely
 // by key (slot key·dim + f), which is already the block layout: no
 // arithmetic happens here. When the scan wrote straight into the blocks
 // buffer, `zero_empty_blocks` replaces `write_blocks`: it only zeroes the
@@ -20,7 +20,8 @@ struct Params {
     blocks: u32,
     // Descriptor width F.
     dim: u32,
-    _pad: u32,
+    // Centroids K (`count_blocks`).
+    clusters: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -33,13 +34,21 @@ struct Params {
 // `write_blocks` only, out: `blocks · dim` f32.
 @group(0) @binding(4) var<storage, read_write> out_blocks: array<f32>;
 
-// First position in the sorted keys whose key is ≥ `key`.
-fn lower_bound(key: u32) -> u32 {
+// The sorted keys are in (label, image) order: the sort orders them by
+// label alone, stably, over rows already in image order. So a key's rank
+// label · images + image grows along them.
+fn rank(key: u32) -> u32 {
+    let images = params.blocks / params.clusters;
+    return (key % params.clusters) * images + key / params.clusters;
+}
+
+// First position in the sorted keys whose rank is ≥ `r`.
+fn lower_bound(r: u32) -> u32 {
     var lo = 0u;
     var hi = params.rows;
     while lo < hi {
         let mid = lo + (hi - lo) / 2u;
-        if keys[mid] < key {
+        if rank(keys[mid]) < r {
             lo = mid + 1u;
         } else {
             hi = mid;
@@ -62,8 +71,9 @@ fn count_blocks(
     if block >= params.blocks {
         return;
     }
-    // block + 1 cannot overflow: blocks ≤ 2³² − 1 elements of a buffer.
-    counts[block] = lower_bound(block + 1u) - lower_bound(block);
+    // r + 1 cannot overflow: ranks < blocks ≤ 2³² − 1 elements of a buffer.
+    let r = rank(block);
+    counts[block] = lower_bound(r + 1u) - lower_bound(r);
 }
 
 @compute @workgroup_size(WG)

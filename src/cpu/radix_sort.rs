@@ -35,6 +35,27 @@ pub fn digit(key: u32, shift: u32, key_bits: u32) -> usize {
 /// # Ok::<(), vlad::VladError>(())
 /// ```
 pub fn radix_sort_pairs(keys: &mut [u32], values: &mut [u32], key_bits: u32) -> Result<()> {
+    radix_sort_pairs_by_remainder(keys, values, key_bits, 0)
+}
+
+/// [`radix_sort_pairs`] by `key % modulus` instead of the key (`modulus`
+/// 0: by the key), stably: the GPU sort's `SortJob::modulus`, which sorts
+/// the pipeline's `image · K + label` keys by label only.
+///
+/// ```
+/// // Keys image · 3 + label, rows in image order: by label, images stay in order.
+/// let mut keys = vec![2, 0, 5, 3, 4];
+/// let mut values = vec![0, 1, 2, 3, 4];
+/// vlad::cpu::radix_sort::radix_sort_pairs_by_remainder(&mut keys, &mut values, 2, 3)?;
+/// assert_eq!((keys, values), (vec![0, 3, 4, 2, 5], vec![1, 3, 4, 0, 2]));
+/// # Ok::<(), vlad::VladError>(())
+/// ```
+pub fn radix_sort_pairs_by_remainder(
+    keys: &mut [u32],
+    values: &mut [u32],
+    key_bits: u32,
+    modulus: u32,
+) -> Result<()> {
     if !(1..=32).contains(&key_bits) {
         return Err(VladError::InvalidArgument(format!(
             "radix sort key_bits = {key_bits}, must be in 1..=32"
@@ -58,15 +79,20 @@ pub fn radix_sort_pairs(keys: &mut [u32], values: &mut [u32], key_bits: u32) -> 
         let shift = pass * RADIX_BITS;
         if in_primary {
             counting_pass(
-                keys,
-                values,
-                &mut alt_keys,
-                &mut alt_values,
+                (keys, values),
+                (&mut alt_keys, &mut alt_values),
                 shift,
                 key_bits,
+                modulus,
             );
         } else {
-            counting_pass(&alt_keys, &alt_values, keys, values, shift, key_bits);
+            counting_pass(
+                (&alt_keys, &alt_values),
+                (keys, values),
+                shift,
+                key_bits,
+                modulus,
+            );
         }
         in_primary = !in_primary;
     }
@@ -77,19 +103,20 @@ pub fn radix_sort_pairs(keys: &mut [u32], values: &mut [u32], key_bits: u32) -> 
     Ok(())
 }
 
-/// One stable counting-sort pass on the digit at `shift`: count, exclusive
-/// scan of the counts, scatter in input order.
+/// One stable counting-sort pass on the digit at `shift` (of `key %
+/// modulus` when `modulus` is not 0): count, exclusive scan of the counts,
+/// scatter in input order.
 fn counting_pass(
-    keys: &[u32],
-    values: &[u32],
-    out_keys: &mut [u32],
-    out_values: &mut [u32],
+    (keys, values): (&[u32], &[u32]),
+    (out_keys, out_values): (&mut [u32], &mut [u32]),
     shift: u32,
     key_bits: u32,
+    modulus: u32,
 ) {
+    let digit_of = |k: u32| digit(if modulus == 0 { k } else { k % modulus }, shift, key_bits);
     let mut offsets = [0usize; RADIX];
     for &k in keys {
-        offsets[digit(k, shift, key_bits)] += 1;
+        offsets[digit_of(k)] += 1;
     }
     let mut running = 0;
     for slot in offsets.iter_mut() {
@@ -98,7 +125,7 @@ fn counting_pass(
         running += count;
     }
     for (&k, &v) in keys.iter().zip(values) {
-        let d = digit(k, shift, key_bits);
+        let d = digit_of(k);
         out_keys[offsets[d]] = k;
         out_values[offsets[d]] = v;
         offsets[d] += 1;
@@ -164,6 +191,21 @@ mod tests {
         assert!(radix_sort_pairs(&mut [1], &mut [1], 0).is_err());
         assert!(radix_sort_pairs(&mut [1], &mut [1], 33).is_err());
         assert!(radix_sort_pairs(&mut [1, 2], &mut [1], 8).is_err());
+    }
+
+    #[test]
+    fn by_remainder_is_a_stable_sort_by_the_remainder() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for (modulus, key_bits) in [(1, 1), (3, 2), (16, 4), (17, 5), (256, 8), (1000, 10)] {
+            let keys: Vec<u32> = (0..3000).map(|_| rng.random_range(0..50_000)).collect();
+            let values: Vec<u32> = (0..keys.len() as u32).collect();
+            let mut expected: Vec<(u32, u32)> = keys.iter().copied().zip(values.clone()).collect();
+            expected.sort_by_key(|&(k, _)| k % modulus);
+            let (mut k, mut v) = (keys, values);
+            radix_sort_pairs_by_remainder(&mut k, &mut v, key_bits, modulus).unwrap();
+            let got: Vec<(u32, u32)> = k.into_iter().zip(v).collect();
+            assert_eq!(got, expected, "modulus {modulus}");
+        }
     }
 
     #[test]

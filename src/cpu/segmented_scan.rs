@@ -37,6 +37,8 @@
 //! nor does a global prefix sum followed by differences (its error scales
 //! with the whole prefix, not with the run).
 
+use std::collections::{HashMap, HashSet};
+
 use crate::element::Element;
 use crate::error::{Result, VladError};
 
@@ -46,12 +48,13 @@ pub const CHUNK_ROWS: usize = 32;
 /// Children a tree node joins (the shader's `FANIN`); a power of two.
 pub const FANIN: usize = 16;
 
-/// The sums of every run of equal sorted keys, in ascending key order.
+/// The sums of every run of equal sorted keys, in the order of the runs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SegmentSums {
     /// Descriptor width F.
     pub dim: usize,
-    /// The distinct keys, ascending (`image · clusters + label`).
+    /// The distinct keys, one per run, in run order (`image · clusters +
+    /// label`).
     pub keys: Vec<u32>,
     /// Rows in each run.
     pub counts: Vec<u32>,
@@ -81,8 +84,8 @@ pub fn tree_levels(rows: usize) -> Vec<usize> {
 /// subtracting `centroids[key % clusters]` from each when `centroids` is
 /// given (VLAD) and not otherwise (the k-means update).
 ///
-/// Errors on mismatched lengths, a row index out of range, keys that are
-/// not ascending, or centroids that are not `clusters × dim`.
+/// Errors on mismatched lengths, a row index out of range, equal keys that
+/// are not contiguous, or centroids that are not `clusters × dim`.
 pub fn segmented_sums<E: Element>(
     sorted_keys: &[u32],
     sorted_rows: &[u32],
@@ -159,11 +162,16 @@ fn check_inputs<E: Element>(
             "sorted row {i} points at descriptor {row} of {available}"
         )));
     }
-    if let Some(i) = keys.windows(2).position(|w| w[0] > w[1]) {
-        return Err(VladError::InvalidArgument(format!(
-            "sorted keys are not ascending at position {}",
-            i + 1
-        )));
+    // Equal keys must be contiguous (one run each); the order of the runs
+    // is free (the pipeline leaves them in (label, image) order).
+    let mut run_keys = HashSet::new();
+    for (i, &key) in keys.iter().enumerate() {
+        if (i == 0 || keys[i - 1] != key) && !run_keys.insert(key) {
+            return Err(VladError::InvalidArgument(format!(
+                "sorted keys: key {key} starts a second run at position {i} (equal keys \
+                 must be contiguous)"
+            )));
+        }
     }
     if let Some(c) = centroids
         && (clusters == 0 || c.len() != clusters * dim)
@@ -185,6 +193,8 @@ struct Tree<'a, E: Element> {
     clusters: usize,
     centroids: Option<&'a [f32]>,
     out: SegmentSums,
+    /// The run of each key (runs come in any key order).
+    run_of: HashMap<u32, usize>,
     emitted: Vec<u8>,
 }
 
@@ -213,6 +223,11 @@ impl<'a, E: Element> Tree<'a, E> {
             }
         }
         let runs = distinct.len();
+        let run_of = distinct
+            .iter()
+            .enumerate()
+            .map(|(run, &key)| (key, run))
+            .collect();
         Tree {
             keys,
             rows,
@@ -226,6 +241,7 @@ impl<'a, E: Element> Tree<'a, E> {
                 counts,
                 sums: vec![0.0; runs * dim],
             },
+            run_of,
             emitted: vec![0; runs],
         }
     }
@@ -261,7 +277,7 @@ impl<'a, E: Element> Tree<'a, E> {
     }
 
     fn emit(&mut self, key: u32, sum: &[f32]) {
-        if let Ok(run) = self.out.keys.binary_search(&key) {
+        if let Some(&run) = self.run_of.get(&key) {
             self.out.sums[run * self.dim..(run + 1) * self.dim].copy_from_slice(sum);
             self.emitted[run] += 1;
         }
@@ -453,7 +469,9 @@ mod tests {
     fn bad_inputs_are_errors() {
         let v = [0.0f32; 4];
         assert!(segmented_sums(&[0, 1], &[0], &v, 2, 1, None).is_err());
-        assert!(segmented_sums(&[1, 0], &[0, 1], &v, 2, 1, None).is_err());
+        // Runs in any order are fine; a key with two runs is not.
+        assert!(segmented_sums(&[1, 0], &[0, 1], &v, 2, 1, None).is_ok());
+        assert!(segmented_sums(&[1, 0, 1], &[0, 1, 2], &v, 1, 1, None).is_err());
         assert!(segmented_sums(&[0, 0], &[0, 2], &v, 2, 1, None).is_err());
         assert!(segmented_sums(&[0, 0], &[0, 1], &v, 2, 2, Some(&[0.0; 2])).is_err());
         assert!(segmented_sums(&[0u32; 0], &[], &v, 0, 1, None).is_err());

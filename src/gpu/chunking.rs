@@ -298,6 +298,15 @@ pub fn key_bits(images: usize, clusters: usize) -> u32 {
     (64 - max_key.leading_zeros()).clamp(1, 32)
 }
 
+/// The sort of a chunk's keys `image · K + label`: `(key_bits, modulus)`
+/// of a stable sort by the label alone (`SortJob::modulus`). The rows are
+/// already in image order, so that leaves equal keys contiguous with
+/// `⌈log₂ K / 4⌉` passes, where the whole key would take
+/// `⌈log₂(images · K) / 4⌉` (at 125 images and K = 256: 2 instead of 4).
+pub fn sort_by_label(clusters: usize) -> (u32, u32) {
+    (key_bits(1, clusters), clusters as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

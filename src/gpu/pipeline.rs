@@ -27,7 +27,7 @@ use crate::gpu::assign::{AssignJob, AssignStage};
 use crate::gpu::assign_coop::{AssignCoopStage, TensorCores};
 use crate::gpu::chunk_loop::{self, ChunkSteps};
 use crate::gpu::chunking::{
-    Chunk, ChunkBuffers, ChunkLimits, ChunkShape, key_bits, plan_chunks, split_for_overlap,
+    Chunk, ChunkBuffers, ChunkLimits, ChunkShape, plan_chunks, sort_by_label, split_for_overlap,
 };
 use crate::gpu::context::GpuContext;
 use crate::gpu::host_memory;
@@ -729,6 +729,8 @@ fn record<E: Element>(
 
     let alt_keys = pool.buffer(ctx, Role::AltKeys, sizes.per_row)?;
     let alt_values = pool.buffer(ctx, Role::AltValues, sizes.per_row)?;
+    // By label alone: the rows are in image order already.
+    let (label_bits, label_modulus) = sort_by_label(codebook.clusters);
     let sorted_in = stages.sort.record(
         ctx,
         &mut encoder,
@@ -738,7 +740,8 @@ fn record<E: Element>(
             alt_keys: &alt_keys,
             alt_values: &alt_values,
             len: rows,
-            key_bits: key_bits(chunk.image_count(), codebook.clusters),
+            key_bits: label_bits,
+            modulus: label_modulus,
         },
     )?;
     clock.lap(&mut encoder, "sort");

@@ -50,8 +50,16 @@ pub struct SortJob<'a> {
     pub alt_values: &'a wgpu::Buffer,
     /// Number of pairs.
     pub len: u32,
-    /// Significant key bits (1..=32); keys must be `< 2^key_bits`.
+    /// Significant key bits (1..=32); keys (or, with `modulus`, the keys'
+    /// remainders) must be `< 2^key_bits`.
     pub key_bits: u32,
+    /// 0 to sort by the keys; else by `key % modulus` alone, stably. The
+    /// pipeline's keys are `image · K + label` over rows already in image
+    /// order, so a stable sort by `key % K` (the label: `⌈log₂ K / 4⌉`
+    /// passes instead of `⌈log₂(images · K) / 4⌉`) leaves every run of
+    /// equal keys contiguous, in (label, image) order, rows in input order
+    /// within a run: all the segmented scan needs.
+    pub modulus: u32,
 }
 
 /// Where the sorted pairs ended up after an even or odd number of passes.
@@ -74,7 +82,7 @@ struct Params {
     scan_offset: u32,
     scan_len: u32,
     sums_offset: u32,
-    _pad: u32,
+    modulus: u32,
 }
 
 /// What this file assumes of the shader, for the default scan workgroup and
@@ -110,7 +118,7 @@ pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
                 scan_offset,
                 scan_len,
                 sums_offset,
-                _pad,
+                modulus,
             }),
         });
     }
@@ -259,6 +267,7 @@ impl RadixSortStage {
                     tiles,
                     shift,
                     mask: (1u32 << width) - 1,
+                    modulus: job.modulus,
                     ..Params::default()
                 },
             )?;

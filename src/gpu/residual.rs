@@ -5,7 +5,9 @@
 //!
 //! Two dispatches: one invocation per block counts its rows (binary search
 //! in the sorted keys — exact, and no buffer needs clearing first), then one
-//! per element copies the run's sum or writes 0.
+//! per element copies the run's sum or writes 0. The keys come sorted by
+//! label alone over rows in image order (`chunking::sort_by_label`), so
+//! the search orders them by (label, image).
 
 use crate::error::{Result, VladError};
 use crate::gpu::context::{GpuContext, dispatch_2d};
@@ -41,7 +43,7 @@ struct Params {
     rows: u32,
     blocks: u32,
     dim: u32,
-    _pad: u32,
+    clusters: u32,
 }
 
 /// What this file assumes of the shader.
@@ -60,7 +62,7 @@ pub(crate) fn contracts() -> Vec<ShaderContract> {
             rows,
             blocks,
             dim,
-            _pad,
+            clusters,
         }),
     }]
 }
@@ -126,7 +128,7 @@ impl ResidualStage {
                 rows: seg.rows,
                 blocks: blocks as u32,
                 dim: job.dim,
-                _pad: 0,
+                clusters: job.clusters,
             },
         )?;
         let count_group = bind_numbered(

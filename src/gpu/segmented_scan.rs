@@ -28,7 +28,8 @@ const MAX_ROWS: u32 = 1 << 31;
 
 /// Inputs of one segmented reduction over sorted rows.
 pub struct ScanJob<'a> {
-    /// `rows` u32 keys sorted ascending: `image · clusters + label`.
+    /// `rows` u32 keys `image · clusters + label`, equal keys contiguous
+    /// (the pipeline's sort leaves them in (label, image) order).
     pub sorted_keys: &'a wgpu::Buffer,
     /// `rows` u32 row indices in the same order (into `descriptors`).
     pub sorted_rows: &'a wgpu::Buffer,
@@ -152,7 +153,8 @@ impl SegmentedScanStage {
 
     /// Record the segmented reduction of `job` into `encoder`.
     ///
-    /// `job.sorted_keys` must be ascending and `< images · clusters`, and
+    /// Equal keys of `job.sorted_keys` must be contiguous and every key
+    /// `< images · clusters`, and
     /// `job.sorted_rows` must index rows of `job.descriptors`: the stage
     /// cannot check this on the device.
     pub fn record(

@@ -38,7 +38,7 @@ use crate::gpu::assign::AssignJob;
 use crate::gpu::backend::GpuBackend;
 use crate::gpu::chunk_loop::{self, ChunkSteps};
 use crate::gpu::chunking::{
-    Chunk, ChunkBuffers, ChunkLimits, ChunkShape, key_bits, plan_chunks, split_for_overlap,
+    Chunk, ChunkBuffers, ChunkLimits, ChunkShape, plan_chunks, sort_by_label, split_for_overlap,
 };
 use crate::gpu::context::GpuContext;
 use crate::gpu::host_memory;
@@ -474,6 +474,8 @@ impl<E: Element> SoftSteps<'_, '_, E> {
                 clock.lap(&mut encoder, "unit residual");
                 let alt_keys = pool.buffer(ctx, Role::AltKeys, sizes.per_row)?;
                 let alt_values = pool.buffer(ctx, Role::AltValues, sizes.per_row)?;
+                // By label alone: the rows are in image order already.
+                let (label_bits, label_modulus) = sort_by_label(k);
                 let sorted_in = hard.sort.record(
                     ctx,
                     &mut encoder,
@@ -483,7 +485,8 @@ impl<E: Element> SoftSteps<'_, '_, E> {
                         alt_keys: &alt_keys,
                         alt_values: &alt_values,
                         len: rows,
-                        key_bits: key_bits(chunk.image_count(), k),
+                        key_bits: label_bits,
+                        modulus: label_modulus,
                     },
                 )?;
                 clock.lap(&mut encoder, "sort");

@@ -4,17 +4,19 @@
 use crate::util::gpu_or_skip;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlad::cpu::radix_sort::radix_sort_pairs;
+use vlad::cpu::radix_sort::{radix_sort_pairs, radix_sort_pairs_by_remainder};
 use vlad::gpu::GpuContext;
 use vlad::gpu::radix_sort::{RadixSortStage, SortJob, SortedIn, TILE};
 
-/// Sort on the GPU; returns the sorted (keys, values).
-fn gpu_sort(
+/// Sort on the GPU (by `key % modulus` when `modulus` is not 0); returns
+/// the sorted (keys, values).
+fn gpu_sort_by(
     ctx: &GpuContext,
     stage: &RadixSortStage,
     keys: &[u32],
     values: &[u32],
     key_bits: u32,
+    modulus: u32,
 ) -> (Vec<u32>, Vec<u32>) {
     let len = keys.len();
     let k = ctx.upload("keys", keys).unwrap();
@@ -31,6 +33,7 @@ fn gpu_sort(
         alt_values: &alt_v,
         len: len as u32,
         key_bits,
+        modulus,
     };
     let sorted_in = stage.record(ctx, &mut encoder, &job).unwrap();
     ctx.submit_and_wait("sort", encoder).unwrap();
@@ -42,6 +45,16 @@ fn gpu_sort(
         ctx.read_back("sorted keys", rk, 0, len).unwrap(),
         ctx.read_back("sorted values", rv, 0, len).unwrap(),
     )
+}
+
+fn gpu_sort(
+    ctx: &GpuContext,
+    stage: &RadixSortStage,
+    keys: &[u32],
+    values: &[u32],
+    key_bits: u32,
+) -> (Vec<u32>, Vec<u32>) {
+    gpu_sort_by(ctx, stage, keys, values, key_bits, 0)
 }
 
 fn mask(key_bits: u32) -> u32 {
@@ -212,6 +225,7 @@ fn where_the_result_lands_follows_the_pass_count() {
             alt_values: &av,
             len: 4,
             key_bits,
+            modulus: 0,
         };
         assert_eq!(stage.record(&ctx, &mut encoder, &job).unwrap(), want);
         ctx.submit_and_wait("sort", encoder).unwrap();
@@ -225,6 +239,7 @@ fn where_the_result_lands_follows_the_pass_count() {
         alt_values: &buf,
         len,
         key_bits,
+        modulus: 0,
     };
     assert!(stage.record(&ctx, &mut encoder, &job(0, 4)).is_err());
     assert!(stage.record(&ctx, &mut encoder, &job(33, 4)).is_err());
@@ -232,4 +247,48 @@ fn where_the_result_lands_follows_the_pass_count() {
         stage.record(&ctx, &mut encoder, &job(8, 5)).is_err(),
         "buffers too small"
     );
+}
+
+/// The pipeline's sort: keys `image · K + label` over rows in image order,
+/// sorted by label alone (`chunking::sort_by_label`). Same pairs as the CPU
+/// twin and a stable sort by `key % K`, and every run of equal keys
+/// contiguous (what the segmented scan needs), across many tiles.
+#[test]
+fn by_label_leaves_equal_keys_contiguous() {
+    let Some(ctx) = gpu_or_skip("by_label_leaves_equal_keys_contiguous") else {
+        return;
+    };
+    let stage = RadixSortStage::new(&ctx).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    for clusters in [1usize, 7, 64, 256, 1000] {
+        let (key_bits, modulus) = vlad::gpu::chunking::sort_by_label(clusters);
+        let mut keys = Vec::new();
+        for image in 0..40u32 {
+            let rows = rng.random_range(0..3 * TILE as usize / 20);
+            for _ in 0..rows {
+                let label = rng.random_range(0..clusters as u32);
+                keys.push(image * clusters as u32 + label);
+            }
+        }
+        let values: Vec<u32> = (0..keys.len() as u32).collect();
+        let (gpu_keys, gpu_values) = gpu_sort_by(&ctx, &stage, &keys, &values, key_bits, modulus);
+
+        let (mut cpu_keys, mut cpu_values) = (keys.clone(), values.clone());
+        radix_sort_pairs_by_remainder(&mut cpu_keys, &mut cpu_values, key_bits, modulus).unwrap();
+        let mut stable: Vec<(u32, u32)> = keys.iter().copied().zip(values).collect();
+        stable.sort_by_key(|&(k, _)| k % modulus);
+        let (want_keys, want_values): (Vec<u32>, Vec<u32>) = stable.into_iter().unzip();
+        assert_eq!(cpu_keys, want_keys, "K={clusters}: twin keys");
+        assert_eq!(cpu_values, want_values, "K={clusters}: twin values");
+        assert_eq!(gpu_keys, want_keys, "K={clusters}: gpu keys");
+        assert_eq!(gpu_values, want_values, "K={clusters}: gpu values");
+
+        let mut seen = std::collections::HashSet::new();
+        for (i, &key) in gpu_keys.iter().enumerate() {
+            if i == 0 || gpu_keys[i - 1] != key {
+                assert!(seen.insert(key), "K={clusters}: key {key} in two runs");
+            }
+        }
+        assert!(keys.len() > TILE as usize, "K={clusters}: several tiles");
+    }
 }

@@ -13,7 +13,8 @@ use vlad::gpu::segmented_scan::{ScanJob, SegmentSums, SegmentedScanStage};
 use vlad::{Batch, Codebook, Element, reference};
 
 /// Descriptors of some images with given labels, and the (image, label)
-/// keys and row indices sorted the way the radix sort leaves them.
+/// keys and row indices sorted the way the pipeline's radix sort leaves
+/// them: by label, then image, then row.
 pub struct Case {
     pub images: usize,
     pub clusters: usize,
@@ -76,8 +77,9 @@ impl Case {
                 pairs.push(((t * clusters) as u32 + label, row as u32));
             }
         }
-        // A stable sort by key, like the GPU's LSD radix sort.
-        pairs.sort_by_key(|p| p.0);
+        // A stable sort by label alone over rows in image order, as the
+        // pipeline's radix sort leaves them (`chunking::sort_by_label`).
+        pairs.sort_by_key(|p| p.0 % clusters as u32);
         Case {
             images,
             clusters,
