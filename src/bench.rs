@@ -160,9 +160,10 @@ pub fn stage_work(stage: &str, n: f64, f: f64, k: f64, t: f64) -> (f64, f64) {
     match stage {
         // Read descriptors and centroids; write label, key and value.
         "assign" | "assign (tensor cores)" => (input + k * f * 4.0 + n * 12.0, 2.0 * n * k * f),
-        // Each pass reads and writes keys and values once (a lower bound).
+        // Each pass reads and writes keys and values once (a lower bound);
+        // the keys are sorted by label alone (rows come in image order).
         "sort" => {
-            let bits = (t * k).max(2.0).log2().ceil();
+            let bits = k.max(2.0).log2().ceil();
             let passes = (bits / 4.0).ceil().max(1.0);
             (passes * n * 16.0, 0.0)
         }
