@@ -4,11 +4,12 @@
 //
 // `count_blocks` counts each key's rows exactly, by two binary searches in
 // the sorted keys (by rank: see `rank`); `write_blocks` then copies the
-// sums of the keys present and writes zeros elsewhere. The scan stage leaves its sums laid out densely
-// by key (slot key·dim + f), which is already the block layout: no
-// arithmetic happens here. When the scan wrote straight into the blocks
-// buffer, `zero_empty_blocks` replaces `write_blocks`: it only zeroes the
-// blocks no row went to, in place, and copies nothing.
+// sums of the keys present and writes zeros elsewhere. The scan stage
+// leaves its sums laid out densely by key (slot key·dim + f), which is
+// already the block layout: no arithmetic happens here. When the scan
+// wrote straight into the blocks buffer, `zero_empty_blocks` replaces
+// `write_blocks`: it only zeroes the blocks no row went to, in place, and
+// copies nothing.
 // Host side: src/gpu/residual.rs.
 
 const WG: u32 = 64u;

@@ -291,20 +291,18 @@ pub fn split_for_overlap(plan: Vec<Chunk>, offsets: &[usize], shape: &ChunkShape
     out
 }
 
-/// Significant bits of the sort keys of a chunk: keys are
-/// `image · K + label < images · K`; at least 1 (the sort's contract).
-pub fn key_bits(images: usize, clusters: usize) -> u32 {
-    let max_key = (images as u64 * clusters as u64).saturating_sub(1);
-    (64 - max_key.leading_zeros()).clamp(1, 32)
-}
-
 /// The sort of a chunk's keys `image · K + label`: `(key_bits, modulus)`
-/// of a stable sort by the label alone (`SortJob::modulus`). The rows are
-/// already in image order, so that leaves equal keys contiguous with
-/// `⌈log₂ K / 4⌉` passes, where the whole key would take
-/// `⌈log₂(images · K) / 4⌉` (at 125 images and K = 256: 2 instead of 4).
+/// of a stable sort by the label alone (`SortJob::modulus`), `key_bits`
+/// the significant bits of a label `< K` (at least 1, the sort's
+/// contract). The rows are already in image order, so that leaves equal
+/// keys contiguous with `⌈log₂ K / 4⌉` passes, where the whole key would
+/// take `⌈log₂(images · K) / 4⌉` (at 125 images and K = 256: 2 instead of 4).
 pub fn sort_by_label(clusters: usize) -> (u32, u32) {
-    (key_bits(1, clusters), clusters as u32)
+    let max_label = (clusters as u64).saturating_sub(1);
+    (
+        (64 - max_label.leading_zeros()).clamp(1, 32),
+        clusters as u32,
+    )
 }
 
 #[cfg(test)]
@@ -312,13 +310,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_bits_cover_the_largest_key() {
-        assert_eq!(key_bits(1, 1), 1);
-        assert_eq!(key_bits(1, 2), 1);
-        assert_eq!(key_bits(1, 3), 2);
-        assert_eq!(key_bits(2, 64), 7);
-        assert_eq!(key_bits(3, 64), 8);
-        assert_eq!(key_bits(1 << 16, 1 << 16), 32);
+    fn label_bits_cover_the_largest_label() {
+        assert_eq!(sort_by_label(1), (1, 1));
+        assert_eq!(sort_by_label(2), (1, 2));
+        assert_eq!(sort_by_label(3), (2, 3));
+        assert_eq!(sort_by_label(64), (6, 64));
+        assert_eq!(sort_by_label(65), (7, 65));
+        assert_eq!(sort_by_label(1 << 16), (16, 1 << 16));
     }
 
     #[test]
