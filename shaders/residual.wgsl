@@ -38,18 +38,17 @@ struct Params {
 // The sorted keys are in (label, image) order: the sort orders them by
 // label alone, stably, over rows already in image order. So a key's rank
 // label · images + image grows along them.
-fn rank(key: u32) -> u32 {
-    let images = params.blocks / params.clusters;
+fn rank(key: u32, images: u32) -> u32 {
     return (key % params.clusters) * images + key / params.clusters;
 }
 
 // First position in the sorted keys whose rank is ≥ `r`.
-fn lower_bound(r: u32) -> u32 {
+fn lower_bound(r: u32, images: u32) -> u32 {
     var lo = 0u;
     var hi = params.rows;
     while lo < hi {
         let mid = lo + (hi - lo) / 2u;
-        if rank(keys[mid]) < r {
+        if rank(keys[mid], images) < r {
             lo = mid + 1u;
         } else {
             hi = mid;
@@ -73,8 +72,9 @@ fn count_blocks(
         return;
     }
     // r + 1 cannot overflow: ranks < blocks ≤ 2³² − 1 elements of a buffer.
-    let r = rank(block);
-    counts[block] = lower_bound(r + 1u) - lower_bound(r);
+    let images = params.blocks / params.clusters;
+    let r = rank(block, images);
+    counts[block] = lower_bound(r + 1u, images) - lower_bound(r, images);
 }
 
 @compute @workgroup_size(WG)
