@@ -17,7 +17,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlad::cpu::{aggregate, assign, normalize};
+use vlad::backend::cpu::{aggregate, assign, normalize};
 use vlad::{Backend, Batch, Codebook, Encoder, Normalization};
 
 /// `n` descriptors of width `f`, uniform in `[0, 1)`, and a codebook of `k`

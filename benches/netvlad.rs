@@ -30,7 +30,7 @@ use ndarray::{Array1, Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use vlad::cpu::{soft_aggregate, soft_assign, soft_kernel};
+use vlad::backend::cpu::{soft_aggregate, soft_assign, soft_kernel};
 use vlad::{Assignment, Backend, Batch, Codebook, Encoder};
 
 const L: usize = 1200;

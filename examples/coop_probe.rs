@@ -17,7 +17,7 @@
 //! `keys` outputs, on integer data whose products and sums are exact, so
 //! every dot product and label can be checked and a wrong one explained.
 
-use vlad::gpu::{GpuContext, GpuOptions};
+use vlad::backend::gpu::{GpuContext, GpuOptions};
 
 const N: usize = 16;
 
@@ -127,7 +127,9 @@ fn run(
     b: &[f32],
 ) -> Result<Vec<f32>, String> {
     let subgroup = match &ctx.tensor_cores {
-        vlad::gpu::assign_coop::TensorCores::Enabled { subgroup_size } => *subgroup_size,
+        vlad::backend::gpu::stages::assign_coop::TensorCores::Enabled { subgroup_size } => {
+            *subgroup_size
+        }
         other => return Err(format!("tensor cores not enabled: {other:?}")),
     };
     let source = shader(p, subgroup);
@@ -174,9 +176,9 @@ fn run(
 /// drops the `if !U8_INPUT` around the lo products (f32 input only).
 fn dumping_assign_source(subgroup: u32, emulated: bool, variant: &str) -> Result<String, String> {
     let source = if emulated {
-        vlad::gpu::assign_coop::emulated_shader_source(subgroup, false)
+        vlad::backend::gpu::stages::assign_coop::emulated_shader_source(subgroup, false)
     } else {
-        vlad::gpu::assign_coop::shader_source(subgroup, false)
+        vlad::backend::gpu::stages::assign_coop::shader_source(subgroup, false)
     }
     .map_err(|e| e.to_string())?;
     let store = "        workgroupBarrier();\n\n        // Fold the tile";
@@ -260,7 +262,9 @@ fn assign_probe(
     // Without cooperative matrices the emulated block stands in (checking
     // this probe's own arithmetic, not the adapter's).
     let (subgroup, emulated) = match &ctx.tensor_cores {
-        vlad::gpu::assign_coop::TensorCores::Enabled { subgroup_size } => (*subgroup_size, false),
+        vlad::backend::gpu::stages::assign_coop::TensorCores::Enabled { subgroup_size } => {
+            (*subgroup_size, false)
+        }
         _ => (32, true),
     };
     // Largest |element| 2^14 in every row and centroid (scale 1, exact in

@@ -7,8 +7,8 @@
 
 use std::process::ExitCode;
 
+use vlad::io::npy_stream::NpyStream;
 use vlad::io::{OutputFile, write_npy_atomic};
-use vlad::npy_stream::NpyStream;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

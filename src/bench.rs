@@ -6,11 +6,11 @@
 //! as "effective bandwidth", comparable with a memory-bandwidth roofline.
 
 use crate::backend::Backend;
-use crate::codebook::Codebook;
 use crate::encoder::Encoder;
 use crate::error::{Result, VladError};
-use crate::input::Batch;
-use crate::normalization::Normalization;
+use crate::model::batch::Batch;
+use crate::model::codebook::Codebook;
+use crate::model::normalization::Normalization;
 
 /// The shape and protocol of a benchmark.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,7 +32,9 @@ pub struct BenchConfig {
     /// Data seed.
     pub seed: u64,
     /// Hard (the default) or soft assignment (SPEC §10).
-    pub assignment: crate::assignment::Assignment,
+    pub assignment: crate::model::assignment::Assignment,
+    /// The GPU's setup (adapter, graphics APIs, tensor cores).
+    pub gpu_options: crate::backend::options::GpuOptions,
 }
 
 impl Default for BenchConfig {
@@ -47,7 +49,8 @@ impl Default for BenchConfig {
             repeats: 7,
             normalization: Normalization::default(),
             seed: 1234,
-            assignment: crate::assignment::Assignment::Hard,
+            assignment: crate::model::assignment::Assignment::Hard,
+            gpu_options: Default::default(),
         }
     }
 }
@@ -86,8 +89,8 @@ pub struct BenchRow {
 }
 
 /// What a backend can do at best, measured by small calibrated kernels
-/// before the stages are timed (see [`crate::cpu::ceilings`] and
-/// `crate::gpu::ceilings`).
+/// before the stages are timed (see [`crate::backend::cpu::ceilings`] and
+/// `crate::backend::gpu::stages::ceilings`).
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub struct Ceilings {
     /// FMA throughput, GFLOP/s.
@@ -245,7 +248,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
 /// backend of `config`, one warm-up then `config.repeats` timed encodes of
 /// `batch` against `codebook`; per stage and in total, the median. The
 /// shape fields of `config` are reported as given, not used.
-pub fn run_on<E: crate::element::Element>(
+pub fn run_on<E: crate::model::element::Element>(
     config: &BenchConfig,
     codebook: &Codebook,
     batch: &Batch<'_, E>,
@@ -286,6 +289,7 @@ pub fn run_on<E: crate::element::Element>(
             .assignment(config.assignment.clone())
             .normalization(config.normalization.clone())
             .backend(backend)
+            .gpu_options(config.gpu_options.clone())
             .build();
         let warm = match encoder.encode_batch_into(batch, output.view_mut()) {
             Ok(report) => report,
@@ -314,7 +318,7 @@ pub fn run_on<E: crate::element::Element>(
         }
         let ran = warm.backend;
         let adapter = warm.adapter.clone();
-        let software = warm.adapter_kind == Some(crate::adapter::AdapterKind::Software)
+        let software = warm.adapter_kind == Some(crate::backend::adapters::AdapterKind::Software)
             || adapter.as_deref().is_some_and(is_software_adapter);
         let mut stage_names: Vec<String> = warm
             .stages
@@ -387,7 +391,11 @@ fn measure_ceilings(
         let session = encoder.gpu_backend().ok_or_else(|| {
             VladError::Gpu("the GPU session is gone: cannot measure its ceilings".to_string())
         })?;
-        let g = crate::gpu::ceilings::measure(session.context(), input_bytes, output_bytes)?;
+        let g = crate::backend::gpu::stages::ceilings::measure(
+            session.context(),
+            input_bytes,
+            output_bytes,
+        )?;
         return Ok(Ceilings {
             fma_gflops: g.fma_gflops,
             memory_gbps: g.memory_gbps,
@@ -397,8 +405,8 @@ fn measure_ceilings(
     }
     let _ = (encoder, ran, output_bytes);
     Ok(Ceilings {
-        fma_gflops: crate::cpu::ceilings::fma_gflops(),
-        memory_gbps: crate::cpu::ceilings::memory_gbps(memory_bytes as usize),
+        fma_gflops: crate::backend::cpu::ceilings::fma_gflops(),
+        memory_gbps: crate::backend::cpu::ceilings::memory_gbps(memory_bytes as usize),
         upload_gbps: None,
         readback_gbps: None,
     })

@@ -13,40 +13,17 @@ use std::time::Instant;
 use ndarray::{Array1, Array2, ArrayView2, ArrayView3, ArrayViewMut2};
 
 use crate::backend::Backend;
-use crate::codebook::Codebook;
-use crate::element::Element;
 use crate::error::{Result, VladError};
-use crate::input::Batch;
-use crate::normalization::Normalization;
-use crate::offset::Offset;
-use crate::report::{RunReport, StageTimes};
+use crate::model::batch::Batch;
+use crate::model::codebook::Codebook;
+use crate::model::element::Element;
+use crate::model::normalization::Normalization;
+use crate::model::offset::Offset;
+use crate::model::report::{RunReport, StageTimes};
 use crate::verify::Verification;
 
 #[cfg(feature = "gpu")]
-use crate::adapter::AdapterKind;
-
-/// Environment variable capping the storage-binding size the GPU backend
-/// plans with (SPEC §9), so small inputs exercise every chunking path.
-pub const MAX_BINDING_ENV: &str = "VLAD_GPU_MAX_BINDING_BYTES";
-
-/// The cap `VLAD_GPU_MAX_BINDING_BYTES` sets: `None` when unset or empty,
-/// an error unless it is a positive number of bytes.
-pub fn gpu_max_binding_bytes_from_env() -> Result<Option<u64>> {
-    let bad = |value: &dyn std::fmt::Debug| {
-        VladError::InvalidArgument(format!(
-            "{MAX_BINDING_ENV}={value:?}: expected a positive number of bytes"
-        ))
-    };
-    match std::env::var(MAX_BINDING_ENV) {
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(s)) => Err(bad(&s)),
-        Ok(s) if s.trim().is_empty() => Ok(None),
-        Ok(s) => match s.trim().parse::<u64>() {
-            Ok(bytes) if bytes > 0 => Ok(Some(bytes)),
-            _ => Err(bad(&s)),
-        },
-    }
-}
+use crate::backend::adapters::AdapterKind;
 
 /// An encoding with the labels it was computed from and what ran.
 #[derive(Clone, Debug)]
@@ -126,15 +103,15 @@ pub struct Encoder {
     codebook: Codebook,
     normalization: Normalization,
     backend: Backend,
-    assignment: crate::assignment::Assignment,
-    gpu_max_binding_bytes: Option<u64>,
+    assignment: crate::model::assignment::Assignment,
+    gpu_options: crate::backend::options::GpuOptions,
     /// The GPU session, made on first use and kept (shader compilation and
     /// device setup are too slow to repeat per call). A failure to make it
     /// — or `auto`'s decision not to (a software adapter) — is kept too, so
     /// `auto` does not probe for an adapter on every call. A session whose
     /// device was lost is made anew on the next call.
     #[cfg(feature = "gpu")]
-    gpu: crate::gpu::GpuSlot<VladError>,
+    gpu: crate::backend::gpu::GpuSlot<VladError>,
 }
 
 /// An [`Encoder`] being configured; [`EncoderBuilder::build`] makes it.
@@ -144,8 +121,8 @@ pub struct EncoderBuilder {
     codebook: Codebook,
     normalization: Normalization,
     backend: Backend,
-    assignment: crate::assignment::Assignment,
-    gpu_max_binding_bytes: Option<u64>,
+    assignment: crate::model::assignment::Assignment,
+    gpu_options: crate::backend::options::GpuOptions,
 }
 
 impl EncoderBuilder {
@@ -163,7 +140,7 @@ impl EncoderBuilder {
 
     /// Set how descriptors are weighed onto centroids (SPEC §10): hard
     /// (the default) or soft (NetVLAD).
-    pub fn assignment(mut self, assignment: crate::assignment::Assignment) -> Self {
+    pub fn assignment(mut self, assignment: crate::model::assignment::Assignment) -> Self {
         self.assignment = assignment;
         self
     }
@@ -172,7 +149,15 @@ impl EncoderBuilder {
     /// of `VLAD_GPU_MAX_BINDING_BYTES`; the smaller wins), so small inputs
     /// exercise chunking.
     pub fn gpu_max_binding_bytes(mut self, bytes: Option<u64>) -> Self {
-        self.gpu_max_binding_bytes = bytes;
+        self.gpu_options.max_binding_bytes = bytes;
+        self
+    }
+
+    /// How the GPU backend is set up (adapter, graphics APIs, binding cap,
+    /// tensor cores): the command line and the Python package read them
+    /// from the environment ([`GpuOptions::from_vars`](crate::backend::options::GpuOptions::from_vars)).
+    pub fn gpu_options(mut self, options: crate::backend::options::GpuOptions) -> Self {
+        self.gpu_options = options;
         self
     }
 
@@ -184,9 +169,9 @@ impl EncoderBuilder {
             normalization: self.normalization,
             backend: self.backend,
             assignment: self.assignment,
-            gpu_max_binding_bytes: self.gpu_max_binding_bytes,
+            gpu_options: self.gpu_options,
             #[cfg(feature = "gpu")]
-            gpu: crate::gpu::GpuSlot::new(),
+            gpu: crate::backend::gpu::GpuSlot::new(),
         }
     }
 }
@@ -199,7 +184,7 @@ impl fmt::Debug for Encoder {
             .field("normalization", &self.normalization.to_string())
             .field("backend", &self.backend)
             .field("assignment", &self.assignment.name())
-            .field("gpu_max_binding_bytes", &self.gpu_max_binding_bytes);
+            .field("gpu_options", &self.gpu_options);
         #[cfg(feature = "gpu")]
         d.field(
             "gpu",
@@ -276,8 +261,8 @@ impl Encoder {
             codebook,
             normalization: Normalization::default(),
             backend: Backend::Auto,
-            assignment: crate::assignment::Assignment::Hard,
-            gpu_max_binding_bytes: None,
+            assignment: crate::model::assignment::Assignment::Hard,
+            gpu_options: Default::default(),
         }
     }
 
@@ -292,7 +277,7 @@ impl Encoder {
     }
 
     /// How descriptors are weighed onto centroids (SPEC §10).
-    pub fn assignment(&self) -> &crate::assignment::Assignment {
+    pub fn assignment(&self) -> &crate::model::assignment::Assignment {
         &self.assignment
     }
 
@@ -302,9 +287,14 @@ impl Encoder {
         self.backend
     }
 
+    /// The GPU options given to the builder.
+    pub fn gpu_options(&self) -> crate::backend::options::GpuOptions {
+        self.gpu_options.clone()
+    }
+
     /// The storage-binding cap given to the builder.
     pub fn gpu_max_binding_bytes(&self) -> Option<u64> {
-        self.gpu_max_binding_bytes
+        self.gpu_options.max_binding_bytes
     }
 
     /// Fail with [`VladError::TooLarge`] when encoding `images` images with
@@ -480,7 +470,7 @@ impl Encoder {
                 // A VLAD_ADAPTER that matches nothing is a typo to fix, not
                 // a reason to fall back quietly.
                 Err(VladError::BackendUnavailable(reason))
-                    if crate::adapter::is_no_match(&reason) =>
+                    if crate::backend::adapters::is_no_match(&reason) =>
                 {
                     Err(VladError::BackendUnavailable(reason))
                 }
@@ -514,7 +504,7 @@ impl Encoder {
         gpu: &mut GpuRan,
     ) -> Result<BackendOutput> {
         if !self.assignment.is_hard() || self.normalization.residual_normalized() {
-            return crate::weighted::run_encode(
+            return crate::backend::weighted::run_encode(
                 &self.codebook,
                 &self.assignment,
                 &self.normalization,
@@ -527,7 +517,7 @@ impl Encoder {
         match backend {
             Backend::Reference => {
                 let (vlad, labels) = stages.time("reference", || {
-                    crate::reference::encode(&self.codebook, batch, &self.normalization)
+                    crate::backend::reference::encode(&self.codebook, batch, &self.normalization)
                 });
                 Ok(BackendOutput {
                     vlad: vlad.mapv(|x| x as f32),
@@ -536,7 +526,7 @@ impl Encoder {
             }
             Backend::Cpu => {
                 let (vlad, labels) =
-                    crate::cpu::encode(&self.codebook, batch, &self.normalization, stages);
+                    crate::backend::cpu::encode(&self.codebook, batch, &self.normalization, stages);
                 Ok(BackendOutput { vlad, labels })
             }
             Backend::Gpu | Backend::Auto => self.run_gpu_encode(batch, stages, gpu),
@@ -558,7 +548,7 @@ impl Encoder {
         if let (true, Some(flat)) = (direct, out.as_slice_mut()) {
             match backend {
                 Backend::Cpu => {
-                    return Ok(crate::cpu::encode_into(
+                    return Ok(crate::backend::cpu::encode_into(
                         &self.codebook,
                         batch,
                         &self.normalization,
@@ -585,10 +575,10 @@ impl Encoder {
         gpu: &mut GpuRan,
     ) -> Result<Vec<u32>> {
         match backend {
-            Backend::Reference => {
-                Ok(stages.time("assign", || crate::reference::assign(&self.codebook, batch)))
-            }
-            Backend::Cpu => Ok(crate::cpu::assign(&self.codebook, batch, stages)),
+            Backend::Reference => Ok(stages.time("assign", || {
+                crate::backend::reference::assign(&self.codebook, batch)
+            })),
+            Backend::Cpu => Ok(crate::backend::cpu::assign(&self.codebook, batch, stages)),
             Backend::Gpu | Backend::Auto => self.run_gpu_assign(batch, stages, gpu),
         }
     }
@@ -598,22 +588,21 @@ impl Encoder {
     /// and a software-only machine is answered with the reason, in
     /// milliseconds.
     #[cfg(feature = "gpu")]
-    fn gpu_session(&self, ran: &mut GpuRan) -> Result<std::sync::Arc<crate::gpu::GpuBackend>> {
+    fn gpu_session(
+        &self,
+        ran: &mut GpuRan,
+    ) -> Result<std::sync::Arc<crate::backend::gpu::GpuBackend>> {
         let start = Instant::now();
         let mut made = false;
         let session = self.gpu.get_or_make(|| {
             made = true;
             if self.backend == Backend::Auto {
-                let adapters = crate::adapter::adapters();
+                let adapters = crate::backend::adapters::adapters(&self.gpu_options());
                 if let Err(reason) = adapters.auto_adapter()? {
                     return Err(VladError::BackendUnavailable(reason.to_string()));
                 }
             }
-            let options = crate::gpu::GpuOptions {
-                max_binding_bytes: self.gpu_max_binding_bytes,
-                ..Default::default()
-            };
-            crate::gpu::GpuBackend::new(&options)
+            crate::backend::gpu::GpuBackend::new(&self.gpu_options())
         });
         if made {
             ran.setup_seconds = start.elapsed().as_secs_f64();
@@ -621,7 +610,7 @@ impl Encoder {
         let gpu = session?;
         ran.notes.extend(gpu.tensor_core_note());
         ran.adapter = Some(gpu.adapter_name());
-        ran.kind = Some(crate::gpu::adapters::kind_of(
+        ran.kind = Some(crate::backend::gpu::adapters::kind_of(
             gpu.context().info.device_type,
         ));
         Ok(gpu)
@@ -631,7 +620,7 @@ impl Encoder {
     /// benchmark measures the adapter's ceilings on it).
     #[cfg(feature = "gpu")]
     #[doc(hidden)]
-    pub fn gpu_backend(&self) -> Option<std::sync::Arc<crate::gpu::GpuBackend>> {
+    pub fn gpu_backend(&self) -> Option<std::sync::Arc<crate::backend::gpu::GpuBackend>> {
         self.gpu.current()
     }
 
@@ -654,7 +643,7 @@ impl Encoder {
     pub(crate) fn gpu_for_stream(
         &self,
         ran: &mut GpuRan,
-    ) -> Result<std::sync::Arc<crate::gpu::GpuBackend>> {
+    ) -> Result<std::sync::Arc<crate::backend::gpu::GpuBackend>> {
         self.gpu_session(ran)
     }
 
@@ -670,12 +659,12 @@ impl Encoder {
         Ok(BackendOutput { vlad, labels })
     }
 
-    /// Soft assignment or `rn` on the GPU (`crate::gpu::soft_pipeline`).
+    /// Soft assignment or `rn` on the GPU (`crate::backend::gpu::soft_pipeline`).
     #[cfg(feature = "gpu")]
     fn run_gpu_weighted<E: Element>(
         &self,
         batch: &Batch<'_, E>,
-        params: Option<&crate::assignment::SoftParams>,
+        params: Option<&crate::model::assignment::SoftParams>,
         stages: &mut StageTimes,
         ran: &mut GpuRan,
     ) -> Result<BackendOutput> {
@@ -689,7 +678,7 @@ impl Encoder {
     fn run_gpu_weighted<E: Element>(
         &self,
         _batch: &Batch<'_, E>,
-        _params: Option<&crate::assignment::SoftParams>,
+        _params: Option<&crate::model::assignment::SoftParams>,
         _stages: &mut StageTimes,
         _ran: &mut GpuRan,
     ) -> Result<BackendOutput> {

@@ -46,45 +46,37 @@
 //! # Ok::<(), vlad::VladError>(())
 //! ```
 
-pub mod adapter;
-pub mod assignment;
 pub mod backend;
 pub mod bench;
-pub mod codebook;
-pub mod cpu;
-mod disk_space;
-pub mod element;
 pub mod encoder;
 pub mod error;
-#[cfg(feature = "gpu")]
-pub mod gpu;
-pub mod input;
 pub mod io;
 pub mod kmeans;
-pub mod mapped;
-pub mod normalization;
-pub mod npy_stream;
-pub mod offset;
-pub mod reference;
-pub mod reference_soft;
-pub mod report;
+pub mod model;
 pub mod stream;
-mod stream_weighted;
 pub mod synthetic;
+#[doc(hidden)]
+pub mod twins;
 pub mod verify;
 pub mod verify_soft;
-mod weighted;
+
+// Transitional paths (the layout moved): removed once every user is moved.
+#[cfg(feature = "gpu")]
+#[doc(hidden)]
+pub use backend::gpu;
+#[doc(hidden)]
+pub use backend::{adapters as adapter, cpu, reference, reference_soft};
 
 pub use ndarray;
 
-pub use adapter::{AdapterInfo, AdapterKind, AdapterPick, Adapters, adapters};
-pub use assignment::{Assignment, SoftParams};
 pub use backend::Backend;
-pub use codebook::Codebook;
-pub use element::{DType, Element};
+pub use backend::adapters::{AdapterInfo, AdapterKind, AdapterPick, Adapters, adapters};
 pub use encoder::{Assigned, Encoded, Encoder, EncoderBuilder};
 pub use error::{Result, VladError};
-pub use input::Batch;
-pub use normalization::{Normalization, Step};
-pub use offset::Offset;
-pub use report::{RunReport, StageTimes};
+pub use model::assignment::{Assignment, SoftParams};
+pub use model::batch::Batch;
+pub use model::codebook::Codebook;
+pub use model::element::{DType, Element};
+pub use model::normalization::{Normalization, Step};
+pub use model::offset::Offset;
+pub use model::report::{RunReport, StageTimes};

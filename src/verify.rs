@@ -1,13 +1,13 @@
-//! Checking a backend's output against the f64 [`reference`](mod@crate::reference)
+//! Checking a backend's output against the f64 [`reference`](mod@crate::backend::reference)
 //! under SPEC §4, from the same labels the backend used.
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::codebook::Codebook;
-use crate::element::Element;
-use crate::input::Batch;
-use crate::normalization::{Normalization, Step};
-use crate::reference;
+use crate::backend::reference;
+use crate::model::batch::Batch;
+use crate::model::codebook::Codebook;
+use crate::model::element::Element;
+use crate::model::normalization::{Normalization, Step};
 
 /// SPEC §4's relative tolerance.
 pub const TOLERANCE: f64 = 1e-5;

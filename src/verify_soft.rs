@@ -1,16 +1,16 @@
 //! `--verify` for SPEC §10 (soft assignment, or `rn`): the backend's output
-//! against [`crate::reference_soft`], with SPEC §4's
+//! against [`crate::backend::reference_soft`], with SPEC §4's
 //! tolerances read with weights (`Σ_l a_k(v_l)·‖v_l − c_k‖∞` per block for
 //! raw sums and means).
 
 use ndarray::ArrayView2;
 
-use crate::assignment::Assignment;
-use crate::codebook::Codebook;
-use crate::element::Element;
-use crate::input::Batch;
-use crate::normalization::{Normalization, Step};
-use crate::reference_soft;
+use crate::backend::reference_soft;
+use crate::model::assignment::Assignment;
+use crate::model::batch::Batch;
+use crate::model::codebook::Codebook;
+use crate::model::element::Element;
+use crate::model::normalization::{Normalization, Step};
 use crate::verify::{TOLERANCE, Verification, hard_labels, judge, max_abs_diff};
 
 /// Compare `output` (`(T, K·F)`) with the reference. Under hard assignment

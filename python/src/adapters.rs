@@ -61,7 +61,7 @@ fn pick<'py>(
 /// feature).
 #[pyfunction]
 pub fn adapters(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
-    let found = compute(py, || Ok(vlad::adapters()))?;
+    let found = compute(py, || Ok(vlad::adapters(&crate::glue::gpu_options()?)))?;
     let list = found
         .adapters
         .iter()

@@ -107,8 +107,15 @@ fn assignment(args: AssignmentArgs) -> Result<Assignment, VladError> {
     }
 }
 
-/// An encoder as the Python constructor describes it. `VLAD_GPU_MAX_BINDING_BYTES`
-/// is honoured as on the command line. Soft parameters are checked against
+/// The GPU options the environment sets (SPEC §9), as on the command line:
+/// the Python package is an edge where the environment is read; the library
+/// takes options.
+pub fn gpu_options() -> Result<vlad::backend::options::GpuOptions, VladError> {
+    vlad::backend::options::GpuOptions::from_vars(|name| std::env::var(name).ok())
+}
+
+/// An encoder as the Python constructor describes it, with the
+/// environment's GPU options. Soft parameters are checked against
 /// the codebook here, so that a wrong shape fails at construction.
 pub fn encoder(
     codebook: Codebook,
@@ -120,12 +127,11 @@ pub fn encoder(
     let backend: Backend = backend.parse()?;
     let assignment = assignment(args)?;
     assignment.soft_params(&codebook)?;
-    let cap = vlad::encoder::gpu_max_binding_bytes_from_env()?;
     Ok(Encoder::builder(codebook)
         .normalization(normalization)
         .backend(backend)
         .assignment(assignment)
-        .gpu_max_binding_bytes(cap)
+        .gpu_options(gpu_options()?)
         .build())
 }
 

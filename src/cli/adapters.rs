@@ -20,7 +20,7 @@ pub struct AdaptersArgs {
 /// answer, not an error (a `VLAD_ADAPTER` that matches none is reported in
 /// the `gpu` and `auto` lines).
 pub fn run(args: &AdaptersArgs) -> Result<(), Failure> {
-    let adapters = vlad::adapters();
+    let adapters = vlad::adapters(&super::args::gpu_options()?);
     if args.json {
         println!("{}", to_json(&adapters));
     } else {

@@ -1,6 +1,7 @@
 //! Options shared by several subcommands, and how they become an [`Encoder`].
 
 use clap::ValueEnum;
+use vlad::backend::options::GpuOptions;
 use vlad::{Backend, Codebook, Encoder, EncoderBuilder, Normalization, VladError};
 
 /// `--backend`: which implementation runs (SPEC §7).
@@ -35,16 +36,23 @@ pub fn parse_norm(s: &str) -> Result<Normalization, String> {
     s.parse::<Normalization>().map_err(|e| e.to_string())
 }
 
-/// An encoder for `codebook` on `backend`, honouring
-/// `VLAD_GPU_MAX_BINDING_BYTES` (a positive byte count) when it is set.
+/// The GPU options the environment sets (SPEC §9): `VLAD_ADAPTER`,
+/// `WGPU_BACKEND`, `VLAD_GPU_MAX_BINDING_BYTES`, `VLAD_GPU_TENSOR_CORES`.
+/// The command line is the edge where they are read; the library takes them
+/// as options.
+pub fn gpu_options() -> Result<GpuOptions, VladError> {
+    GpuOptions::from_vars(|name| std::env::var(name).ok())
+}
+
+/// An encoder for `codebook` on `backend` with the environment's GPU
+/// options.
 pub fn encoder(
     codebook: Codebook,
     backend: Backend,
     normalization: Normalization,
 ) -> Result<EncoderBuilder, VladError> {
-    let cap = vlad::encoder::gpu_max_binding_bytes_from_env()?;
     Ok(Encoder::builder(codebook)
         .backend(backend)
         .normalization(normalization)
-        .gpu_max_binding_bytes(cap))
+        .gpu_options(gpu_options()?))
 }

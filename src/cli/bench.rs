@@ -82,6 +82,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
             Some(alpha) => vlad::Assignment::soft_alpha(alpha)?,
             None => vlad::Assignment::Hard,
         },
+        gpu_options: super::args::gpu_options()?,
     };
     let report = match (&args.descriptors, &args.centroids) {
         (Some(d), Some(c)) => super::bench_files::run(&config, d, c, args.offsets.as_deref())?,

@@ -71,7 +71,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
     // first time and then runs slower than the cpu backend. Listing the
     // adapters opens no device and takes milliseconds.
     let mut skipped = None;
-    match vlad::adapters().auto_adapter() {
+    match vlad::adapters(&super::args::gpu_options()?).auto_adapter() {
         Ok(Ok(_)) => backends.push(Backend::Gpu),
         _ if args.software_gpu => backends.push(Backend::Gpu),
         Ok(Err(reason)) => skipped = Some(reason.to_string()),

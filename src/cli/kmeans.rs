@@ -118,7 +118,7 @@ pub fn run(args: &KMeansArgs) -> Result<(), Failure> {
     )?;
     // Reserve the output first: an unwritable destination fails before any work.
     let out = OutputFile::create(&args.out)?;
-    let input = vlad::mapped::MappedNpy::open(&args.descriptors)?;
+    let input = vlad::io::mapped::MappedNpy::open(&args.descriptors)?;
     let kmeans = KMeans::new(args.clusters)
         .iterations(args.iters)
         .seed(args.seed)

@@ -6,8 +6,8 @@
 use std::time::Instant;
 
 use serde_json::json;
+use vlad::io::mapped::MappedNpy;
 use vlad::io::{self, OutputFile};
-use vlad::mapped::MappedNpy;
 use vlad::stream::{self, StreamOptions, StreamProgress, Streamed};
 use vlad::{Normalization, VladError};
 

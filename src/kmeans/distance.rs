@@ -3,7 +3,7 @@
 //! re-associating one running sum by itself; the lane split makes the
 //! summation order fixed (and so deterministic) *and* vectorizable.
 
-use crate::element::Element;
+use crate::model::element::Element;
 
 pub(crate) const LANES: usize = 16;
 

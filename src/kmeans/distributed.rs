@@ -42,9 +42,9 @@ use super::source::Source;
 use super::training_set;
 use super::{Init, KMeans, codebook_from, init, reseed, update};
 use crate::backend::Backend;
-use crate::codebook::Codebook;
-use crate::element::Element;
 use crate::error::{Result, VladError};
+use crate::model::codebook::Codebook;
+use crate::model::element::Element;
 
 /// One block's share of a Lloyd iteration: what the reduce needs and
 /// nothing per row.
@@ -133,7 +133,11 @@ impl LloydWorker {
     pub fn new(backend: Backend) -> Result<Self> {
         let engine = match backend {
             Backend::Cpu | Backend::Gpu => Engine::new(backend)?,
-            Backend::Auto => match crate::adapter::adapters().auto_adapter()? {
+            Backend::Auto => match crate::backend::adapters::adapters(
+                &crate::backend::options::GpuOptions::default(),
+            )
+            .auto_adapter()?
+            {
                 Err(_) => Engine::new(Backend::Cpu)?,
                 Ok(_) => match Engine::new(Backend::Gpu) {
                     Ok(engine) => engine,

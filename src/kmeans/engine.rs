@@ -4,11 +4,11 @@
 //! empty clusters) is cheap and stays on the host.
 
 use crate::backend::Backend;
-use crate::codebook::Codebook;
-use crate::element::Element;
 use crate::error::{Result, VladError};
+use crate::model::codebook::Codebook;
+use crate::model::element::Element;
 
-use crate::cpu::{aggregate::add_cluster_sums, assign::assign_rows_with_distances};
+use crate::backend::cpu::{aggregate::add_cluster_sums, assign::assign_rows_with_distances};
 
 /// Per-cluster sums of the rows (`K × F` row-major, f64) and counts, added
 /// up window after window.
@@ -36,7 +36,7 @@ enum EngineKind {
     /// The GPU pipeline's assign → sort → segmented sum, with the centroid
     /// taken as zero: the k-means update is the VLAD scatter-reduction.
     #[cfg(feature = "gpu")]
-    Gpu(Box<crate::gpu::GpuBackend>),
+    Gpu(Box<crate::backend::gpu::GpuBackend>),
 }
 
 /// The backend that processes the training rows, window by window.
@@ -50,8 +50,8 @@ impl Engine {
         let kind = match backend {
             Backend::Cpu => EngineKind::Cpu,
             #[cfg(feature = "gpu")]
-            Backend::Gpu => EngineKind::Gpu(Box::new(crate::gpu::GpuBackend::new(
-                &crate::gpu::GpuOptions::default(),
+            Backend::Gpu => EngineKind::Gpu(Box::new(crate::backend::gpu::GpuBackend::new(
+                &crate::backend::gpu::GpuOptions::default(),
             )?)),
             #[cfg(not(feature = "gpu"))]
             Backend::Gpu => {
@@ -89,11 +89,11 @@ impl Engine {
     }
 
     /// The GPU adapter's kind when the GPU runs.
-    pub fn adapter_kind(&self) -> Option<crate::adapter::AdapterKind> {
+    pub fn adapter_kind(&self) -> Option<crate::backend::adapters::AdapterKind> {
         match self.kind {
             EngineKind::Cpu => None,
             #[cfg(feature = "gpu")]
-            EngineKind::Gpu(ref gpu) => Some(crate::gpu::adapters::kind_of(
+            EngineKind::Gpu(ref gpu) => Some(crate::backend::gpu::adapters::kind_of(
                 gpu.context().info.device_type,
             )),
         }
@@ -139,7 +139,7 @@ impl Engine {
                         "the gpu k-means engine takes its rows in one window (a bug)".into(),
                     ));
                 }
-                let mut stages = crate::report::StageTimes::new();
+                let mut stages = crate::model::report::StageTimes::new();
                 let (labels, sums, counts) = gpu.cluster_sums(codebook, rows, dim, &mut stages)?;
                 let distances = distances_to_labels(codebook, rows, dim, &labels);
                 acc.sums = sums.into_iter().map(f64::from).collect();
@@ -160,7 +160,7 @@ impl Engine {
             EngineKind::Cpu => Ok(assign_rows_with_distances(codebook, rows, dim).0),
             #[cfg(feature = "gpu")]
             EngineKind::Gpu(ref gpu) => {
-                let mut stages = crate::report::StageTimes::new();
+                let mut stages = crate::model::report::StageTimes::new();
                 Ok(gpu.cluster_sums(codebook, rows, dim, &mut stages)?.0)
             }
         }

@@ -12,8 +12,8 @@ use std::ops::Range;
 use super::distance::{column_major, distances_to_each, squared_norm};
 use super::source::Source;
 use super::training_set::{RowKey, row_key};
-use crate::element::Element;
 use crate::error::Result;
+use crate::model::element::Element;
 
 /// ChaCha stream of the initialization draws.
 const INIT_STREAM: u64 = 1;

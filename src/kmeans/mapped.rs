@@ -20,9 +20,9 @@ use ndarray::Array2;
 use super::source::{Source, WINDOW_ALIGN};
 use super::training_set;
 use super::{KMeans, KMeansResult};
-use crate::element::Element;
 use crate::error::{Result, VladError};
-use crate::mapped::MappedNpy;
+use crate::io::mapped::MappedNpy;
+use crate::model::element::Element;
 
 impl KMeans {
     /// Train on the `(N, F)` rows of `input` (`T·L` rows for `(T, L, F)`),
@@ -34,9 +34,9 @@ impl KMeans {
         memory_limit: u64,
     ) -> Result<(KMeansResult, usize)> {
         match input.dtype() {
-            crate::element::DType::F32 => self.fit_mapped_as::<f32>(input, memory_limit),
-            crate::element::DType::F64 => self.fit_mapped_as::<f64>(input, memory_limit),
-            crate::element::DType::U8 => self.fit_mapped_as::<u8>(input, memory_limit),
+            crate::model::element::DType::F32 => self.fit_mapped_as::<f32>(input, memory_limit),
+            crate::model::element::DType::F64 => self.fit_mapped_as::<f64>(input, memory_limit),
+            crate::model::element::DType::U8 => self.fit_mapped_as::<u8>(input, memory_limit),
         }
     }
 

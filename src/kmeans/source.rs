@@ -13,10 +13,10 @@
 
 use std::ops::Range;
 
-use crate::cpu::aggregate::PARTIAL_ROWS;
-use crate::element::Element;
+use crate::backend::cpu::aggregate::PARTIAL_ROWS;
 use crate::error::Result;
-use crate::mapped::MappedNpy;
+use crate::io::mapped::MappedNpy;
+use crate::model::element::Element;
 
 /// Rows per window are a multiple of this (the last window excepted).
 pub(crate) const WINDOW_ALIGN: usize = PARTIAL_ROWS;

@@ -13,8 +13,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::source::Source;
-use crate::element::Element;
 use crate::error::{Result, VladError};
+use crate::model::element::Element;
 
 /// ChaCha stream of the subsample draw (init and re-seeding use others, so
 /// changing one never shifts another).

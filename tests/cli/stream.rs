@@ -177,7 +177,7 @@ fn gpu_stream_is_bitwise_the_in_memory_encoding() {
 
 #[cfg(feature = "gpu")]
 fn gpu_available() -> bool {
-    vlad::gpu::GpuBackend::new(&vlad::gpu::GpuOptions::default()).is_ok()
+    vlad::backend::gpu::GpuBackend::new(&vlad::backend::gpu::GpuOptions::default()).is_ok()
 }
 
 #[test]

@@ -96,7 +96,8 @@ pub fn check_against_reference<E: Element>(
 ) {
     let norm: Normalization = norm_text.parse().expect("valid normalization");
     let batch = Batch::ragged(case.rows.view(), &case.offsets).expect("valid batch");
-    let (want, labels) = vlad::reference_soft::encode(&case.codebook, &batch, assignment, &norm);
+    let (want, labels) =
+        vlad::backend::reference_soft::encode(&case.codebook, &batch, assignment, &norm);
     assert_eq!(got.dim(), want.dim(), "{what}: shape");
     let (k, f) = (case.codebook.clusters(), case.codebook.dim());
     let rn = norm.residual_normalized();
@@ -113,9 +114,15 @@ pub fn check_against_reference<E: Element>(
         .iter()
         .all(|s| matches!(s, Step::Mass | Step::ResidualNorm))
     {
-        let scale =
-            vlad::reference_soft::residual_scale(&case.codebook, &batch, assignment, &labels, rn);
-        let (_, mass, _) = vlad::reference_soft::aggregate(&case.codebook, &batch, assignment, rn);
+        let scale = vlad::backend::reference_soft::residual_scale(
+            &case.codebook,
+            &batch,
+            assignment,
+            &labels,
+            rn,
+        );
+        let (_, mass, _) =
+            vlad::backend::reference_soft::aggregate(&case.codebook, &batch, assignment, rn);
         for t in 0..batch.images() {
             for c in 0..k {
                 let divide = if norm.needs_counts() && mass[[t, c]] > 0.0 {

@@ -6,7 +6,7 @@
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlad::cpu::{aggregate, assign};
+use vlad::backend::cpu::{aggregate, assign};
 use vlad::{Backend, Codebook, Element, Encoder};
 
 const THREADS: [usize; 4] = [1, 2, 3, 5];

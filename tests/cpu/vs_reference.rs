@@ -322,7 +322,7 @@ fn exact_ties_between_distinct_centroids_pick_the_lowest_index() {
 #[test]
 fn a_long_image_summed_in_blocks_matches_the_reference() {
     let (f, k) = (8, 20);
-    let long = 3 * vlad::cpu::aggregate::PARTIAL_ROWS + 5;
+    let long = 3 * vlad::backend::cpu::aggregate::PARTIAL_ROWS + 5;
     let offsets = [0, long, long, long + 1];
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let rows = Array2::from_shape_fn((long + 1, f), |_| 10.0 * rng.random::<f32>() - 5.0);

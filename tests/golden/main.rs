@@ -71,9 +71,19 @@ fn signature(adapter: Option<&str>) -> String {
     let gpu: String = adapter
         .unwrap_or("no-gpu")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
-    let mut gpu = gpu.split('-').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("-");
+    let mut gpu = gpu
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
     gpu.truncate(60);
     format!("{cpu}+{gpu}")
 }
@@ -112,7 +122,9 @@ impl Data {
             .iter()
             .flat_map(|c| c.iter().map(|&x| x + 0.37))
             .collect();
-        let weights: Vec<f32> = (0..K * F).map(|_| rng.random_range(-0.02f32..0.02)).collect();
+        let weights: Vec<f32> = (0..K * F)
+            .map(|_| rng.random_range(-0.02f32..0.02))
+            .collect();
         let bias: Vec<f32> = (0..K).map(|_| rng.random_range(-1.0f32..1.0)).collect();
         Data {
             fixed: Array3::from_shape_vec((t, l, F), fixed).unwrap(),
@@ -223,7 +235,10 @@ fn with_layouts<E: Element>(
     f("fixed", &Batch::fixed(fixed3).unwrap());
     f("ragged", &Batch::ragged(ragged, offsets).unwrap());
     let none = ragged.slice(ndarray::s![0..0, ..]);
-    f("empty", &Batch::ragged(none, &[0usize, 0, 0, 0][..]).unwrap());
+    f(
+        "empty",
+        &Batch::ragged(none, &[0usize, 0, 0, 0][..]).unwrap(),
+    );
 }
 
 fn in_memory(data: &Data, gpu: bool, hashes: &mut Hashes) {
@@ -293,7 +308,10 @@ fn in_memory(data: &Data, gpu: bool, hashes: &mut Hashes) {
             }
             .unwrap()
             .labels;
-            hashes.insert(format!("assign/{backend}/{dname}"), sha(&[&u32_bytes(&labels)]));
+            hashes.insert(
+                format!("assign/{backend}/{dname}"),
+                sha(&[&u32_bytes(&labels)]),
+            );
         }
     }
 }
@@ -372,7 +390,9 @@ fn streamed(gpu: bool, hashes: &mut Hashes) {
         p
     };
     let d32 = write("d32.npy", &|f| data.ragged.write_npy(f).unwrap());
-    let d8 = write("d8.npy", &|f| data.ragged.mapv(|x| x.round() as u8).write_npy(f).unwrap());
+    let d8 = write("d8.npy", &|f| {
+        data.ragged.mapv(|x| x.round() as u8).write_npy(f).unwrap()
+    });
     let d64 = write("d64.npy", &|f| {
         data.ragged
             .mapv(|x| x as f64 + (x as f64) * 1.234e-9)
@@ -543,7 +563,11 @@ fn every_output_keeps_its_bits() {
     let text: String = hashes.iter().map(|(k, v)| format!("{v}  {k}\n")).collect();
     if std::env::var_os("VLAD_GOLDEN_RECORD").is_some() {
         std::fs::write(&file, text).unwrap();
-        eprintln!("golden: recorded {} cases in {}", hashes.len(), file.display());
+        eprintln!(
+            "golden: recorded {} cases in {}",
+            hashes.len(),
+            file.display()
+        );
         return;
     }
     let Ok(recorded) = std::fs::read_to_string(&file) else {

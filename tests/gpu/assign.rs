@@ -6,8 +6,8 @@ use crate::util::gpu_or_skip;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlad::gpu::GpuContext;
-use vlad::gpu::assign::{AssignJob, AssignStage};
+use vlad::backend::gpu::GpuContext;
+use vlad::backend::gpu::stages::assign::{AssignJob, AssignStage};
 use vlad::verify::is_near_tie;
 use vlad::{Batch, Codebook, Element, StageTimes, reference};
 
@@ -71,7 +71,7 @@ fn check<E: Element>(
 ) -> usize {
     let k = codebook.clusters() as u32;
     let exact = reference::assign(codebook, batch);
-    let cpu = vlad::cpu::assign(codebook, batch, &mut StageTimes::new());
+    let cpu = vlad::backend::cpu::assign(codebook, batch, &mut StageTimes::new());
     let mut differ = 0;
     for i in 0..batch.len() {
         let (g, e) = (got.labels[i], exact[i]);
@@ -332,7 +332,7 @@ fn bad_jobs_are_errors() {
 /// and exact ties at K = 7 and 16.
 #[test]
 fn tiny_tile_at_k_1_7_16() {
-    use vlad::gpu::assign::TileShape;
+    use vlad::backend::gpu::stages::assign::TileShape;
     let Some(ctx) = gpu_or_skip("tiny_tile_at_k_1_7_16") else {
         return;
     };

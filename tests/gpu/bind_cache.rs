@@ -5,7 +5,7 @@
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlad::gpu::{GpuBackend, GpuOptions};
+use vlad::backend::gpu::{GpuBackend, GpuOptions};
 use vlad::{Batch, Codebook, Normalization, StageTimes};
 
 #[test]

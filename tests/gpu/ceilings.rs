@@ -1,8 +1,8 @@
 //! The GPU ceiling kernels against their CPU twins, and the measured
 //! ceilings positive and finite.
 
-use vlad::cpu::ceilings::fma_chains_twin;
-use vlad::gpu::ceilings;
+use vlad::backend::cpu::ceilings::fma_chains_twin;
+use vlad::backend::gpu::stages::ceilings;
 
 #[test]
 fn fma_kernel_matches_its_twin_bitwise() {

@@ -6,9 +6,9 @@ use crate::util::gpu_or_skip;
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlad::gpu::__internal::{BufferPool, GpuTimer, Role, StageClock, pooled_size};
-use vlad::gpu::chunking::{ChunkBuffers, device_bytes_per_element};
-use vlad::gpu::{Chunk, ChunkLimits, ChunkShape, plan_chunks};
+use vlad::backend::gpu::__internal::{BufferPool, GpuTimer, Role, StageClock, pooled_size};
+use vlad::backend::gpu::chunking::{ChunkBuffers, device_bytes_per_element};
+use vlad::backend::gpu::{Chunk, ChunkLimits, ChunkShape, plan_chunks};
 use vlad::verify::verify;
 use vlad::{Backend, Batch, Codebook, DType, Encoder, Normalization, StageTimes, VladError};
 

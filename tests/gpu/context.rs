@@ -27,7 +27,7 @@ fn context_opens_and_reads_limits() {
 
 #[test]
 fn binding_cap_is_honoured() {
-    let opts = vlad::gpu::GpuOptions {
+    let opts = vlad::backend::gpu::GpuOptions {
         max_binding_bytes: Some(10_000),
         ..Default::default()
     };

@@ -13,8 +13,8 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlad::gpu::GpuContext;
-use vlad::gpu::assign_coop::emulated_shader_source;
+use vlad::backend::gpu::GpuContext;
+use vlad::backend::gpu::stages::assign_coop::emulated_shader_source;
 
 use crate::util::gpu_or_skip;
 

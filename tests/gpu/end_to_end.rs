@@ -8,7 +8,7 @@ use crate::util::gpu_or_skip;
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlad::gpu::{GpuBackend, GpuOptions};
+use vlad::backend::gpu::{GpuBackend, GpuOptions};
 use vlad::verify::{is_near_tie, verify};
 use vlad::{Backend, Batch, Codebook, Element, Encoder, Normalization, StageTimes, reference};
 

@@ -16,7 +16,7 @@ use crate::util::gpu_or_skip;
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlad::gpu::{GpuBackend, GpuOptions};
+use vlad::backend::gpu::{GpuBackend, GpuOptions};
 use vlad::{Batch, Codebook, Element, Normalization, StageTimes};
 
 fn backends(cap: Option<u64>) -> Option<(GpuBackend, GpuBackend)> {
@@ -28,6 +28,7 @@ fn backends(cap: Option<u64>) -> Option<(GpuBackend, GpuBackend)> {
     let rewritten = GpuBackend::new(&GpuOptions {
         max_binding_bytes: cap,
         vulkan_memory_model: true,
+        ..Default::default()
     })
     .unwrap();
     if !rewritten.context().can_rewrite_memory_model() {

@@ -7,8 +7,8 @@ use crate::util::gpu_or_skip;
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlad::gpu::GpuContext;
-use vlad::gpu::normalize::{NormalizeJob, NormalizeStage};
+use vlad::backend::gpu::GpuContext;
+use vlad::backend::gpu::stages::normalize::{NormalizeJob, NormalizeStage};
 use vlad::{Normalization, reference};
 
 /// Raw `(images, clusters, dim)` blocks and their counts.
@@ -101,7 +101,7 @@ fn expectations(b: &Blocks, norm: &Normalization) -> Vec<(&'static str, Vec<f64>
     let mut twin = b.values.clone();
     for (t, row) in twin.chunks_mut(row_len.max(1)).enumerate().take(b.images) {
         let counts = &b.counts[t * b.clusters..(t + 1) * b.clusters];
-        vlad::cpu::normalize::normalize_row(row, counts, b.clusters, b.dim, norm);
+        vlad::backend::cpu::normalize::normalize_row(row, counts, b.clusters, b.dim, norm);
     }
     vec![
         ("f64 reference", reference.into_raw_vec_and_offset().0),

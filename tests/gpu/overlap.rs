@@ -8,7 +8,7 @@
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlad::gpu::{GpuBackend, GpuOptions};
+use vlad::backend::gpu::{GpuBackend, GpuOptions};
 use vlad::{Batch, Codebook, Normalization, StageTimes};
 
 fn backend(cap: Option<u64>, overlap: bool) -> GpuBackend {

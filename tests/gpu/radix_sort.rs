@@ -4,9 +4,9 @@
 use crate::util::gpu_or_skip;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlad::cpu::radix_sort::{radix_sort_pairs, radix_sort_pairs_by_remainder};
-use vlad::gpu::GpuContext;
-use vlad::gpu::radix_sort::{RadixSortStage, SortJob, SortedIn, TILE};
+use vlad::backend::gpu::GpuContext;
+use vlad::backend::gpu::stages::radix_sort::{RadixSortStage, SortJob, SortedIn, TILE};
+use vlad::twins::radix_sort::{radix_sort_pairs, radix_sort_pairs_by_remainder};
 
 /// Sort on the GPU (by `key % modulus` when `modulus` is not 0); returns
 /// the sorted (keys, values).
@@ -261,7 +261,7 @@ fn by_label_leaves_equal_keys_contiguous() {
     let stage = RadixSortStage::new(&ctx).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(23);
     for clusters in [1usize, 7, 64, 256, 1000] {
-        let (key_bits, modulus) = vlad::gpu::chunking::sort_by_label(clusters);
+        let (key_bits, modulus) = vlad::backend::gpu::chunking::sort_by_label(clusters);
         let mut keys = Vec::new();
         for image in 0..40u32 {
             let rows = rng.random_range(0..3 * TILE as usize / 20);

@@ -4,10 +4,10 @@
 
 use crate::scan_case::{Case, Uploaded, record_scan, reference_sums, twin_sums};
 use crate::util::gpu_or_skip;
-use vlad::cpu::residual as twin;
-use vlad::gpu::GpuContext;
-use vlad::gpu::residual::{ResidualJob, ResidualStage};
-use vlad::gpu::segmented_scan::SegmentedScanStage;
+use vlad::backend::gpu::GpuContext;
+use vlad::backend::gpu::stages::residual::{ResidualJob, ResidualStage};
+use vlad::backend::gpu::stages::segmented_scan::SegmentedScanStage;
+use vlad::twins::residual as twin;
 
 struct Stages {
     ctx: GpuContext,

@@ -7,9 +7,9 @@
 use ndarray::{Array2, ArrayView2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlad::cpu::segmented_scan as twin;
-use vlad::gpu::GpuContext;
-use vlad::gpu::segmented_scan::{ScanJob, SegmentSums, SegmentedScanStage};
+use vlad::backend::gpu::GpuContext;
+use vlad::backend::gpu::stages::segmented_scan::{ScanJob, SegmentSums, SegmentedScanStage};
+use vlad::twins::segmented_scan as twin;
 use vlad::{Batch, Codebook, Element, reference};
 
 /// Descriptors of some images with given labels, and the (image, label)

@@ -5,9 +5,9 @@ use crate::scan_case::{Case, gpu_sums, reference_sums, twin_sums};
 use crate::util::gpu_or_skip;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlad::cpu::segmented_scan::{self as twin, CHUNK_ROWS};
-use vlad::gpu::GpuContext;
-use vlad::gpu::segmented_scan::{ScanJob, SegmentedScanStage};
+use vlad::backend::gpu::GpuContext;
+use vlad::backend::gpu::stages::segmented_scan::{ScanJob, SegmentedScanStage};
+use vlad::twins::segmented_scan::{self as twin, CHUNK_ROWS};
 
 /// The GPU's sums equal the twin's bit for bit on every present key, and
 /// meet SPEC §4 against the f64 reference.

@@ -1,5 +1,5 @@
 //! The shader ↔ Rust contract, in one place: for every variant the host
-//! compiles (`vlad::gpu::contract::all`), every constant the host copies,
+//! compiles (`vlad::backend::gpu::contract::all`), every constant the host copies,
 //! every entry point's workgroup size and the uniform `Params` block's size
 //! and field offsets are held against naga's parse of that very source:
 //! its folded constants, its entry points and its type layout
@@ -10,8 +10,8 @@ use std::path::Path;
 
 use naga::proc::Layouter;
 use naga::{AddressSpace, Literal, Scalar, ScalarKind, TypeInner};
-use vlad::gpu::__internal::ShaderValue;
-use vlad::gpu::contract::{ShaderContract, UniformLayout, all};
+use vlad::backend::gpu::__internal::ShaderValue;
+use vlad::backend::gpu::contract::{ShaderContract, UniformLayout, all};
 
 /// Parse a variant's WGSL (validation is `shader_validation`'s job).
 fn parse(contract: &ShaderContract) -> naga::Module {
@@ -195,7 +195,7 @@ fn every_shader_file_has_a_contract() {
     // byte for byte.
     for c in contracts() {
         let raw = std::fs::read_to_string(dir.join(format!("{}.wgsl", c.file))).unwrap();
-        let file = vlad::gpu::__internal::assemble_shader(&raw).unwrap();
+        let file = vlad::backend::gpu::__internal::assemble_shader(&raw).unwrap();
         if c.name == c.file {
             assert_eq!(c.source, file, "{}", c.name);
         }

@@ -6,7 +6,7 @@
 //! instructions. Needs no GPU.
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use vlad::gpu::assign_coop::{shader_source, subgroup_sizes};
+use vlad::backend::gpu::stages::assign_coop::{shader_source, subgroup_sizes};
 
 /// What wgpu 30 grants a device opened with `EXPERIMENTAL_COOPERATIVE_MATRIX
 /// | SHADER_F16` (wgpu-naga-bridge maps each feature to one capability).
@@ -30,7 +30,7 @@ fn validate(
 fn file_source() -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders/assign_coop.wgsl");
     let raw = std::fs::read_to_string(path).expect("shaders/assign_coop.wgsl is readable");
-    vlad::gpu::__internal::assemble_shader(&raw).expect("its parts are known")
+    vlad::backend::gpu::__internal::assemble_shader(&raw).expect("its parts are known")
 }
 
 #[test]
@@ -133,7 +133,7 @@ fn every_variant_translates_to_spirv_with_cooperative_matrix_instructions() {
 /// range, step, and the error bound's coefficients.
 #[test]
 fn shader_constants_match_the_cpu_twin() {
-    use vlad::cpu::assign_coop as twin;
+    use vlad::twins::assign_coop as twin;
     let (module, _) = validate("assign_coop", &file_source(), coop_capabilities())
         .unwrap_or_else(|e| panic!("{e}"));
     let literal = |name: &str| -> naga::Literal {

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use vlad::gpu::__internal::{SHADER_PARTS, assemble_shader};
+use vlad::backend::gpu::__internal::{SHADER_PARTS, assemble_shader};
 
 /// The stages SPEC §7 promises, one shader each.
 const REQUIRED: [&str; 5] = [
@@ -111,7 +111,7 @@ fn every_part_is_known_and_included() {
 
 #[test]
 fn assign_variants_validate_and_have_their_entry_point() {
-    use vlad::gpu::assign::{TileShape, shader_source};
+    use vlad::backend::gpu::stages::assign::{TileShape, shader_source};
     for shape in TileShape::ALL {
         for u8_input in [false, true] {
             let name = format!("assign {shape:?} u8={u8_input}");
@@ -128,7 +128,7 @@ fn assign_variants_validate_and_have_their_entry_point() {
 
 #[test]
 fn radix_sort_variants_validate_and_have_their_entry_points() {
-    use vlad::gpu::radix_sort::shader_source;
+    use vlad::backend::gpu::stages::radix_sort::shader_source;
     for scan_workgroup in [2, 8, 32, 256] {
         let name = format!("radix_sort scan_wg={scan_workgroup}");
         let source = shader_source(scan_workgroup).expect("specializable");

@@ -162,8 +162,12 @@ fn given_labels_and_reported_labels() {
     let soft = encoder(&case, &case.soft, "intra,l2", None)
         .encode_batch(&batch)
         .unwrap();
-    let (_, want) =
-        vlad::reference_soft::encode(&case.codebook, &batch, &case.soft, &Normalization::none());
+    let (_, want) = vlad::backend::reference_soft::encode(
+        &case.codebook,
+        &batch,
+        &case.soft,
+        &Normalization::none(),
+    );
     let differ = soft
         .labels
         .iter()

@@ -9,7 +9,7 @@
 //! Software adapters run sequentially by default, so this forces each mode.
 
 use ndarray::Array2;
-use vlad::gpu::{GpuBackend, GpuOptions};
+use vlad::backend::gpu::{GpuBackend, GpuOptions};
 use vlad::{Assignment, Batch, Element, Normalization, StageTimes};
 
 use crate::common::soft_case::{self, Case, ragged_offsets};

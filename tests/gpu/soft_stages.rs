@@ -15,11 +15,13 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlad::cpu::{soft_aggregate_tile, soft_logits_tile, unit_residual};
-use vlad::gpu::GpuContext;
-use vlad::gpu::soft_aggregate::{MassJob, SoftAggregateJob, SoftAggregateStage};
-use vlad::gpu::soft_logits::{SoftLogitsJob, SoftLogitsStage};
-use vlad::gpu::unit_residual::{UnitResidualJob, UnitResidualStage};
+use vlad::backend::gpu::GpuContext;
+use vlad::backend::gpu::stages::soft_aggregate::{MassJob, SoftAggregateJob, SoftAggregateStage};
+use vlad::backend::gpu::stages::soft_logits::{SoftLogitsJob, SoftLogitsStage};
+use vlad::backend::gpu::stages::unit_residual::{UnitResidualJob, UnitResidualStage};
+use vlad::twins::{
+    soft_aggregate as soft_aggregate_tile, soft_logits as soft_logits_tile, unit_residual,
+};
 
 use crate::util::gpu_or_skip;
 

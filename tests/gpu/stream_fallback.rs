@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use vlad::io::OutputFile;
-use vlad::mapped::MappedNpy;
+use vlad::io::mapped::MappedNpy;
 use vlad::stream::{StreamOptions, encode_file};
 use vlad::{Backend, Codebook, Encoder, Normalization, VladError};
 

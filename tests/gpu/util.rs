@@ -2,7 +2,9 @@
 //!
 //! With `CI` set, a missing adapter is a test failure, never a skip.
 
-use vlad::gpu::{GpuContext, GpuOptions};
+#![allow(dead_code)]
+
+use vlad::backend::gpu::{GpuContext, GpuOptions};
 
 /// A context on whatever adapter wgpu finds (lavapipe in CI), or `None`
 /// after a loud message when none exists outside CI.

@@ -12,8 +12,8 @@
 //!   "assign", the command line prints the reason on stderr — and the
 //!   labels are still right.
 //!
-//! A binary of its own with one test function: it sets the process
-//! environment, which tests running in parallel threads must not race on.
+//! A binary of its own with one test function, so that its GPU work does
+//! not overlap the other GPU tests'.
 
 #![cfg(all(feature = "gpu", feature = "cli"))]
 
@@ -25,10 +25,11 @@ mod gpu_common;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlad::gpu::__internal::CompiledStages;
-use vlad::gpu::GpuContext;
-use vlad::gpu::assign::{AssignJob, AssignStage};
-use vlad::gpu::assign_coop::{AssignCoopStage, STAGE_NAME, TENSOR_CORES_ENV, TensorCores};
+use vlad::backend::gpu::__internal::CompiledStages;
+use vlad::backend::gpu::GpuContext;
+use vlad::backend::gpu::stages::assign::{AssignJob, AssignStage};
+use vlad::backend::gpu::stages::assign_coop::{AssignCoopStage, STAGE_NAME, TensorCores};
+use vlad::backend::options::{GpuOptions, TENSOR_CORES_VAR as TENSOR_CORES_ENV};
 use vlad::verify::is_near_tie;
 use vlad::{Batch, Codebook, Element, reference};
 
@@ -211,21 +212,13 @@ fn compare_on_device(ctx: &GpuContext) {
     check("u8 paired", &codebook, &batch, &got, &want);
 }
 
-fn set_env(value: Option<&str>) {
-    // SAFETY: this binary's only test; no other thread reads the
-    // environment while it changes.
-    unsafe {
-        match value {
-            Some(v) => std::env::set_var(TENSOR_CORES_ENV, v),
-            None => std::env::remove_var(TENSOR_CORES_ENV),
-        }
-    }
-}
-
 #[test]
 fn tensor_cores_on_request_run_right_or_fall_back_loudly() {
-    set_env(Some("1"));
-    let Some(ctx) = gpu_common::gpu_or_skip("tensor_cores_on_request") else {
+    let asked = GpuOptions {
+        tensor_cores: true,
+        ..GpuOptions::default()
+    };
+    let Some(ctx) = gpu_common::gpu_with_options_or_skip("tensor_cores_on_request", &asked) else {
         return;
     };
     eprintln!("adapter: {} → {:?}", ctx.info.name, ctx.tensor_cores);
@@ -282,8 +275,7 @@ fn tensor_cores_on_request_run_right_or_fall_back_loudly() {
     drop(ctx);
 
     // Not asked for: off, plain stage.
-    set_env(Some("0"));
-    let ctx = GpuContext::new(&Default::default()).unwrap();
+    let ctx = GpuContext::new(&GpuOptions::default()).unwrap();
     assert_eq!(ctx.tensor_cores, TensorCores::Off);
     assert_eq!(
         CompiledStages::new(&ctx).unwrap().assign_stage_name(),
@@ -291,12 +283,31 @@ fn tensor_cores_on_request_run_right_or_fall_back_loudly() {
     );
     drop(ctx);
 
-    // A value that is neither on nor off is an error naming the variable.
-    set_env(Some("maybe"));
-    let err = match GpuContext::new(&Default::default()) {
-        Ok(_) => panic!("{TENSOR_CORES_ENV}=maybe was accepted"),
-        Err(e) => e.to_string(),
-    };
+    // A value that is neither on nor off is an error naming the variable
+    // (the command line reads it: the library takes options).
+    let out = cli_common::vlad_with_env(
+        &[
+            "bench",
+            "--images",
+            "2",
+            "--per-image",
+            "8",
+            "--dim",
+            "8",
+            "--clusters",
+            "2",
+            "--backend",
+            "gpu",
+            "--repeats",
+            "1",
+        ],
+        &[(TENSOR_CORES_ENV, "maybe")],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{TENSOR_CORES_ENV}=maybe was accepted: {err}"
+    );
     assert!(err.contains(TENSOR_CORES_ENV), "{err}");
-    set_env(None);
 }

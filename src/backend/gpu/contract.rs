@@ -1,0 +1,105 @@
+//! What each host file assumes about its shader, in one checkable form.
+//!
+//! A host file copies numbers from its WGSL: constants it sizes dispatches
+//! with, the workgroup size of each entry point, and the layout of the
+//! uniform `Params` block it fills. Each stage lists them for every variant
+//! it compiles ([`all`]); `tests/gpu/shader_contract.rs` parses those very
+//! sources with naga and holds every entry against naga's constants, entry
+//! points and type layout. Not public API: it exists for that test.
+
+use crate::backend::gpu::specialize::ShaderValue;
+use crate::error::Result;
+
+/// One compiled shader variant and what the host assumes about it.
+#[derive(Clone, Debug)]
+pub struct ShaderContract {
+    /// The variant, for messages (`"assign Wide u8=false"`).
+    pub name: String,
+    /// The file in `shaders/` it comes from, without `.wgsl`.
+    pub file: &'static str,
+    /// The WGSL the host compiles (after specialization).
+    pub source: String,
+    /// Module-scope constants and the value the host relies on.
+    pub constants: Vec<(&'static str, ShaderValue)>,
+    /// Every entry point, with the workgroup size the host dispatches for
+    /// (`None`: the host's dispatch does not depend on it).
+    pub entry_points: Vec<(&'static str, Option<[u32; 3]>)>,
+    /// The Rust copy of the block bound as `var<uniform>`.
+    pub uniform: UniformLayout,
+}
+
+/// The layout of a `#[repr(C)]` struct written into a uniform buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UniformLayout {
+    /// The Rust type (and the WGSL struct's name).
+    pub type_name: &'static str,
+    /// `size_of` the Rust struct.
+    pub size: usize,
+    /// Every field, in declaration order.
+    pub fields: Vec<UniformField>,
+}
+
+/// One field of a [`UniformLayout`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UniformField {
+    /// The field's name; padding starts with `_`.
+    pub name: &'static str,
+    /// `offset_of` the field.
+    pub offset: usize,
+    /// `size_of` the field.
+    pub size: usize,
+    /// The field's Rust type (`u32`, `f32`, `[u32; 3]`).
+    pub ty: &'static str,
+}
+
+impl UniformField {
+    /// Whether the field only pads the struct to its size.
+    pub fn is_padding(&self) -> bool {
+        self.name.starts_with('_')
+    }
+}
+
+/// The Rust type name of a value (for [`uniform_layout!`]).
+#[doc(hidden)]
+pub fn type_name_of<T>(_: &T) -> &'static str {
+    std::any::type_name::<T>()
+}
+
+/// The [`UniformLayout`] of a `Pod` struct, its fields listed in order:
+/// `uniform_layout!(Params { rows, dim, _pad })`. Listing a field that does
+/// not exist fails to compile; leaving one out is caught by the test, since
+/// a `Pod` struct has no padding and the field sizes must add up to its size.
+macro_rules! uniform_layout {
+    ($ty:ident { $($field:ident),* $(,)? }) => {{
+        let zero: $ty = bytemuck::Zeroable::zeroed();
+        $crate::backend::gpu::contract::UniformLayout {
+            type_name: stringify!($ty),
+            size: std::mem::size_of::<$ty>(),
+            fields: vec![$(
+                $crate::backend::gpu::contract::UniformField {
+                    name: stringify!($field),
+                    offset: std::mem::offset_of!($ty, $field),
+                    size: std::mem::size_of_val(&zero.$field),
+                    ty: $crate::backend::gpu::contract::type_name_of(&zero.$field),
+                }
+            ),*],
+        }
+    }};
+}
+pub(crate) use uniform_layout;
+
+/// Every variant of every stage the host compiles.
+pub fn all() -> Result<Vec<ShaderContract>> {
+    let mut contracts = Vec::new();
+    contracts.extend(crate::backend::gpu::stages::assign::contracts()?);
+    contracts.extend(crate::backend::gpu::stages::assign_coop::contracts()?);
+    contracts.extend(crate::backend::gpu::stages::radix_sort::contracts()?);
+    contracts.extend(crate::backend::gpu::stages::segmented_scan::contracts());
+    contracts.extend(crate::backend::gpu::stages::residual::contracts());
+    contracts.extend(crate::backend::gpu::stages::normalize::contracts()?);
+    contracts.extend(crate::backend::gpu::stages::ceilings::contracts());
+    contracts.extend(crate::backend::gpu::stages::soft_logits::contracts()?);
+    contracts.extend(crate::backend::gpu::stages::soft_aggregate::contracts()?);
+    contracts.extend(crate::backend::gpu::stages::unit_residual::contracts()?);
+    Ok(contracts)
+}

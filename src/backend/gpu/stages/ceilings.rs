@@ -1,0 +1,368 @@
+//! The adapter's own ceilings, measured by `vlad bench` before it times the
+//! stages: host files of `shaders/ceiling_fma.wgsl` (FMA throughput) and
+//! `shaders/ceiling_copy.wgsl` (device memory bandwidth), plus the mapped
+//! transfers host → device and device → host the pipeline's upload and
+//! read-back are made of. CPU twins: [`crate::backend::cpu::ceilings`].
+//!
+//! Kernels are timed by wall clock around one submission and its wait,
+//! calibrated until a run lasts long enough that the submission overhead
+//! does not matter, best of a few runs.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::backend::cpu::ceilings::calibrate;
+use crate::backend::gpu::context::{GpuContext, dispatch_2d};
+use crate::backend::gpu::staging::{StagingBuffer, fill_upload, parallel_copy};
+use crate::error::{Result, VladError};
+
+const FMA_SHADER: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/shaders/ceiling_fma.wgsl"
+));
+const COPY_SHADER: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/shaders/ceiling_copy.wgsl"
+));
+/// The kernels' workgroup size.
+const WORKGROUP: u32 = 256;
+/// Independent chains per invocation of the FMA kernel.
+const CHAINS: u64 = crate::backend::cpu::ceilings::FMA_CHAINS as u64;
+/// Invocations of the FMA kernel: enough to fill the largest GPUs
+/// (an H100 keeps about 270 000 threads resident).
+const FMA_INVOCATIONS: u32 = 1 << 20;
+/// How long one calibrated run must at least take.
+const MIN_SECONDS: f64 = 0.02;
+
+/// What the adapter can do at best, each in its own unit.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct GpuCeilings {
+    /// FMA throughput, GFLOP/s (2 FLOPs per multiply-add).
+    pub fma_gflops: f64,
+    /// Device memory bandwidth, GB/s (bytes read plus bytes written).
+    pub memory_gbps: f64,
+    /// Host → device through a mapped staging buffer, GB/s.
+    pub upload_gbps: f64,
+    /// Device → host through a mapped staging buffer, GB/s.
+    pub readback_gbps: f64,
+}
+
+#[repr(C)]
+#[derive(Copy, Clone, bytemuck::Pod, bytemuck::Zeroable)]
+struct FmaParams {
+    iters: u32,
+    invocations: u32,
+    mul: f32,
+    add: f32,
+}
+
+#[repr(C)]
+#[derive(Copy, Clone, bytemuck::Pod, bytemuck::Zeroable)]
+struct CopyParams {
+    len: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+/// What this file assumes of the two ceiling kernels (checked against naga
+/// by `tests/gpu/shader_contract.rs`).
+pub(crate) fn contracts() -> Vec<crate::backend::gpu::contract::ShaderContract> {
+    use crate::backend::gpu::contract::{ShaderContract, uniform_layout};
+    vec![
+        ShaderContract {
+            name: "ceiling_fma".into(),
+            file: "ceiling_fma",
+            source: FMA_SHADER.into(),
+            constants: vec![("WG", WORKGROUP.into()), ("CHAINS", (CHAINS as u32).into())],
+            entry_points: vec![("fma_chains", Some([WORKGROUP, 1, 1]))],
+            uniform: uniform_layout!(FmaParams {
+                iters,
+                invocations,
+                mul,
+                add,
+            }),
+        },
+        ShaderContract {
+            name: "ceiling_copy".into(),
+            file: "ceiling_copy",
+            source: COPY_SHADER.into(),
+            constants: vec![("WG", WORKGROUP.into())],
+            entry_points: vec![("copy", Some([WORKGROUP, 1, 1]))],
+            uniform: uniform_layout!(CopyParams {
+                len,
+                _pad0,
+                _pad1,
+                _pad2,
+            }),
+        },
+    ]
+}
+
+/// Run the FMA kernel once on `invocations` invocations and return what it
+/// stored (tested against [`crate::backend::cpu::ceilings::fma_chains_twin`]).
+pub fn fma_chains(
+    ctx: &GpuContext,
+    invocations: u32,
+    iters: u32,
+    mul: f32,
+    add: f32,
+) -> Result<Vec<f32>> {
+    let kernel = FmaKernel::new(ctx, invocations)?;
+    kernel.run(ctx, iters, mul, add)?;
+    ctx.read_back("ceiling fma output", &kernel.out, 0, invocations as usize)
+}
+
+struct FmaKernel {
+    pipeline: wgpu::ComputePipeline,
+    out: wgpu::Buffer,
+    invocations: u32,
+}
+
+impl FmaKernel {
+    fn new(ctx: &GpuContext, invocations: u32) -> Result<Self> {
+        let pipeline = ctx.pipeline("ceiling fma", FMA_SHADER, "fma_chains")?;
+        let out = ctx.storage_buffer("ceiling fma output", invocations as u64 * 4)?;
+        Ok(FmaKernel {
+            pipeline,
+            out,
+            invocations,
+        })
+    }
+
+    /// One submission of `iters` steps, waited for; its wall seconds.
+    fn run(&self, ctx: &GpuContext, iters: u32, mul: f32, add: f32) -> Result<f64> {
+        let params = ctx.uniform(
+            "ceiling fma params",
+            &FmaParams {
+                iters,
+                invocations: self.invocations,
+                mul,
+                add,
+            },
+        )?;
+        let group = ctx.bind_group(
+            "ceiling fma",
+            &self.pipeline,
+            &[params.as_entire_binding(), self.out.as_entire_binding()],
+        )?;
+        let (x, y) = dispatch_2d(
+            self.invocations.div_ceil(WORKGROUP),
+            ctx.max_workgroups_per_dim(),
+        );
+        let mut encoder = ctx.encoder("ceiling fma");
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("ceiling fma"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&self.pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        let started = Instant::now();
+        ctx.submit_and_wait("ceiling fma", encoder)?;
+        Ok(started.elapsed().as_secs_f64())
+    }
+}
+
+/// FMA throughput of the adapter, GFLOP/s.
+pub fn fma_gflops(ctx: &GpuContext) -> Result<f64> {
+    let kernel = FmaKernel::new(ctx, FMA_INVOCATIONS)?;
+    let mut failure = None;
+    let (iters, seconds) = calibrate(4, 1 << 20, MIN_SECONDS, 3, |iters| {
+        match kernel.run(ctx, iters as u32, 0.5, 1.0) {
+            Ok(s) => s,
+            Err(e) => {
+                failure.get_or_insert(e);
+                f64::INFINITY
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let flops = 2.0 * (CHAINS * iters) as f64 * FMA_INVOCATIONS as f64;
+    Ok(flops / seconds.max(1e-9) / 1e9)
+}
+
+/// Device memory bandwidth (copy kernel over `bytes` bytes), GB/s.
+pub fn memory_gbps(ctx: &GpuContext, bytes: u64) -> Result<f64> {
+    let bytes = fit(ctx, bytes).max(1 << 16) & !15;
+    let len = u32::try_from(bytes / 16)
+        .map_err(|_| VladError::Gpu(format!("copy ceiling of {bytes} bytes")))?;
+    let pipeline = ctx.pipeline("ceiling copy", COPY_SHADER, "copy")?;
+    let src = ctx.storage_buffer("ceiling copy src", bytes)?;
+    let dst = ctx.storage_buffer("ceiling copy dst", bytes)?;
+    let params = ctx.uniform(
+        "ceiling copy params",
+        &CopyParams {
+            len,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        },
+    )?;
+    let group = ctx.bind_group(
+        "ceiling copy",
+        &pipeline,
+        &[
+            params.as_entire_binding(),
+            src.as_entire_binding(),
+            dst.as_entire_binding(),
+        ],
+    )?;
+    let (x, y) = dispatch_2d(len.div_ceil(WORKGROUP), ctx.max_workgroups_per_dim());
+    // Calibrate by repeating the dispatch within one submission.
+    let mut failure = None;
+    let (reps, seconds) = calibrate(1, 1 << 12, MIN_SECONDS, 3, |reps| {
+        let mut encoder = ctx.encoder("ceiling copy");
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("ceiling copy"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            for _ in 0..reps {
+                pass.dispatch_workgroups(x, y, 1);
+            }
+        }
+        let started = Instant::now();
+        match ctx.submit_and_wait("ceiling copy", encoder) {
+            Ok(()) => started.elapsed().as_secs_f64(),
+            Err(e) => {
+                failure.get_or_insert(e);
+                f64::INFINITY
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(2.0 * bytes as f64 * reps as f64 / seconds.max(1e-9) / 1e9)
+}
+
+/// `bytes` capped at what one buffer and one binding may hold.
+fn fit(ctx: &GpuContext, bytes: u64) -> u64 {
+    bytes
+        .min(ctx.max_binding_bytes())
+        .min(ctx.limits.max_buffer_size)
+}
+
+/// Host → device: copy `bytes` from touched host memory into a mapped
+/// staging buffer (in parallel), then the device copies it into a storage
+/// buffer; seconds from the first byte written to the copy's completion.
+/// Best of three, GB/s.
+pub fn upload_gbps(ctx: &GpuContext, bytes: u64) -> Result<f64> {
+    let bytes = fit(ctx, bytes).max(1 << 16) & !3;
+    let host: Vec<u8> = (0..bytes as usize)
+        .into_par_iter()
+        .map(|i| i as u8)
+        .collect();
+    let staging = StagingBuffer::upload(ctx, "ceiling upload staging", bytes)?;
+    let target = ctx.storage_buffer("ceiling upload target", bytes)?;
+    let mut best = f64::INFINITY;
+    // The first round touches the staging memory; it is not counted.
+    for round in 0..4 {
+        let started = Instant::now();
+        fill_upload(
+            ctx,
+            &staging,
+            bytes,
+            "the upload ceiling",
+            |offset, mut piece| {
+                let len = piece.len();
+                piece.copy_from_slice(&host[offset..offset + len]);
+            },
+        )?;
+        let mut encoder = ctx.encoder("ceiling upload");
+        encoder.copy_buffer_to_buffer(&staging.buffer, 0, &target, 0, bytes);
+        ctx.submit_and_wait("ceiling upload", encoder)?;
+        staging.request_map(bytes);
+        staging.wait_mapped(ctx, "the upload ceiling")?;
+        if round > 0 {
+            best = best.min(started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(bytes as f64 / best.max(1e-9) / 1e9)
+}
+
+/// Device → host: the device copies `bytes` into a mapped staging buffer,
+/// which is mapped and copied (in parallel) into touched host memory.
+/// Best of three, GB/s.
+pub fn readback_gbps(ctx: &GpuContext, bytes: u64) -> Result<f64> {
+    let bytes = fit(ctx, bytes).max(1 << 16) & !3;
+    let source = ctx.storage_buffer("ceiling readback source", bytes)?;
+    let staging = ctx.checked("allocating the readback ceiling's staging", || {
+        ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("ceiling readback staging"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    })?;
+    let mut host = vec![1u8; bytes as usize];
+    let mut best = f64::INFINITY;
+    for round in 0..4 {
+        let started = Instant::now();
+        let mut encoder = ctx.encoder("ceiling readback");
+        encoder.copy_buffer_to_buffer(&source, 0, &staging, 0, bytes);
+        ctx.submit_and_wait("ceiling readback", encoder)?;
+        map(ctx, &staging, wgpu::MapMode::Read, bytes)?;
+        {
+            let view = staging
+                .get_mapped_range(0..bytes)
+                .map_err(|e| VladError::Gpu(format!("mapping the readback ceiling: {e}")))?;
+            parallel_copy(&mut host, &view);
+        }
+        staging.unmap();
+        if round > 0 {
+            best = best.min(started.elapsed().as_secs_f64());
+        }
+    }
+    std::hint::black_box(&host);
+    Ok(bytes as f64 / best.max(1e-9) / 1e9)
+}
+
+/// Map `buffer` and wait for it.
+fn map(ctx: &GpuContext, buffer: &wgpu::Buffer, mode: wgpu::MapMode, bytes: u64) -> Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    buffer.map_async(mode, 0..bytes, move |r| {
+        let _ = tx.send(r);
+    });
+    ctx.device
+        .poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: None,
+        })
+        .map_err(|e| VladError::Gpu(format!("mapping a ceiling buffer: {e}")))?;
+    rx.recv()
+        .map_err(|_| VladError::Gpu("mapping a ceiling buffer: no answer".into()))?
+        .map_err(|e| VladError::Gpu(format!("mapping a ceiling buffer: {e}")))?;
+    ctx.check_health()
+}
+
+/// Every ceiling of `ctx`, the transfers at the given sizes (those the
+/// benchmark's upload and read-back move).
+pub fn measure(ctx: &GpuContext, upload_bytes: u64, readback_bytes: u64) -> Result<GpuCeilings> {
+    Ok(GpuCeilings {
+        fma_gflops: fma_gflops(ctx)?,
+        memory_gbps: memory_gbps(ctx, upload_bytes.clamp(1 << 24, 1 << 28))?,
+        upload_gbps: upload_gbps(ctx, upload_bytes)?,
+        readback_gbps: readback_gbps(ctx, readback_bytes)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shader_constants_match_the_host() {
+        assert!(FMA_SHADER.contains(&format!("const WG: u32 = {WORKGROUP}u;")));
+        assert!(FMA_SHADER.contains(&format!("const CHAINS: u32 = {CHAINS}u;")));
+        assert!(COPY_SHADER.contains(&format!("const WG: u32 = {WORKGROUP}u;")));
+    }
+}

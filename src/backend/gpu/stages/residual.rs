@@ -1,0 +1,203 @@
+//! Host side of `shaders/residual.wgsl`: segment sums written into the
+//! `(t, k, f)` layout, empty blocks exactly zero, plus per-block counts.
+//! CPU twin: [`crate::twins::residual`]. No arithmetic happens here, so the
+//! output equals the twin's bit for bit given the same segment sums.
+//!
+//! Two dispatches: one invocation per block counts its rows (binary search
+//! in the sorted keys — exact, and no buffer needs clearing first), then one
+//! per element copies the run's sum or writes 0. The keys come sorted by
+//! label alone over rows in image order (`chunking::sort_by_label`), so
+//! the search orders them by (label, image).
+
+use crate::backend::gpu::context::{GpuContext, dispatch_2d};
+use crate::backend::gpu::contract::{ShaderContract, uniform_layout};
+use crate::backend::gpu::stages::segmented_scan::SegmentSums;
+use crate::error::{Result, VladError};
+
+const SHADER: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/shaders/residual.wgsl"
+));
+/// The shader's workgroup size.
+const WORKGROUP: u32 = 64;
+
+/// Where the blocks go.
+pub struct ResidualJob<'a> {
+    /// What the segmented scan left.
+    pub segments: &'a SegmentSums,
+    /// Out: `images × clusters × dim` f32, every element written. When it is
+    /// the buffer the scan wrote its sums into (`segments.sums`), only the
+    /// empty blocks are written (zeroed), in place.
+    pub blocks: &'a wgpu::Buffer,
+    /// Out: `images × clusters` u32 descriptor counts `n_{t,k}`.
+    pub counts: &'a wgpu::Buffer,
+    /// Number of images.
+    pub images: u32,
+    /// Number of centroids K.
+    pub clusters: u32,
+    /// Descriptor width F.
+    pub dim: u32,
+}
+
+/// The shader's `Params` (uniform).
+#[repr(C)]
+#[derive(Copy, Clone, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    blocks: u32,
+    dim: u32,
+    clusters: u32,
+}
+
+/// What this file assumes of the shader.
+pub(crate) fn contracts() -> Vec<ShaderContract> {
+    vec![ShaderContract {
+        name: "residual".into(),
+        file: "residual",
+        source: SHADER.into(),
+        constants: vec![("WG", WORKGROUP.into())],
+        entry_points: vec![
+            ("count_blocks", Some([WORKGROUP, 1, 1])),
+            ("write_blocks", Some([WORKGROUP, 1, 1])),
+            ("zero_empty_blocks", Some([WORKGROUP, 1, 1])),
+        ],
+        uniform: uniform_layout!(Params {
+            rows,
+            blocks,
+            dim,
+            clusters,
+        }),
+    }]
+}
+
+/// The compiled residual pipelines.
+pub struct ResidualStage {
+    count: wgpu::ComputePipeline,
+    write: wgpu::ComputePipeline,
+    zero_empty: wgpu::ComputePipeline,
+}
+
+impl ResidualStage {
+    /// Compile the shader for this device.
+    pub fn new(ctx: &GpuContext) -> Result<Self> {
+        Ok(ResidualStage {
+            count: ctx.pipeline("residual counts", SHADER, "count_blocks")?,
+            write: ctx.pipeline("residual blocks", SHADER, "write_blocks")?,
+            zero_empty: ctx.pipeline("residual empty blocks", SHADER, "zero_empty_blocks")?,
+        })
+    }
+
+    /// Record the layout pass into `encoder`.
+    pub fn record(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        job: &ResidualJob<'_>,
+    ) -> Result<()> {
+        let seg = job.segments;
+        if (seg.images, seg.clusters, seg.dim) != (job.images, job.clusters, job.dim) {
+            return Err(VladError::DimensionMismatch(format!(
+                "residual layout of {}×{}×{} blocks from segment sums of {}×{}×{}",
+                job.images, job.clusters, job.dim, seg.images, seg.clusters, seg.dim
+            )));
+        }
+        let blocks = job.images as u64 * job.clusters as u64;
+        let elements = blocks * job.dim as u64;
+        if elements == 0 {
+            return Ok(());
+        }
+        if elements > u32::MAX as u64 {
+            return Err(VladError::Gpu(format!(
+                "residual layout of {elements} elements: at most {} per dispatch",
+                u32::MAX
+            )));
+        }
+        for (what, buffer, need) in [
+            ("blocks", job.blocks, elements * 4),
+            ("counts", job.counts, blocks * 4),
+            ("segment sums", &seg.sums, elements * 4),
+        ] {
+            if buffer.size() < need {
+                return Err(VladError::Gpu(format!(
+                    "residual {what} buffer holds {} bytes, needs {need}",
+                    buffer.size()
+                )));
+            }
+        }
+
+        let params = ctx.uniform(
+            "residual params",
+            &Params {
+                rows: seg.rows,
+                blocks: blocks as u32,
+                dim: job.dim,
+                clusters: job.clusters,
+            },
+        )?;
+        let count_group = bind_numbered(
+            ctx,
+            "residual counts",
+            &self.count,
+            &[
+                (0, params.as_entire_binding()),
+                (1, job.counts.as_entire_binding()),
+                (2, seg.sorted_keys.as_entire_binding()),
+            ],
+        )?;
+        let in_place = seg.sums == *job.blocks;
+        let (write, write_group) = if in_place {
+            let group = bind_numbered(
+                ctx,
+                "residual empty blocks",
+                &self.zero_empty,
+                &[
+                    (0, params.as_entire_binding()),
+                    (1, job.counts.as_entire_binding()),
+                    (4, job.blocks.as_entire_binding()),
+                ],
+            )?;
+            (&self.zero_empty, group)
+        } else {
+            let group = bind_numbered(
+                ctx,
+                "residual blocks",
+                &self.write,
+                &[
+                    (0, params.as_entire_binding()),
+                    (1, job.counts.as_entire_binding()),
+                    (3, seg.sums.as_entire_binding()),
+                    (4, job.blocks.as_entire_binding()),
+                ],
+            )?;
+            (&self.write, group)
+        };
+
+        let max_per_dim = ctx.max_workgroups_per_dim();
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("residual"),
+            timestamp_writes: None,
+        });
+        for (pipeline, group, invocations) in [
+            (&self.count, &count_group, blocks),
+            (write, &write_group, elements),
+        ] {
+            let (x, y) = dispatch_2d(invocations.div_ceil(WORKGROUP as u64) as u32, max_per_dim);
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, group, &[]);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        Ok(())
+    }
+}
+
+/// A bind group for `pipeline`'s group 0 with explicit binding numbers: the
+/// two entry points share the shader's declarations but each uses only
+/// some of them, so their bindings are not 0, 1, 2… in order.
+fn bind_numbered(
+    ctx: &GpuContext,
+    label: &str,
+    pipeline: &wgpu::ComputePipeline,
+    entries: &[(u32, wgpu::BindingResource<'_>)],
+) -> Result<wgpu::BindGroup> {
+    ctx.bind_group_numbered(label, pipeline, entries)
+}

@@ -1,0 +1,292 @@
+//! Host side of `shaders/soft_aggregate.wgsl`: the NetVLAD sums
+//! `Σ_l a_lk·v_l − (Σ_l a_lk)·c_k` of every image of a chunk, one
+//! workgroup per (image, tile of clusters × features), rows in a fixed
+//! order (no atomics), and the soft counts; `mass` by those counts. CPU
+//! twin: [`crate::twins::soft_aggregate`] (counts bit for bit; sums
+//! equal where the driver fuses `fma`, within about an ulp per term where
+//! it does not; `mass` within a few ulp, the device's division not being
+//! correctly rounded).
+
+use crate::backend::gpu::context::{GpuContext, check_buffer_sizes, descriptor_bytes, dispatch_2d};
+use crate::backend::gpu::contract::{ShaderContract, uniform_layout};
+use crate::backend::gpu::specialize::specialize;
+use crate::backend::gpu::stages::soft_logits::bind_numbered;
+use crate::error::{Result, VladError};
+
+const SHADER: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/shaders/soft_aggregate.wgsl"
+));
+/// Invocations per workgroup (the shader's `WG`), 4 features each.
+const WORKGROUP: u32 = 64;
+/// Clusters per workgroup (the shader's `KT`).
+const CLUSTERS_PER_TILE: u32 = 8;
+/// The shader's `SUM_BLOCK`.
+const SUM_BLOCK: u32 = crate::twins::soft_aggregate::SUM_BLOCK as u32;
+
+/// The WGSL compiled for an input type.
+pub fn shader_source(u8_input: bool) -> Result<String> {
+    specialize(SHADER, &[("U8_INPUT", u8_input.into())])
+}
+
+/// Buffers and sizes of one chunk's aggregation.
+pub struct SoftAggregateJob<'a> {
+    /// `rows × dim` descriptors (f32, or packed u8 when `u8_input`).
+    pub descriptors: &'a wgpu::Buffer,
+    /// Whether `descriptors` holds packed u8.
+    pub u8_input: bool,
+    /// `rows × clusters` f32 weights (from the soft logits stage).
+    pub weights: &'a wgpu::Buffer,
+    /// `rows × clusters` f32 weights whose sums are the soft counts: the
+    /// unscaled ones under `rn`, else `weights` itself.
+    pub mass_weights: &'a wgpu::Buffer,
+    /// `clusters × dim` f32 centroids.
+    pub centroids: &'a wgpu::Buffer,
+    /// `images + 1` u32 local CSR offsets.
+    pub image_offsets: &'a wgpu::Buffer,
+    /// Rows in the chunk.
+    pub rows: u32,
+    /// F.
+    pub dim: u32,
+    /// K.
+    pub clusters: u32,
+    /// Images in the chunk.
+    pub images: u32,
+    /// Out: `images × clusters × dim` f32 sums.
+    pub blocks: &'a wgpu::Buffer,
+    /// Out: `images × clusters` f32 soft counts.
+    pub mass: &'a wgpu::Buffer,
+}
+
+/// `mass` by the soft counts: blocks divided in place.
+pub struct MassJob<'a> {
+    /// In/out: `images × clusters × dim` f32 blocks.
+    pub blocks: &'a wgpu::Buffer,
+    /// `images × clusters` f32 soft counts.
+    pub mass: &'a wgpu::Buffer,
+    /// Images.
+    pub images: u32,
+    /// K.
+    pub clusters: u32,
+    /// F.
+    pub dim: u32,
+}
+
+/// The shader's uniform block.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    dim: u32,
+    clusters: u32,
+    images: u32,
+    f_tiles: u32,
+    k_tiles: u32,
+    elements: u32,
+    /// 1 when `mass_weights` is `weights` (no `rn`): the shader then reads
+    /// each weight once.
+    mass_is_weights: u32,
+}
+
+/// What this file assumes of every variant it compiles.
+pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
+    let mut contracts = Vec::new();
+    for u8_input in [false, true] {
+        contracts.push(ShaderContract {
+            name: format!("soft_aggregate u8={u8_input}"),
+            file: "soft_aggregate",
+            source: shader_source(u8_input)?,
+            constants: vec![
+                ("WG", WORKGROUP.into()),
+                ("KT", CLUSTERS_PER_TILE.into()),
+                ("SUM_BLOCK", SUM_BLOCK.into()),
+                ("U8_INPUT", u8_input.into()),
+            ],
+            entry_points: vec![
+                ("aggregate", Some([WORKGROUP, 1, 1])),
+                ("divide_by_mass", Some([WORKGROUP, 1, 1])),
+            ],
+            uniform: uniform_layout!(Params {
+                rows,
+                dim,
+                clusters,
+                images,
+                f_tiles,
+                k_tiles,
+                elements,
+                mass_is_weights,
+            }),
+        });
+    }
+    Ok(contracts)
+}
+
+/// The compiled pipelines: `aggregate` for f32 and u8 input, and
+/// `divide_by_mass`.
+pub struct SoftAggregateStage {
+    aggregate: [wgpu::ComputePipeline; 2],
+    divide: wgpu::ComputePipeline,
+}
+
+impl SoftAggregateStage {
+    /// Compile the shader for this device.
+    pub fn new(ctx: &GpuContext) -> Result<Self> {
+        let f32_source = shader_source(false)?;
+        let u8_source = shader_source(true)?;
+        Ok(SoftAggregateStage {
+            aggregate: [
+                ctx.pipeline("soft aggregate u8=false", &f32_source, "aggregate")?,
+                ctx.pipeline("soft aggregate u8=true", &u8_source, "aggregate")?,
+            ],
+            divide: ctx.pipeline("soft mass", &f32_source, "divide_by_mass")?,
+        })
+    }
+
+    /// Record the aggregation of every image of the chunk.
+    pub fn record(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        job: &SoftAggregateJob<'_>,
+    ) -> Result<()> {
+        let (dim, k, images) = (job.dim as u64, job.clusters as u64, job.images as u64);
+        if dim == 0 || k == 0 {
+            return Err(VladError::InvalidArgument(format!(
+                "soft aggregate: dim = {dim}, clusters = {k} (both must be ≥ 1)"
+            )));
+        }
+        if images == 0 {
+            return Ok(());
+        }
+        let rows = job.rows as u64;
+        if images * k * dim > u32::MAX as u64 || rows * dim.max(k) > u32::MAX as u64 {
+            return Err(VladError::InvalidArgument(
+                "soft aggregate: the chunk exceeds the shader's 32-bit index".to_string(),
+            ));
+        }
+        let descriptor_bytes = descriptor_bytes(rows * dim, job.u8_input);
+        check_buffer_sizes(
+            "soft aggregate",
+            &[
+                ("descriptors", job.descriptors, descriptor_bytes),
+                ("weights", job.weights, rows * k * 4),
+                ("mass weights", job.mass_weights, rows * k * 4),
+                ("centroids", job.centroids, k * dim * 4),
+                ("image offsets", job.image_offsets, (images + 1) * 4),
+                ("blocks", job.blocks, images * k * dim * 4),
+                ("mass", job.mass, images * k * 4),
+            ],
+        )?;
+        let f_tiles = job.dim.div_ceil(4 * WORKGROUP);
+        let k_tiles = job.clusters.div_ceil(CLUSTERS_PER_TILE);
+        let workgroups = images * f_tiles as u64 * k_tiles as u64;
+        let max = ctx.max_workgroups_per_dim();
+        if workgroups > max as u64 * max as u64 {
+            return Err(VladError::InvalidArgument(format!(
+                "soft aggregate: {workgroups} workgroups exceed the dispatch grid"
+            )));
+        }
+        let params = ctx.uniform(
+            "soft aggregate params",
+            &Params {
+                rows: job.rows,
+                dim: job.dim,
+                clusters: job.clusters,
+                images: job.images,
+                f_tiles,
+                k_tiles,
+                elements: (images * k * dim) as u32,
+                mass_is_weights: u32::from(job.mass_weights == job.weights),
+            },
+        )?;
+        let pipeline = &self.aggregate[job.u8_input as usize];
+        let group = bind_numbered(
+            ctx,
+            "soft aggregate",
+            pipeline,
+            &[
+                (0, params.as_entire_binding()),
+                (1, job.descriptors.as_entire_binding()),
+                (2, job.weights.as_entire_binding()),
+                (3, job.centroids.as_entire_binding()),
+                (4, job.image_offsets.as_entire_binding()),
+                (5, job.blocks.as_entire_binding()),
+                (6, job.mass.as_entire_binding()),
+                (7, job.mass_weights.as_entire_binding()),
+            ],
+        )?;
+        let (x, y) = dispatch_2d(workgroups as u32, max);
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("soft aggregate"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, &group, &[]);
+        pass.dispatch_workgroups(x, y, 1);
+        Ok(())
+    }
+
+    /// Record `mass` with the soft counts: each block of `dim` of `blocks`
+    /// divided by its count in `mass` where that is > 0.
+    pub fn record_mass(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        job: &MassJob<'_>,
+    ) -> Result<()> {
+        let MassJob {
+            blocks,
+            mass,
+            images,
+            clusters,
+            dim,
+        } = *job;
+        let elements = images as u64 * clusters as u64 * dim as u64;
+        if elements == 0 {
+            return Ok(());
+        }
+        if elements > u32::MAX as u64
+            || blocks.size() < elements * 4
+            || mass.size() < images as u64 * clusters as u64 * 4
+        {
+            return Err(VladError::Gpu(format!(
+                "soft mass: {elements} elements do not fit the buffers or a 32-bit index"
+            )));
+        }
+        let params = ctx.uniform(
+            "soft mass params",
+            &Params {
+                rows: 0,
+                dim,
+                clusters,
+                images,
+                f_tiles: 0,
+                k_tiles: 0,
+                elements: elements as u32,
+                mass_is_weights: 0,
+            },
+        )?;
+        let group = bind_numbered(
+            ctx,
+            "soft mass",
+            &self.divide,
+            &[
+                (0, params.as_entire_binding()),
+                (5, blocks.as_entire_binding()),
+                (6, mass.as_entire_binding()),
+            ],
+        )?;
+        let (x, y) = dispatch_2d(
+            (elements as u32).div_ceil(WORKGROUP),
+            ctx.max_workgroups_per_dim(),
+        );
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("soft mass"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&self.divide);
+        pass.set_bind_group(0, &group, &[]);
+        pass.dispatch_workgroups(x, y, 1);
+        Ok(())
+    }
+}

@@ -1,0 +1,327 @@
+//! Host side of `shaders/soft_logits.wgsl`: NetVLAD logits `W·v + b` by
+//! the assignment's GEMM tiling (one chunk's `rows × K` of them, never
+//! more), then a stable softmax per row, the row's label and, under `rn`,
+//! the weights divided by the residual norms. CPU twin:
+//! [`crate::twins::soft_logits`] (logits equal where the driver fuses
+//! `fma`, within an ulp or so where it does not; softmax within a few ulp,
+//! the device's `exp`, division and square root not being correctly
+//! rounded).
+//!
+//! The logits entry point is specialized per [`TileShape`] (chosen from K,
+//! as for the assignment) and input type; the softmax per input type.
+//! Pipelines are compiled on first use and cached.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::backend::gpu::context::{GpuContext, check_buffer_sizes, descriptor_bytes, dispatch_2d};
+use crate::backend::gpu::contract::{ShaderContract, uniform_layout};
+use crate::backend::gpu::specialize::specialize;
+use crate::backend::gpu::stages::assign::TileShape;
+use crate::error::{Result, VladError};
+
+const SHADER: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/shaders/soft_logits.wgsl"
+));
+/// Features staged through workgroup memory per chunk (the shader's `BF`),
+/// and per block sum of a dot product (the twin's).
+const CHUNK_FEATURES: u32 = crate::twins::soft_logits::CHUNK_FEATURES as u32;
+/// Invocations per workgroup of `softmax` (one row each).
+const ROW_WORKGROUP: u32 = 64;
+/// The shader's `SUM_BLOCK`.
+const SUM_BLOCK: u32 = crate::twins::soft_logits::SUM_BLOCK as u32;
+
+/// (CT, RT) of a tile shape: invocations along the clusters and the rows.
+fn invocations(shape: TileShape) -> (u32, u32) {
+    (
+        shape.clusters_per_tile() / 8,
+        shape.rows_per_workgroup() / 8,
+    )
+}
+
+/// The WGSL compiled for `shape` and input type.
+pub fn shader_source(shape: TileShape, u8_input: bool) -> Result<String> {
+    let (ct, rt) = invocations(shape);
+    specialize(
+        SHADER,
+        &[
+            ("CT", ct.into()),
+            ("RT", rt.into()),
+            ("BF", CHUNK_FEATURES.into()),
+            ("U8_INPUT", u8_input.into()),
+        ],
+    )
+}
+
+/// Buffers and sizes of one chunk's soft assignment.
+pub struct SoftLogitsJob<'a> {
+    /// `rows × dim` descriptors: f32, or (when `u8_input`) bytes packed
+    /// four per `u32` word.
+    pub descriptors: &'a wgpu::Buffer,
+    /// Whether `descriptors` holds packed u8.
+    pub u8_input: bool,
+    /// `clusters × dim` f32 `W`.
+    pub soft_weights: &'a wgpu::Buffer,
+    /// `clusters` f32 `b`.
+    pub soft_bias: &'a wgpu::Buffer,
+    /// `clusters × dim` f32 centroids (read only under `rn`).
+    pub centroids: &'a wgpu::Buffer,
+    /// Divide each weight by `‖v − c_k‖` (`rn`).
+    pub residual_norm: bool,
+    /// Rows in the chunk.
+    pub rows: u32,
+    /// F.
+    pub dim: u32,
+    /// K.
+    pub clusters: u32,
+    /// Out: `rows × clusters` f32 weights.
+    pub weights: &'a wgpu::Buffer,
+    /// Out: `rows` u32 labels (largest weight).
+    pub labels: &'a wgpu::Buffer,
+    /// Out under `rn`: `rows × clusters` f32 weights before scaling (the
+    /// soft counts' terms). Any other buffer (4 bytes will do) otherwise.
+    pub unscaled: &'a wgpu::Buffer,
+}
+
+/// The shader's uniform block.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    dim: u32,
+    clusters: u32,
+    row_tiles: u32,
+    k_tiles: u32,
+    chunks: u32,
+    residual_norm: u32,
+    _pad1: u32,
+}
+
+/// What this file assumes of every variant it compiles.
+pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
+    let mut contracts = Vec::new();
+    for shape in TileShape::ALL {
+        for u8_input in [false, true] {
+            let (ct, rt) = invocations(shape);
+            contracts.push(ShaderContract {
+                name: format!("soft_logits {shape:?} u8={u8_input}"),
+                file: "soft_logits",
+                source: shader_source(shape, u8_input)?,
+                constants: vec![
+                    ("CT", ct.into()),
+                    ("RT", rt.into()),
+                    ("BF", CHUNK_FEATURES.into()),
+                    ("U8_INPUT", u8_input.into()),
+                    ("WG", shape.workgroup_size().into()),
+                    ("BM", shape.rows_per_workgroup().into()),
+                    ("BN", shape.clusters_per_tile().into()),
+                    ("ROW_WG", ROW_WORKGROUP.into()),
+                    ("SUM_BLOCK", SUM_BLOCK.into()),
+                ],
+                entry_points: vec![
+                    ("logits", Some([shape.workgroup_size(), 1, 1])),
+                    ("softmax", Some([ROW_WORKGROUP, 1, 1])),
+                ],
+                uniform: uniform_layout!(Params {
+                    rows,
+                    dim,
+                    clusters,
+                    row_tiles,
+                    k_tiles,
+                    chunks,
+                    residual_norm,
+                    _pad1,
+                }),
+            });
+        }
+    }
+    Ok(contracts)
+}
+
+/// The compiled pipelines, by (entry point is softmax, tile shape, u8).
+#[derive(Default)]
+pub struct SoftLogitsStage {
+    pipelines: Mutex<HashMap<(bool, TileShape, bool), wgpu::ComputePipeline>>,
+}
+
+impl SoftLogitsStage {
+    /// An empty cache; variants compile on first use.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn pipeline(
+        &self,
+        ctx: &GpuContext,
+        softmax: bool,
+        shape: TileShape,
+        u8_input: bool,
+    ) -> Result<wgpu::ComputePipeline> {
+        // The softmax does not depend on the tile shape: one per input type.
+        let shape = if softmax { TileShape::Wide } else { shape };
+        let mut cache = self
+            .pipelines
+            .lock()
+            .map_err(|_| VladError::Gpu("soft logits pipeline cache poisoned".to_string()))?;
+        if let Some(p) = cache.get(&(softmax, shape, u8_input)) {
+            return Ok(p.clone());
+        }
+        let source = shader_source(shape, u8_input)?;
+        let entry = if softmax { "softmax" } else { "logits" };
+        let label = format!("soft {entry} {shape:?} u8={u8_input}");
+        let pipeline = ctx.pipeline(&label, &source, entry)?;
+        cache.insert((softmax, shape, u8_input), pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Record the logits and the softmax of `job.rows` rows.
+    pub fn record(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        job: &SoftLogitsJob<'_>,
+    ) -> Result<()> {
+        self.record_entries(ctx, encoder, job, true)
+    }
+
+    /// Record the logits only (`job.weights` then holds `W·v + b`): what
+    /// the twin test compares bit for bit.
+    pub fn record_logits(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        job: &SoftLogitsJob<'_>,
+    ) -> Result<()> {
+        self.record_entries(ctx, encoder, job, false)
+    }
+
+    fn record_entries(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        job: &SoftLogitsJob<'_>,
+        with_softmax: bool,
+    ) -> Result<()> {
+        if job.rows == 0 {
+            return Ok(());
+        }
+        check_job(job)?;
+        let shape = TileShape::for_clusters(job.clusters);
+        let logits = self.pipeline(ctx, false, shape, job.u8_input)?;
+        let softmax = self.pipeline(ctx, true, shape, job.u8_input)?;
+        let row_tiles = job.rows.div_ceil(shape.rows_per_workgroup());
+        let params = ctx.uniform(
+            "soft logits params",
+            &Params {
+                rows: job.rows,
+                dim: job.dim,
+                clusters: job.clusters,
+                row_tiles,
+                k_tiles: job.clusters.div_ceil(shape.clusters_per_tile()),
+                chunks: job.dim.div_ceil(CHUNK_FEATURES),
+                residual_norm: job.residual_norm as u32,
+                _pad1: 0,
+            },
+        )?;
+        let logits_group = bind_numbered(
+            ctx,
+            "soft logits",
+            &logits,
+            &[
+                (0, params.as_entire_binding()),
+                (1, job.descriptors.as_entire_binding()),
+                (2, job.soft_weights.as_entire_binding()),
+                (3, job.soft_bias.as_entire_binding()),
+                (4, job.weights.as_entire_binding()),
+            ],
+        )?;
+        let softmax_group = bind_numbered(
+            ctx,
+            "soft softmax",
+            &softmax,
+            &[
+                (0, params.as_entire_binding()),
+                (1, job.descriptors.as_entire_binding()),
+                (4, job.weights.as_entire_binding()),
+                (5, job.centroids.as_entire_binding()),
+                (6, job.labels.as_entire_binding()),
+                (7, job.unscaled.as_entire_binding()),
+            ],
+        )?;
+        let max = ctx.max_workgroups_per_dim();
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("soft logits"),
+            timestamp_writes: None,
+        });
+        let (x, y) = dispatch_2d(row_tiles, max);
+        pass.set_pipeline(&logits);
+        pass.set_bind_group(0, &logits_group, &[]);
+        pass.dispatch_workgroups(x, y, 1);
+        if with_softmax {
+            let (x, y) = dispatch_2d(job.rows.div_ceil(ROW_WORKGROUP), max);
+            pass.set_pipeline(&softmax);
+            pass.set_bind_group(0, &softmax_group, &[]);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        Ok(())
+    }
+}
+
+/// Sizes that make sense and buffers large enough for them.
+fn check_job(job: &SoftLogitsJob<'_>) -> Result<()> {
+    if job.dim == 0 || job.clusters == 0 {
+        return Err(VladError::InvalidArgument(format!(
+            "soft logits: dim = {}, clusters = {} (both must be ≥ 1)",
+            job.dim, job.clusters
+        )));
+    }
+    let (rows, dim, k) = (job.rows as u64, job.dim as u64, job.clusters as u64);
+    if rows * dim > u32::MAX as u64 || rows * k > u32::MAX as u64 {
+        return Err(VladError::InvalidArgument(format!(
+            "soft logits: {rows} rows × max(F, K) exceed the shader's 32-bit index"
+        )));
+    }
+    let descriptor_bytes = descriptor_bytes(rows * dim, job.u8_input);
+    check_buffer_sizes(
+        "soft logits",
+        &[
+            ("descriptors", job.descriptors, descriptor_bytes),
+            ("W", job.soft_weights, k * dim * 4),
+            ("b", job.soft_bias, k * 4),
+            ("centroids", job.centroids, k * dim * 4),
+            ("weights", job.weights, rows * k * 4),
+            ("labels", job.labels, rows * 4),
+            (
+                "unscaled weights",
+                job.unscaled,
+                if job.residual_norm { rows * k * 4 } else { 4 },
+            ),
+        ],
+    )?;
+    Ok(())
+}
+
+/// A bind group for group 0 of `pipeline` with the given binding numbers
+/// (an entry point's derived layout holds only the bindings it uses).
+pub(crate) fn bind_numbered(
+    ctx: &GpuContext,
+    label: &str,
+    pipeline: &wgpu::ComputePipeline,
+    entries: &[(u32, wgpu::BindingResource<'_>)],
+) -> Result<wgpu::BindGroup> {
+    ctx.checked(&format!("binding {label}"), || {
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = entries
+            .iter()
+            .map(|(binding, resource)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: resource.clone(),
+            })
+            .collect();
+        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
+    })
+}
