@@ -1,6 +1,7 @@
-//! The library's front door: an [`Encoder`] holds a codebook, a
-//! normalization and a backend choice, validates input once, and dispatches
-//! to the backend that runs.
+//! The library's front door: an [`Encoder`] holds a codebook, how
+//! descriptors are assigned, a normalization and a backend choice,
+//! validates input once, and runs it on the engine SPEC §7's rule selects
+//! ([`crate::backend::select`]).
 //!
 //! An encoder is configured once, through [`Encoder::builder`], and is then
 //! immutable: the GPU session (device, compiled shaders, buffers) is made on
@@ -12,18 +13,21 @@ use std::time::Instant;
 
 use ndarray::{Array1, Array2, ArrayView2, ArrayView3, ArrayViewMut2};
 
-use crate::backend::Backend;
+use crate::backend::combine::SplitImage;
+use crate::backend::gpu::GpuBackend;
+use crate::backend::options::GpuOptions;
+use crate::backend::select::{Selected, fallback_reason, select};
+use crate::backend::slot::GpuSlot;
+use crate::backend::{Backend, Compute, Cuts, Engine, Model};
 use crate::error::{Result, VladError};
+use crate::model::assignment::{Assignment, SoftParams};
 use crate::model::batch::Batch;
 use crate::model::codebook::Codebook;
-use crate::model::element::Element;
+use crate::model::element::{DType, Element};
 use crate::model::normalization::Normalization;
 use crate::model::offset::Offset;
 use crate::model::report::{RunReport, StageTimes};
 use crate::verify::Verification;
-
-#[cfg(feature = "gpu")]
-use crate::backend::adapters::AdapterKind;
 
 /// An encoding with the labels it was computed from and what ran.
 #[derive(Clone, Debug)]
@@ -41,11 +45,12 @@ pub struct Encoded {
 
 impl Encoded {
     /// Check this encoding of `batch` against the f64 reference under SPEC
-    /// §4, from the same labels (see [`crate::verify::verify`]).
+    /// §4 (§10 for soft assignment and `rn`), from the same labels.
     pub fn verify<E: Element>(&self, encoder: &Encoder, batch: &Batch<'_, E>) -> Verification {
-        crate::verify::verify(
+        crate::verify_soft::verify(
             encoder.codebook(),
             batch,
+            encoder.assignment(),
             encoder.normalization(),
             self.vlad.view(),
             &self.labels,
@@ -61,23 +66,6 @@ pub struct Assigned {
     pub labels: Vec<u32>,
     /// Backend, adapter, timings.
     pub report: RunReport,
-}
-
-/// What a backend hands back to the encoder.
-pub(crate) struct BackendOutput {
-    pub vlad: Array2<f32>,
-    pub labels: Vec<u32>,
-}
-
-/// The GPU adapter a call ran on and how long opening the session took in
-/// that call.
-#[derive(Default)]
-pub(crate) struct GpuRan {
-    pub(crate) adapter: Option<String>,
-    #[cfg(feature = "gpu")]
-    pub(crate) kind: Option<AdapterKind>,
-    pub(crate) setup_seconds: f64,
-    pub(crate) notes: Vec<String>,
 }
 
 /// Encodes images against one codebook. Build one with [`Encoder::new`]
@@ -103,15 +91,14 @@ pub struct Encoder {
     codebook: Codebook,
     normalization: Normalization,
     backend: Backend,
-    assignment: crate::model::assignment::Assignment,
-    gpu_options: crate::backend::options::GpuOptions,
+    assignment: Assignment,
+    gpu_options: GpuOptions,
     /// The GPU session, made on first use and kept (shader compilation and
     /// device setup are too slow to repeat per call). A failure to make it
     /// — or `auto`'s decision not to (a software adapter) — is kept too, so
     /// `auto` does not probe for an adapter on every call. A session whose
     /// device was lost is made anew on the next call.
-    #[cfg(feature = "gpu")]
-    gpu: crate::backend::gpu::GpuSlot<VladError>,
+    gpu: GpuSlot<VladError>,
 }
 
 /// An [`Encoder`] being configured; [`EncoderBuilder::build`] makes it.
@@ -121,8 +108,8 @@ pub struct EncoderBuilder {
     codebook: Codebook,
     normalization: Normalization,
     backend: Backend,
-    assignment: crate::model::assignment::Assignment,
-    gpu_options: crate::backend::options::GpuOptions,
+    assignment: Assignment,
+    gpu_options: GpuOptions,
 }
 
 impl EncoderBuilder {
@@ -140,23 +127,23 @@ impl EncoderBuilder {
 
     /// Set how descriptors are weighed onto centroids (SPEC §10): hard
     /// (the default) or soft (NetVLAD).
-    pub fn assignment(mut self, assignment: crate::model::assignment::Assignment) -> Self {
+    pub fn assignment(mut self, assignment: Assignment) -> Self {
         self.assignment = assignment;
         self
     }
 
-    /// Cap the storage-binding size the GPU backend plans with (the API twin
-    /// of `VLAD_GPU_MAX_BINDING_BYTES`; the smaller wins), so small inputs
-    /// exercise chunking.
+    /// Cap the storage-binding size the GPU backend plans with (the API
+    /// twin of `VLAD_GPU_MAX_BINDING_BYTES`), so small inputs exercise
+    /// chunking: sets [`GpuOptions::max_binding_bytes`].
     pub fn gpu_max_binding_bytes(mut self, bytes: Option<u64>) -> Self {
         self.gpu_options.max_binding_bytes = bytes;
         self
     }
 
     /// How the GPU backend is set up (adapter, graphics APIs, binding cap,
-    /// tensor cores): the command line and the Python package read them
-    /// from the environment ([`GpuOptions::from_vars`](crate::backend::options::GpuOptions::from_vars)).
-    pub fn gpu_options(mut self, options: crate::backend::options::GpuOptions) -> Self {
+    /// tensor cores). The library never reads the environment; the command
+    /// line and the Python package read it with [`GpuOptions::from_vars`].
+    pub fn gpu_options(mut self, options: GpuOptions) -> Self {
         self.gpu_options = options;
         self
     }
@@ -170,30 +157,28 @@ impl EncoderBuilder {
             backend: self.backend,
             assignment: self.assignment,
             gpu_options: self.gpu_options,
-            #[cfg(feature = "gpu")]
-            gpu: crate::backend::gpu::GpuSlot::new(),
+            gpu: GpuSlot::new(),
         }
     }
 }
 
 impl fmt::Debug for Encoder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("Encoder");
-        d.field("clusters", &self.codebook.clusters())
+        f.debug_struct("Encoder")
+            .field("clusters", &self.codebook.clusters())
             .field("dim", &self.codebook.dim())
             .field("normalization", &self.normalization.to_string())
             .field("backend", &self.backend)
             .field("assignment", &self.assignment.name())
-            .field("gpu_options", &self.gpu_options);
-        #[cfg(feature = "gpu")]
-        d.field(
-            "gpu",
-            &match self.gpu.current() {
-                None => "not open".to_string(),
-                Some(gpu) => format!("open on {}", gpu.adapter_name()),
-            },
-        );
-        d.finish()
+            .field("gpu_options", &self.gpu_options)
+            .field(
+                "gpu",
+                &match self.gpu.current() {
+                    None => "not open".to_string(),
+                    Some(gpu) => format!("open on {}", gpu.adapter_name()),
+                },
+            )
+            .finish()
     }
 }
 
@@ -261,8 +246,20 @@ impl Encoder {
             codebook,
             normalization: Normalization::default(),
             backend: Backend::Auto,
-            assignment: crate::model::assignment::Assignment::Hard,
-            gpu_options: Default::default(),
+            assignment: Assignment::Hard,
+            gpu_options: GpuOptions::default(),
+        }
+    }
+
+    /// A builder holding this encoder's settings (not its GPU session): to
+    /// make a variant, e.g. the same encoding on another backend.
+    pub fn to_builder(&self) -> EncoderBuilder {
+        EncoderBuilder {
+            codebook: self.codebook.clone(),
+            normalization: self.normalization.clone(),
+            backend: self.backend,
+            assignment: self.assignment.clone(),
+            gpu_options: self.gpu_options.clone(),
         }
     }
 
@@ -277,7 +274,7 @@ impl Encoder {
     }
 
     /// How descriptors are weighed onto centroids (SPEC §10).
-    pub fn assignment(&self) -> &crate::model::assignment::Assignment {
+    pub fn assignment(&self) -> &Assignment {
         &self.assignment
     }
 
@@ -288,8 +285,8 @@ impl Encoder {
     }
 
     /// The GPU options given to the builder.
-    pub fn gpu_options(&self) -> crate::backend::options::GpuOptions {
-        self.gpu_options.clone()
+    pub fn gpu_options(&self) -> &GpuOptions {
+        &self.gpu_options
     }
 
     /// The storage-binding cap given to the builder.
@@ -347,43 +344,24 @@ impl Encoder {
     pub fn encode_batch<E: Element>(&self, batch: &Batch<'_, E>) -> Result<Encoded> {
         self.check_batch(batch)?;
         self.check_output_fits(batch.images())?;
-        // A batch built with finiteness deferred is checked here, unless
-        // the CPU's soft pooling runs: it reads every value anyway and
-        // finds a non-finite one through its outputs (src/cpu/soft.rs).
+        // The CPU's soft pooling reads every value anyway and finds a
+        // non-finite one through its outputs (src/backend/cpu/soft.rs); every
+        // other route checks a deferred batch here, before anything runs.
         let fused_check = self.backend == Backend::Cpu && !self.assignment.is_hard();
         if !batch.finite_checked() && !fused_check {
             batch.check_finite()?;
         }
-        let mut stages = StageTimes::new();
-        let run = self.dispatch(&mut stages, |backend, stages, gpu| {
-            self.run_encode(backend, batch, stages, gpu)
-        })?;
-        let report = run.report(stages);
+        let mut vlad = Array2::<f32>::zeros(self.output_shape(batch));
+        let out = vlad
+            .as_slice_mut()
+            .unwrap_or_else(|| unreachable!("a fresh array is contiguous"));
+        let (labels, report) =
+            self.run(|engine, model, stages| engine.encode_into(model, batch, out, stages))?;
         Ok(Encoded {
-            vlad: run.out.vlad,
-            labels: run.out.labels,
+            vlad,
+            labels,
             report,
         })
-    }
-
-    /// The batch's width and given labels against this codebook.
-    fn check_batch<E: Element>(&self, batch: &Batch<'_, E>) -> Result<()> {
-        batch.check_dim(self.codebook.dim())?;
-        if let Some(labels) = batch.labels() {
-            // Batches built elsewhere may carry labels for another codebook.
-            if let Some((index, &label)) = labels
-                .iter()
-                .enumerate()
-                .find(|(_, l)| **l as usize >= self.codebook.clusters())
-            {
-                return Err(VladError::LabelOutOfRange {
-                    index,
-                    label: label as i128,
-                    clusters: self.codebook.clusters(),
-                });
-            }
-        }
-        Ok(())
     }
 
     /// Encode a validated [`Batch`] into `out`, the caller's `(T, K·F)`
@@ -404,21 +382,30 @@ impl Encoder {
         if !batch.finite_checked() {
             batch.check_finite()?;
         }
-        let want = (
-            batch.images(),
-            self.codebook.clusters() * self.codebook.dim(),
-        );
+        let want = self.output_shape(batch);
         if out.dim() != want {
             return Err(VladError::DimensionMismatch(format!(
                 "the output array is {:?}, the encoding of this batch is (T, K·F) = {want:?}",
                 out.dim()
             )));
         }
-        let mut stages = StageTimes::new();
-        let run = self.dispatch(&mut stages, |backend, stages, gpu| {
-            self.run_encode_into(backend, batch, stages, gpu, &mut out)
-        })?;
-        Ok(run.report(stages))
+        let (_, report) = match out.as_slice_mut() {
+            Some(flat) => {
+                self.run(|engine, model, stages| engine.encode_into(model, batch, flat, stages))?
+            }
+            // A strided view: computed contiguous, then copied in.
+            None => {
+                let mut vlad = Array2::<f32>::zeros(want);
+                let flat = vlad
+                    .as_slice_mut()
+                    .unwrap_or_else(|| unreachable!("a fresh array is contiguous"));
+                let ran = self
+                    .run(|engine, model, stages| engine.encode_into(model, batch, flat, stages))?;
+                out.assign(&vlad);
+                ran
+            }
+        };
+        Ok(report)
     }
 
     /// Nearest-centroid labels (`u32` in `[0, K)`) of `(N, F)` descriptors.
@@ -433,344 +420,241 @@ impl Encoder {
         if !batch.finite_checked() {
             batch.check_finite()?;
         }
-        let mut stages = StageTimes::new();
-        let run = self.dispatch(&mut stages, |backend, stages, gpu| {
-            self.run_assign(backend, batch, stages, gpu)
-        })?;
-        let report = run.report(stages);
-        Ok(Assigned {
-            labels: run.out,
-            report,
+        let (labels, report) =
+            self.run(|engine, model, stages| engine.assign(model.codebook, batch, stages))?;
+        Ok(Assigned { labels, report })
+    }
+
+    /// Encode one image too large for one call piece by piece: add its
+    /// rows in order with [`ImagePieces::add`], then
+    /// [`ImagePieces::finish`]. Pieces cut where [`Encoder::piece_rows`]
+    /// allows give the bits of the whole image encoded at once (SPEC §11);
+    /// any other cut is still deterministic.
+    pub fn split_image(&self) -> Result<ImagePieces<'_>> {
+        let start = Instant::now();
+        let soft = self.assignment.soft_params(&self.codebook)?;
+        let selected = select(self.backend, &self.gpu_options, &self.gpu)?;
+        let image = {
+            let model = self.model(soft.as_ref());
+            selected.engine.split_image(&model)?
+        };
+        Ok(ImagePieces {
+            encoder: self,
+            soft,
+            selected,
+            image,
+            stages: StageTimes::new(),
+            seconds: start.elapsed().as_secs_f64(),
         })
     }
 
-    /// Run `job` on the chosen backend. Under `Auto` the GPU runs only on a
-    /// hardware adapter; otherwise, or on any GPU failure, the CPU runs and
-    /// the report says why (the library prints nothing).
-    fn dispatch<T>(
-        &self,
-        stages: &mut StageTimes,
-        mut job: impl FnMut(Backend, &mut StageTimes, &mut GpuRan) -> Result<T>,
-    ) -> Result<Ran<T>> {
+    /// Where passes over the images of `offsets` (CSR) in `dtype` may be
+    /// cut so that the result is the in-memory one, on the backend this
+    /// encoder would run (what the stream plans its batches by), with the
+    /// report of that selection (no stages yet).
+    pub(crate) fn cuts(&self, offsets: &[usize], dtype: DType) -> Result<(Cuts, RunReport)> {
         let start = Instant::now();
-        let mut gpu = GpuRan::default();
-        let finish = |backend, out, gpu: GpuRan, fallback_reason| {
-            let total = start.elapsed().as_secs_f64();
-            Ran {
-                backend,
-                out,
-                seconds: (total - gpu.setup_seconds).max(0.0),
-                gpu,
-                fallback_reason,
+        let soft = self.assignment.soft_params(&self.codebook)?;
+        let selected = select(self.backend, &self.gpu_options, &self.gpu)?;
+        let cuts = selected
+            .engine
+            .cuts(&self.model(soft.as_ref()), offsets, dtype)?;
+        let mut report = report(selected, start.elapsed().as_secs_f64(), StageTimes::new());
+        report.seconds = 0.0;
+        Ok((cuts, report))
+    }
+
+    /// The `(T, K·F)` shape of `batch`'s encoding.
+    fn output_shape<E: Element>(&self, batch: &Batch<'_, E>) -> (usize, usize) {
+        (
+            batch.images(),
+            self.codebook.clusters() * self.codebook.dim(),
+        )
+    }
+
+    /// The batch's width and given labels against this codebook.
+    fn check_batch<E: Element>(&self, batch: &Batch<'_, E>) -> Result<()> {
+        batch.check_dim(self.codebook.dim())?;
+        if let Some(labels) = batch.labels() {
+            if !self.assignment.is_hard() {
+                return Err(VladError::InvalidArgument(
+                    "labels cannot be given with soft assignment (every descriptor weighs on \
+                     every centroid)"
+                        .to_string(),
+                ));
+            }
+            // Batches built elsewhere may carry labels for another codebook.
+            if let Some((index, &label)) = labels
+                .iter()
+                .enumerate()
+                .find(|(_, l)| **l as usize >= self.codebook.clusters())
+            {
+                return Err(VladError::LabelOutOfRange {
+                    index,
+                    label: label as i128,
+                    clusters: self.codebook.clusters(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn model<'a>(&'a self, soft: Option<&'a SoftParams>) -> Model<'a> {
+        Model {
+            codebook: &self.codebook,
+            assignment: &self.assignment,
+            soft,
+            norm: &self.normalization,
+        }
+    }
+
+    /// Run `job` on the engine SPEC §7 selects. Under `auto`, a GPU failure
+    /// while it runs moves this call to the CPU, and the report says why
+    /// (the library prints nothing).
+    fn run<T>(
+        &self,
+        mut job: impl FnMut(&Engine, &Model<'_>, &mut StageTimes) -> Result<T>,
+    ) -> Result<(T, RunReport)> {
+        let start = Instant::now();
+        let soft = self.assignment.soft_params(&self.codebook)?;
+        let model = self.model(soft.as_ref());
+        let mut stages = StageTimes::new();
+        let mut selected = select(self.backend, &self.gpu_options, &self.gpu)?;
+        let out = match job(&selected.engine, &model, &mut stages) {
+            Ok(out) => out,
+            Err(err) => {
+                let on_gpu = matches!(selected.engine, Engine::Gpu(_));
+                let reason = (self.backend == Backend::Auto && on_gpu)
+                    .then(|| fallback_reason(&err))
+                    .flatten();
+                let Some(reason) = reason else {
+                    return Err(err);
+                };
+                stages = StageTimes::new();
+                // The failed GPU attempt's setup is setup, not compute.
+                selected = Selected::cpu_instead(reason, selected.setup_seconds);
+                job(&selected.engine, &model, &mut stages)?
             }
         };
-        match self.backend {
-            Backend::Auto => match job(Backend::Gpu, stages, &mut gpu) {
-                Ok(out) => Ok(finish(Backend::Gpu, out, gpu, None)),
-                // A VLAD_ADAPTER that matches nothing is a typo to fix, not
-                // a reason to fall back quietly.
-                Err(VladError::BackendUnavailable(reason))
-                    if crate::backend::adapters::is_no_match(&reason) =>
-                {
-                    Err(VladError::BackendUnavailable(reason))
-                }
-                Err(err @ (VladError::BackendUnavailable(_) | VladError::Gpu(_))) => {
-                    let reason = match err {
-                        VladError::BackendUnavailable(reason) => reason,
-                        other => format!("{other}: using cpu"),
-                    };
-                    *stages = StageTimes::new();
-                    let setup = gpu.setup_seconds;
-                    let mut none = GpuRan::default();
-                    let out = job(Backend::Cpu, stages, &mut none)?;
-                    // The failed GPU attempt is setup, not compute.
-                    none.setup_seconds = setup;
-                    Ok(finish(Backend::Cpu, out, none, Some(reason)))
-                }
-                Err(other) => Err(other),
-            },
-            backend => {
-                let out = job(backend, stages, &mut gpu)?;
-                Ok(finish(backend, out, gpu, None))
-            }
-        }
-    }
-
-    fn run_encode<E: Element>(
-        &self,
-        backend: Backend,
-        batch: &Batch<'_, E>,
-        stages: &mut StageTimes,
-        gpu: &mut GpuRan,
-    ) -> Result<BackendOutput> {
-        if !self.assignment.is_hard() || self.normalization.residual_normalized() {
-            return crate::backend::weighted::run_encode(
-                &self.codebook,
-                &self.assignment,
-                &self.normalization,
-                backend,
-                batch,
-                stages,
-                |params, stages| self.run_gpu_weighted(batch, params, stages, gpu),
-            );
-        }
-        match backend {
-            Backend::Reference => {
-                let (vlad, labels) = stages.time("reference", || {
-                    crate::backend::reference::encode(&self.codebook, batch, &self.normalization)
-                });
-                Ok(BackendOutput {
-                    vlad: vlad.mapv(|x| x as f32),
-                    labels,
-                })
-            }
-            Backend::Cpu => {
-                let (vlad, labels) =
-                    crate::backend::cpu::encode(&self.codebook, batch, &self.normalization, stages);
-                Ok(BackendOutput { vlad, labels })
-            }
-            Backend::Gpu | Backend::Auto => self.run_gpu_encode(batch, stages, gpu),
-        }
-    }
-
-    /// [`Encoder::run_encode`] into `out`: straight into it where the
-    /// backend can (the GPU and CPU hard-assignment paths, on a
-    /// standard-layout `out`), else computed and copied.
-    fn run_encode_into<E: Element>(
-        &self,
-        backend: Backend,
-        batch: &Batch<'_, E>,
-        stages: &mut StageTimes,
-        gpu: &mut GpuRan,
-        out: &mut ArrayViewMut2<'_, f32>,
-    ) -> Result<Vec<u32>> {
-        let direct = self.assignment.is_hard() && !self.normalization.residual_normalized();
-        if let (true, Some(flat)) = (direct, out.as_slice_mut()) {
-            match backend {
-                Backend::Cpu => {
-                    return Ok(crate::backend::cpu::encode_into(
-                        &self.codebook,
-                        batch,
-                        &self.normalization,
-                        stages,
-                        flat,
-                    ));
-                }
-                Backend::Gpu | Backend::Auto => {
-                    return self.run_gpu_encode_into(batch, stages, gpu, flat);
-                }
-                Backend::Reference => {}
-            }
-        }
-        let encoded = self.run_encode(backend, batch, stages, gpu)?;
-        out.assign(&encoded.vlad);
-        Ok(encoded.labels)
-    }
-
-    fn run_assign<E: Element>(
-        &self,
-        backend: Backend,
-        batch: &Batch<'_, E>,
-        stages: &mut StageTimes,
-        gpu: &mut GpuRan,
-    ) -> Result<Vec<u32>> {
-        match backend {
-            Backend::Reference => Ok(stages.time("assign", || {
-                crate::backend::reference::assign(&self.codebook, batch)
-            })),
-            Backend::Cpu => Ok(crate::backend::cpu::assign(&self.codebook, batch, stages)),
-            Backend::Gpu | Backend::Auto => self.run_gpu_assign(batch, stages, gpu),
-        }
-    }
-
-    /// The GPU session, made on first use with this encoder's binding cap.
-    /// Under `Auto` the adapters are listed first (no device, no shader)
-    /// and a software-only machine is answered with the reason, in
-    /// milliseconds.
-    #[cfg(feature = "gpu")]
-    fn gpu_session(
-        &self,
-        ran: &mut GpuRan,
-    ) -> Result<std::sync::Arc<crate::backend::gpu::GpuBackend>> {
-        let start = Instant::now();
-        let mut made = false;
-        let session = self.gpu.get_or_make(|| {
-            made = true;
-            if self.backend == Backend::Auto {
-                let adapters = crate::backend::adapters::adapters(&self.gpu_options());
-                if let Err(reason) = adapters.auto_adapter()? {
-                    return Err(VladError::BackendUnavailable(reason.to_string()));
-                }
-            }
-            crate::backend::gpu::GpuBackend::new(&self.gpu_options())
-        });
-        if made {
-            ran.setup_seconds = start.elapsed().as_secs_f64();
-        }
-        let gpu = session?;
-        ran.notes.extend(gpu.tensor_core_note());
-        ran.adapter = Some(gpu.adapter_name());
-        ran.kind = Some(crate::backend::gpu::adapters::kind_of(
-            gpu.context().info.device_type,
-        ));
-        Ok(gpu)
+        let total = start.elapsed().as_secs_f64();
+        Ok((out, report(selected, total, stages)))
     }
 
     /// The GPU session, if one was made and its device is not lost (the
     /// benchmark measures the adapter's ceilings on it).
-    #[cfg(feature = "gpu")]
     #[doc(hidden)]
-    pub fn gpu_backend(&self) -> Option<std::sync::Arc<crate::backend::gpu::GpuBackend>> {
+    pub fn gpu_backend(&self) -> Option<std::sync::Arc<GpuBackend>> {
         self.gpu.current()
     }
 
     /// Test hook: the GPU session's next run loses its device mid-call (no
     /// effect before the session exists).
-    #[cfg(feature = "gpu")]
     #[doc(hidden)]
     pub fn simulate_gpu_device_loss(&self) {
         if let Some(session) = self.gpu.current() {
             session.simulate_loss_on_next_run();
         }
     }
+}
 
-    /// The GPU session, for the streaming pipeline (`crate::stream`),
-    /// which drives the backend chunk by chunk itself: the same session
-    /// [`Encoder::dispatch`] uses, made by the same rule (under `Auto`, only
-    /// on a hardware adapter: never a software one), with the adapter and
-    /// the setup time recorded in `ran`.
-    #[cfg(feature = "gpu")]
-    pub(crate) fn gpu_for_stream(
-        &self,
-        ran: &mut GpuRan,
-    ) -> Result<std::sync::Arc<crate::backend::gpu::GpuBackend>> {
-        self.gpu_session(ran)
-    }
-
-    #[cfg(feature = "gpu")]
-    fn run_gpu_encode<E: Element>(
-        &self,
-        batch: &Batch<'_, E>,
-        stages: &mut StageTimes,
-        ran: &mut GpuRan,
-    ) -> Result<BackendOutput> {
-        let gpu = self.gpu_session(ran)?;
-        let (vlad, labels) = gpu.encode(&self.codebook, batch, &self.normalization, stages)?;
-        Ok(BackendOutput { vlad, labels })
-    }
-
-    /// Soft assignment or `rn` on the GPU (`crate::backend::gpu::soft_pipeline`).
-    #[cfg(feature = "gpu")]
-    fn run_gpu_weighted<E: Element>(
-        &self,
-        batch: &Batch<'_, E>,
-        params: Option<&crate::model::assignment::SoftParams>,
-        stages: &mut StageTimes,
-        ran: &mut GpuRan,
-    ) -> Result<BackendOutput> {
-        let gpu = self.gpu_session(ran)?;
-        let (vlad, labels) =
-            gpu.encode_weighted(&self.codebook, params, batch, &self.normalization, stages)?;
-        Ok(BackendOutput { vlad, labels })
-    }
-
-    #[cfg(not(feature = "gpu"))]
-    fn run_gpu_weighted<E: Element>(
-        &self,
-        _batch: &Batch<'_, E>,
-        _params: Option<&crate::model::assignment::SoftParams>,
-        _stages: &mut StageTimes,
-        _ran: &mut GpuRan,
-    ) -> Result<BackendOutput> {
-        Err(VladError::BackendUnavailable(
-            "built without the gpu feature".to_string(),
-        ))
-    }
-
-    #[cfg(feature = "gpu")]
-    fn run_gpu_encode_into<E: Element>(
-        &self,
-        batch: &Batch<'_, E>,
-        stages: &mut StageTimes,
-        ran: &mut GpuRan,
-        out: &mut [f32],
-    ) -> Result<Vec<u32>> {
-        let gpu = self.gpu_session(ran)?;
-        gpu.encode_into(&self.codebook, batch, &self.normalization, stages, out)
-    }
-
-    #[cfg(not(feature = "gpu"))]
-    fn run_gpu_encode_into<E: Element>(
-        &self,
-        _batch: &Batch<'_, E>,
-        _stages: &mut StageTimes,
-        _ran: &mut GpuRan,
-        _out: &mut [f32],
-    ) -> Result<Vec<u32>> {
-        Err(VladError::BackendUnavailable(
-            "built without the gpu feature".to_string(),
-        ))
-    }
-
-    #[cfg(feature = "gpu")]
-    fn run_gpu_assign<E: Element>(
-        &self,
-        batch: &Batch<'_, E>,
-        stages: &mut StageTimes,
-        ran: &mut GpuRan,
-    ) -> Result<Vec<u32>> {
-        let gpu = self.gpu_session(ran)?;
-        gpu.assign(&self.codebook, batch, stages)
-    }
-
-    #[cfg(not(feature = "gpu"))]
-    fn run_gpu_encode<E: Element>(
-        &self,
-        _batch: &Batch<'_, E>,
-        _stages: &mut StageTimes,
-        _ran: &mut GpuRan,
-    ) -> Result<BackendOutput> {
-        Err(VladError::BackendUnavailable(
-            "built without the gpu feature".to_string(),
-        ))
-    }
-
-    #[cfg(not(feature = "gpu"))]
-    fn run_gpu_assign<E: Element>(
-        &self,
-        _batch: &Batch<'_, E>,
-        _stages: &mut StageTimes,
-        _ran: &mut GpuRan,
-    ) -> Result<Vec<u32>> {
-        Err(VladError::BackendUnavailable(
-            "built without the gpu feature".to_string(),
-        ))
+/// The report of a call that ran on `selected` for `total` seconds.
+fn report(selected: Selected, total: f64, stages: StageTimes) -> RunReport {
+    let backend = selected.backend();
+    RunReport {
+        backend,
+        adapter: selected.adapter,
+        adapter_kind: selected.adapter_kind,
+        seconds: (total - selected.setup_seconds).max(0.0),
+        setup_seconds: selected.setup_seconds,
+        stages,
+        fallback_reason: selected.fallback_reason,
+        notes: selected.notes,
     }
 }
 
-/// What [`Encoder::dispatch`] ran.
-struct Ran<T> {
-    backend: Backend,
-    out: T,
+/// One image being encoded piece by piece ([`Encoder::split_image`]): its
+/// running f64 sums, on the engine selected when it was started.
+pub struct ImagePieces<'e> {
+    encoder: &'e Encoder,
+    soft: Option<SoftParams>,
+    selected: Selected,
+    image: SplitImage,
+    stages: StageTimes,
     seconds: f64,
-    gpu: GpuRan,
-    fallback_reason: Option<String>,
 }
 
-impl<T> Ran<T> {
-    fn report(&self, stages: StageTimes) -> RunReport {
-        RunReport {
-            backend: self.backend,
-            adapter: self.gpu.adapter.clone(),
-            #[cfg(feature = "gpu")]
-            adapter_kind: self.gpu.kind,
-            #[cfg(not(feature = "gpu"))]
-            adapter_kind: None,
-            seconds: self.seconds,
-            setup_seconds: self.gpu.setup_seconds,
-            stages,
-            fallback_reason: self.fallback_reason.clone(),
-            notes: self.gpu.notes.clone(),
+impl ImagePieces<'_> {
+    /// Add the image's next rows `(n, F)` (given `labels` skip the
+    /// assignment; they cannot be given with soft assignment); returns
+    /// their labels. Rows are trusted to be finite: check them first
+    /// ([`Batch::check_finite`]) when they may not be.
+    pub fn add<E: Element>(
+        &mut self,
+        rows: ArrayView2<'_, E>,
+        labels: Option<&[u32]>,
+    ) -> Result<Vec<u32>> {
+        let start = Instant::now();
+        let encoder = self.encoder;
+        let (n, f) = rows.dim();
+        if f != encoder.codebook.dim() {
+            return Err(VladError::DimensionMismatch(format!(
+                "descriptors have F = {f} but centroids have F = {}",
+                encoder.codebook.dim()
+            )));
         }
+        if let Some(given) = labels {
+            if !encoder.assignment.is_hard() {
+                return Err(VladError::InvalidArgument(
+                    "labels cannot be given with soft assignment".to_string(),
+                ));
+            }
+            if given.len() != n {
+                return Err(VladError::DimensionMismatch(format!(
+                    "{} labels for {n} rows",
+                    given.len()
+                )));
+            }
+            if let Some((index, &label)) = given
+                .iter()
+                .enumerate()
+                .find(|(_, l)| **l as usize >= encoder.codebook.clusters())
+            {
+                return Err(VladError::LabelOutOfRange {
+                    index,
+                    label: label as i128,
+                    clusters: encoder.codebook.clusters(),
+                });
+            }
+        }
+        let rows = rows.as_standard_layout();
+        let values = rows
+            .as_slice()
+            .unwrap_or_else(|| unreachable!("standard layout is contiguous"));
+        let model = encoder.model(self.soft.as_ref());
+        let labels = self.selected.engine.add_piece(
+            &model,
+            values,
+            labels,
+            &mut self.image,
+            &mut self.stages,
+        )?;
+        self.seconds += start.elapsed().as_secs_f64();
+        Ok(labels)
+    }
+
+    /// Pieces added so far.
+    pub fn pieces(&self) -> usize {
+        self.image.pieces()
+    }
+
+    /// The image's normalized `K·F` row into `out`, and what ran.
+    pub fn finish(mut self, out: &mut [f32]) -> Result<RunReport> {
+        let start = Instant::now();
+        let model = self.encoder.model(self.soft.as_ref());
+        let stages = &mut self.stages;
+        let (engine, image) = (&self.selected.engine, &self.image);
+        stages.time("normalize", || engine.finish_image(&model, image, out))?;
+        let total = self.seconds + start.elapsed().as_secs_f64();
+        Ok(report(self.selected, total, self.stages))
     }
 }

@@ -428,7 +428,8 @@ pub fn kmeans<E: Element>(
         .init(init)
         .max_points_per_centroid(params.max_points_per_centroid.filter(|&m| m > 0))
         .tolerance(params.tol)
-        .backend(backend);
+        .backend(backend)
+        .gpu_options(gpu_options()?);
     if params.verbose {
         kmeans = kmeans.on_progress(progress_line);
     }
@@ -538,7 +539,7 @@ pub fn lloyd_history(lloyd: &Lloyd) -> Vec<f64> {
 
 /// A worker computing Lloyd steps on `backend` (`auto`, `cpu`, `gpu`).
 pub fn lloyd_worker(backend: &str) -> Result<LloydWorker, VladError> {
-    LloydWorker::new(backend.parse()?)
+    LloydWorker::new(backend.parse()?, &gpu_options()?)
 }
 
 /// The backend a worker runs on.

@@ -26,8 +26,8 @@ pub enum CentroidTerm {
     /// The counts (`mass`): soft assignment without `rn`, whose sums are
     /// `Σ a·v`.
     Mass,
-    /// Per-cluster weights of their own, `K` of them: soft assignment with
-    /// `rn` (`Σ a/‖v − c‖`).
+    /// Per-cluster weights of their own, `K` of them, scaled like the sums:
+    /// soft assignment with `rn` (`Σ a/‖v − c‖`).
     Weights(Vec<f64>),
 }
 
@@ -129,7 +129,8 @@ impl SplitImage {
             let weight = match &self.centroids {
                 CentroidTerm::Subtracted => 0.0,
                 CentroidTerm::Mass => self.mass[c],
-                CentroidTerm::Weights(w) => w[c],
+                // Summed with the weights, so scaled like the sums.
+                CentroidTerm::Weights(w) => w[c] * self.scale,
             };
             let block = &mut out[c * f..(c + 1) * f];
             let sums = &self.sums[c * f..(c + 1) * f];

@@ -24,12 +24,13 @@ pub mod gpu;
 pub mod options;
 pub mod reference;
 pub mod reference_soft;
+pub mod select;
 pub mod slot;
-pub(crate) mod weighted;
 
 use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::error::{Result, VladError};
 use crate::model::assignment::{Assignment, SoftParams};
@@ -76,6 +77,14 @@ pub struct Span {
     pub rows: Range<usize>,
     /// `(index, count)` when it is piece `index` of `count` of one image.
     pub part: Option<(usize, usize)>,
+}
+
+impl Span {
+    /// Whether its images are complete after it: whole images, or the last
+    /// piece of a split one.
+    pub fn completes_images(&self) -> bool {
+        self.part.is_none_or(|(i, n)| i + 1 == n)
+    }
 }
 
 /// Where a backend lets a pass begin and end, so that a stream cut into
@@ -137,6 +146,98 @@ pub trait Compute {
         image: &mut SplitImage,
         stages: &mut StageTimes,
     ) -> Result<Vec<u32>>;
+
+    /// The finished `K·F` row of a split image into `out`: by default its
+    /// f64 sums rounded once, then normalized ([`SplitImage::finish`]).
+    fn finish_image(&self, model: &Model<'_>, image: &SplitImage, out: &mut [f32]) -> Result<()> {
+        image.finish(model.codebook, model.norm, out)
+    }
+}
+
+/// A running backend: what [`select::select`] hands every route.
+pub enum Engine {
+    /// The f64 oracle.
+    Reference,
+    /// The fast CPU path.
+    Cpu,
+    /// A GPU session (device, compiled stages, buffers).
+    Gpu(Arc<gpu::GpuBackend>),
+}
+
+impl Engine {
+    /// The backend this is (never `Auto`).
+    pub fn backend(&self) -> Backend {
+        match self {
+            Engine::Reference => Backend::Reference,
+            Engine::Cpu => Backend::Cpu,
+            Engine::Gpu(_) => Backend::Gpu,
+        }
+    }
+}
+
+/// Each call goes to the backend that runs: the one place a route meets the
+/// backends' differences.
+macro_rules! delegate {
+    ($self:ident, $engine:ident => $call:expr) => {
+        match $self {
+            Engine::Reference => {
+                let $engine = &reference::ReferenceBackend;
+                $call
+            }
+            Engine::Cpu => {
+                let $engine = &cpu::CpuBackend;
+                $call
+            }
+            Engine::Gpu(gpu) => {
+                let $engine = &**gpu;
+                $call
+            }
+        }
+    };
+}
+
+impl Compute for Engine {
+    fn encode_into<E: Element>(
+        &self,
+        model: &Model<'_>,
+        batch: &Batch<'_, E>,
+        out: &mut [f32],
+        stages: &mut StageTimes,
+    ) -> Result<Vec<u32>> {
+        delegate!(self, engine => Compute::encode_into(engine, model, batch, out, stages))
+    }
+
+    fn assign<E: Element>(
+        &self,
+        codebook: &Codebook,
+        batch: &Batch<'_, E>,
+        stages: &mut StageTimes,
+    ) -> Result<Vec<u32>> {
+        delegate!(self, engine => Compute::assign(engine, codebook, batch, stages))
+    }
+
+    fn cuts(&self, model: &Model<'_>, offsets: &[usize], dtype: DType) -> Result<Cuts> {
+        delegate!(self, engine => Compute::cuts(engine, model, offsets, dtype))
+    }
+
+    fn split_image(&self, model: &Model<'_>) -> Result<SplitImage> {
+        delegate!(self, engine => Compute::split_image(engine, model))
+    }
+
+    fn add_piece<E: Element>(
+        &self,
+        model: &Model<'_>,
+        rows: &[E],
+        labels: Option<&[u32]>,
+        image: &mut SplitImage,
+        stages: &mut StageTimes,
+    ) -> Result<Vec<u32>> {
+        delegate!(self, engine => Compute::add_piece(engine, model, rows, labels, image, stages))
+    }
+
+    fn finish_image(&self, model: &Model<'_>, image: &SplitImage, out: &mut [f32]) -> Result<()> {
+        delegate!(self, engine => Compute::finish_image(engine, model, image, out))
+    }
 }
 
 /// A compute backend.

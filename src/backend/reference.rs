@@ -187,3 +187,127 @@ pub fn encode<E: Element>(
     let (sums, counts) = aggregate(codebook, batch, &labels);
     (normalize(&sums, &counts, norm), labels)
 }
+
+/// The oracle as a backend every route can drive: whole images through
+/// [`encode`] (or `reference_soft::encode` under SPEC §10), split images
+/// summed on in f64 and normalized in f64 ([`normalize`]), never through
+/// the f32 combine it judges.
+pub struct ReferenceBackend;
+
+impl crate::backend::Compute for ReferenceBackend {
+    fn encode_into<E: Element>(
+        &self,
+        model: &crate::backend::Model<'_>,
+        batch: &Batch<'_, E>,
+        out: &mut [f32],
+        stages: &mut crate::model::report::StageTimes,
+    ) -> crate::error::Result<Vec<u32>> {
+        if !batch.finite_checked() {
+            batch.check_finite()?;
+        }
+        let (vlad, labels) = stages.time("reference", || {
+            if model.is_weighted() {
+                crate::backend::reference_soft::encode(
+                    model.codebook,
+                    batch,
+                    model.assignment,
+                    model.norm,
+                )
+            } else {
+                encode(model.codebook, batch, model.norm)
+            }
+        });
+        if vlad.len() != out.len() {
+            return Err(crate::error::VladError::DimensionMismatch(format!(
+                "the output holds {} values, the encoding has {}",
+                out.len(),
+                vlad.len()
+            )));
+        }
+        for (o, &x) in out.iter_mut().zip(vlad.iter()) {
+            *o = x as f32;
+        }
+        Ok(labels)
+    }
+
+    fn assign<E: Element>(
+        &self,
+        codebook: &Codebook,
+        batch: &Batch<'_, E>,
+        stages: &mut crate::model::report::StageTimes,
+    ) -> crate::error::Result<Vec<u32>> {
+        Ok(stages.time("assign", || assign(codebook, batch)))
+    }
+
+    /// Hard sums go on row by row across pieces; SPEC §10's weighted sums
+    /// are not cut (an image larger than a batch is a batch of its own).
+    fn cuts(
+        &self,
+        model: &crate::backend::Model<'_>,
+        _offsets: &[usize],
+        _dtype: crate::model::element::DType,
+    ) -> crate::error::Result<crate::backend::Cuts> {
+        Ok(if model.is_weighted() {
+            crate::backend::Cuts::Whole
+        } else {
+            crate::backend::Cuts::Aligned(1)
+        })
+    }
+
+    fn split_image(
+        &self,
+        model: &crate::backend::Model<'_>,
+    ) -> crate::error::Result<crate::backend::combine::SplitImage> {
+        Ok(crate::backend::combine::SplitImage::new(model.codebook))
+    }
+
+    fn add_piece<E: Element>(
+        &self,
+        model: &crate::backend::Model<'_>,
+        rows: &[E],
+        labels: Option<&[u32]>,
+        image: &mut crate::backend::combine::SplitImage,
+        stages: &mut crate::model::report::StageTimes,
+    ) -> crate::error::Result<Vec<u32>> {
+        if model.is_weighted() {
+            return Err(crate::error::VladError::InvalidArgument(
+                "the reference does not cut soft or rn images into pieces (a bug)".into(),
+            ));
+        }
+        let codebook = model.codebook;
+        let f = codebook.dim();
+        let labels = stages.time("reference", || {
+            let labels: Vec<u32> = match labels {
+                Some(given) => given.to_vec(),
+                None => rows.chunks_exact(f).map(|v| nearest(codebook, v)).collect(),
+            };
+            let mut counts = vec![0u64; codebook.clusters()];
+            aggregate_rows_into(codebook, rows, &labels, &mut image.sums, &mut counts);
+            for (m, n) in image.mass.iter_mut().zip(counts) {
+                *m += n as f64;
+            }
+            labels
+        });
+        image.piece_added();
+        Ok(labels)
+    }
+
+    fn finish_image(
+        &self,
+        model: &crate::backend::Model<'_>,
+        image: &crate::backend::combine::SplitImage,
+        out: &mut [f32],
+    ) -> crate::error::Result<()> {
+        let (k, f) = (model.codebook.clusters(), model.codebook.dim());
+        let bad =
+            |e: ndarray::ShapeError| crate::error::VladError::DimensionMismatch(e.to_string());
+        let sums = Array3::from_shape_vec((1, k, f), image.sums.clone()).map_err(bad)?;
+        let counts = Array2::from_shape_vec((1, k), image.mass.iter().map(|&n| n as u64).collect())
+            .map_err(bad)?;
+        let normalized = normalize(&sums, &counts, model.norm);
+        for (o, &x) in out.iter_mut().zip(normalized.iter()) {
+            *o = x as f32;
+        }
+        Ok(())
+    }
+}

@@ -129,6 +129,7 @@ pub fn run(args: &KMeansArgs) -> Result<(), Failure> {
         })
         .tolerance(args.tolerance)
         .backend(backend)
+        .gpu_options(super::args::gpu_options()?)
         .on_progress({
             let progress = super::progress::Progress::new();
             move |event| progress.show(event)

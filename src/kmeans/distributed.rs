@@ -18,7 +18,7 @@
 //! });
 //! let settings = KMeans::new(2).seed(7);
 //! let mut lloyd = settings.lloyd(settings.seed_centroids(points.view())?);
-//! let worker = LloydWorker::new(Backend::Cpu)?;
+//! let worker = LloydWorker::new(Backend::Cpu, &Default::default())?;
 //! loop {
 //!     // Two blocks, as two workers would see them, reduced in block order.
 //!     let mut step = worker.step(points.slice(ndarray::s![..40, ..]), lloyd.centroids())?;
@@ -42,6 +42,7 @@ use super::source::Source;
 use super::training_set;
 use super::{Init, KMeans, codebook_from, init, reseed, update};
 use crate::backend::Backend;
+use crate::backend::options::GpuOptions;
 use crate::error::{Result, VladError};
 use crate::model::codebook::Codebook;
 use crate::model::element::Element;
@@ -129,30 +130,10 @@ pub struct LloydWorker {
 
 impl LloydWorker {
     /// A worker on `Cpu` or `Gpu` (any adapter, software ones included), or
-    /// `Auto`: a hardware GPU adapter when one works, else the CPU.
-    pub fn new(backend: Backend) -> Result<Self> {
-        let engine = match backend {
-            Backend::Cpu | Backend::Gpu => Engine::new(backend)?,
-            Backend::Auto => match crate::backend::adapters::adapters(
-                &crate::backend::options::GpuOptions::default(),
-            )
-            .auto_adapter()?
-            {
-                Err(_) => Engine::new(Backend::Cpu)?,
-                Ok(_) => match Engine::new(Backend::Gpu) {
-                    Ok(engine) => engine,
-                    Err(VladError::BackendUnavailable(_) | VladError::Gpu(_)) => {
-                        Engine::new(Backend::Cpu)?
-                    }
-                    Err(other) => return Err(other),
-                },
-            },
-            Backend::Reference => {
-                return Err(VladError::InvalidArgument(
-                    "k-means cannot run on the reference backend".to_string(),
-                ));
-            }
-        };
+    /// `Auto`: a hardware GPU adapter when one works, else the CPU (SPEC
+    /// §7's rule, [`crate::backend::select`]); `options` set up the GPU.
+    pub fn new(backend: Backend, options: &GpuOptions) -> Result<Self> {
+        let engine = Engine::select(backend, options)?.engine;
         let backend = engine.backend();
         Ok(LloydWorker {
             engine: Mutex::new(engine),

@@ -3,7 +3,13 @@
 //! rows at a time (`source.rs`). Everything else (seeding, the mean update,
 //! empty clusters) is cheap and stays on the host.
 
-use crate::backend::Backend;
+use std::sync::Arc;
+
+use crate::backend::gpu::GpuBackend;
+use crate::backend::options::GpuOptions;
+use crate::backend::select::select;
+use crate::backend::slot::GpuSlot;
+use crate::backend::{Backend, Engine as BackendEngine};
 use crate::error::{Result, VladError};
 use crate::model::codebook::Codebook;
 use crate::model::element::Element;
@@ -16,7 +22,6 @@ pub(crate) struct ClusterSums {
     pub sums: Vec<f64>,
     pub counts: Vec<u64>,
     /// Windows added so far (the GPU engine takes one).
-    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
     windows: usize,
 }
 
@@ -35,8 +40,7 @@ enum EngineKind {
     Cpu,
     /// The GPU pipeline's assign → sort → segmented sum, with the centroid
     /// taken as zero: the k-means update is the VLAD scatter-reduction.
-    #[cfg(feature = "gpu")]
-    Gpu(Box<crate::backend::gpu::GpuBackend>),
+    Gpu(Arc<GpuBackend>),
 }
 
 /// The backend that processes the training rows, window by window.
@@ -44,28 +48,36 @@ pub(crate) struct Engine {
     kind: EngineKind,
 }
 
+/// An engine and what its selection reports.
+pub(crate) struct Selection {
+    pub engine: Engine,
+    /// Why `Auto` did not take the GPU.
+    pub fallback_reason: Option<String>,
+    /// GPU setup (adapter listing, device, shaders), 0 on the CPU.
+    pub setup_seconds: f64,
+}
+
 impl Engine {
-    /// A concrete backend (`Cpu` or `Gpu`).
-    pub fn new(backend: Backend) -> Result<Self> {
-        let kind = match backend {
-            Backend::Cpu => EngineKind::Cpu,
-            #[cfg(feature = "gpu")]
-            Backend::Gpu => EngineKind::Gpu(Box::new(crate::backend::gpu::GpuBackend::new(
-                &crate::backend::gpu::GpuOptions::default(),
-            )?)),
-            #[cfg(not(feature = "gpu"))]
-            Backend::Gpu => {
-                return Err(VladError::BackendUnavailable(
-                    "built without the gpu feature".to_string(),
-                ));
-            }
-            Backend::Auto | Backend::Reference => {
-                return Err(VladError::InvalidArgument(format!(
-                    "k-means cannot run on the {backend} backend"
-                )));
-            }
+    /// The engine SPEC §7's rule selects for `backend` ([`select`]):
+    /// `Cpu`, `Gpu`, or `Auto` (a hardware adapter that works, else the
+    /// CPU with the reason). `Reference` is an encoding oracle only.
+    pub fn select(backend: Backend, options: &GpuOptions) -> Result<Selection> {
+        if backend == Backend::Reference {
+            return Err(VladError::InvalidArgument(format!(
+                "k-means cannot run on the {backend} backend"
+            )));
+        }
+        let slot = GpuSlot::new();
+        let selected = select(backend, options, &slot)?;
+        let (kind, setup_seconds) = match selected.engine {
+            BackendEngine::Gpu(gpu) => (EngineKind::Gpu(gpu), selected.setup_seconds),
+            _ => (EngineKind::Cpu, 0.0),
         };
-        Ok(Engine { kind })
+        Ok(Selection {
+            engine: Engine { kind },
+            fallback_reason: selected.fallback_reason,
+            setup_seconds,
+        })
     }
 
     /// Whether a pass may be cut into windows with the same result. The
@@ -74,7 +86,6 @@ impl Engine {
     pub fn streams(&self) -> bool {
         match self.kind {
             EngineKind::Cpu => true,
-            #[cfg(feature = "gpu")]
             EngineKind::Gpu(_) => false,
         }
     }
@@ -83,7 +94,6 @@ impl Engine {
     pub fn adapter(&self) -> Option<String> {
         match self.kind {
             EngineKind::Cpu => None,
-            #[cfg(feature = "gpu")]
             EngineKind::Gpu(ref gpu) => Some(gpu.adapter_name()),
         }
     }
@@ -92,10 +102,7 @@ impl Engine {
     pub fn adapter_kind(&self) -> Option<crate::backend::adapters::AdapterKind> {
         match self.kind {
             EngineKind::Cpu => None,
-            #[cfg(feature = "gpu")]
-            EngineKind::Gpu(ref gpu) => Some(crate::backend::gpu::adapters::kind_of(
-                gpu.context().info.device_type,
-            )),
+            EngineKind::Gpu(ref gpu) => Some(gpu.adapter_kind()),
         }
     }
 
@@ -103,7 +110,6 @@ impl Engine {
     pub fn backend(&self) -> Backend {
         match self.kind {
             EngineKind::Cpu => Backend::Cpu,
-            #[cfg(feature = "gpu")]
             EngineKind::Gpu(_) => Backend::Gpu,
         }
     }
@@ -132,7 +138,6 @@ impl Engine {
                 );
                 Ok((labels, distances))
             }
-            #[cfg(feature = "gpu")]
             EngineKind::Gpu(ref gpu) => {
                 if acc.windows > 1 {
                     return Err(VladError::InvalidArgument(
@@ -158,7 +163,6 @@ impl Engine {
     ) -> Result<Vec<u32>> {
         match self.kind {
             EngineKind::Cpu => Ok(assign_rows_with_distances(codebook, rows, dim).0),
-            #[cfg(feature = "gpu")]
             EngineKind::Gpu(ref gpu) => {
                 let mut stages = crate::model::report::StageTimes::new();
                 Ok(gpu.cluster_sums(codebook, rows, dim, &mut stages)?.0)
@@ -171,7 +175,6 @@ impl Engine {
 /// the same whatever the thread count). The GPU returns labels and sums, not
 /// distances; this one pass over the rows is `N·F` work against the
 /// assignment's `N·K·F`.
-#[cfg(feature = "gpu")]
 pub(crate) fn distances_to_labels<E: Element>(
     codebook: &Codebook,
     rows: &[E],

@@ -56,11 +56,12 @@ use rayon::prelude::*;
 
 use crate::backend::Backend;
 use crate::backend::adapters::AdapterKind;
+use crate::backend::options::GpuOptions;
 use crate::error::{Result, VladError};
 use crate::model::codebook::Codebook;
 use crate::model::element::Element;
 pub use distributed::{Lloyd, LloydStep, LloydWorker};
-use engine::{ClusterSums, Engine};
+use engine::{ClusterSums, Engine, Selection};
 use source::Source;
 
 /// How the centroids are seeded.
@@ -267,6 +268,7 @@ pub struct KMeans {
     max_points_per_centroid: Option<usize>,
     tolerance: f64,
     backend: Backend,
+    gpu_options: GpuOptions,
     progress: Option<ProgressFn>,
 }
 
@@ -281,6 +283,7 @@ impl KMeans {
             max_points_per_centroid: Some(256),
             tolerance: 1e-4,
             backend: Backend::Auto,
+            gpu_options: GpuOptions::default(),
             progress: None,
         }
     }
@@ -325,6 +328,14 @@ impl KMeans {
     /// only and is refused.
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;
+        self
+    }
+
+    /// How the GPU backend is set up (adapter, graphics APIs, binding cap):
+    /// the command line and the Python package read them from the
+    /// environment.
+    pub fn gpu_options(mut self, options: GpuOptions) -> Self {
+        self.gpu_options = options;
         self
     }
 
@@ -375,12 +386,11 @@ impl KMeans {
         let dim = source.dim();
         training_set::check_distinct(&source, k)?;
 
-        let setup_start = Instant::now();
-        let (mut engine, fallback_reason) = self.engine()?;
-        let setup_seconds = match engine.backend() {
-            Backend::Gpu => setup_start.elapsed().as_secs_f64(),
-            _ => 0.0,
-        };
+        let Selection {
+            mut engine,
+            fallback_reason,
+            setup_seconds,
+        } = Engine::select(self.backend, &self.gpu_options)?;
         let source = if engine.streams() {
             source
         } else {
@@ -488,32 +498,6 @@ impl KMeans {
             )));
         }
         Ok(())
-    }
-
-    /// The engine for the asked backend, and why `Auto` did not take the
-    /// GPU. `Auto` lists the adapters first (no device, no shader): only a
-    /// hardware adapter is tried; any GPU failure falls back to the CPU.
-    fn engine(&self) -> Result<(Engine, Option<String>)> {
-        match self.backend {
-            Backend::Auto => {
-                let adapters = crate::backend::adapters::adapters(
-                    &crate::backend::options::GpuOptions::default(),
-                );
-                if let Err(reason) = adapters.auto_adapter()? {
-                    let engine = Engine::new(Backend::Cpu)?;
-                    return Ok((engine, Some(reason.to_string())));
-                }
-                match Engine::new(Backend::Gpu) {
-                    Ok(engine) => Ok((engine, None)),
-                    Err(err @ (VladError::BackendUnavailable(_) | VladError::Gpu(_))) => {
-                        let engine = Engine::new(Backend::Cpu)?;
-                        Ok((engine, Some(format!("{err}: using cpu"))))
-                    }
-                    Err(other) => Err(other),
-                }
-            }
-            backend => Ok((Engine::new(backend)?, None)),
-        }
     }
 }
 

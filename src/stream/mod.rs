@@ -32,26 +32,20 @@
 //! A failure anywhere — a NaN in the last image, a full disk — stops all
 //! three threads and leaves no output file (the temporary file is removed).
 
-mod weighted;
-
-use std::ops::Range;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Instant;
 
-use ndarray::{Array2, Array3, ArrayView2};
+use ndarray::{Array2, ArrayView2};
 
-use crate::backend::Backend;
-use crate::backend::cpu::aggregate::PARTIAL_ROWS;
-use crate::encoder::{Encoder, GpuRan};
+use crate::backend::{Backend, Cuts, Span};
+use crate::encoder::{Encoder, ImagePieces};
 use crate::error::{Result, VladError};
 use crate::io::OutputFile;
 use crate::io::mapped::MappedNpy;
 use crate::io::npy_stream::NpyStream;
 use crate::model::batch::{Batch, check_offsets};
-use crate::model::codebook::Codebook;
 use crate::model::element::{DType, Element};
 use crate::model::report::{RunReport, StageTimes};
-use crate::stream::weighted::WeightedPieces;
 
 /// The default `--memory-limit`: 1 GiB.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 1 << 30;
@@ -233,24 +227,12 @@ enum Task {
     Assign,
 }
 
-/// The backend a stream drives.
-enum Engine {
-    Cpu,
-    Reference,
-    #[cfg(feature = "gpu")]
-    Gpu(std::sync::Arc<crate::backend::gpu::GpuBackend>),
-}
-
 struct Job<'a> {
     encoder: &'a Encoder,
     input: &'a MappedNpy,
     offsets: Vec<usize>,
     labels: Option<&'a [u32]>,
     task: Task,
-    /// Soft assignment's parameters (encode only).
-    soft: Option<crate::model::assignment::SoftParams>,
-    /// Soft assignment or `rn`: SPEC §10's route.
-    weighted: bool,
 }
 
 impl<'a> Job<'a> {
@@ -262,8 +244,8 @@ impl<'a> Job<'a> {
         task: Task,
     ) -> Result<Self> {
         let codebook = encoder.codebook();
-        // Soft assignment and `rn` (SPEC §10): whole images through
-        // `crate::backend::weighted`, split images through `crate::stream::weighted`.
+        // Soft parameters that do not fit the codebook fail before anything
+        // runs, as in memory.
         let soft = match task {
             Task::Encode => encoder.assignment().soft_params(codebook)?,
             Task::Assign => None,
@@ -274,8 +256,6 @@ impl<'a> Job<'a> {
                     .to_string(),
             ));
         }
-        let weighted = task == Task::Encode
-            && (soft.is_some() || encoder.normalization().residual_normalized());
         // F = 0 first, as the in-memory batch checks it (the same message
         // from every path).
         if input.dim() == 0 {
@@ -343,8 +323,6 @@ impl<'a> Job<'a> {
             offsets,
             labels,
             task,
-            soft,
-            weighted,
         })
     }
 
@@ -361,93 +339,8 @@ fn dispatch(job: &Job<'_>, out: OutputFile, options: &StreamOptions<'_>) -> Resu
     }
 }
 
-/// The backend a stream drives and what the report says about it.
-struct Resolved {
-    engine: Engine,
-    backend: Backend,
-    gpu: GpuRan,
-    fallback_reason: Option<String>,
-}
-
-/// The backend to drive, as [`Encoder`] picks it: under `Auto` the GPU only
-/// on a hardware adapter, else the CPU with the reason in the report (the
-/// library prints nothing).
-fn resolve(encoder: &Encoder) -> Result<Resolved> {
-    let resolved = |engine, backend, gpu, fallback_reason| Resolved {
-        engine,
-        backend,
-        gpu,
-        fallback_reason,
-    };
-    match encoder.backend() {
-        Backend::Cpu => Ok(resolved(Engine::Cpu, Backend::Cpu, GpuRan::default(), None)),
-        Backend::Reference => Ok(resolved(
-            Engine::Reference,
-            Backend::Reference,
-            GpuRan::default(),
-            None,
-        )),
-        #[cfg(feature = "gpu")]
-        Backend::Gpu => {
-            let mut ran = GpuRan::default();
-            let gpu = encoder.gpu_for_stream(&mut ran)?;
-            Ok(resolved(Engine::Gpu(gpu), Backend::Gpu, ran, None))
-        }
-        #[cfg(feature = "gpu")]
-        Backend::Auto => {
-            let mut ran = GpuRan::default();
-            match encoder.gpu_for_stream(&mut ran) {
-                Ok(gpu) => Ok(resolved(Engine::Gpu(gpu), Backend::Gpu, ran, None)),
-                // A VLAD_ADAPTER that matches nothing is a typo to fix, not
-                // a reason to fall back quietly.
-                Err(VladError::BackendUnavailable(reason))
-                    if crate::backend::adapters::is_no_match(&reason) =>
-                {
-                    Err(VladError::BackendUnavailable(reason))
-                }
-                Err(err @ (VladError::BackendUnavailable(_) | VladError::Gpu(_))) => {
-                    let reason = match err {
-                        VladError::BackendUnavailable(reason) => reason,
-                        other => format!("{other}: using cpu"),
-                    };
-                    // The failed GPU attempt is setup, not compute.
-                    let cpu = GpuRan {
-                        setup_seconds: ran.setup_seconds,
-                        ..GpuRan::default()
-                    };
-                    Ok(resolved(Engine::Cpu, Backend::Cpu, cpu, Some(reason)))
-                }
-                Err(other) => Err(other),
-            }
-        }
-        #[cfg(not(feature = "gpu"))]
-        Backend::Gpu => Err(VladError::BackendUnavailable(
-            "built without the gpu feature".to_string(),
-        )),
-        #[cfg(not(feature = "gpu"))]
-        Backend::Auto => Ok(resolved(
-            Engine::Cpu,
-            Backend::Cpu,
-            GpuRan::default(),
-            Some("built without the gpu feature: using cpu".to_string()),
-        )),
-    }
-}
-
 /// One batch: whole images, or one piece of a split image.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Piece {
-    images: Range<usize>,
-    rows: Range<usize>,
-    /// `(index, count)` when this is a piece of one split image.
-    part: Option<(usize, usize)>,
-}
-
-impl Piece {
-    fn completes_images(&self) -> bool {
-        self.part.is_none_or(|(i, n)| i + 1 == n)
-    }
-}
+type Piece = Span;
 
 /// Bytes one batch may use: a quarter of the limit (see the module docs),
 /// at least 64 KiB.
@@ -507,8 +400,9 @@ fn plan_greedy(
     plan
 }
 
-/// The batches of `job` for `engine`.
-fn plan<E: Element>(job: &Job<'_>, engine: &Engine, budget: u64) -> Result<Vec<Piece>> {
+/// The batches of `job`, cut where the encoder's backend lets a pass
+/// begin and end ([`Cuts`]), so that they give the in-memory bits.
+fn plan<E: Element>(job: &Job<'_>, cuts: &Cuts, budget: u64) -> Vec<Piece> {
     let codebook = job.encoder.codebook();
     let (k, f) = (codebook.clusters() as u64, codebook.dim() as u64);
     let elem = std::mem::size_of::<E>() as u64;
@@ -524,80 +418,35 @@ fn plan<E: Element>(job: &Job<'_>, engine: &Engine, budget: u64) -> Result<Vec<P
         Task::Assign => 0,
     };
     let free_rows = budget.saturating_sub(image_bytes) / row_bytes;
-    match engine {
-        Engine::Cpu => {
-            // Pieces of whole PARTIAL_ROWS blocks: the in-memory blocking.
-            let blocks = (free_rows / PARTIAL_ROWS as u64).max(1);
-            Ok(plan_greedy(
-                &job.offsets,
-                row_bytes,
-                image_bytes,
-                budget,
-                blocks * PARTIAL_ROWS as u64,
-            ))
+    match cuts {
+        Cuts::Aligned(align) => {
+            let align = (*align as u64).max(1);
+            let piece_rows = (free_rows / align).max(1) * align;
+            plan_greedy(&job.offsets, row_bytes, image_bytes, budget, piece_rows)
         }
-        // The reference's soft/rn sums are not cut into pieces: an image
-        // over the budget is one batch (SPEC §11's exception).
-        Engine::Reference if job.weighted => Ok(plan_greedy(
-            &job.offsets,
-            row_bytes,
-            image_bytes,
-            budget,
-            u64::MAX,
-        )),
-        Engine::Reference => Ok(plan_greedy(
-            &job.offsets,
-            row_bytes,
-            image_bytes,
-            budget,
-            free_rows.max(1),
-        )),
-        // Soft/rn on the GPU go through `crate::backend::weighted` a batch of whole
-        // images at a time (no pieces), as the in-memory run does.
-        #[cfg(feature = "gpu")]
-        Engine::Gpu(_) if job.weighted => Ok(plan_greedy(
-            &job.offsets,
-            row_bytes,
-            image_bytes,
-            budget,
-            u64::MAX,
-        )),
-        #[cfg(feature = "gpu")]
-        Engine::Gpu(gpu) => {
-            // The in-memory run's own chunks, grouped whole.
-            let chunks = gpu.plan_offsets(codebook, &job.offsets, E::DTYPE)?;
+        Cuts::Whole => plan_greedy(&job.offsets, row_bytes, image_bytes, budget, u64::MAX),
+        Cuts::Planned(spans) => {
+            // The backend's own spans: pieces as they are, whole images
+            // grouped while the batch stays within the budget.
             let cost =
                 |images: usize, rows: usize| images as u64 * image_bytes + rows as u64 * row_bytes;
             let mut plan: Vec<Piece> = Vec::new();
-            for chunk in chunks {
-                if let Some(part) = chunk.part {
-                    plan.push(Piece {
-                        images: chunk.images,
-                        rows: chunk.rows,
-                        part: Some((part.index, part.count)),
-                    });
-                    continue;
-                }
-                if let Some(last) = plan.last_mut()
+            for span in spans {
+                if span.part.is_none()
+                    && let Some(last) = plan.last_mut()
                     && last.part.is_none()
                     && cost(
-                        chunk.images.end - last.images.start,
-                        chunk.rows.end - last.rows.start,
+                        span.images.end - last.images.start,
+                        span.rows.end - last.rows.start,
                     ) <= budget
                 {
-                    last.images.end = chunk.images.end;
-                    last.rows.end = chunk.rows.end;
+                    last.images.end = span.images.end;
+                    last.rows.end = span.rows.end;
                     continue;
                 }
-                plan.push(Piece {
-                    images: chunk.images,
-                    rows: chunk.rows,
-                    part: None,
-                });
+                plan.push(span.clone());
             }
-            // The planner leaves out nothing but may start later than
-            // image 0 when there are no images at all.
-            Ok(plan)
+            plan
         }
     }
 }
@@ -621,17 +470,13 @@ fn run<E: Element>(
     options: &StreamOptions<'_>,
 ) -> Result<Streamed> {
     let codebook = job.encoder.codebook();
-    let Resolved {
-        engine,
-        backend,
-        gpu,
-        fallback_reason,
-    } = resolve(job.encoder)?;
     let budget = batch_budget(options.memory_limit);
+    // What the encoder would run on, and where it lets a batch be cut.
+    let (cuts, selected) = job.encoder.cuts(&job.offsets, E::DTYPE)?;
     let plan = if options.verify && job.task == Task::Encode {
         whole_images_plan::<E>(job, budget)
     } else {
-        plan::<E>(job, &engine, budget)?
+        plan::<E>(job, &cuts, budget)
     };
     // Under `auto`, a GPU failure half-way moves the rest of the stream to
     // the CPU (SPEC §7's fallback, batch by batch); under `gpu` it is the
@@ -651,16 +496,16 @@ fn run<E: Element>(
     };
     let in_place = job.input.in_place::<E>();
 
+    let cpu = job.encoder.to_builder().backend(Backend::Cpu).build();
     let mut state = Compute {
         job,
-        engine,
-        falls_back,
+        cpu: &cpu,
+        on_cpu: false,
+        falls_back: falls_back && selected.backend == Backend::Gpu,
         fell_back: None,
         stages: StageTimes::new(),
         seconds: 0.0,
-        piece_sums: Vec::new(),
-        piece_counts: Vec::new(),
-        weighted: None,
+        image: None,
         verify: (options.verify && job.task == Task::Encode).then(Checked::default),
     };
     let split_images = plan
@@ -704,29 +549,17 @@ fn run<E: Element>(
     if passed {
         stream.commit()?;
     }
-    let (backend, fallback_reason, mut notes) = match state.fell_back.take() {
-        Some(why) => (Backend::Cpu, Some(why.clone()), {
-            let mut notes = gpu.notes;
-            notes.push(why);
-            notes
-        }),
-        None => (backend, fallback_reason, gpu.notes),
-    };
-    notes.dedup();
+    let mut report = selected;
+    if let Some(why) = state.fell_back.take() {
+        report.backend = Backend::Cpu;
+        report.fallback_reason = Some(why.clone());
+        report.notes.push(why);
+    }
+    report.notes.dedup();
+    report.seconds = state.seconds;
+    report.stages = state.stages;
     Ok(Streamed {
-        report: RunReport {
-            backend,
-            adapter: gpu.adapter,
-            #[cfg(feature = "gpu")]
-            adapter_kind: gpu.kind,
-            #[cfg(not(feature = "gpu"))]
-            adapter_kind: None,
-            seconds: state.seconds,
-            setup_seconds: gpu.setup_seconds,
-            stages: state.stages,
-            fallback_reason,
-            notes,
-        },
+        report,
         images: t,
         descriptors: n,
         batches: plan.len(),
@@ -789,25 +622,25 @@ impl From<VladError> for StopReason {
 
 struct Compute<'j> {
     job: &'j Job<'j>,
-    engine: Engine,
+    /// The job's encoder on the CPU: where the rest of the stream runs once
+    /// the GPU failed (made up front; it opens nothing until used).
+    cpu: &'j Encoder,
+    /// Whether it does.
+    on_cpu: bool,
     /// Whether a GPU failure moves the rest of the stream to the CPU.
-    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
     falls_back: bool,
     /// Why it did, once it has.
     fell_back: Option<String>,
     stages: StageTimes,
     seconds: f64,
-    /// Raw f64 sums and counts of the pieces of a split image so far.
-    piece_sums: Vec<f64>,
-    piece_counts: Vec<u64>,
-    /// The same under soft assignment or `rn`.
-    weighted: Option<WeightedPieces>,
+    /// The split image in progress, piece by piece.
+    image: Option<ImagePieces<'j>>,
     /// With `--verify`: the checks so far.
     verify: Option<Checked>,
 }
 
-fn compute_all<E: Element>(
-    state: &mut Compute<'_>,
+fn compute_all<'j, E: Element>(
+    state: &mut Compute<'j>,
     plan: &[Piece],
     in_place: bool,
     rx: Receiver<Result<Loaded<E>>>,
@@ -828,15 +661,24 @@ fn compute_all<E: Element>(
         };
         let started = Instant::now();
         if options.lose_gpu_at_batch == Some(expected) {
-            state.lose_gpu();
+            state.encoder().simulate_gpu_device_loss();
         }
         let mut result = state.compute(piece, rows);
         if let Err(error) = &result
-            && state.should_fall_back(error)
+            && state.falls_back
+            && !state.on_cpu
+            && crate::backend::select::fallback_reason(error).is_some()
         {
-            state.fall_back(expected, plan.len(), error);
+            let why = format!(
+                "the gpu failed on batch {} of {} ({error}): that batch and the {} after it \
+                 ran on cpu",
+                expected + 1,
+                plan.len(),
+                plan.len() - expected - 1
+            );
+            state.move_to_cpu(why);
             result = state
-                .catch_up(piece)
+                .catch_up::<E>(piece)
                 .and_then(|()| state.compute(piece, rows));
         }
         state.seconds += started.elapsed().as_secs_f64();
@@ -862,373 +704,150 @@ fn compute_all<E: Element>(
     Ok(())
 }
 
-impl Compute<'_> {
-    fn codebook(&self) -> &Codebook {
-        self.job.encoder.codebook()
-    }
-
-    /// The test hook of [`StreamOptions::lose_gpu_at_batch`].
-    fn lose_gpu(&self) {
-        #[cfg(feature = "gpu")]
-        if let Engine::Gpu(gpu) = &self.engine {
-            gpu.simulate_loss_on_next_run();
+impl<'j> Compute<'j> {
+    /// The encoder that runs the next batch.
+    fn encoder(&self) -> &'j Encoder {
+        if self.on_cpu {
+            self.cpu
+        } else {
+            self.job.encoder
         }
     }
 
-    /// Whether `error` from the engine is a GPU failure the stream
-    /// survives on the CPU.
-    fn should_fall_back(&self, error: &VladError) -> bool {
-        #[cfg(feature = "gpu")]
-        if let Engine::Gpu(_) = self.engine {
-            return self.falls_back
-                && matches!(error, VladError::Gpu(_) | VladError::BackendUnavailable(_));
-        }
-        let _ = error;
-        false
-    }
-
-    /// Move the rest of the stream, batch `index` (of `batches`) included,
-    /// to the CPU, and say why.
-    fn fall_back(&mut self, index: usize, batches: usize, error: &VladError) {
-        self.engine = Engine::Cpu;
-        self.fell_back = Some(format!(
-            "the gpu failed on batch {} of {batches} ({error}): that batch and the {} after it \
-             ran on cpu",
-            index + 1,
-            batches - index - 1
-        ));
+    /// The rest of the stream runs on the CPU, and the report says `why`.
+    fn move_to_cpu(&mut self, why: String) {
+        self.on_cpu = true;
+        self.image = None;
+        self.fell_back = Some(why);
     }
 
     /// Before a piece of a split image is redone on the CPU: the image's
-    /// earlier pieces, summed on the GPU into `piece_sums`, are summed again
-    /// on the CPU from the map (whole multiples of [`PARTIAL_ROWS`] at a
-    /// time, each read and released in turn), so that the whole image is
-    /// the CPU's.
-    fn catch_up(&mut self, piece: &Piece) -> Result<()> {
-        match piece.part {
-            Some((index, _)) if index > 0 => {}
-            _ => return Ok(()),
+    /// earlier pieces, summed on the GPU, are summed again on the CPU from
+    /// the map (in pieces the CPU may cut, each read and released in
+    /// turn), so that the whole image is the CPU's.
+    fn catch_up<E: Element>(&mut self, piece: &Piece) -> Result<()> {
+        let Some((index, _)) = piece.part else {
+            return Ok(());
+        };
+        if index == 0 || self.job.task != Task::Encode {
+            return Ok(());
         }
-        match self.job.input.dtype() {
-            DType::F32 => self.catch_up_as::<f32>(piece),
-            DType::F64 => self.catch_up_as::<f64>(piece),
-            DType::U8 => self.catch_up_as::<u8>(piece),
-        }
-    }
-
-    fn catch_up_as<E: Element>(&mut self, piece: &Piece) -> Result<()> {
         let job = self.job;
-        let (input, given) = (job.input, job.labels);
-        let codebook = job.encoder.codebook();
-        let (k, f) = (codebook.clusters(), codebook.dim());
-        self.piece_sums.clear();
-        self.piece_sums.resize(k * f, 0.0);
-        self.piece_counts.clear();
-        self.piece_counts.resize(k, 0);
-        let first = job.offsets[piece.images.start];
-        let step = (piece.rows.len() / PARTIAL_ROWS).max(1) * PARTIAL_ROWS;
+        let f = job.encoder.codebook().dim();
+        let step = match self.cpu.cuts(&job.offsets, E::DTYPE)?.0 {
+            Cuts::Aligned(align) => (piece.rows.len() / align).max(1) * align,
+            _ => piece.rows.len(),
+        };
+        let mut image = self.cpu.split_image()?;
         let mut buffer = Vec::new();
-        let mut start = first;
+        let mut start = job.offsets[piece.images.start];
         while start < piece.rows.start {
             let end = (start + step).min(piece.rows.start);
-            let rows = input.rows::<E>(start..end, &mut buffer)?;
+            let rows = job.input.rows::<E>(start..end, &mut buffer)?;
             let view = ArrayView2::from_shape((end - start, f), rows)
                 .map_err(|e| VladError::DimensionMismatch(format!("batch rows: {e}")))?;
-            let batch = Batch::single(view)?;
-            let computed;
-            let labels = match given {
-                Some(l) => &l[start..end],
-                None => {
-                    computed = crate::backend::cpu::assign(codebook, &batch, &mut self.stages);
-                    &computed[..]
-                }
-            };
-            crate::backend::cpu::aggregate::add_image_rows(
-                codebook,
-                rows,
-                labels,
-                &mut self.piece_sums,
-                &mut self.piece_counts,
-            );
-            input.release(start..end);
+            image.add(view, job.labels.map(|l| &l[start..end]))?;
+            job.input.release(start..end);
             start = end;
         }
+        self.image = Some(image);
         Ok(())
+    }
+
+    /// Add what a call ran to the stream's stages; a call that `auto` moved
+    /// to the CPU moves the rest of the stream there too.
+    fn ran(&mut self, report: &RunReport) {
+        for (stage, seconds) in report.stages.iter() {
+            self.stages.add(stage, seconds);
+        }
+        if self.falls_back
+            && !self.on_cpu
+            && report.backend == Backend::Cpu
+            && let Some(why) = &report.fallback_reason
+        {
+            self.move_to_cpu(why.clone());
+        }
     }
 
     /// One piece's results: its rows of output, or nothing yet for a piece
     /// of a split image that is not its last.
     fn compute<E: Element>(&mut self, piece: &Piece, rows: &[E]) -> Result<Option<Rows>> {
-        let f = self.codebook().dim();
+        let codebook = self.job.encoder.codebook();
+        let (k, f) = (codebook.clusters(), codebook.dim());
         let view = ArrayView2::from_shape((piece.rows.len(), f), rows)
             .map_err(|e| VladError::DimensionMismatch(format!("batch rows: {e}")))?;
         let labels = self.job.labels.map(|l| &l[piece.rows.clone()]);
         let locate = |e: VladError| globalize(e, piece);
-        if piece.part.is_none() {
-            let offsets: Vec<usize> = self.job.offsets[piece.images.start..=piece.images.end]
-                .iter()
-                .map(|&o| o - piece.rows.start)
-                .collect();
-            let mut batch = Batch::ragged(view, &offsets).map_err(locate)?;
-            if let Some(labels) = labels {
-                batch = batch.with_labels(labels, self.codebook().clusters())?;
-            }
-            let (rows, labels) = self.whole_images(&batch)?;
-            if let (Some(checked), Rows::F32(vlad), Some(labels)) =
-                (&mut self.verify, &rows, &labels)
-            {
-                checked.add(self.job, &batch, vlad, labels)?;
-            }
-            return Ok(Some(rows));
-        }
-        let batch = Batch::single(view).map_err(locate)?;
-        match self.job.task {
-            Task::Assign => self.whole_images(&batch).map(|(rows, _)| Some(rows)),
-            Task::Encode => self.split_piece(piece, &batch, labels),
-        }
-    }
-
-    /// Whole images, exactly as the in-memory run computes them; for an
-    /// encoding, with the labels it used (what `--verify` checks).
-    fn whole_images<E: Element>(
-        &mut self,
-        batch: &Batch<'_, E>,
-    ) -> Result<(Rows, Option<Vec<u32>>)> {
-        let codebook = self.job.encoder.codebook();
-        let norm = self.job.encoder.normalization();
-        let stages = &mut self.stages;
-        match (self.job.task, &self.engine) {
-            (Task::Assign, Engine::Cpu) => Ok((
-                labels_i64(crate::backend::cpu::assign(codebook, batch, stages)),
-                None,
-            )),
-            (Task::Assign, Engine::Reference) => Ok((
-                labels_i64(stages.time("assign", || {
-                    crate::backend::reference::assign(codebook, batch)
-                })),
-                None,
-            )),
-            #[cfg(feature = "gpu")]
-            (Task::Assign, Engine::Gpu(gpu)) => {
-                Ok((labels_i64(gpu.assign(codebook, batch, stages)?), None))
-            }
-            (Task::Encode, engine) if self.job.weighted => {
-                let backend = match engine {
-                    Engine::Cpu => Backend::Cpu,
-                    Engine::Reference => Backend::Reference,
-                    #[cfg(feature = "gpu")]
-                    Engine::Gpu(_) => Backend::Gpu,
-                };
-                let out = crate::backend::weighted::run_encode(
-                    codebook,
-                    self.job.encoder.assignment(),
-                    norm,
-                    backend,
-                    batch,
-                    stages,
-                    |params, stages| match engine {
-                        #[cfg(feature = "gpu")]
-                        Engine::Gpu(gpu) => {
-                            let (vlad, labels) =
-                                gpu.encode_weighted(codebook, params, batch, norm, stages)?;
-                            Ok(crate::encoder::BackendOutput { vlad, labels })
-                        }
-                        _ => {
-                            // Only the GPU engine takes this route.
-                            let _ = (params, stages);
-                            Err(VladError::BackendUnavailable(
-                                "no GPU session for this batch".to_string(),
-                            ))
-                        }
-                    },
-                )?;
-                Ok((Rows::F32(into_vec(out.vlad)), Some(out.labels)))
-            }
-            (Task::Encode, Engine::Cpu) => {
-                let (vlad, labels) = crate::backend::cpu::encode(codebook, batch, norm, stages);
-                Ok((Rows::F32(into_vec(vlad)), Some(labels)))
-            }
-            (Task::Encode, Engine::Reference) => {
-                let (vlad, labels) = stages.time("reference", || {
-                    crate::backend::reference::encode(codebook, batch, norm)
-                });
-                Ok((
-                    Rows::F32(vlad.iter().map(|&x| x as f32).collect()),
-                    Some(labels),
-                ))
-            }
-            #[cfg(feature = "gpu")]
-            (Task::Encode, Engine::Gpu(gpu)) => {
-                let (vlad, labels) = gpu.encode(codebook, batch, norm, stages)?;
-                Ok((Rows::F32(into_vec(vlad)), Some(labels)))
-            }
-        }
-    }
-
-    /// One piece of an image too large for a batch: add its raw sums, and
-    /// after the last piece round, normalize and emit the image's row.
-    fn split_piece<E: Element>(
-        &mut self,
-        piece: &Piece,
-        batch: &Batch<'_, E>,
-        given: Option<&[u32]>,
-    ) -> Result<Option<Rows>> {
-        let (k, f) = (self.codebook().clusters(), self.codebook().dim());
-        let Some((index, count)) = piece.part else {
-            return Err(VladError::InvalidArgument("not a piece (a bug)".into()));
+        let Some((index, count)) = piece.part.filter(|_| self.job.task == Task::Encode) else {
+            // Whole images (or, to assign, any rows): the public entry
+            // points, exactly as a caller holding these images would call
+            // them.
+            let offsets: Vec<usize> = match piece.part {
+                Some(_) => vec![0, piece.rows.len()],
+                None => self.job.offsets[piece.images.start..=piece.images.end]
+                    .iter()
+                    .map(|&o| o - piece.rows.start)
+                    .collect(),
+            };
+            let batch = Batch::ragged(view, &offsets).map_err(locate)?;
+            let batch = match labels {
+                Some(labels) => batch.with_labels(labels, k)?,
+                None => batch,
+            };
+            return self.whole_images(&batch).map(Some);
         };
-        if self.job.weighted {
-            return self.weighted_piece(piece, batch, given);
+        // One piece of an image too large for a batch: its sums are added
+        // to the image's, and its last piece finishes the image.
+        Batch::single(view).map_err(locate)?;
+        if index == 0 || self.image.is_none() {
+            self.image = Some(self.encoder().split_image()?);
         }
-        if index == 0 {
-            self.piece_sums.clear();
-            self.piece_sums.resize(k * f, 0.0);
-            self.piece_counts.clear();
-            self.piece_counts.resize(k, 0);
-        }
-        let codebook = self.job.encoder.codebook();
-        let norm = self.job.encoder.normalization();
-        let stages = &mut self.stages;
-        let (sums, counts) = (&mut self.piece_sums, &mut self.piece_counts);
-        let last = index + 1 == count;
-        let mut row = vec![0f32; k * f];
-        match &self.engine {
-            Engine::Cpu => {
-                let computed;
-                let labels = match given {
-                    Some(l) => l,
-                    None => {
-                        computed = crate::backend::cpu::assign(codebook, batch, stages);
-                        &computed[..]
-                    }
-                };
-                stages.time("aggregate", || {
-                    crate::backend::cpu::aggregate::add_image_rows(
-                        codebook,
-                        batch.rows(),
-                        labels,
-                        sums,
-                        counts,
-                    )
-                });
-                if last {
-                    let mut narrow = vec![0u32; k];
-                    crate::backend::cpu::aggregate::finish_image(
-                        sums,
-                        counts,
-                        f,
-                        &mut row,
-                        &mut narrow,
-                    );
-                    stages.time("normalize", || {
-                        crate::backend::cpu::normalize::normalize_row(&mut row, &narrow, k, f, norm)
-                    });
-                }
-            }
-            Engine::Reference => {
-                stages.time("reference", || {
-                    let computed;
-                    let labels = match given {
-                        Some(l) => l,
-                        None => {
-                            computed = crate::backend::reference::assign(codebook, batch);
-                            &computed[..]
-                        }
-                    };
-                    crate::backend::reference::aggregate_rows_into(
-                        codebook,
-                        batch.rows(),
-                        labels,
-                        sums,
-                        counts,
-                    );
-                    if last {
-                        let sums3 = Array3::from_shape_vec((1, k, f), sums.clone());
-                        let counts2 = Array2::from_shape_vec((1, k), counts.clone());
-                        if let (Ok(s), Ok(c)) = (sums3, counts2) {
-                            let normalized = crate::backend::reference::normalize(&s, &c, norm);
-                            for (y, &x) in row.iter_mut().zip(normalized.iter()) {
-                                *y = x as f32;
-                            }
-                        }
-                    }
-                });
-            }
-            #[cfg(feature = "gpu")]
-            Engine::Gpu(gpu) => {
-                let (_, piece_sums, piece_counts) =
-                    gpu.encode_piece(codebook, batch.rows(), f, given, stages)?;
-                let started = Instant::now();
-                for (s, &x) in sums.iter_mut().zip(&piece_sums) {
-                    *s += x as f64;
-                }
-                for (s, &c) in counts.iter_mut().zip(&piece_counts) {
-                    *s += c as u64;
-                }
-                if last {
-                    // As the in-memory run finishes a split image.
-                    let narrow: Vec<u32> = counts
-                        .iter()
-                        .map(|&c| c.min(u32::MAX as u64) as u32)
-                        .collect();
-                    for (y, &s) in row.iter_mut().zip(sums.iter()) {
-                        *y = s as f32;
-                    }
-                    crate::backend::cpu::normalize::normalize_row(&mut row, &narrow, k, f, norm);
-                }
-                stages.add("combine", started.elapsed().as_secs_f64());
-            }
-        }
-        Ok(last.then_some(Rows::F32(row)))
-    }
-}
-
-impl Compute<'_> {
-    /// One piece of a split image under soft assignment or `rn` (the CPU
-    /// only: the other engines take such images whole).
-    fn weighted_piece<E: Element>(
-        &mut self,
-        piece: &Piece,
-        batch: &Batch<'_, E>,
-        given: Option<&[u32]>,
-    ) -> Result<Option<Rows>> {
-        let job = self.job;
-        let codebook = job.encoder.codebook();
-        let norm = job.encoder.normalization();
-        let Some((index, count)) = piece.part else {
-            return Err(VladError::InvalidArgument("not a piece (a bug)".into()));
+        let Some(image) = self.image.as_mut() else {
+            unreachable!("started just above")
         };
-        if !matches!(self.engine, Engine::Cpu) {
-            return Err(VladError::InvalidArgument(
-                "a soft/rn image split on a backend other than cpu (a bug)".into(),
-            ));
-        }
-        let pieces = match &mut self.weighted {
-            Some(pieces) if index > 0 => pieces,
-            _ => self
-                .weighted
-                .insert(WeightedPieces::new(codebook, norm.residual_normalized())),
-        };
-        let stages = &mut self.stages;
-        let computed;
-        let labels: &[u32] = match (&job.soft, given) {
-            (Some(_), _) => &[],
-            (None, Some(l)) => l,
-            (None, None) => {
-                computed = crate::backend::cpu::assign(codebook, batch, stages);
-                &computed[..]
-            }
-        };
-        stages.time("aggregate", || {
-            pieces.add(codebook, job.soft.as_ref(), batch.rows(), labels)
-        });
+        image.add(view, labels)?;
         if index + 1 < count {
             return Ok(None);
         }
-        let row = stages.time("normalize", || {
-            pieces.finish(codebook, job.soft.is_some(), norm)
-        });
+        let mut row = vec![0f32; k * f];
+        let report = self.image.take().map(|image| image.finish(&mut row));
+        if let Some(report) = report {
+            self.ran(&report?);
+        }
         Ok(Some(Rows::F32(row)))
+    }
+
+    /// Whole images through the encoder; for an encoding, with the labels
+    /// it used (what `--verify` checks).
+    fn whole_images<E: Element>(&mut self, batch: &Batch<'_, E>) -> Result<Rows> {
+        let encoder = self.encoder();
+        let codebook = encoder.codebook();
+        match self.job.task {
+            Task::Assign => {
+                let assigned = encoder.assign_batch(batch)?;
+                self.ran(&assigned.report);
+                Ok(labels_i64(assigned.labels))
+            }
+            Task::Encode if self.verify.is_some() => {
+                let encoded = encoder.encode_batch(batch)?;
+                self.ran(&encoded.report);
+                let vlad = into_vec(encoded.vlad);
+                if let Some(checked) = &mut self.verify {
+                    checked.add(self.job, batch, &vlad, &encoded.labels)?;
+                }
+                Ok(Rows::F32(vlad))
+            }
+            Task::Encode => {
+                let width = codebook.clusters() * codebook.dim();
+                let mut vlad = vec![0f32; batch.images() * width];
+                let view =
+                    ndarray::ArrayViewMut2::from_shape((batch.images(), width), &mut vlad)
+                        .map_err(|e| VladError::DimensionMismatch(format!("batch output: {e}")))?;
+                let report = encoder.encode_batch_into(batch, view)?;
+                self.ran(&report);
+                Ok(Rows::F32(vlad))
+            }
+        }
     }
 }
 
@@ -1262,11 +881,8 @@ impl Checked {
         let output =
             ArrayView2::from_shape((batch.images(), codebook.clusters() * codebook.dim()), vlad)
                 .map_err(|e| VladError::DimensionMismatch(format!("batch output: {e}")))?;
-        let v = if job.weighted {
-            crate::verify_soft::verify(codebook, batch, encoder.assignment(), norm, output, labels)
-        } else {
-            crate::verify::verify(codebook, batch, norm, output, labels)
-        };
+        let v =
+            crate::verify_soft::verify(codebook, batch, encoder.assignment(), norm, output, labels);
         // The agreement is `same / labels` of this batch: recover `same`.
         let n = batch.len() as u64;
         self.same += (v.label_agreement * n as f64).round() as u64;

@@ -15,7 +15,7 @@ fn points(n: usize, dim: usize) -> Array2<f32> {
 
 /// Run a distributed fit over `blocks` consecutive row blocks.
 fn distributed(settings: &KMeans, x: &Array2<f32>, block: usize) -> (Array2<f32>, Vec<f64>, f64) {
-    let worker = LloydWorker::new(Backend::Cpu).unwrap();
+    let worker = LloydWorker::new(Backend::Cpu, &Default::default()).unwrap();
     let mut lloyd = settings.lloyd(settings.seed_centroids(x.view()).unwrap());
     let step_all = |centroids: &vlad::Codebook| {
         let mut merged = None;
@@ -80,7 +80,7 @@ fn many_blocks_stay_close_to_one_and_repeat_exactly() {
 
 #[test]
 fn a_step_reports_bad_rows_and_empty_blocks_are_zero() {
-    let worker = LloydWorker::new(Backend::Cpu).unwrap();
+    let worker = LloydWorker::new(Backend::Cpu, &Default::default()).unwrap();
     let x = points(10, 4);
     let codebook = vlad::Codebook::new(x.slice(s![..3, ..])).unwrap();
     let empty = worker.step(x.slice(s![..0, ..]), &codebook).unwrap();

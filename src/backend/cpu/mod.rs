@@ -23,9 +23,13 @@ pub mod weighted_normalize;
 
 use ndarray::Array2;
 
+use crate::backend::combine::{CentroidTerm, SplitImage};
+use crate::backend::{Cuts, Model};
+use crate::error::Result;
+use crate::model::assignment::SoftParams;
 use crate::model::batch::Batch;
 use crate::model::codebook::Codebook;
-use crate::model::element::Element;
+use crate::model::element::{DType, Element};
 use crate::model::normalization::Normalization;
 use crate::model::report::StageTimes;
 
@@ -93,4 +97,160 @@ pub fn encode<E: Element>(
         )
     });
     (vlad, labels)
+}
+
+/// The CPU backend, as every route drives it.
+pub struct CpuBackend;
+
+impl crate::backend::Compute for CpuBackend {
+    fn encode_into<E: Element>(
+        &self,
+        model: &Model<'_>,
+        batch: &Batch<'_, E>,
+        out: &mut [f32],
+        stages: &mut StageTimes,
+    ) -> Result<Vec<u32>> {
+        let codebook = model.codebook;
+        if !model.is_weighted() {
+            if !batch.finite_checked() {
+                batch.check_finite()?;
+            }
+            return Ok(encode_into(codebook, batch, model.norm, stages, out));
+        }
+        // Soft pooling checks a deferred finiteness check through its
+        // outputs (one pass over the input saved); see `soft::try_encode`.
+        let (vlad, labels) = soft::try_encode(codebook, model.soft, batch, model.norm, stages)?;
+        match vlad.as_slice() {
+            Some(values) if values.len() == out.len() => out.copy_from_slice(values),
+            _ => {
+                return Err(crate::error::VladError::DimensionMismatch(format!(
+                    "the output holds {} values, the encoding has {}",
+                    out.len(),
+                    vlad.len()
+                )));
+            }
+        }
+        Ok(labels)
+    }
+
+    fn assign<E: Element>(
+        &self,
+        codebook: &Codebook,
+        batch: &Batch<'_, E>,
+        stages: &mut StageTimes,
+    ) -> Result<Vec<u32>> {
+        Ok(assign(codebook, batch, stages))
+    }
+
+    /// Pieces of whole [`aggregate::PARTIAL_ROWS`]-row blocks: the blocks
+    /// the in-memory sums are formed in (a multiple of the soft route's
+    /// [`soft_aggregate::BLOCK_ROWS`] too).
+    fn cuts(&self, _model: &Model<'_>, _offsets: &[usize], _dtype: DType) -> Result<Cuts> {
+        Ok(Cuts::Aligned(aggregate::PARTIAL_ROWS))
+    }
+
+    fn split_image(&self, model: &Model<'_>) -> Result<SplitImage> {
+        let mut image = SplitImage::new(model.codebook);
+        if model.soft.is_some() {
+            // `Σ a·v` with the weights scaled, the centroids subtracted at
+            // the end; the unscaled sums carried beside them for an image
+            // whose finite values overflow the scaled ones, as in memory.
+            let k = model.codebook.clusters();
+            image.centroids = if model.norm.residual_normalized() {
+                CentroidTerm::Weights(vec![0.0; k])
+            } else {
+                CentroidTerm::Mass
+            };
+            let mut plain = image.clone();
+            plain.scale = soft_aggregate::ImageSums::unscale(false);
+            image.scale = soft_aggregate::ImageSums::unscale(true);
+            image.fallback = Some(Box::new(plain));
+        }
+        Ok(image)
+    }
+
+    fn add_piece<E: Element>(
+        &self,
+        model: &Model<'_>,
+        rows: &[E],
+        labels: Option<&[u32]>,
+        image: &mut SplitImage,
+        stages: &mut StageTimes,
+    ) -> Result<Vec<u32>> {
+        let codebook = model.codebook;
+        let f = codebook.dim();
+        if let Some(params) = model.soft {
+            let rn = model.norm.residual_normalized();
+            let mut labels = vec![0u32; rows.len() / f.max(1)];
+            stages.time("aggregate", || {
+                add_soft_piece(codebook, params, rn, rows, image, &mut labels)
+            });
+            return Ok(labels);
+        }
+        let labels = match labels {
+            Some(given) => given.to_vec(),
+            None => {
+                let view = ndarray::ArrayView2::from_shape((rows.len() / f.max(1), f), rows)
+                    .map_err(|e| crate::error::VladError::DimensionMismatch(e.to_string()))?;
+                assign(codebook, &Batch::single(view)?, stages)
+            }
+        };
+        stages.time("aggregate", || {
+            if model.norm.residual_normalized() {
+                residual_norm::add_rows(codebook, rows, &labels, &mut image.sums, &mut image.mass);
+            } else {
+                let mut counts = vec![0u64; codebook.clusters()];
+                aggregate::add_image_rows(codebook, rows, &labels, &mut image.sums, &mut counts);
+                for (m, n) in image.mass.iter_mut().zip(counts) {
+                    *m += n as f64;
+                }
+            }
+        });
+        image.piece_added();
+        Ok(labels)
+    }
+}
+
+/// Add a piece of a split image under soft assignment to its scaled sums
+/// and to the unscaled ones carried beside them, block by block from the
+/// image's start (a piece starts at a multiple of
+/// [`soft_aggregate::BLOCK_ROWS`] rows), writing each row's label.
+fn add_soft_piece<E: Element>(
+    codebook: &Codebook,
+    params: &SoftParams,
+    rn: bool,
+    rows: &[E],
+    image: &mut SplitImage,
+    labels: &mut [u32],
+) {
+    let f = codebook.dim();
+    let kernel = soft_kernel::SoftKernel::new(params.weights_slice(), params.bias_slice(), f);
+    let mut add = |image: &mut SplitImage, scaled: bool| {
+        let subtract = match &mut image.centroids {
+            CentroidTerm::Weights(w) => std::mem::take(w),
+            _ => vec![0.0; codebook.clusters()],
+        };
+        let parts = (
+            std::mem::take(&mut image.sums),
+            std::mem::take(&mut image.mass),
+            subtract,
+        );
+        let mut sums = soft_aggregate::ImageSums::resume(codebook, rn, scaled, parts);
+        for (block, labels) in rows
+            .chunks(soft_aggregate::BLOCK_ROWS * f)
+            .zip(labels.chunks_mut(soft_aggregate::BLOCK_ROWS))
+        {
+            sums.add_block(codebook, params, kernel.as_ref(), block, labels);
+        }
+        let (s, m, w) = sums.into_parts();
+        (image.sums, image.mass) = (s, m);
+        if let CentroidTerm::Weights(weights) = &mut image.centroids {
+            *weights = w;
+        }
+        image.piece_added();
+    };
+    add(image, true);
+    if let Some(plain) = image.fallback.as_deref_mut() {
+        add(plain, false);
+    }
 }

@@ -37,31 +37,16 @@ pub fn aggregate_hard<E: Element>(
     if sums_flat.is_empty() {
         return (sums, counts);
     }
-    let centroids = codebook.as_slice();
     sums_flat
         .par_chunks_mut(k * f)
         .zip(counts_flat.par_chunks_mut(k))
         .enumerate()
         .for_each(|(image, (out, counts))| {
             let range = batch.image_range(image);
+            let rows = &batch.rows()[range.start * f..range.end * f];
             let mut acc = vec![0f64; k * f];
-            let mut n = vec![0u64; k];
-            let mut residual = vec![0f64; f];
-            for i in range {
-                let label = labels[i] as usize;
-                let c = &centroids[label * f..(label + 1) * f];
-                for ((d, &x), &y) in residual.iter_mut().zip(batch.row(i)).zip(c) {
-                    *d = x.to_f64() - y as f64;
-                }
-                n[label] += 1;
-                let norm2: f64 = residual.iter().map(|d| d * d).sum();
-                if norm2 > 0.0 {
-                    let inv = 1.0 / norm2.sqrt();
-                    for (a, d) in acc[label * f..(label + 1) * f].iter_mut().zip(&residual) {
-                        *a += d * inv;
-                    }
-                }
-            }
+            let mut n = vec![0f64; k];
+            add_rows(codebook, rows, &labels[range], &mut acc, &mut n);
             for (o, a) in out.iter_mut().zip(&acc) {
                 *o = *a as f32 + 0.0;
             }
@@ -70,6 +55,41 @@ pub fn aggregate_hard<E: Element>(
             }
         });
     (sums, counts)
+}
+
+/// Add `(v − c)/‖v − c‖` of each row `v` (labelled, in row order) to its
+/// cluster's f64 block of `sums` (`K·F`), and one to its count in
+/// `counts` (`K`): one image's hard `rn` sums, whole or a piece at a time
+/// (the same additions in the same order either way).
+///
+/// # Panics
+///
+/// If the lengths disagree with the codebook or a label is `≥ K`.
+pub fn add_rows<E: Element>(
+    codebook: &Codebook,
+    rows: &[E],
+    labels: &[u32],
+    sums: &mut [f64],
+    counts: &mut [f64],
+) {
+    let f = codebook.dim();
+    let centroids = codebook.as_slice();
+    let mut residual = vec![0f64; f];
+    for (v, &label) in rows.chunks_exact(f).zip(labels) {
+        let label = label as usize;
+        let c = &centroids[label * f..(label + 1) * f];
+        for ((d, &x), &y) in residual.iter_mut().zip(v).zip(c) {
+            *d = x.to_f64() - y as f64;
+        }
+        counts[label] += 1.0;
+        let norm2: f64 = residual.iter().map(|d| d * d).sum();
+        if norm2 > 0.0 {
+            let inv = 1.0 / norm2.sqrt();
+            for (a, d) in sums[label * f..(label + 1) * f].iter_mut().zip(&residual) {
+                *a += d * inv;
+            }
+        }
+    }
 }
 
 /// `weights[l·K + k] ← weights[l·K + k] / ‖rows_l − c_k‖` (0 where the

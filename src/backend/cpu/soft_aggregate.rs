@@ -210,6 +210,45 @@ impl ImageSums {
         image
     }
 
+    /// Continue the sums of an image split into pieces (SPEC §11): its f64
+    /// `sums` (`K·F`), soft counts `mass` and, under `rn`, centroid weights
+    /// `subtract` (`K` each) as [`ImageSums::into_parts`] left them.
+    pub fn resume(
+        codebook: &Codebook,
+        residual_norm: bool,
+        scaled: bool,
+        (sums, mass, subtract): (Vec<f64>, Vec<f64>, Vec<f64>),
+    ) -> Self {
+        let (k, f) = (codebook.clusters(), codebook.dim());
+        ImageSums {
+            k,
+            f,
+            residual_norm,
+            scaled,
+            sums,
+            mass,
+            subtract,
+            product: vec![0.0; k * f],
+            ..ImageSums::default()
+        }
+    }
+
+    /// The running f64 sums, soft counts and centroid weights (see
+    /// [`ImageSums::resume`]).
+    pub fn into_parts(self) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        (self.sums, self.mass, self.subtract)
+    }
+
+    /// What the sums are multiplied by when finished: `2⁻⁶⁴` for scaled
+    /// weights (see `WEIGHT_SCALE`), else 1.
+    pub fn unscale(scaled: bool) -> f64 {
+        if scaled {
+            1.0 / WEIGHT_SCALE as f64
+        } else {
+            1.0
+        }
+    }
+
     fn start(&mut self, codebook: &Codebook, residual_norm: bool, scaled: bool) {
         let (k, f) = (codebook.clusters(), codebook.dim());
         (self.k, self.f, self.residual_norm, self.scaled) = (k, f, residual_norm, scaled);
@@ -293,11 +332,7 @@ impl ImageSums {
     pub fn finish(&mut self, codebook: &Codebook, out: &mut [f32], mass: &mut [f32]) -> bool {
         let f = self.f;
         // Undo the weights' scale (exact: a power of two, in f64).
-        let unscale = if self.scaled {
-            1.0 / WEIGHT_SCALE as f64
-        } else {
-            1.0
-        };
+        let unscale = ImageSums::unscale(self.scaled);
         // Without `rn` the weights subtracted are the soft counts.
         if self.residual_norm {
             for s in self.subtract.iter_mut() {

@@ -42,8 +42,6 @@ pub struct GpuContext {
     bindings: BindCache,
 }
 
-/// Environment variable capping the planned storage-binding size (SPEC §9).
-
 /// Features used when the adapter has them; none is required.
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP
     .union(wgpu::Features::TIMESTAMP_QUERY)

@@ -86,6 +86,11 @@ impl GpuBackend {
         crate::backend::gpu::stages::assign_coop::note(&self.stages.tensor_cores)
     }
 
+    /// The adapter's kind (a software one's timings are not GPU speed).
+    pub fn adapter_kind(&self) -> crate::backend::adapters::AdapterKind {
+        crate::backend::gpu::adapters::kind_of(self.ctx.info.device_type)
+    }
+
     /// The adapter's name and API, e.g. "NVIDIA H100 80GB HBM3 (Vulkan)".
     pub fn adapter_name(&self) -> String {
         self.ctx.adapter_name()
@@ -420,4 +425,92 @@ fn encoding<'a, E: Element>(
         want_counts: false,
     };
     (input, work)
+}
+
+impl crate::backend::Compute for GpuBackend {
+    fn encode_into<E: Element>(
+        &self,
+        model: &crate::backend::Model<'_>,
+        batch: &Batch<'_, E>,
+        out: &mut [f32],
+        stages: &mut StageTimes,
+    ) -> Result<Vec<u32>> {
+        if !batch.finite_checked() {
+            batch.check_finite()?;
+        }
+        if !model.is_weighted() {
+            return GpuBackend::encode_into(self, model.codebook, batch, model.norm, stages, out);
+        }
+        let (vlad, labels) =
+            self.encode_weighted(model.codebook, model.soft, batch, model.norm, stages)?;
+        match vlad.as_slice() {
+            Some(values) if values.len() == out.len() => out.copy_from_slice(values),
+            _ => {
+                return Err(VladError::DimensionMismatch(format!(
+                    "the output holds {} values, the encoding has {}",
+                    out.len(),
+                    vlad.len()
+                )));
+            }
+        }
+        Ok(labels)
+    }
+
+    fn assign<E: Element>(
+        &self,
+        codebook: &Codebook,
+        batch: &Batch<'_, E>,
+        stages: &mut StageTimes,
+    ) -> Result<Vec<u32>> {
+        GpuBackend::assign(self, codebook, batch, stages)
+    }
+
+    fn cuts(
+        &self,
+        model: &crate::backend::Model<'_>,
+        offsets: &[usize],
+        dtype: crate::model::element::DType,
+    ) -> Result<crate::backend::Cuts> {
+        if model.is_weighted() {
+            return Ok(crate::backend::Cuts::Whole);
+        }
+        let spans = self
+            .plan_offsets(model.codebook, offsets, dtype)?
+            .into_iter()
+            .map(|chunk| crate::backend::Span {
+                images: chunk.images,
+                rows: chunk.rows,
+                part: chunk.part.map(|p| (p.index, p.count)),
+            })
+            .collect();
+        Ok(crate::backend::Cuts::Planned(spans))
+    }
+
+    fn split_image(
+        &self,
+        model: &crate::backend::Model<'_>,
+    ) -> Result<crate::backend::combine::SplitImage> {
+        Ok(crate::backend::combine::SplitImage::new(model.codebook))
+    }
+
+    fn add_piece<E: Element>(
+        &self,
+        model: &crate::backend::Model<'_>,
+        rows: &[E],
+        labels: Option<&[u32]>,
+        image: &mut crate::backend::combine::SplitImage,
+        stages: &mut StageTimes,
+    ) -> Result<Vec<u32>> {
+        if model.is_weighted() {
+            return Err(VladError::InvalidArgument(
+                "soft or rn pieces on the GPU are not cut by the stream (a bug)".into(),
+            ));
+        }
+        let (labels, sums, counts) =
+            self.encode_piece(model.codebook, rows, model.codebook.dim(), labels, stages)?;
+        let started = std::time::Instant::now();
+        image.add_f32(&sums, counts.iter().map(|&n| n as f64))?;
+        stages.add("combine", started.elapsed().as_secs_f64());
+        Ok(labels)
+    }
 }
