@@ -84,6 +84,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
         let encoder = Encoder::builder(codebook.clone())
             .normalization(norm.clone())
             .backend(backend)
+            .gpu_options(options.clone())
             .build();
         // One untimed warm-up (GPU device setup and shader compilation, thread
         // pool start), then the run that is timed and verified.
