@@ -80,3 +80,8 @@ pub use model::element::{DType, Element};
 pub use model::normalization::{Normalization, Step};
 pub use model::offset::Offset;
 pub use model::report::{RunReport, StageTimes};
+
+/// The README's code blocks, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

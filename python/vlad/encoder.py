@@ -18,23 +18,22 @@ class Encoder:
         The codebook, float32 or float64 (float64 is rounded to float32).
     norm : str, default "ssr,l2"
         Normalization steps applied in order after aggregation: ``mass``,
-        ``ssr`` (= ``power=0.5``), ``power=α``, ``intra``, ``l2``, or ``none``.
+        ``ssr`` (= ``power=0.5``), ``power=α``, ``intra``, ``l2``, or ``none``;
+        ``rn`` (first only) normalizes each residual before aggregation.
     backend : {"auto", "gpu", "cpu", "reference"}, default "auto"
         ``auto`` uses a working hardware GPU adapter, else the CPU (the
         report's ``fallback_reason`` says why; a software adapter such as
-        lavapipe is never picked by ``auto``); ``gpu`` raises
-        :class:`vlad.BackendUnavailable` without an adapter; ``reference``
-        is the slow f64 oracle.
+        lavapipe is never picked by ``auto``); ``gpu`` runs on any adapter,
+        a software one included, and raises :class:`vlad.BackendUnavailable`
+        only where there is no adapter at all (or none that ``VLAD_ADAPTER``
+        names); ``reference`` is the slow f64 oracle.
     assignment : {"hard", "soft"}, default "hard"
         ``hard``: each descriptor to its nearest centroid. ``soft``:
         NetVLAD (SPEC §10), ``a_k(v) = softmax_k(w_k·v + b_k)`` and
         ``Σ a_k(v)·(v − c_k)`` per cluster, with ``weights`` ``(K, F)`` and
         ``bias`` ``(K,)``, or with ``alpha`` alone (``w_k = 2α·c_k``,
-        ``b_k = −α‖c_k‖²``). Soft assignment runs on the CPU (and the
-        reference); ``backend="gpu"`` raises
-        :class:`vlad.BackendUnavailable`, ``auto`` falls back to the CPU.
-        The ``rn`` normalization step (first in ``norm``) normalizes each
-        residual before aggregation.
+        ``b_k = −α‖c_k‖²``). Soft assignment runs on every backend, the
+        GPU included, and ``auto`` chooses as it does for hard assignment.
     weights, bias : array_like, optional
         Soft assignment's learned parameters, float32 or float64.
     alpha : float, optional

@@ -6,10 +6,11 @@ use std::fmt::Write as _;
 
 use clap::Args;
 use ndarray::Array3;
+use vlad::backend::options::ADAPTER_VAR;
 use vlad::kmeans::{Init, KMeans};
 use vlad::synthetic::clustered_images;
 use vlad::verify;
-use vlad::{Backend, Batch, Codebook, Encoder, Normalization, VladError};
+use vlad::{Adapters, Backend, Batch, Codebook, Encoder, Normalization, VladError};
 
 use super::failure::Failure;
 use super::summary::format_seconds;
@@ -71,16 +72,19 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
     // first time and then runs slower than the cpu backend. Listing the
     // adapters opens no device and takes milliseconds.
     let mut skipped = None;
-    match vlad::adapters(&super::args::gpu_options()?).auto_adapter() {
+    let options = super::args::gpu_options()?;
+    let adapters = vlad::adapters(&options);
+    match adapters.auto_adapter() {
         Ok(Ok(_)) => backends.push(Backend::Gpu),
         _ if args.software_gpu => backends.push(Backend::Gpu),
-        Ok(Err(reason)) => skipped = Some(reason.to_string()),
+        Ok(Err(_)) => skipped = Some(skip_reason(&adapters, options.adapter.is_some())),
         Err(e) => skipped = Some(e.to_string()),
     }
     for backend in backends {
         let encoder = Encoder::builder(codebook.clone())
             .normalization(norm.clone())
             .backend(backend)
+            .gpu_options(options.clone())
             .build();
         // One untimed warm-up (GPU device setup and shader compilation, thread
         // pool start), then the run that is timed and verified.
@@ -127,10 +131,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
         }
     }
     if let Some(reason) = skipped {
-        let _ = writeln!(
-            out,
-            "gpu: skipped ({reason}; `vlad demo --software-gpu` runs it there, slowly)"
-        );
+        let _ = writeln!(out, "gpu: skipped ({reason})");
     }
     let _ = writeln!(
         out,
@@ -145,6 +146,31 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
             failed.join(", ")
         ))
         .into())
+    }
+}
+
+/// Why the demo skips the gpu where `auto` would not take it, and how to
+/// run it anyway, as one clause. `named`: `VLAD_ADAPTER` picked the adapter.
+fn skip_reason(adapters: &Adapters, named: bool) -> String {
+    match adapters.gpu_adapter() {
+        // `gpu` would run on it and `auto` would not: not a hardware GPU.
+        Ok(adapter) => {
+            let which = match (named, adapter.is_software()) {
+                (true, true) => format!("{ADAPTER_VAR} picks a software adapter,"),
+                (true, false) => format!("{ADAPTER_VAR} picks an adapter of unknown kind,"),
+                (false, true) => "only a software adapter,".to_string(),
+                (false, false) => "only an adapter of unknown kind,".to_string(),
+            };
+            format!(
+                "{which} {}; `vlad demo --software-gpu` runs the shaders on it, slowly",
+                adapter.name
+            )
+        }
+        Err(_) if !cfg!(feature = "gpu") => "vlad was built without the gpu feature".to_string(),
+        Err(_) => "no GPU adapter; with a Vulkan driver installed (Mesa's: `apt-get install \
+                   mesa-vulkan-drivers`), `vlad demo --software-gpu` runs the shaders on its \
+                   software adapter, slowly"
+            .to_string(),
     }
 }
 

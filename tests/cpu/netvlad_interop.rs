@@ -1,4 +1,4 @@
-//! Interop with a trained PyTorch NetVLAD layer (README, "NetVLAD").
+//! Interop with a trained PyTorch NetVLAD layer (docs/netvlad.md).
 //!
 //! `netvlad_forward` below re-implements, literally and in f64, the forward
 //! pass of the usual PyTorch layer (Arandjelović et al.'s NetVLAD as in
@@ -18,7 +18,7 @@
 //! on a feature map `x (N, D, H, W)` (already L2-normalized per location
 //! when the layer has `normalize_input=True`: the caller's job in vlad too).
 //! It shares nothing with the library. The library is then fed the same
-//! parameters the README maps: conv weight `(K, D, 1, 1)` → `W (K, D)`, conv
+//! parameters docs/netvlad.md maps: conv weight `(K, D, 1, 1)` → `W (K, D)`, conv
 //! bias → `b (K,)`, `centroids (K, D)` → the codebook, each image's
 //! descriptors `x[n].reshape(D, H·W).T`, normalization `intra,l2`.
 
@@ -122,7 +122,7 @@ fn matches_a_pytorch_netvlad_layer() {
     });
     let want = netvlad_forward(&x, &conv_weight, &conv_bias, &centroids);
 
-    // The mapping of the README.
+    // The mapping of docs/netvlad.md.
     let weights = conv_weight
         .index_axis(Axis(3), 0)
         .index_axis(Axis(2), 0)

@@ -74,11 +74,12 @@ fn number(s: &str) -> Option<(u32, &str)> {
 }
 
 /// The files whose "SPEC §" references must resolve: sources, tests,
-/// benches, shaders, the Python package and the Markdown documents.
+/// benches, shaders, the Python package and the Markdown documents (the
+/// root's and `docs/`).
 fn documents() -> Vec<PathBuf> {
     let mut files = Vec::new();
     for dir in [
-        "src", "tests", "benches", "shaders", "python", "xtask", ".ci",
+        "src", "tests", "benches", "shaders", "python", "xtask", ".ci", "docs",
     ] {
         walk(&root().join(dir), &mut files);
     }
