@@ -46,6 +46,10 @@
 //! # Ok::<(), vlad::VladError>(())
 //! ```
 
+// The library never prints: it reports through return values and callbacks
+// (the command line and the Python package decide what reaches a terminal).
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod backend;
 pub mod bench;
 pub mod encoder;
@@ -70,7 +74,8 @@ pub use backend::{adapters as adapter, cpu, reference, reference_soft};
 pub use ndarray;
 
 pub use backend::Backend;
-pub use backend::adapters::{AdapterInfo, AdapterKind, AdapterPick, Adapters, adapters};
+pub use backend::adapters::{AdapterInfo, AdapterKind, AdapterPick, Adapters};
+pub use backend::select::list_adapters as adapters;
 pub use encoder::{Assigned, Encoded, Encoder, EncoderBuilder};
 pub use error::{Result, VladError};
 pub use model::assignment::{Assignment, SoftParams};

@@ -280,14 +280,6 @@ fn pick_for_gpu(
     }
 }
 
-/// Every adapter wgpu sees and what `gpu` and `auto` would take (the data
-/// behind `vlad adapters`), under `options` (its adapter and graphics
-/// APIs). Cheap: no device is opened, no shader compiled. Without the
-/// `gpu` feature the list is empty and both say why.
-pub fn adapters(options: &crate::backend::options::GpuOptions) -> Adapters {
-    crate::backend::gpu::adapters::list(options)
-}
-
 impl Adapters {
     /// No adapter at all, for `why` (a build without the `gpu` feature):
     /// `gpu` is refused, `auto` uses the CPU.

@@ -27,14 +27,13 @@ pub mod reference_soft;
 pub mod select;
 pub mod slot;
 
-use std::fmt;
 use std::ops::Range;
-use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::error::{Result, VladError};
+use crate::error::Result;
 use crate::model::assignment::{Assignment, SoftParams};
 use crate::model::batch::Batch;
+pub use crate::model::choice::Backend;
 use crate::model::codebook::Codebook;
 use crate::model::element::{DType, Element};
 use crate::model::normalization::Normalization;
@@ -237,56 +236,5 @@ impl Compute for Engine {
 
     fn finish_image(&self, model: &Model<'_>, image: &SplitImage, out: &mut [f32]) -> Result<()> {
         delegate!(self, engine => Compute::finish_image(engine, model, image, out))
-    }
-}
-
-/// A compute backend.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Backend {
-    /// The GPU on a hardware adapter (discrete, integrated or virtual) that
-    /// works, else the CPU; never a software adapter (llvmpipe, lavapipe).
-    /// The report's `fallback_reason` says why the CPU ran.
-    #[default]
-    Auto,
-    /// wgpu compute shaders on the adapter `VLAD_ADAPTER` names, else the
-    /// best there is — a software adapter too; an error when there is none.
-    Gpu,
-    /// The fast multi-threaded CPU path.
-    Cpu,
-    /// Straightforward f64 loops: the oracle, never fast.
-    Reference,
-}
-
-impl Backend {
-    /// The command-line name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Auto => "auto",
-            Backend::Gpu => "gpu",
-            Backend::Cpu => "cpu",
-            Backend::Reference => "reference",
-        }
-    }
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Backend {
-    type Err = VladError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "auto" => Ok(Backend::Auto),
-            "gpu" => Ok(Backend::Gpu),
-            "cpu" => Ok(Backend::Cpu),
-            "reference" | "ref" => Ok(Backend::Reference),
-            other => Err(VladError::InvalidArgument(format!(
-                "unknown backend {other:?}: expected auto, gpu, cpu or reference"
-            ))),
-        }
     }
 }

@@ -51,7 +51,7 @@ pub struct GpuOptions {
 
 impl GpuOptions {
     /// The options the variables above give, each looked up with `lookup`
-    /// (at the edge: `|name| std::env::var(name).ok()`). Unset or blank
+    /// (at the edge, a lookup in the process environment). Unset or blank
     /// variables leave the default; a malformed one is
     /// [`VladError::InvalidArgument`] naming it.
     pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::backend::adapters::{self, AdapterKind};
+use crate::backend::adapters::{self, AdapterKind, Adapters};
 use crate::backend::gpu::GpuBackend;
 use crate::backend::options::GpuOptions;
 use crate::backend::slot::GpuSlot;
@@ -111,7 +111,7 @@ pub fn select(
 /// (the listing answers a software-only machine in milliseconds).
 fn make_session(choice: Backend, options: &GpuOptions) -> Result<GpuBackend> {
     if choice == Backend::Auto {
-        let listed = adapters::adapters(options);
+        let listed = list_adapters(options);
         if let Err(reason) = listed.auto_adapter()? {
             return Err(VladError::BackendUnavailable(reason.to_string()));
         }
@@ -140,4 +140,12 @@ pub fn fallback_reason(err: &VladError) -> Option<String> {
         VladError::Gpu(_) => Some(format!("{err}: using cpu")),
         _ => None,
     }
+}
+
+/// Every adapter wgpu sees and what `gpu` and `auto` would take (the data
+/// behind `vlad adapters`), under `options` (its adapter and graphics
+/// APIs). Cheap: no device is opened, no shader compiled. Without the
+/// `gpu` feature the list is empty and both say why.
+pub fn list_adapters(options: &crate::backend::options::GpuOptions) -> Adapters {
+    crate::backend::gpu::adapters::list(options)
 }

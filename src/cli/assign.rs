@@ -3,9 +3,21 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use vlad::Normalization;
 
-use super::args::BackendArg;
+use super::args::{self, BackendArg};
 use super::failure::Failure;
+use std::time::Instant;
+
+use vlad::VladError;
+use vlad::io::mapped::MappedNpy;
+use vlad::io::{self, OutputFile};
+use vlad::stream::{self, StreamOptions, StreamProgress};
+
+use super::failure::{in_file, within};
+use super::progress::StreamBar as Bar;
+use super::streamed::{add_stream_fields, sizes};
+use super::summary;
 
 /// `vlad assign` options (SPEC §8).
 #[derive(Debug, Args)]
@@ -43,5 +55,44 @@ pub fn run(args: &AssignArgs) -> Result<(), Failure> {
             ("--centroids", Some(args.centroids.as_path())),
         ],
     )?;
-    super::streamed::assign(args)
+    stream_assign(args)
+}
+
+/// Stream `vlad assign`. The caller has refused an `--out` that names an
+/// input.
+fn stream_assign(args: &AssignArgs) -> Result<(), Failure> {
+    let wall = Instant::now();
+    let out = OutputFile::create(&args.out)?;
+    let codebook = io::read_centroids(&args.centroids).map_err(in_file(&args.centroids))?;
+    let input = MappedNpy::open(&args.descriptors)?;
+    let encoder = args::encoder(codebook, args.backend.into(), Normalization::none())?.build();
+    let bar = Bar::new("assign");
+    let progress = |p: StreamProgress| bar.update(p);
+    let options = StreamOptions {
+        memory_limit: args.memory_limit,
+        progress: Some(&progress),
+        ..StreamOptions::default()
+    };
+    let streamed = stream::assign_file(&encoder, &input, out, &options).map_err(|e| match e {
+        VladError::DimensionMismatch(_) => within(format!(
+            "{} and {}",
+            args.descriptors.display(),
+            args.centroids.display()
+        ))(e),
+        other => in_file(&args.descriptors)(other),
+    })?;
+    bar.finish();
+    let sizes = sizes(&streamed, &encoder);
+    eprintln!(
+        "{} -> {}",
+        summary::human("assigned", &streamed.report, sizes),
+        args.out.display()
+    );
+    if args.json {
+        let mut json = summary::run_json(&streamed.report, sizes);
+        json.insert("output".into(), args.out.display().to_string().into());
+        add_stream_fields(&mut json, &streamed, args.memory_limit, wall);
+        summary::print_json(json);
+    }
+    Ok(())
 }

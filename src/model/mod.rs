@@ -4,6 +4,7 @@
 
 pub mod assignment;
 pub mod batch;
+pub mod choice;
 pub mod codebook;
 pub mod element;
 pub mod normalization;

@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
-use crate::backend::Backend;
 use crate::backend::adapters::AdapterKind;
+use crate::model::choice::Backend;
 
 /// Seconds per named stage, in the order the stages ran.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -666,6 +666,7 @@ mod tests {
     /// of rows the bound sends to the re-check (printed; it decides how much
     /// scalar work the shader's second phase does).
     #[test]
+    #[allow(clippy::print_stderr)] // the share is for whoever reads the test log
     fn recheck_share_on_clustered_data() {
         let (t, l, f, k) = (4usize, 500usize, 128usize, 256usize);
         let data = crate::synthetic::clustered_images(t, l, f, 64, 5);

@@ -91,7 +91,9 @@ fn run<E: Element>(
             }
             let labels = match batch.labels() {
                 Some(given) => given.to_vec(),
-                None => super::assign(codebook, batch, stages),
+                None => stages.time("assign", || {
+                    super::assign::assign_rows(codebook, batch.rows(), batch.dim())
+                }),
             };
             let (sums, counts) = stages.time("aggregate", || {
                 if rn {
