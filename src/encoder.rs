@@ -18,7 +18,7 @@ use crate::backend::gpu::GpuBackend;
 use crate::backend::options::GpuOptions;
 use crate::backend::select::{Selected, fallback_reason, select};
 use crate::backend::slot::GpuSlot;
-use crate::backend::{Backend, Compute, Cuts, Engine, Model};
+use crate::backend::{Backend, Compute, Cuts, Engine, Model, on_engine};
 use crate::error::{Result, VladError};
 use crate::model::assignment::{Assignment, SoftParams};
 use crate::model::batch::Batch;
@@ -355,8 +355,7 @@ impl Encoder {
         let out = vlad
             .as_slice_mut()
             .unwrap_or_else(|| unreachable!("a fresh array is contiguous"));
-        let (labels, report) =
-            self.run(|engine, model, stages| engine.encode_into(model, batch, out, stages))?;
+        let (labels, report) = self.encode_on_engine(batch, out)?;
         Ok(Encoded {
             vlad,
             labels,
@@ -390,17 +389,14 @@ impl Encoder {
             )));
         }
         let (_, report) = match out.as_slice_mut() {
-            Some(flat) => {
-                self.run(|engine, model, stages| engine.encode_into(model, batch, flat, stages))?
-            }
+            Some(flat) => self.encode_on_engine(batch, flat)?,
             // A strided view: computed contiguous, then copied in.
             None => {
                 let mut vlad = Array2::<f32>::zeros(want);
                 let flat = vlad
                     .as_slice_mut()
                     .unwrap_or_else(|| unreachable!("a fresh array is contiguous"));
-                let ran = self
-                    .run(|engine, model, stages| engine.encode_into(model, batch, flat, stages))?;
+                let ran = self.encode_on_engine(batch, flat)?;
                 out.assign(&vlad);
                 ran
             }
@@ -420,8 +416,9 @@ impl Encoder {
         if !batch.finite_checked() {
             batch.check_finite()?;
         }
-        let (labels, report) =
-            self.run(|engine, model, stages| engine.assign(model.codebook, batch, stages))?;
+        let (labels, report) = self.run(|engine, model, stages| {
+            on_engine!(engine, b => Compute::assign(b, model.codebook, batch, stages))
+        })?;
         Ok(Assigned { labels, report })
     }
 
@@ -436,7 +433,7 @@ impl Encoder {
         let selected = select(self.backend, &self.gpu_options, &self.gpu)?;
         let image = {
             let model = self.model(soft.as_ref());
-            selected.engine.split_image(&model)?
+            on_engine!(&selected.engine, b => Compute::split_image(b, &model))?
         };
         Ok(ImagePieces {
             encoder: self,
@@ -456,12 +453,22 @@ impl Encoder {
         let start = Instant::now();
         let soft = self.assignment.soft_params(&self.codebook)?;
         let selected = select(self.backend, &self.gpu_options, &self.gpu)?;
-        let cuts = selected
-            .engine
-            .cuts(&self.model(soft.as_ref()), offsets, dtype)?;
+        let model = self.model(soft.as_ref());
+        let cuts = on_engine!(&selected.engine, b => Compute::cuts(b, &model, offsets, dtype))?;
         let mut report = report(selected, start.elapsed().as_secs_f64(), StageTimes::new());
         report.seconds = 0.0;
         Ok((cuts, report))
+    }
+
+    /// Encode `batch` into `out` (`T·K·F` values) on the selected engine.
+    fn encode_on_engine<E: Element>(
+        &self,
+        batch: &Batch<'_, E>,
+        out: &mut [f32],
+    ) -> Result<(Vec<u32>, RunReport)> {
+        self.run(|engine, model, stages| {
+            on_engine!(engine, b => Compute::encode_into(b, model, batch, out, stages))
+        })
     }
 
     /// The `(T, K·F)` shape of `batch`'s encoding.
@@ -631,13 +638,10 @@ impl ImagePieces<'_> {
             .as_slice()
             .unwrap_or_else(|| unreachable!("standard layout is contiguous"));
         let model = encoder.model(self.soft.as_ref());
-        let labels = self.selected.engine.add_piece(
-            &model,
-            values,
-            labels,
-            &mut self.image,
-            &mut self.stages,
-        )?;
+        let (image, stages) = (&mut self.image, &mut self.stages);
+        let labels = on_engine!(&self.selected.engine, b => {
+            Compute::add_piece(b, &model, values, labels, image, stages)
+        })?;
         self.seconds += start.elapsed().as_secs_f64();
         Ok(labels)
     }
@@ -653,7 +657,10 @@ impl ImagePieces<'_> {
         let model = self.encoder.model(self.soft.as_ref());
         let stages = &mut self.stages;
         let (engine, image) = (&self.selected.engine, &self.image);
-        stages.time("normalize", || engine.finish_image(&model, image, out))?;
+        stages.time(
+            "normalize",
+            || on_engine!(engine, b => Compute::finish_image(b, &model, image, out)),
+        )?;
         let total = self.seconds + start.elapsed().as_secs_f64();
         Ok(report(self.selected, total, self.stages))
     }

@@ -314,27 +314,21 @@ mod tests {
         }
     }
 
+    fn auto_reason(chosen: &Adapters) -> &str {
+        &chosen.auto.as_ref().unwrap().reason
+    }
+
     #[test]
     fn auto_never_takes_a_software_adapter() {
         let list = vec![adapter(0, "llvmpipe (LLVM 15)", AdapterKind::Software)];
         let chosen = Adapters::choose(list, None);
         assert_eq!(chosen.gpu.as_ref().unwrap().index, Some(0));
         assert_eq!(chosen.auto.as_ref().unwrap().index, None);
+        let reason = auto_reason(&chosen);
         assert!(
-            chosen
-                .auto
-                .as_ref()
-                .unwrap()
-                .reason
-                .contains("only a software adapter (llvmpipe")
-                && chosen
-                    .auto
-                    .as_ref()
-                    .unwrap()
-                    .reason
-                    .contains("--backend gpu"),
-            "{}",
-            chosen.auto.as_ref().unwrap().reason
+            reason.contains("only a software adapter (llvmpipe")
+                && reason.contains("--backend gpu"),
+            "{reason}"
         );
     }
 
@@ -380,13 +374,6 @@ mod tests {
         let chosen = Adapters::choose(Vec::new(), None);
         assert!(chosen.gpu_adapter().is_err());
         assert_eq!(chosen.auto.as_ref().unwrap().index, None);
-        assert!(
-            chosen
-                .auto
-                .as_ref()
-                .unwrap()
-                .reason
-                .contains("no GPU adapter")
-        );
+        assert!(auto_reason(&chosen).contains("no GPU adapter"));
     }
 }

@@ -174,67 +174,25 @@ impl Engine {
     }
 }
 
-/// Each call goes to the backend that runs: the one place a route meets the
+/// `on_engine!(engine, backend => call)`: `call` on the backend that runs,
+/// bound to `backend` (a [`Compute`]) — the one place a route meets the
 /// backends' differences.
-macro_rules! delegate {
-    ($self:ident, $engine:ident => $call:expr) => {
-        match $self {
-            Engine::Reference => {
-                let $engine = &reference::ReferenceBackend;
+macro_rules! on_engine {
+    ($engine:expr, $backend:ident => $call:expr) => {
+        match $engine {
+            $crate::backend::Engine::Reference => {
+                let $backend = &$crate::backend::reference::ReferenceBackend;
                 $call
             }
-            Engine::Cpu => {
-                let $engine = &cpu::CpuBackend;
+            $crate::backend::Engine::Cpu => {
+                let $backend = &$crate::backend::cpu::CpuBackend;
                 $call
             }
-            Engine::Gpu(gpu) => {
-                let $engine = &**gpu;
+            $crate::backend::Engine::Gpu(gpu) => {
+                let $backend = &**gpu;
                 $call
             }
         }
     };
 }
-
-impl Compute for Engine {
-    fn encode_into<E: Element>(
-        &self,
-        model: &Model<'_>,
-        batch: &Batch<'_, E>,
-        out: &mut [f32],
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>> {
-        delegate!(self, engine => Compute::encode_into(engine, model, batch, out, stages))
-    }
-
-    fn assign<E: Element>(
-        &self,
-        codebook: &Codebook,
-        batch: &Batch<'_, E>,
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>> {
-        delegate!(self, engine => Compute::assign(engine, codebook, batch, stages))
-    }
-
-    fn cuts(&self, model: &Model<'_>, offsets: &[usize], dtype: DType) -> Result<Cuts> {
-        delegate!(self, engine => Compute::cuts(engine, model, offsets, dtype))
-    }
-
-    fn split_image(&self, model: &Model<'_>) -> Result<SplitImage> {
-        delegate!(self, engine => Compute::split_image(engine, model))
-    }
-
-    fn add_piece<E: Element>(
-        &self,
-        model: &Model<'_>,
-        rows: &[E],
-        labels: Option<&[u32]>,
-        image: &mut SplitImage,
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>> {
-        delegate!(self, engine => Compute::add_piece(engine, model, rows, labels, image, stages))
-    }
-
-    fn finish_image(&self, model: &Model<'_>, image: &SplitImage, out: &mut [f32]) -> Result<()> {
-        delegate!(self, engine => Compute::finish_image(engine, model, image, out))
-    }
-}
+pub(crate) use on_engine;

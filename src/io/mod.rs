@@ -345,7 +345,7 @@ impl OutputFile {
 }
 
 /// `(3, 4)`, `(5,)`, `()` — numpy's way of printing a shape.
-fn shape_string(shape: &[usize]) -> String {
+pub(crate) fn shape_string(shape: &[usize]) -> String {
     match shape {
         [one] => format!("({one},)"),
         _ => format!(

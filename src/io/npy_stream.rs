@@ -90,17 +90,7 @@ fn write_error(path: &std::path::Path, source: io::Error) -> VladError {
 /// fit 65,535 bytes), padded with spaces so the data starts on a 64-byte
 /// boundary, as numpy writes it.
 fn header_bytes(descr: &str, shape: &[usize]) -> Vec<u8> {
-    let shape = match shape {
-        [one] => format!("({one},)"),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
+    let shape = crate::io::shape_string(shape);
     let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     let (version, prefix) = if dict.len() + 1 + 10 <= 65535 {
         (1u8, 10usize)

@@ -95,6 +95,13 @@ impl<E: Element> Passes<'_, '_, E> {
     }
 }
 
+/// The random stream every seeding draws from.
+fn init_rng(seed: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(INIT_STREAM);
+    rng
+}
+
 /// Seeds `K` centroids (`K × F` f32, row-major) by greedy k-means++
 /// (Arthur & Vassilvitskii 2007, with scikit-learn's local trials): the
 /// first centroid is a uniform random point; each next one is the best, by
@@ -111,8 +118,7 @@ pub(crate) fn kmeans_plus_plus<E: Element>(
     k: usize,
     seed: u64,
 ) -> Result<Vec<f32>> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(INIT_STREAM);
+    let mut rng = init_rng(seed);
     let n = source.len();
     let dim = source.dim();
     let trials = 2 + (k as f64).ln().floor() as usize;
@@ -289,8 +295,7 @@ pub(crate) fn random_points<E: Element>(
     k: usize,
     seed: u64,
 ) -> Result<Vec<f32>> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(INIT_STREAM);
+    let mut rng = init_rng(seed);
     let n = source.len();
     let mut seen = HashSet::with_capacity(k);
     let mut centroids = Vec::with_capacity(k * source.dim());
