@@ -517,7 +517,12 @@ impl Encoder {
         match backend {
             Backend::Reference => {
                 let (vlad, labels) = stages.time("reference", || {
-                    crate::backend::reference::encode(&self.codebook, batch, &self.normalization)
+                    crate::backend::reference::encode(
+                        &self.codebook,
+                        batch,
+                        &self.assignment,
+                        &self.normalization,
+                    )
                 });
                 Ok(BackendOutput {
                     vlad: vlad.mapv(|x| x as f32),

@@ -65,7 +65,7 @@ pub mod verify_soft;
 #[doc(hidden)]
 pub use backend::gpu;
 #[doc(hidden)]
-pub use backend::{adapters as adapter, cpu, reference, reference_soft};
+pub use backend::{adapters as adapter, cpu, reference};
 
 pub use ndarray;
 

@@ -4,6 +4,7 @@
 use ndarray::{Array2, ArrayView2};
 
 use crate::backend::reference;
+use crate::model::assignment::Assignment;
 use crate::model::batch::Batch;
 use crate::model::codebook::Codebook;
 use crate::model::element::Element;
@@ -60,13 +61,15 @@ pub fn verify<E: Element>(
     labels: &[u32],
 ) -> Verification {
     let (label_agreement, bad_labels) = hard_labels(codebook, batch, labels);
-    let (sums, counts) = reference::aggregate(codebook, batch, labels);
-    let expected = reference::normalize(&sums, &counts, norm);
+    let (sums, mass, _) =
+        reference::aggregate_from(codebook, batch, &Assignment::Hard, false, Some(labels));
+    let expected = reference::normalize(&sums, &mass, norm);
     let max_abs_error = max_abs_diff(output, &expected);
     // Raw sums, or means: the per-block bound ‖y − r‖∞ ≤ 1e-5 Σ‖v − c‖∞,
     // divided by n for the mean.
     let raw_or_mean = norm.steps().iter().all(|s| *s == Step::Mass);
-    let scale = raw_or_mean.then(|| reference::residual_scale(codebook, batch, labels));
+    let scale = raw_or_mean
+        .then(|| reference::residual_scale(codebook, batch, &Assignment::Hard, labels, false));
     let (violations, rule) = judge(
         output,
         &expected,
@@ -75,7 +78,7 @@ pub fn verify<E: Element>(
         codebook.dim(),
         |t, c| {
             let scale = scale.as_ref().map_or(0.0, |s| s[[t, c]]);
-            let n = counts[[t, c]].max(1) as f64;
+            let n = mass[[t, c]].max(1.0);
             TOLERANCE * scale / if norm.needs_counts() { n } else { 1.0 }
         },
         "each block within 1e-5 · Σ‖v − c‖∞ (raw sums or means)",

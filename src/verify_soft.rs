@@ -1,11 +1,11 @@
 //! `--verify` for SPEC §10 (soft assignment, or `rn`): the backend's output
-//! against [`crate::backend::reference_soft`], with SPEC §4's
+//! against [`crate::backend::reference`], with SPEC §4's
 //! tolerances read with weights (`Σ_l a_k(v_l)·‖v_l − c_k‖∞` per block for
 //! raw sums and means).
 
 use ndarray::ArrayView2;
 
-use crate::backend::reference_soft;
+use crate::backend::reference;
 use crate::model::assignment::Assignment;
 use crate::model::batch::Batch;
 use crate::model::codebook::Codebook;
@@ -27,8 +27,8 @@ pub fn verify<E: Element>(
 ) -> Verification {
     let rn = norm.residual_normalized();
     let (sums, mass, exact) =
-        reference_soft::aggregate_from(codebook, batch, assignment, rn, Some(labels));
-    let expected = reference_soft::normalize(&sums, &mass, norm);
+        reference::aggregate_from(codebook, batch, assignment, rn, Some(labels));
+    let expected = reference::normalize(&sums, &mass, norm);
     let (label_agreement, bad_labels) = if assignment.is_hard() {
         hard_labels(codebook, batch, labels)
     } else {
@@ -43,8 +43,8 @@ pub fn verify<E: Element>(
         .steps()
         .iter()
         .all(|s| matches!(s, Step::Mass | Step::ResidualNorm));
-    let scale = raw_or_mean
-        .then(|| reference_soft::residual_scale(codebook, batch, assignment, labels, rn));
+    let scale =
+        raw_or_mean.then(|| reference::residual_scale(codebook, batch, assignment, labels, rn));
     let (violations, rule) = judge(
         output,
         &expected,

@@ -23,7 +23,6 @@ pub mod gpu;
 pub mod gpu;
 pub mod options;
 pub mod reference;
-pub mod reference_soft;
 pub mod slot;
 pub(crate) mod weighted;
 

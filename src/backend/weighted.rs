@@ -37,7 +37,7 @@ pub(crate) fn run_encode<E: Element>(
     match backend {
         Backend::Reference => {
             let (vlad, labels) = stages.time("reference", || {
-                crate::backend::reference_soft::encode(codebook, batch, assignment, norm)
+                crate::backend::reference::encode(codebook, batch, assignment, norm)
             });
             Ok(BackendOutput {
                 vlad: vlad.mapv(|x| x as f32),

@@ -1050,7 +1050,12 @@ impl Compute<'_> {
             }
             (Task::Encode, Engine::Reference) => {
                 let (vlad, labels) = stages.time("reference", || {
-                    crate::backend::reference::encode(codebook, batch, norm)
+                    crate::backend::reference::encode(
+                        codebook,
+                        batch,
+                        self.job.encoder.assignment(),
+                        norm,
+                    )
                 });
                 Ok((
                     Rows::F32(vlad.iter().map(|&x| x as f32).collect()),
@@ -1144,8 +1149,9 @@ impl Compute<'_> {
                     );
                     if last {
                         let sums3 = Array3::from_shape_vec((1, k, f), sums.clone());
-                        let counts2 = Array2::from_shape_vec((1, k), counts.clone());
-                        if let (Ok(s), Ok(c)) = (sums3, counts2) {
+                        let mass = counts.iter().map(|&n| n as f64).collect();
+                        let mass2 = Array2::from_shape_vec((1, k), mass);
+                        if let (Ok(s), Ok(c)) = (sums3, mass2) {
                             let normalized = crate::backend::reference::normalize(&s, &c, norm);
                             for (y, &x) in row.iter_mut().zip(normalized.iter()) {
                                 *y = x as f32;

@@ -93,10 +93,10 @@ fn expectations(b: &Blocks, norm: &Normalization) -> Vec<(&'static str, Vec<f64>
     let sums = Array3::from_shape_fn((b.images, b.clusters, b.dim), |(t, k, f)| {
         b.values[(t * b.clusters + k) * b.dim + f] as f64
     });
-    let counts = Array2::from_shape_fn((b.images, b.clusters), |(t, k)| {
-        b.counts[t * b.clusters + k] as u64
+    let mass = Array2::from_shape_fn((b.images, b.clusters), |(t, k)| {
+        b.counts[t * b.clusters + k] as f64
     });
-    let reference = reference::normalize(&sums, &counts, norm);
+    let reference = reference::normalize(&sums, &mass, norm);
     let row_len = b.clusters * b.dim;
     let mut twin = b.values.clone();
     for (t, row) in twin.chunks_mut(row_len.max(1)).enumerate().take(b.images) {
