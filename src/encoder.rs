@@ -46,6 +46,7 @@ impl Encoded {
         crate::verify::verify(
             encoder.codebook(),
             batch,
+            encoder.assignment(),
             encoder.normalization(),
             self.vlad.view(),
             &self.labels,

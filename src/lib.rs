@@ -58,7 +58,6 @@ pub mod synthetic;
 #[doc(hidden)]
 pub mod twins;
 pub mod verify;
-pub mod verify_soft;
 
 // Transitional paths (the layout moved): removed once every user is moved.
 #[cfg(feature = "gpu")]
