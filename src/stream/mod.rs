@@ -1117,7 +1117,7 @@ impl Compute<'_> {
                     )
                 });
                 if last {
-                    let mut narrow = vec![0u32; k];
+                    let mut narrow = vec![0f32; k];
                     crate::backend::cpu::aggregate::finish_image(
                         sums,
                         counts,
@@ -1173,9 +1173,9 @@ impl Compute<'_> {
                 }
                 if last {
                     // As the in-memory run finishes a split image.
-                    let narrow: Vec<u32> = counts
+                    let narrow: Vec<f32> = counts
                         .iter()
-                        .map(|&c| c.min(u32::MAX as u64) as u32)
+                        .map(|&c| c.min(u32::MAX as u64) as u32 as f32)
                         .collect();
                     for (y, &s) in row.iter_mut().zip(sums.iter()) {
                         *y = s as f32;

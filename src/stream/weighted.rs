@@ -123,7 +123,7 @@ impl WeightedPieces {
                 *o = n as f32;
             }
         }
-        crate::backend::cpu::weighted_normalize::normalize_rows(&mut row, &mass, k, f, norm);
+        crate::backend::cpu::normalize::normalize_rows(&mut row, &mass, k, f, norm);
         row.into_iter().collect()
     }
 }

@@ -100,8 +100,11 @@ fn expectations(b: &Blocks, norm: &Normalization) -> Vec<(&'static str, Vec<f64>
     let row_len = b.clusters * b.dim;
     let mut twin = b.values.clone();
     for (t, row) in twin.chunks_mut(row_len.max(1)).enumerate().take(b.images) {
-        let counts = &b.counts[t * b.clusters..(t + 1) * b.clusters];
-        vlad::backend::cpu::normalize::normalize_row(row, counts, b.clusters, b.dim, norm);
+        let mass: Vec<f32> = b.counts[t * b.clusters..(t + 1) * b.clusters]
+            .iter()
+            .map(|&n| n as f32)
+            .collect();
+        vlad::backend::cpu::normalize::normalize_row(row, &mass, b.clusters, b.dim, norm);
     }
     vec![
         ("f64 reference", reference.into_raw_vec_and_offset().0),
