@@ -5,6 +5,7 @@
 //! speed; the stage hosts take their shader constants from here.
 
 pub mod assign_coop;
+pub mod ceiling_fma;
 pub mod normalize;
 pub mod radix_sort;
 pub mod residual;
