@@ -472,7 +472,7 @@ fn streamed(gpu: bool, hashes: &mut Hashes) {
                 }
                 if *back != "reference" || limit_name == "one-batch" {
                     let labels = path("labels.npy");
-                    run(&vec![
+                    run(&[
                         os("assign"),
                         os("--descriptors"),
                         d.as_os_str().to_owned(),
@@ -492,7 +492,7 @@ fn streamed(gpu: bool, hashes: &mut Hashes) {
                 }
                 if *back != "reference" {
                     let words = path("words.npy");
-                    run(&vec![
+                    run(&[
                         os("kmeans"),
                         os("--descriptors"),
                         d.as_os_str().to_owned(),
