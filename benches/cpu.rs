@@ -65,7 +65,7 @@ fn stages(c: &mut Criterion) {
     let images = Array3::from_shape_vec((t, l, f), rows).expect("t·l·f values");
     let batch = Batch::fixed(images.view()).expect("valid input");
     let labels = assign::assign_rows(&codebook, batch.rows(), f);
-    let (raw, counts) = aggregate::aggregate(&codebook, &batch, &labels);
+    let (raw, mass) = aggregate::aggregate(&codebook, &batch, &labels);
     let norm = Normalization::default();
 
     let mut group = c.benchmark_group("stages/T200xL500xF128xK64");
@@ -82,7 +82,7 @@ fn stages(c: &mut Criterion) {
     group.bench_function("normalize", |b| {
         b.iter_batched_ref(
             || raw.clone(),
-            |vlad| normalize::normalize_rows(vlad, &counts, k, f, &norm),
+            |vlad| normalize::normalize_rows(vlad, &mass, k, f, &norm),
             criterion::BatchSize::LargeInput,
         )
     });

@@ -1,7 +1,7 @@
 // Nearest-centroid assignment on cooperative matrices (tensor cores): the
 // variant of assign.wgsl that `VLAD_GPU_TENSOR_CORES=1` selects where the
 // adapter offers 16×16×16 f16 × f16 → f32 products. CPU twin:
-// src/cpu/assign_coop.rs; host: src/gpu/assign_coop.rs.
+// src/twins/assign_coop.rs; host: src/backend/gpu/stages/assign_coop.rs.
 //
 // Same bindings, outputs and label rule as assign.wgsl; labels obey SPEC §4
 // at least as well (see "Labels" below).
@@ -81,10 +81,10 @@
 // "the lesser of 16 bytes or the natural alignment of a row"), and a
 // driver lays out workgroup variables as it likes. Every variable here is
 // a multiple of 16 bytes long (no lone 4-byte word), so that packed one
-// after another each starts 16-byte aligned. On an H100, an earlier version
-// with one `atomic<u32>` flag had every cooperative load and store land
-// exactly 4 bytes before the tile it named (examples/coop_probe.rs found
-// the offsets), and its self-check failed.
+// after another each starts 16-byte aligned: a 4-byte variable ahead of the
+// tiles would move every cooperative access 4 bytes off its tile
+// (`examples/coop_probe.rs` measures such offsets on a device;
+// docs/tensor-cores.md has the status).
 //
 // The host specializes the `const` lines below before compiling.
 

@@ -1,6 +1,6 @@
 // Ceiling kernel: device memory bandwidth. One invocation copies one
 // vec4<f32> from `src` to `dst`; bytes moved = 2 · 16 · `len`.
-// CPU twin: a plain copy (src/cpu/ceilings.rs). Host: src/gpu/ceilings.rs.
+// CPU twin: a plain copy. Host: src/backend/gpu/stages/ceilings.rs.
 
 const WG: u32 = 256u;
 

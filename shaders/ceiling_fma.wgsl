@@ -6,7 +6,8 @@
 // FLOPs = 2 · CHAINS · iters · invocations. `mul` and `add` come from the
 // uniform, so no compiler can fold the chain. With mul = 0.5 and a small
 // integer add every product is exact, so fused and unfused FMA agree bit
-// for bit with the CPU twin (src/cpu/ceilings.rs). Host: src/gpu/ceilings.rs.
+// for bit with the CPU twin (src/twins/ceiling_fma.rs). Host:
+// src/backend/gpu/stages/ceilings.rs.
 
 const WG: u32 = 256u;
 const CHAINS: u32 = 8u;

@@ -21,7 +21,7 @@
 // its strided elements in blocks of BLOCK sequential terms, block sums joined
 // pairwise (a binary counter), then the lanes' sums are joined by a fixed
 // tree in workgroup memory. Every order is fixed: same input, same bits.
-// Host side: src/gpu/normalize.rs.
+// Host side: src/backend/gpu/stages/normalize.rs.
 
 const WG: u32 = 256u;
 // Strided elements one invocation squares and sums sequentially.
@@ -45,7 +45,7 @@ struct Params {
 
 // `scale_segments` only: the `power` step fused into it, applied to each
 // element as it is read. 0: none; 1: the signed square root; 2: power α
-// (`params.alpha`). Set by the host per pipeline (src/gpu/specialize.rs),
+// (`params.alpha`). Set by the host per pipeline (src/backend/gpu/specialize.rs),
 // so that the per-element code has no branch on it.
 const FUSED_POWER: u32 = 0u;
 

@@ -18,7 +18,7 @@
 //
 // With `modulus` set, the digits are those of key % modulus: the pipeline
 // sorts its image · K + label keys by label alone, since its rows are in
-// image order already (half the passes or fewer; src/gpu/radix_sort.rs).
+// image order already (half the passes or fewer; src/backend/gpu/stages/radix_sort.rs).
 //
 // The host may replace the `const` lines of SCAN_WG (threads of the scan
 // kernels) to test deep scan hierarchies on small inputs.
@@ -52,7 +52,7 @@ struct Params {
     sums_offset: u32,
     // Nonzero: the digits are those of key % modulus, not of the key (the
     // pipeline sorts (image, label) keys by label only: see
-    // src/gpu/radix_sort.rs).
+    // src/backend/gpu/stages/radix_sort.rs).
     modulus: u32,
 }
 

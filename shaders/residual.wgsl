@@ -10,7 +10,7 @@
 // wrote straight into the blocks buffer, `zero_empty_blocks` replaces
 // `write_blocks`: it only zeroes the blocks no row went to, in place, and
 // copies nothing.
-// Host side: src/gpu/residual.rs.
+// Host side: src/backend/gpu/stages/residual.rs.
 
 const WG: u32 = 64u;
 

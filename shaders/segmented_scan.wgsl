@@ -11,8 +11,8 @@
 // partial sums: `head`, the rows of its first key, and `tail`, the rows of its
 // last key (equal when the node holds one key only).
 //
-// Host side, error bound and the CPU twin: src/gpu/segmented_scan.rs,
-// src/cpu/segmented_scan.rs (same constants, same order of additions).
+// Host side, error bound and the CPU twin: src/backend/gpu/stages/segmented_scan.rs,
+// src/twins/segmented_scan.rs (same constants, same order of additions).
 
 const WG: u32 = 64u;
 // Rows a leaf sums sequentially.

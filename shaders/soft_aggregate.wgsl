@@ -20,14 +20,14 @@
 // `add_block`, the eight `write_cluster` calls): every access has a
 // constant index, so that compilers keep them in registers. Indexed by a
 // loop variable, arrays of per-invocation sums may live in local memory
-// instead, read and written for every row; that is what an H100 run of the
-// looped form suggests (≈ 0.5 TFLOP/s, BENCHMARKS.md).
+// instead, read and written for every row (BENCHMARKS.md has the H100
+// figures behind this).
 //
 // `divide_by_mass`: SPEC §3's `mass` with the soft counts, x ← x / n where
 // n > 0, one invocation per element.
 //
-// Host side: src/gpu/soft_aggregate.rs; CPU twin:
-// src/cpu/soft_aggregate_tile.rs.
+// Host side: src/backend/gpu/stages/soft_aggregate.rs; CPU twin:
+// src/twins/soft_aggregate.rs.
 
 // Invocations per workgroup (4 features each in `aggregate`).
 const WG: u32 = 64u;

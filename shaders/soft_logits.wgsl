@@ -21,7 +21,7 @@
 //   `mass` divides by.
 //
 // Every order is fixed, so the same input gives the same bits.
-// Host side: src/gpu/soft_logits.rs; CPU twin: src/cpu/soft_logits_tile.rs.
+// Host side: src/backend/gpu/stages/soft_logits.rs; CPU twin: src/twins/soft_logits.rs.
 // The host specializes the `const` lines (tile shape by K, u8 input).
 
 // Invocations along the clusters (CT) and along the rows (RT).

@@ -9,7 +9,7 @@
 //
 // One invocation per row: ‖·‖² summed SUM_BLOCK features at a time (fma),
 // block sums added in order, then one pass writing d / sqrt(‖·‖²).
-// Host side: src/gpu/unit_residual.rs; CPU twin: src/cpu/unit_residual.rs.
+// Host side: src/backend/gpu/stages/unit_residual.rs; CPU twin: src/twins/unit_residual.rs.
 
 const WG: u32 = 64u;
 // Features summed sequentially before a block sum joins the running total.

@@ -173,9 +173,7 @@ pub fn stage_work(stage: &str, n: f64, f: f64, k: f64, t: f64) -> (f64, f64) {
         // Gather every descriptor once plus its key and row index.
         "scan" | "aggregate" => (input + n * 8.0 + output, n * f),
         // Per-block counts; the scan already wrote the sums in place, so at
-        // most every block is zeroed (only the empty ones are). Before the
-        // scan wrote into the blocks it was 2·output: sums read, blocks
-        // written.
+        // most every block is zeroed (only the empty ones are).
         "residual" => (t * k * 4.0 + output, 0.0),
         "normalize" => (2.0 * output, 3.0 * t * k * f),
         "upload" => (input, 0.0),

@@ -47,7 +47,7 @@ impl Encoded {
     /// Check this encoding of `batch` against the f64 reference under SPEC
     /// §4 (§10 for soft assignment and `rn`), from the same labels.
     pub fn verify<E: Element>(&self, encoder: &Encoder, batch: &Batch<'_, E>) -> Verification {
-        crate::verify_soft::verify(
+        crate::verify::verify(
             encoder.codebook(),
             batch,
             encoder.assignment(),

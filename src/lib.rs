@@ -62,14 +62,13 @@ pub mod synthetic;
 #[doc(hidden)]
 pub mod twins;
 pub mod verify;
-pub mod verify_soft;
 
 // Transitional paths (the layout moved): removed once every user is moved.
 #[cfg(feature = "gpu")]
 #[doc(hidden)]
 pub use backend::gpu;
 #[doc(hidden)]
-pub use backend::{adapters as adapter, cpu, reference, reference_soft};
+pub use backend::{adapters as adapter, cpu, reference};
 
 pub use ndarray;
 

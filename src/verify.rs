@@ -1,9 +1,11 @@
 //! Checking a backend's output against the f64 [`reference`](mod@crate::backend::reference)
-//! under SPEC §4, from the same labels the backend used.
+//! under SPEC §4 — read with weights for soft assignment and `rn` (SPEC
+//! §10) — from the same labels the backend used.
 
 use ndarray::{Array2, ArrayView2};
 
 use crate::backend::reference;
+use crate::model::assignment::Assignment;
 use crate::model::batch::Batch;
 use crate::model::codebook::Codebook;
 use crate::model::element::Element;
@@ -15,9 +17,11 @@ pub const TOLERANCE: f64 = 1e-5;
 /// The outcome of [`verify`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verification {
-    /// Fraction of labels equal to the exact f64 argmin (1.0 with given labels).
+    /// Fraction of labels equal to the exact f64 argmin (1.0 with given
+    /// labels); under soft assignment, to the reference's strongest weight.
     pub label_agreement: f64,
-    /// Labels that differ from the exact argmin by more than a near-tie.
+    /// Labels that differ from the exact argmin by more than a near-tie
+    /// (always 0 under soft assignment).
     pub bad_labels: usize,
     /// Largest `|output − reference|` over all elements.
     pub max_abs_error: f64,
@@ -51,22 +55,49 @@ pub fn is_near_tie<E: Element>(codebook: &Codebook, v: &[E], got: u32, want: u32
     (d_got - d_want).abs() <= TOLERANCE * (v_norm + c_max)
 }
 
-/// Compare `output` (`(T, K·F)`, computed with `labels`) with the reference.
+/// The block rule of hard assignment without `rn`.
+const HARD_RULE: &str = "each block within 1e-5 · Σ‖v − c‖∞ (raw sums or means)";
+/// The block rule of soft assignment, or of `rn` (unit-length residuals).
+const WEIGHTED_RULE: &str = "each block within 1e-5 · Σ a·‖v − c‖∞ (raw sums or means)";
+
+/// Compare `output` (`(T, K·F)`) with the reference. Under hard assignment
+/// the reference uses the backend's `labels` (each checked to be the exact
+/// argmin up to a near-tie); under soft assignment `labels` (the strongest
+/// weight) are only reported as `label_agreement`. Raw sums and means are
+/// held per block to SPEC §4's bound read with the weights (one-hot for
+/// hard assignment), `Σ_l a_k(v_l)·‖v_l − c_k‖∞`, divided by the block's
+/// mass for the mean.
 pub fn verify<E: Element>(
     codebook: &Codebook,
     batch: &Batch<'_, E>,
+    assignment: &Assignment,
     norm: &Normalization,
     output: ArrayView2<'_, f32>,
     labels: &[u32],
 ) -> Verification {
-    let (label_agreement, bad_labels) = hard_labels(codebook, batch, labels);
-    let (sums, counts) = reference::aggregate(codebook, batch, labels);
-    let expected = reference::normalize(&sums, &counts, norm);
+    let rn = norm.residual_normalized();
+    let (sums, mass, exact) =
+        reference::aggregate_from(codebook, batch, assignment, rn, Some(labels));
+    let expected = reference::normalize(&sums, &mass, norm);
+    let (label_agreement, bad_labels) = if assignment.is_hard() {
+        hard_labels(codebook, batch, labels)
+    } else {
+        let same = exact.iter().zip(labels).filter(|(a, b)| a == b).count();
+        (fraction(same, exact.len()), 0)
+    };
     let max_abs_error = max_abs_diff(output, &expected);
-    // Raw sums, or means: the per-block bound ‖y − r‖∞ ≤ 1e-5 Σ‖v − c‖∞,
-    // divided by n for the mean.
-    let raw_or_mean = norm.steps().iter().all(|s| *s == Step::Mass);
-    let scale = raw_or_mean.then(|| reference::residual_scale(codebook, batch, labels));
+    // Raw sums or means (`rn` comes first and is no output step).
+    let raw_or_mean = norm
+        .steps()
+        .iter()
+        .all(|s| matches!(s, Step::Mass | Step::ResidualNorm));
+    let scale =
+        raw_or_mean.then(|| reference::residual_scale(codebook, batch, assignment, labels, rn));
+    let rule = if assignment.is_hard() && !rn {
+        HARD_RULE
+    } else {
+        WEIGHTED_RULE
+    };
     let (violations, rule) = judge(
         output,
         &expected,
@@ -74,11 +105,14 @@ pub fn verify<E: Element>(
         scale.is_some(),
         codebook.dim(),
         |t, c| {
-            let scale = scale.as_ref().map_or(0.0, |s| s[[t, c]]);
-            let n = counts[[t, c]].max(1) as f64;
-            TOLERANCE * scale / if norm.needs_counts() { n } else { 1.0 }
+            let divide = if norm.needs_counts() && mass[[t, c]] > 0.0 {
+                mass[[t, c]]
+            } else {
+                1.0
+            };
+            TOLERANCE * scale.as_ref().map_or(0.0, |s| s[[t, c]]) / divide
         },
-        "each block within 1e-5 · Σ‖v − c‖∞ (raw sums or means)",
+        rule,
     );
     Verification {
         label_agreement,
@@ -92,7 +126,7 @@ pub fn verify<E: Element>(
 /// How the backend's hard `labels` compare with the exact argmin: the
 /// fraction equal, and how many differ by more than a near-tie (given
 /// labels are the batch's own: 1.0 and 0).
-pub(crate) fn hard_labels<E: Element>(
+fn hard_labels<E: Element>(
     codebook: &Codebook,
     batch: &Batch<'_, E>,
     labels: &[u32],
@@ -105,12 +139,16 @@ pub(crate) fn hard_labels<E: Element>(
     let bad = (0..batch.len())
         .filter(|&i| !is_near_tie(codebook, batch.row(i), labels[i], exact[i]))
         .count();
-    let agreement = if exact.is_empty() {
+    (fraction(same, exact.len()), bad)
+}
+
+/// `same / total`, 1.0 for no labels at all.
+fn fraction(same: usize, total: usize) -> f64 {
+    if total == 0 {
         1.0
     } else {
-        same as f64 / exact.len() as f64
-    };
-    (agreement, bad)
+        same as f64 / total as f64
+    }
 }
 
 /// SPEC §4's rule for `norm`, applied to `output` against `expected`: the
@@ -119,7 +157,7 @@ pub(crate) fn hard_labels<E: Element>(
 /// (`raw_or_mean`) to `block_bound(t, c)` per `F`-wide block, described
 /// by `block_rule`; anything else (a list ending in a power step, for
 /// which SPEC §4 states no bound) to 1e-4 relative per element.
-pub(crate) fn judge<B: Fn(usize, usize) -> f64>(
+fn judge<B: Fn(usize, usize) -> f64>(
     output: ArrayView2<'_, f32>,
     expected: &Array2<f64>,
     norm: &Normalization,
@@ -168,7 +206,7 @@ pub(crate) fn judge<B: Fn(usize, usize) -> f64>(
     }
 }
 
-pub(crate) fn max_abs_diff(output: ArrayView2<'_, f32>, expected: &Array2<f64>) -> f64 {
+fn max_abs_diff(output: ArrayView2<'_, f32>, expected: &Array2<f64>) -> f64 {
     output
         .iter()
         .zip(expected.iter())

@@ -306,14 +306,8 @@ pub fn verify<E: Element>(
     let codebook = encoder.codebook();
     let norm = encoder.normalization();
     let assignment = encoder.assignment();
-    // As `vlad encode --verify` chooses: SPEC §4's check for hard
-    // assignment, SPEC §10's for soft assignment or `rn`.
     let check = |output: ArrayView2<'_, f32>, labels: &[u32]| {
-        if assignment.is_hard() && !norm.residual_normalized() {
-            verify::verify(codebook, batch, norm, output, labels)
-        } else {
-            vlad::verify_soft::verify(codebook, batch, assignment, norm, output, labels)
-        }
+        verify::verify(codebook, batch, assignment, norm, output, labels)
     };
     let verification = match output {
         None => {

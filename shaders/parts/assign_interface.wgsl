@@ -1,8 +1,8 @@
 // Part (included by `// #include "parts/assign_interface.wgsl"`, see
-// src/gpu/shader_parts.rs): the uniform and bindings of the assignment,
+// src/backend/gpu/shader_parts.rs): the uniform and bindings of the assignment,
 // which its plain (shaders/assign.wgsl) and tensor-core
 // (shaders/assign_coop.wgsl) variants share: the host binds both alike
-// (src/gpu/assign.rs).
+// (src/backend/gpu/stages/assign.rs).
 //
 // Needs from the including shader: `const BM, BN: u32` (rows and
 // centroids per workgroup) and its chunk width (BF or STEP features).

@@ -1,5 +1,5 @@
 // Part (included by `// #include "parts/descriptor.wgsl"`, see
-// src/gpu/shader_parts.rs): descriptor element (row, f) as f32.
+// src/backend/gpu/shader_parts.rs): descriptor element (row, f) as f32.
 //
 // Needs from the including shader: the binding `descriptors: array<u32>`
 // (f32 bits, or bytes packed four per u32, little-endian), `params.dim`

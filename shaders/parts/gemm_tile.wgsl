@@ -1,5 +1,5 @@
 // Part (included by `// #include "parts/gemm_tile.wgsl"`, see
-// src/gpu/shader_parts.rs): the register-tiled GEMM core that the
+// src/backend/gpu/shader_parts.rs): the register-tiled GEMM core that the
 // assignment (shaders/assign.wgsl) and the NetVLAD logits
 // (shaders/soft_logits.wgsl) share. A workgroup computes BM rows × BN
 // columns of A·Bᵀ (A: the descriptors, B: the centroids or W), staging

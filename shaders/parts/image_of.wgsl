@@ -1,5 +1,5 @@
 // Part (included by `// #include "parts/image_of.wgsl"`, see
-// src/gpu/shader_parts.rs): the image a row belongs to.
+// src/backend/gpu/shader_parts.rs): the image a row belongs to.
 //
 // Needs from the including shader: the binding `image_offsets:
 // array<u32>` (images + 1 CSR offsets) and `params.images` (≥ 1).

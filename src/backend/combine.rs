@@ -162,7 +162,7 @@ impl SplitImage {
         {
             fallback.raw_row(codebook, out, &mut mass);
         }
-        crate::backend::cpu::normalize::normalize_row_mass(out, &mass, k, f, norm);
+        crate::backend::cpu::normalize::normalize_row(out, &mass, k, f, norm);
         Ok(())
     }
 }

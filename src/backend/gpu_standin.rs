@@ -6,8 +6,8 @@
 
 use crate::backend::adapters::{AdapterKind, Adapters};
 use crate::backend::combine::SplitImage;
+use crate::backend::compute::{Compute, Cuts, Model};
 use crate::backend::options::GpuOptions;
-use crate::backend::{Compute, Cuts, Model};
 use crate::error::{Result, VladError};
 use crate::model::batch::Batch;
 use crate::model::codebook::Codebook;

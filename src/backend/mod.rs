@@ -15,6 +15,7 @@
 
 pub mod adapters;
 pub mod combine;
+pub mod compute;
 pub mod cpu;
 #[cfg(feature = "gpu")]
 pub mod gpu;
@@ -23,135 +24,13 @@ pub mod gpu;
 pub mod gpu;
 pub mod options;
 pub mod reference;
-pub mod reference_soft;
 pub mod select;
 pub mod slot;
 
-use std::ops::Range;
 use std::sync::Arc;
 
-use crate::error::Result;
-use crate::model::assignment::{Assignment, SoftParams};
-use crate::model::batch::Batch;
 pub use crate::model::choice::Backend;
-use crate::model::codebook::Codebook;
-use crate::model::element::{DType, Element};
-use crate::model::normalization::Normalization;
-use crate::model::report::StageTimes;
-
-use combine::SplitImage;
-
-/// Everything a backend needs to know about an encoding: the codebook, how
-/// descriptors weigh on its centroids, and the normalization.
-#[derive(Clone, Copy, Debug)]
-pub struct Model<'a> {
-    /// The centroids.
-    pub codebook: &'a Codebook,
-    /// Hard or soft assignment, as the user gave it (the reference reads a
-    /// temperature as such, not as resolved weights).
-    pub assignment: &'a Assignment,
-    /// The soft parameters resolved against the codebook; `None` for hard
-    /// assignment.
-    pub soft: Option<&'a SoftParams>,
-    /// The steps applied to each finished image.
-    pub norm: &'a Normalization,
-}
-
-impl Model<'_> {
-    /// Whether residuals are weighed by soft assignment or normalized
-    /// (`rn`) before they are summed: SPEC §10's general case, of which
-    /// plain hard assignment is the fast special case.
-    pub fn is_weighted(&self) -> bool {
-        self.soft.is_some() || self.norm.residual_normalized()
-    }
-}
-
-/// A stretch of the input that one pass covers: whole images, or one
-/// piece of one image too large for a pass.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Span {
-    /// The images it covers (one image when it is a piece).
-    pub images: Range<usize>,
-    /// Its rows (global row indices).
-    pub rows: Range<usize>,
-    /// `(index, count)` when it is piece `index` of `count` of one image.
-    pub part: Option<(usize, usize)>,
-}
-
-impl Span {
-    /// Whether its images are complete after it: whole images, or the last
-    /// piece of a split one.
-    pub fn completes_images(&self) -> bool {
-        self.part.is_none_or(|(i, n)| i + 1 == n)
-    }
-}
-
-/// Where a backend lets a pass begin and end, so that a stream cut into
-/// batches gives the in-memory bits (SPEC §11).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Cuts {
-    /// Batches of whole images may end anywhere; an image may be cut into
-    /// pieces of any multiple of this many rows from its start (its last
-    /// piece shorter).
-    Aligned(usize),
-    /// Images are never cut (the reference): an image larger than a batch
-    /// is a batch of its own.
-    Whole,
-    /// The backend's own plan of the whole input: a batch must be a run of
-    /// consecutive spans of whole images, and the pieces of a split image
-    /// are exactly its pieces.
-    Planned(Vec<Span>),
-}
-
-/// What every backend computes, for every route.
-pub trait Compute {
-    /// Encode the whole images of `batch` into `out` (`T·K·F` values,
-    /// row-major, any contents: every element is written); returns the
-    /// label of every descriptor (the batch's own, the nearest centroid,
-    /// or under soft assignment the centroid of largest weight).
-    fn encode_into<E: Element>(
-        &self,
-        model: &Model<'_>,
-        batch: &Batch<'_, E>,
-        out: &mut [f32],
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>>;
-
-    /// The nearest-centroid label of every descriptor of `batch` (its
-    /// given labels, if any, are ignored).
-    fn assign<E: Element>(
-        &self,
-        codebook: &Codebook,
-        batch: &Batch<'_, E>,
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>>;
-
-    /// How passes over the images of `offsets` (CSR) in `dtype` may be cut.
-    fn cuts(&self, model: &Model<'_>, offsets: &[usize], dtype: DType) -> Result<Cuts>;
-
-    /// Empty sums for one image of `model` to be added piece by piece.
-    fn split_image(&self, model: &Model<'_>) -> Result<SplitImage>;
-
-    /// Add the image's next piece `rows` (whole rows, in order; given
-    /// `labels` skip the assignment) to `image`; returns the piece's
-    /// labels. Where a piece may start is the backend's rule (the stream
-    /// and the GPU pipeline follow it), so the finished image has the bits
-    /// of the whole image.
-    fn add_piece<E: Element>(
-        &self,
-        model: &Model<'_>,
-        rows: &[E],
-        labels: Option<&[u32]>,
-        image: &mut SplitImage,
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>>;
-
-    /// The finished `K·F` row of a split image into `out`: by default its
-    /// f64 sums rounded once, then normalized ([`SplitImage::finish`]).
-    fn finish_image(&self, model: &Model<'_>, image: &SplitImage, out: &mut [f32]) -> Result<()> {
-        image.finish(model.codebook, model.norm, out)
-    }
-}
+pub use compute::{Compute, Cuts, Model, Span};
 
 /// A running backend: what [`select::select`] hands every route.
 pub enum Engine {

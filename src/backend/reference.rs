@@ -1,15 +1,29 @@
-//! The oracle: SPEC §1–§3 as plain f64 loops. Clarity over speed.
+//! The oracle: SPEC §1–§3 and §10 as plain f64 loops. Clarity over speed.
 //!
 //! It shares no arithmetic with the backends it judges: no GEMM, no
-//! `‖c‖² − 2v·c`, no sorting, no f32 accumulation. Its inputs are the
-//! validated [`Batch`] and the [`Codebook`]'s centroids, read as f64.
+//! `‖c‖² − 2v·c`, no sorting, no resolved [`crate::SoftParams`] (a
+//! temperature is used as `softmax_k(−α‖v − c_k‖²)` directly, learned `W`,
+//! `b` as `softmax_k(w_k·v + b_k)`), no f32 accumulation. Its inputs are
+//! the validated [`Batch`] and the [`Codebook`]'s centroids, read as f64.
+//!
+//! One road for every assignment: each descriptor carries a weight per
+//! centroid — one-hot on its label for hard assignment — and its residual
+//! to each centroid of non-zero weight (unit length under `rn`), times the
+//! weight, is added in f64. Under hard assignment that weight is exactly
+//! `1.0`, so each sum is the plain `Σ (v − c)` (`1.0 · d` is `d`) and each
+//! mass the exact count.
 
-use ndarray::{Array2, Array3};
+use ndarray::{Array2, Array3, s};
 
+use crate::backend::combine::SplitImage;
+use crate::backend::compute::{Compute, Cuts, Model};
+use crate::error::{Result, VladError};
+use crate::model::assignment::Assignment;
 use crate::model::batch::Batch;
 use crate::model::codebook::Codebook;
-use crate::model::element::Element;
+use crate::model::element::{DType, Element};
 use crate::model::normalization::{Normalization, Step};
+use crate::model::report::StageTimes;
 
 /// Exact squared distance `‖v − c‖²` in f64.
 pub fn squared_distance<E: Element>(v: &[E], c: &[f32]) -> f64 {
@@ -51,115 +65,252 @@ pub fn assign<E: Element>(codebook: &Codebook, batch: &Batch<'_, E>) -> Vec<u32>
         .collect()
 }
 
-/// Raw residual sums `(T, K, F)` and counts `(T, K)` from the given labels.
-/// An empty cluster's block stays zero (the centroid is not subtracted).
+/// The weight of descriptor `v` on each centroid, in f64: one-hot on
+/// `label` for hard assignment, the stable softmax otherwise (`label` is
+/// then ignored).
+pub fn weights<E: Element>(
+    codebook: &Codebook,
+    assignment: &Assignment,
+    v: &[E],
+    label: u32,
+) -> Vec<f64> {
+    let k = codebook.clusters();
+    let centroids = codebook.centroids();
+    let logits: Vec<f64> = match assignment {
+        Assignment::Hard => {
+            let mut w = vec![0.0; k];
+            w[label as usize] = 1.0;
+            return w;
+        }
+        Assignment::Soft { weights, bias } => (0..k)
+            .map(|c| {
+                let dot: f64 = v
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &x)| x.to_f64() * weights[[c, j]] as f64)
+                    .sum();
+                dot + bias[c] as f64
+            })
+            .collect(),
+        &Assignment::SoftAlpha(alpha) => (0..k)
+            .map(|c| {
+                let d2: f64 = v
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &x)| (x.to_f64() - centroids[[c, j]] as f64).powi(2))
+                    .sum();
+                -(alpha as f64) * d2
+            })
+            .collect(),
+    };
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let exps: Vec<f64> = logits.iter().map(|&z| (z - max).exp()).collect();
+    let total: f64 = exps.iter().sum();
+    exps.into_iter().map(|e| e / total).collect()
+}
+
+/// The label reported for a descriptor under soft assignment: the centroid
+/// of largest weight (lowest index on ties).
+fn strongest(weights: &[f64]) -> u32 {
+    let mut best = 0;
+    for (c, &w) in weights.iter().enumerate() {
+        if w > weights[best] {
+            best = c;
+        }
+    }
+    best as u32
+}
+
+/// `v − c_k` in f64.
+fn residual<E: Element>(codebook: &Codebook, v: &[E], k: usize) -> Vec<f64> {
+    let centroids = codebook.centroids();
+    v.iter()
+        .enumerate()
+        .map(|(j, &x)| x.to_f64() - centroids[[k, j]] as f64)
+        .collect()
+}
+
+/// `‖d‖₂` in f64.
+fn length(d: &[f64]) -> f64 {
+    d.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+/// `block += scale · d`, element by element.
+fn add_scaled<'a>(block: impl IntoIterator<Item = &'a mut f64>, scale: f64, d: &[f64]) {
+    for (s, &x) in block.into_iter().zip(d) {
+        *s += scale * x;
+    }
+}
+
+/// Weighted residual sums `(T, K, F)`, the weights' sums `(T, K)` (the
+/// counts of hard assignment, the soft counts otherwise), and the label of
+/// every descriptor. Hard labels are the batch's, else the exact argmin;
+/// under soft assignment a label is the strongest weight. An empty
+/// cluster's block stays zero (the centroid is not subtracted).
 pub fn aggregate<E: Element>(
     codebook: &Codebook,
     batch: &Batch<'_, E>,
-    labels: &[u32],
-) -> (Array3<f64>, Array2<u64>) {
-    let (t, k, f) = (batch.images(), codebook.clusters(), codebook.dim());
-    let centroids = codebook.centroids();
-    let mut sums = Array3::<f64>::zeros((t, k, f));
-    let mut counts = Array2::<u64>::zeros((t, k));
-    for image in 0..t {
-        for i in batch.image_range(image) {
-            let label = labels[i] as usize;
-            counts[[image, label]] += 1;
-            for (j, &x) in batch.row(i).iter().enumerate() {
-                sums[[image, label, j]] += x.to_f64() - centroids[[label, j]] as f64;
-            }
-        }
-    }
-    (sums, counts)
+    assignment: &Assignment,
+    residual_norm: bool,
+) -> (Array3<f64>, Array2<f64>, Vec<u32>) {
+    aggregate_from(codebook, batch, assignment, residual_norm, batch.labels())
 }
 
-/// Continue one image's raw sums `(K·F)` and counts `(K)` over more of its
-/// rows (`rows` row-major, one label each), in row order: the same sums
-/// [`aggregate`] forms, for an image read a piece at a time.
-pub fn aggregate_rows_into<E: Element>(
+pub fn aggregate_from<E: Element>(
     codebook: &Codebook,
-    rows: &[E],
-    labels: &[u32],
-    sums: &mut [f64],
-    counts: &mut [u64],
-) {
-    let f = codebook.dim();
-    let centroids = codebook.centroids();
-    for (v, &label) in rows.chunks_exact(f).zip(labels) {
-        let label = label as usize;
-        counts[label] += 1;
-        for (j, &x) in v.iter().enumerate() {
-            sums[label * f + j] += x.to_f64() - centroids[[label, j]] as f64;
-        }
+    batch: &Batch<'_, E>,
+    assignment: &Assignment,
+    residual_norm: bool,
+    hard_labels: Option<&[u32]>,
+) -> (Array3<f64>, Array2<f64>, Vec<u32>) {
+    let (t, k, f) = (batch.images(), codebook.clusters(), codebook.dim());
+    let mut sums = Array3::<f64>::zeros((t, k, f));
+    let mut mass = Array2::<f64>::zeros((t, k));
+    let mut labels = Vec::with_capacity(batch.len());
+    for image in 0..t {
+        let range = batch.image_range(image);
+        let rows = &batch.rows()[range.start * f..range.end * f];
+        let given = match assignment {
+            Assignment::Hard => hard_labels.map(|l| &l[range]),
+            _ => None,
+        };
+        let (Some(image_sums), Some(image_mass)) = (
+            sums.slice_mut(s![image, .., ..]).into_slice(),
+            mass.slice_mut(s![image, ..]).into_slice(),
+        ) else {
+            unreachable!("rows of fresh arrays are contiguous")
+        };
+        labels.extend(add_rows(
+            codebook,
+            assignment,
+            residual_norm,
+            rows,
+            given,
+            image_sums,
+            image_mass,
+        ));
     }
+    (sums, mass, labels)
 }
 
-/// `Σ_l ‖v_l − c_k‖∞` per block: the scale of SPEC §4's pre-normalization
-/// tolerance.
+/// Add one image's `rows` (row-major, in order) to its `K·F` f64 `sums`
+/// and `K` weight sums `mass`: under hard assignment with the given
+/// `labels` (else the exact argmin), under soft assignment with the
+/// softmax weights; each residual unit length under `rn`. Returns each
+/// row's label (hard, or the strongest weight). The sums [`aggregate`]
+/// forms, for an image read a piece at a time.
+pub fn add_rows<E: Element>(
+    codebook: &Codebook,
+    assignment: &Assignment,
+    residual_norm: bool,
+    rows: &[E],
+    labels: Option<&[u32]>,
+    sums: &mut [f64],
+    mass: &mut [f64],
+) -> Vec<u32> {
+    let f = codebook.dim();
+    let mut out = Vec::with_capacity(rows.len() / f.max(1));
+    for (i, v) in rows.chunks_exact(f).enumerate() {
+        let hard = match (assignment, labels) {
+            (Assignment::Hard, Some(given)) => given[i],
+            (Assignment::Hard, None) => nearest(codebook, v),
+            _ => 0,
+        };
+        let w = weights(codebook, assignment, v, hard);
+        out.push(if assignment.is_hard() {
+            hard
+        } else {
+            strongest(&w)
+        });
+        for (c, &a) in w.iter().enumerate() {
+            if a == 0.0 {
+                continue;
+            }
+            let d = residual(codebook, v, c);
+            let scale = if residual_norm {
+                let norm = length(&d);
+                if norm > 0.0 { a / norm } else { 0.0 }
+            } else {
+                a
+            };
+            mass[c] += a;
+            add_scaled(&mut sums[c * f..(c + 1) * f], scale, &d);
+        }
+    }
+    out
+}
+
+/// `Σ_l a_k(v_l)·‖v_l − c_k‖∞` per block (unit-length residuals under
+/// `rn`; `a` one-hot on `labels` under hard assignment): the scale of SPEC
+/// §4's pre-normalization tolerance.
 pub fn residual_scale<E: Element>(
     codebook: &Codebook,
     batch: &Batch<'_, E>,
+    assignment: &Assignment,
     labels: &[u32],
+    residual_norm: bool,
 ) -> Array2<f64> {
-    let centroids = codebook.centroids();
     let mut scale = Array2::<f64>::zeros((batch.images(), codebook.clusters()));
     for image in 0..batch.images() {
         for i in batch.image_range(image) {
-            let label = labels[i] as usize;
-            let max = batch
-                .row(i)
-                .iter()
-                .enumerate()
-                .map(|(j, &x)| (x.to_f64() - centroids[[label, j]] as f64).abs())
-                .fold(0.0, f64::max);
-            scale[[image, label]] += max;
+            let v = batch.row(i);
+            let w = weights(codebook, assignment, v, labels[i]);
+            for (c, &a) in w.iter().enumerate() {
+                // A zero weight adds nothing (and no residual is formed
+                // for the K − 1 other centroids of a hard label).
+                if a == 0.0 {
+                    continue;
+                }
+                let d = residual(codebook, v, c);
+                let max = d.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+                let norm = length(&d);
+                scale[[image, c]] += if residual_norm && norm > 0.0 {
+                    a * max / norm
+                } else {
+                    a * max
+                };
+            }
         }
     }
     scale
 }
 
-/// Apply the steps of SPEC §3 in order to raw sums, giving `(T, K·F)`.
-/// Zero blocks and zero rows stay exactly zero.
-pub fn normalize(sums: &Array3<f64>, counts: &Array2<u64>, norm: &Normalization) -> Array2<f64> {
+/// Apply the steps of SPEC §3 in order to (weighted) sums, giving
+/// `(T, K·F)`: `mass` divides by the weights' sum where it is > 0; `rn`
+/// was applied during aggregation. Zero blocks and zero rows stay exactly
+/// zero.
+pub fn normalize(sums: &Array3<f64>, mass: &Array2<f64>, norm: &Normalization) -> Array2<f64> {
     let (t, k, f) = sums.dim();
     let mut out = sums.clone();
     for step in norm.steps() {
         for image in 0..t {
             match *step {
+                // Acts on residuals before they are summed (aggregate).
+                Step::ResidualNorm => {}
                 Step::Mass => {
                     for c in 0..k {
-                        let n = counts[[image, c]];
-                        if n > 0 {
-                            for j in 0..f {
-                                out[[image, c, j]] /= n as f64;
-                            }
+                        let n = mass[[image, c]];
+                        if n > 0.0 {
+                            out.slice_mut(s![image, c, ..]).mapv_inplace(|x| x / n);
                         }
                     }
                 }
                 Step::Power(alpha) => {
-                    for x in out.slice_mut(ndarray::s![image, .., ..]).iter_mut() {
-                        *x = x.signum() * x.abs().powf(alpha as f64);
-                        if *x == 0.0 {
-                            *x = 0.0; // no -0.0 surprises
-                        }
-                    }
+                    out.slice_mut(s![image, .., ..])
+                        .mapv_inplace(|x| x.signum() * x.abs().powf(alpha as f64) + 0.0);
                 }
                 Step::Intra => {
                     for c in 0..k {
-                        let norm2: f64 = (0..f).map(|j| out[[image, c, j]].powi(2)).sum();
+                        let mut block = out.slice_mut(s![image, c, ..]);
+                        let norm2: f64 = block.iter().map(|x| x * x).sum();
                         if norm2 > 0.0 {
                             let inv = 1.0 / norm2.sqrt();
-                            for j in 0..f {
-                                out[[image, c, j]] *= inv;
-                            }
+                            block.mapv_inplace(|x| x * inv);
                         }
                     }
                 }
-                // Acts on residuals before they are summed (reference_soft).
-                Step::ResidualNorm => {}
                 Step::L2 => {
-                    let mut row = out.slice_mut(ndarray::s![image, .., ..]);
+                    let mut row = out.slice_mut(s![image, .., ..]);
                     let norm2: f64 = row.iter().map(|x| x * x).sum();
                     if norm2 > 0.0 {
                         let inv = 1.0 / norm2.sqrt();
@@ -169,56 +320,52 @@ pub fn normalize(sums: &Array3<f64>, counts: &Array2<u64>, norm: &Normalization)
             }
         }
     }
-    out.into_shape_with_order((t, k * f))
-        .expect("a fresh (T, K, F) array reshapes to (T, K·F)")
+    let mut flat = Array2::<f64>::zeros((t, k * f));
+    for image in 0..t {
+        for (o, &x) in flat
+            .row_mut(image)
+            .iter_mut()
+            .zip(out.slice(s![image, .., ..]))
+        {
+            *o = x;
+        }
+    }
+    flat
 }
 
-/// The whole encoding in f64: labels (given or exact), aggregation,
-/// normalization. Returns the `(T, K·F)` encoding and the labels used.
+/// The whole encoding in f64, `(T, K·F)`, with the label of every
+/// descriptor (hard — given or the exact argmin — or the strongest soft
+/// weight): aggregation with `assignment` (and `rn` when `norm` starts
+/// with it), then normalization.
 pub fn encode<E: Element>(
     codebook: &Codebook,
     batch: &Batch<'_, E>,
+    assignment: &Assignment,
     norm: &Normalization,
 ) -> (Array2<f64>, Vec<u32>) {
-    let labels = match batch.labels() {
-        Some(l) => l.to_vec(),
-        None => assign(codebook, batch),
-    };
-    let (sums, counts) = aggregate(codebook, batch, &labels);
-    (normalize(&sums, &counts, norm), labels)
+    let (sums, mass, labels) = aggregate(codebook, batch, assignment, norm.residual_normalized());
+    (normalize(&sums, &mass, norm), labels)
 }
 
 /// The oracle as a backend every route can drive: whole images through
-/// [`encode`] (or `reference_soft::encode` under SPEC §10), split images
-/// summed on in f64 and normalized in f64 ([`normalize`]), never through
-/// the f32 combine it judges.
+/// [`encode`], split images summed on row by row in f64 ([`add_rows`]) and
+/// normalized in f64 ([`normalize`]), never through the f32 combine it
+/// judges.
 pub struct ReferenceBackend;
 
-impl crate::backend::Compute for ReferenceBackend {
+impl Compute for ReferenceBackend {
     fn encode_into<E: Element>(
         &self,
-        model: &crate::backend::Model<'_>,
+        model: &Model<'_>,
         batch: &Batch<'_, E>,
         out: &mut [f32],
-        stages: &mut crate::model::report::StageTimes,
-    ) -> crate::error::Result<Vec<u32>> {
-        if !batch.finite_checked() {
-            batch.check_finite()?;
-        }
+        stages: &mut StageTimes,
+    ) -> Result<Vec<u32>> {
         let (vlad, labels) = stages.time("reference", || {
-            if model.is_weighted() {
-                crate::backend::reference_soft::encode(
-                    model.codebook,
-                    batch,
-                    model.assignment,
-                    model.norm,
-                )
-            } else {
-                encode(model.codebook, batch, model.norm)
-            }
+            encode(model.codebook, batch, model.assignment, model.norm)
         });
         if vlad.len() != out.len() {
-            return Err(crate::error::VladError::DimensionMismatch(format!(
+            return Err(VladError::DimensionMismatch(format!(
                 "the output holds {} values, the encoding has {}",
                 out.len(),
                 vlad.len()
@@ -234,77 +381,50 @@ impl crate::backend::Compute for ReferenceBackend {
         &self,
         codebook: &Codebook,
         batch: &Batch<'_, E>,
-        stages: &mut crate::model::report::StageTimes,
-    ) -> crate::error::Result<Vec<u32>> {
+        stages: &mut StageTimes,
+    ) -> Result<Vec<u32>> {
         Ok(stages.time("assign", || assign(codebook, batch)))
     }
 
-    /// Hard sums go on row by row across pieces; SPEC §10's weighted sums
-    /// are not cut (an image larger than a batch is a batch of its own).
-    fn cuts(
-        &self,
-        model: &crate::backend::Model<'_>,
-        _offsets: &[usize],
-        _dtype: crate::model::element::DType,
-    ) -> crate::error::Result<crate::backend::Cuts> {
-        Ok(if model.is_weighted() {
-            crate::backend::Cuts::Whole
-        } else {
-            crate::backend::Cuts::Aligned(1)
-        })
+    /// The sums go on row by row: a piece may end anywhere.
+    fn cuts(&self, _model: &Model<'_>, _offsets: &[usize], _dtype: DType) -> Result<Cuts> {
+        Ok(Cuts::Aligned(1))
     }
 
-    fn split_image(
-        &self,
-        model: &crate::backend::Model<'_>,
-    ) -> crate::error::Result<crate::backend::combine::SplitImage> {
-        Ok(crate::backend::combine::SplitImage::new(model.codebook))
+    fn split_image(&self, model: &Model<'_>) -> Result<SplitImage> {
+        Ok(SplitImage::new(model.codebook))
     }
 
     fn add_piece<E: Element>(
         &self,
-        model: &crate::backend::Model<'_>,
+        model: &Model<'_>,
         rows: &[E],
         labels: Option<&[u32]>,
-        image: &mut crate::backend::combine::SplitImage,
-        stages: &mut crate::model::report::StageTimes,
-    ) -> crate::error::Result<Vec<u32>> {
-        if model.is_weighted() {
-            return Err(crate::error::VladError::InvalidArgument(
-                "the reference does not cut soft or rn images into pieces (a bug)".into(),
-            ));
-        }
-        let codebook = model.codebook;
-        let f = codebook.dim();
+        image: &mut SplitImage,
+        stages: &mut StageTimes,
+    ) -> Result<Vec<u32>> {
+        let rn = model.norm.residual_normalized();
         let labels = stages.time("reference", || {
-            let labels: Vec<u32> = match labels {
-                Some(given) => given.to_vec(),
-                None => rows.chunks_exact(f).map(|v| nearest(codebook, v)).collect(),
-            };
-            let mut counts = vec![0u64; codebook.clusters()];
-            aggregate_rows_into(codebook, rows, &labels, &mut image.sums, &mut counts);
-            for (m, n) in image.mass.iter_mut().zip(counts) {
-                *m += n as f64;
-            }
-            labels
+            add_rows(
+                model.codebook,
+                model.assignment,
+                rn,
+                rows,
+                labels,
+                &mut image.sums,
+                &mut image.mass,
+            )
         });
         image.piece_added();
         Ok(labels)
     }
 
-    fn finish_image(
-        &self,
-        model: &crate::backend::Model<'_>,
-        image: &crate::backend::combine::SplitImage,
-        out: &mut [f32],
-    ) -> crate::error::Result<()> {
+    fn finish_image(&self, model: &Model<'_>, image: &SplitImage, out: &mut [f32]) -> Result<()> {
         let (k, f) = (model.codebook.clusters(), model.codebook.dim());
-        let bad =
-            |e: ndarray::ShapeError| crate::error::VladError::DimensionMismatch(e.to_string());
+        let bad = |e: ndarray::ShapeError| VladError::DimensionMismatch(e.to_string());
         let sums = Array3::from_shape_vec((1, k, f), image.sums.clone()).map_err(bad)?;
-        let counts = Array2::from_shape_vec((1, k), image.mass.iter().map(|&n| n as u64).collect())
-            .map_err(bad)?;
-        let normalized = normalize(&sums, &counts, model.norm);
+        let mass = Array2::from_shape_vec((1, k), image.mass.clone()).map_err(bad)?;
+        let normalized = normalize(&sums, &mass, model.norm);
         for (o, &x) in out.iter_mut().zip(normalized.iter()) {
             *o = x as f32;
         }

@@ -100,6 +100,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
         let v = verify::verify(
             &codebook,
             &batch,
+            encoder.assignment(),
             &norm,
             encoded.vlad.view(),
             &encoded.labels,

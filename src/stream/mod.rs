@@ -71,7 +71,7 @@ pub struct StreamOptions<'a> {
     /// Called after every batch.
     pub progress: Option<&'a (dyn Fn(StreamProgress) + Sync)>,
     /// Also check every batch against the f64 reference as `--verify` does
-    /// ([`crate::verify`], [`crate::verify_soft`]), merged into
+    /// ([`crate::verify`]), merged into
     /// [`Streamed::verification`]; when it fails, nothing is written. Images
     /// are then never cut into pieces (the reference checks whole images):
     /// one larger than a batch is a batch of its own.
@@ -881,8 +881,7 @@ impl Checked {
         let output =
             ArrayView2::from_shape((batch.images(), codebook.clusters() * codebook.dim()), vlad)
                 .map_err(|e| VladError::DimensionMismatch(format!("batch output: {e}")))?;
-        let v =
-            crate::verify_soft::verify(codebook, batch, encoder.assignment(), norm, output, labels);
+        let v = crate::verify::verify(codebook, batch, encoder.assignment(), norm, output, labels);
         // The agreement is `same / labels` of this batch: recover `same`.
         let n = batch.len() as u64;
         self.same += (v.label_agreement * n as f64).round() as u64;

@@ -3,8 +3,13 @@
 //! tested against its twin on the same inputs (`tests/gpu/`). Twins are not
 //! the production CPU backend ([`crate::backend::cpu`]), which is built for
 //! speed; the stage hosts take their shader constants from here.
+//! `ceiling_copy.wgsl`, the bandwidth probe of `vlad bench`, copies its
+//! input unchanged: its twin is the identity.
 
+pub mod assign;
 pub mod assign_coop;
+pub mod ceiling_fma;
+pub mod normalize;
 pub mod radix_sort;
 pub mod residual;
 pub mod segmented_scan;

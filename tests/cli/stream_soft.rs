@@ -196,24 +196,14 @@ fn verify_streamed_reports_what_it_reports_in_memory() {
             .build();
         let batch = vlad::Batch::ragged(case.rows.view(), &case.offsets).unwrap();
         let encoded = encoder.encode_batch(&batch).unwrap();
-        let want = if assignment.is_hard() {
-            vlad::verify::verify(
-                &codebook,
-                &batch,
-                &norm,
-                encoded.vlad.view(),
-                &encoded.labels,
-            )
-        } else {
-            vlad::verify_soft::verify(
-                &codebook,
-                &batch,
-                assignment,
-                &norm,
-                encoded.vlad.view(),
-                &encoded.labels,
-            )
-        };
+        let want = vlad::verify::verify(
+            &codebook,
+            &batch,
+            assignment,
+            &norm,
+            encoded.vlad.view(),
+            &encoded.labels,
+        );
         assert!(want.passed(), "{what}: {want:?}");
         for (field, value) in [
             (

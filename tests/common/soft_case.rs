@@ -1,6 +1,6 @@
 //! SPEC §10 cases shared by the cpu and gpu soft-assignment tests: ragged
 //! images with random parameters, and the check of an encoding against the
-//! f64 oracle `reference_soft` within SPEC §4.
+//! f64 oracle `reference` within SPEC §4.
 
 use ndarray::{Array1, Array2, ArrayView2};
 use rand::{Rng, SeedableRng};
@@ -97,7 +97,7 @@ pub fn check_against_reference<E: Element>(
     let norm: Normalization = norm_text.parse().expect("valid normalization");
     let batch = Batch::ragged(case.rows.view(), &case.offsets).expect("valid batch");
     let (want, labels) =
-        vlad::backend::reference_soft::encode(&case.codebook, &batch, assignment, &norm);
+        vlad::backend::reference::encode(&case.codebook, &batch, assignment, &norm);
     assert_eq!(got.dim(), want.dim(), "{what}: shape");
     let (k, f) = (case.codebook.clusters(), case.codebook.dim());
     let rn = norm.residual_normalized();
@@ -114,7 +114,7 @@ pub fn check_against_reference<E: Element>(
         .iter()
         .all(|s| matches!(s, Step::Mass | Step::ResidualNorm))
     {
-        let scale = vlad::backend::reference_soft::residual_scale(
+        let scale = vlad::backend::reference::residual_scale(
             &case.codebook,
             &batch,
             assignment,
@@ -122,7 +122,7 @@ pub fn check_against_reference<E: Element>(
             rn,
         );
         let (_, mass, _) =
-            vlad::backend::reference_soft::aggregate(&case.codebook, &batch, assignment, rn);
+            vlad::backend::reference::aggregate(&case.codebook, &batch, assignment, rn);
         for t in 0..batch.images() {
             for c in 0..k {
                 let divide = if norm.needs_counts() && mass[[t, c]] > 0.0 {

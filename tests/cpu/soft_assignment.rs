@@ -2,7 +2,7 @@
 //! (NetVLAD) assignment from `W`/`b` and from `α`, residual normalization
 //! (`rn`) with hard and soft assignment, every normalization after them,
 //! ragged images with empty ones, f32/f64/u8 input — each against the f64
-//! oracle `reference_soft` within SPEC §4 — plus the large-α limit,
+//! oracle `reference` within SPEC §4 — plus the large-α limit,
 //! determinism across runs and thread counts, and every bad input.
 
 use ndarray::{Array1, Array2};
@@ -74,7 +74,7 @@ fn reference_backend_is_the_oracle() {
     for norm in ["rn,intra,l2", "mass,ssr,l2", "none"] {
         let got = encode(&case, &case.alpha, norm, Backend::Reference);
         let batch = Batch::ragged(case.rows.view(), &case.offsets).unwrap();
-        let (want, _) = vlad::backend::reference_soft::encode(
+        let (want, _) = vlad::backend::reference::encode(
             &case.codebook,
             &batch,
             &case.alpha,
@@ -93,25 +93,21 @@ fn reference_by_hand() {
     let batch = Batch::single(rows.view()).unwrap();
     let alpha = Assignment::soft_alpha(3f32.ln()).unwrap();
     let (vlad, labels) =
-        vlad::backend::reference_soft::encode(&codebook, &batch, &alpha, &Normalization::none());
+        vlad::backend::reference::encode(&codebook, &batch, &alpha, &Normalization::none());
     assert_eq!(labels, vec![0]);
     let want = [0.0, 0.0, -0.25, 0.0];
     for (g, w) in vlad.iter().zip(want) {
         assert!((g - w).abs() < 1e-7, "{vlad:?}");
     }
     let (mass, _) = (
-        vlad::backend::reference_soft::aggregate(&codebook, &batch, &alpha, false).1,
+        vlad::backend::reference::aggregate(&codebook, &batch, &alpha, false).1,
         0,
     );
     assert!((mass[[0, 0]] - 0.75).abs() < 1e-7 && (mass[[0, 1]] - 0.25).abs() < 1e-7);
     // rn: the residual to c_1 is (−1, 0), already unit; with mass the block
     // is −1 / 1 … divided by the soft count 1/4: (−1, 0).
-    let (vlad, _) = vlad::backend::reference_soft::encode(
-        &codebook,
-        &batch,
-        &alpha,
-        &"rn,mass".parse().unwrap(),
-    );
+    let (vlad, _) =
+        vlad::backend::reference::encode(&codebook, &batch, &alpha, &"rn,mass".parse().unwrap());
     assert!(
         (vlad[[0, 2]] + 1.0).abs() < 1e-7 && vlad[[0, 0]] == 0.0,
         "{vlad:?}"
@@ -262,7 +258,7 @@ fn rn_with_given_labels() {
             .unwrap()
             .with_labels(&labels, 6)
             .unwrap();
-        let (want, used) = vlad::backend::reference_soft::encode(
+        let (want, used) = vlad::backend::reference::encode(
             &case.codebook,
             &batch,
             &Assignment::Hard,

@@ -1,5 +1,5 @@
-//! The CPU soft pooling's fast path (src/cpu/soft_aggregate.rs,
-//! src/cpu/soft_kernel.rs): the finiteness check fused into the pooling
+//! The CPU soft pooling's fast path (src/backend/cpu/soft_aggregate.rs,
+//! src/backend/cpu/soft_kernel.rs): the finiteness check fused into the pooling
 //! for batches built with it deferred gives exactly the checked
 //! constructors' error, on every route; values large enough to overflow the
 //! scaled products are recomputed unscaled; weights near f32's smallest

@@ -15,7 +15,7 @@ use proptest::test_runner::FileFailurePersistence;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::verify::verify;
-use vlad::{Backend, Batch, Codebook, Element, Encoder, Normalization, reference};
+use vlad::{Assignment, Backend, Batch, Codebook, Element, Encoder, Normalization, reference};
 
 /// How the values are drawn.
 #[derive(Copy, Clone, Debug)]
@@ -142,6 +142,7 @@ fn check<E: Element>(
     let verdict = verify(
         codebook,
         &batch,
+        &Assignment::Hard,
         &norm,
         encoded.vlad.view(),
         &encoded.labels,
@@ -340,6 +341,7 @@ fn a_long_image_summed_in_blocks_matches_the_reference() {
         let verdict = verify(
             &codebook,
             &batch,
+            &Assignment::Hard,
             &norm,
             encoded.vlad.view(),
             &encoded.labels,

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use vlad::backend::gpu::GpuContext;
 use vlad::backend::gpu::stages::assign::{AssignJob, AssignStage};
 use vlad::verify::is_near_tie;
-use vlad::{Batch, Codebook, Element, StageTimes, reference};
+use vlad::{Batch, Codebook, Element, reference};
 
 /// What the stage wrote.
 struct Assigned {
@@ -71,7 +71,7 @@ fn check<E: Element>(
 ) -> usize {
     let k = codebook.clusters() as u32;
     let exact = reference::assign(codebook, batch);
-    let cpu = vlad::backend::cpu::assign(codebook, batch, &mut StageTimes::new());
+    let cpu = vlad::twins::assign::assign(codebook, batch.rows(), batch.dim());
     let mut differ = 0;
     for i in 0..batch.len() {
         let (g, e) = (got.labels[i], exact[i]);

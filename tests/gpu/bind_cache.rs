@@ -1,5 +1,5 @@
 //! Uniform buffers and bind groups are made once per shape and reused
-//! (src/gpu/bind_cache.rs): a repeated call makes none, gives the same
+//! (src/backend/gpu/bind_cache.rs): a repeated call makes none, gives the same
 //! bits, and a new shape still gets its own.
 
 use ndarray::{Array2, Array3};

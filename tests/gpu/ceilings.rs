@@ -1,8 +1,8 @@
 //! The GPU ceiling kernels against their CPU twins, and the measured
 //! ceilings positive and finite.
 
-use vlad::backend::cpu::ceilings::fma_chains_twin;
 use vlad::backend::gpu::stages::ceilings;
+use vlad::twins::ceiling_fma;
 
 #[test]
 fn fma_kernel_matches_its_twin_bitwise() {
@@ -12,7 +12,7 @@ fn fma_kernel_matches_its_twin_bitwise() {
     // 1000 invocations: the last workgroup is partial.
     for (iters, add) in [(0, 1.0), (1, 1.0), (7, 3.0), (40, 2.0)] {
         let gpu = ceilings::fma_chains(&ctx, 1000, iters, 0.5, add).unwrap();
-        let cpu = fma_chains_twin(1000, iters, 0.5, add);
+        let cpu = ceiling_fma::fma_chains(1000, iters, 0.5, add);
         assert_eq!(gpu, cpu, "iters {iters}, add {add}");
     }
 }

@@ -10,7 +10,9 @@ use vlad::backend::gpu::__internal::{BufferPool, GpuTimer, Role, StageClock, poo
 use vlad::backend::gpu::chunking::{ChunkBuffers, device_bytes_per_element};
 use vlad::backend::gpu::{Chunk, ChunkLimits, ChunkShape, plan_chunks};
 use vlad::verify::verify;
-use vlad::{Backend, Batch, Codebook, DType, Encoder, Normalization, StageTimes, VladError};
+use vlad::{
+    Assignment, Backend, Batch, Codebook, DType, Encoder, Normalization, StageTimes, VladError,
+};
 
 // ---------------------------------------------------------------------------
 // Planner
@@ -400,9 +402,23 @@ fn tiny_cap_many_chunks_and_a_split_image_match_unchunked_and_reference() {
         let a = chunked.encode_batch(&batch).unwrap();
         let b = whole.encode_batch(&batch).unwrap();
         assert_eq!(a.report.backend, Backend::Gpu);
-        let check = verify(&codebook, &batch, &norm, a.vlad.view(), &a.labels);
+        let check = verify(
+            &codebook,
+            &batch,
+            &Assignment::Hard,
+            &norm,
+            a.vlad.view(),
+            &a.labels,
+        );
         assert!(check.passed(), "{norm}: chunked vs reference: {check:?}");
-        let check = verify(&codebook, &batch, &norm, b.vlad.view(), &b.labels);
+        let check = verify(
+            &codebook,
+            &batch,
+            &Assignment::Hard,
+            &norm,
+            b.vlad.view(),
+            &b.labels,
+        );
         assert!(check.passed(), "{norm}: unchunked vs reference: {check:?}");
         assert_eq!(a.labels, b.labels, "{norm}: chunking changed labels");
         let diff = a
@@ -450,7 +466,14 @@ fn tiny_cap_u8_split_image_and_given_labels() {
         .build();
     let batch = Batch::ragged(flat, &offsets).unwrap();
     let out = encoder.encode_batch(&batch).unwrap();
-    let check = verify(&codebook, &batch, &norm, out.vlad.view(), &out.labels);
+    let check = verify(
+        &codebook,
+        &batch,
+        &Assignment::Hard,
+        &norm,
+        out.vlad.view(),
+        &out.labels,
+    );
     assert!(check.passed(), "u8 chunked: {check:?}");
 
     let labels: Vec<u32> = (0..1400).map(|i| (i * 7 % k) as u32).collect();
@@ -460,6 +483,13 @@ fn tiny_cap_u8_split_image_and_given_labels() {
         .unwrap();
     let out = encoder.encode_batch(&given).unwrap();
     assert_eq!(out.labels, labels);
-    let check = verify(&codebook, &given, &norm, out.vlad.view(), &out.labels);
+    let check = verify(
+        &codebook,
+        &given,
+        &Assignment::Hard,
+        &norm,
+        out.vlad.view(),
+        &out.labels,
+    );
     assert!(check.passed(), "u8 chunked with given labels: {check:?}");
 }

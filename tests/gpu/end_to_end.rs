@@ -10,7 +10,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::backend::gpu::{GpuBackend, GpuOptions};
 use vlad::verify::{is_near_tie, verify};
-use vlad::{Backend, Batch, Codebook, Element, Encoder, Normalization, StageTimes, reference};
+use vlad::{
+    Assignment, Backend, Batch, Codebook, Element, Encoder, Normalization, StageTimes, reference,
+};
 
 fn random_codebook(rng: &mut ChaCha8Rng, k: usize, f: usize) -> Codebook {
     let c = Array2::from_shape_fn((k, f), |_| rng.random_range(-1.0f32..1.0));
@@ -38,7 +40,14 @@ fn encode_and_verify<E: Element>(
         out.vlad.dim(),
         (batch.images(), codebook.clusters() * codebook.dim())
     );
-    let check = verify(codebook, batch, norm, out.vlad.view(), &out.labels);
+    let check = verify(
+        codebook,
+        batch,
+        &Assignment::Hard,
+        norm,
+        out.vlad.view(),
+        &out.labels,
+    );
     assert!(check.passed(), "{what} ({norm}): {check:?}");
     (out.vlad, out.labels)
 }

@@ -1,5 +1,5 @@
 //! Every shader through the Vulkan-memory-model rewrite
-//! (`src/gpu/memory_model.rs`), against the plain path, bit for bit.
+//! (`src/backend/gpu/compat/memory_model.rs`), against the plain path, bit for bit.
 //!
 //! The rewrite exists for the tensor-core assign, which lavapipe cannot run
 //! (no cooperative matrices); running every other stage through it here —

@@ -88,21 +88,17 @@ fn gpu_normalize(
 }
 
 /// What the GPU output is compared with: the f64 reference and the CPU twin
-/// (`cpu::normalize::normalize_row`); every check below applies to both.
+/// (`twins::normalize`); every check below applies to both.
 fn expectations(b: &Blocks, norm: &Normalization) -> Vec<(&'static str, Vec<f64>)> {
     let sums = Array3::from_shape_fn((b.images, b.clusters, b.dim), |(t, k, f)| {
         b.values[(t * b.clusters + k) * b.dim + f] as f64
     });
-    let counts = Array2::from_shape_fn((b.images, b.clusters), |(t, k)| {
-        b.counts[t * b.clusters + k] as u64
+    let mass = Array2::from_shape_fn((b.images, b.clusters), |(t, k)| {
+        b.counts[t * b.clusters + k] as f64
     });
-    let reference = reference::normalize(&sums, &counts, norm);
-    let row_len = b.clusters * b.dim;
+    let reference = reference::normalize(&sums, &mass, norm);
     let mut twin = b.values.clone();
-    for (t, row) in twin.chunks_mut(row_len.max(1)).enumerate().take(b.images) {
-        let counts = &b.counts[t * b.clusters..(t + 1) * b.clusters];
-        vlad::backend::cpu::normalize::normalize_row(row, counts, b.clusters, b.dim, norm);
-    }
+    vlad::twins::normalize::normalize(&mut twin, &b.counts, b.clusters, b.dim, norm);
     vec![
         ("f64 reference", reference.into_raw_vec_and_offset().0),
         ("cpu twin", twin.into_iter().map(f64::from).collect()),
@@ -365,5 +361,47 @@ fn a_segment_in_range_takes_the_plain_sum() {
             got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
             plain.map(f32::to_bits)
         );
+    }
+}
+
+/// `mass` alone is its twin's division bit for bit — a count of 1 divides,
+/// a `-0.0` stays `-0.0`, an empty block is left alone — where the device
+/// divides exactly (IEEE on a software adapter); everywhere within 1e-6
+/// relative. No subnormal inputs: a device may flush them.
+#[test]
+fn mass_is_its_twins_division() {
+    let Some((ctx, stage)) = stage_or_skip("normalize mass twin") else {
+        return;
+    };
+    let mut blocks = Blocks::random(41, 3, 7, 5);
+    for (i, x) in blocks.values.iter_mut().enumerate() {
+        if i % 9 == 0 {
+            *x = -0.0;
+        }
+    }
+    for (i, n) in blocks.counts.iter_mut().enumerate() {
+        if i % 3 == 0 {
+            *n = 1;
+        }
+    }
+    let norm: Normalization = "mass".parse().unwrap();
+    let got = gpu_normalize(&ctx, &stage, &blocks, &norm);
+    let mut twin = blocks.values.clone();
+    vlad::twins::normalize::normalize(
+        &mut twin,
+        &blocks.counts,
+        blocks.clusters,
+        blocks.dim,
+        &norm,
+    );
+    for (i, (&g, &w)) in got.iter().zip(&twin).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-6 * w.abs(),
+            "element {i}: gpu {g} vs twin {w}"
+        );
+    }
+    if vlad::bench::is_software_adapter(&ctx.adapter_name()) {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&twin));
     }
 }

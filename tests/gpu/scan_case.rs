@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use vlad::backend::gpu::GpuContext;
 use vlad::backend::gpu::stages::segmented_scan::{ScanJob, SegmentSums, SegmentedScanStage};
 use vlad::twins::segmented_scan as twin;
-use vlad::{Batch, Codebook, Element, reference};
+use vlad::{Assignment, Batch, Codebook, Element, reference};
 
 /// Descriptors of some images with given labels, and the (image, label)
 /// keys and row indices sorted the way the pipeline's radix sort leaves
@@ -217,12 +217,14 @@ pub fn reference_sums(
             .unwrap()
             .with_labels(&case.labels, case.clusters)
             .unwrap();
-        let (sums, counts) = reference::aggregate(&codebook, &batch, &case.labels);
-        let scale = reference::residual_scale(&codebook, &batch, &case.labels);
+        let (sums, mass, _) = reference::aggregate(&codebook, &batch, &Assignment::Hard, false);
+        let scale =
+            reference::residual_scale(&codebook, &batch, &Assignment::Hard, &case.labels, false);
         (
             sums.into_raw_vec_and_offset().0,
             scale.into_raw_vec_and_offset().0,
-            counts.into_raw_vec_and_offset().0,
+            // Hard assignment: the mass is the exact count.
+            mass.iter().map(|&n| n as u64).collect(),
         )
     }
     if u8_input {

@@ -1,7 +1,7 @@
 //! SPEC §10 on the gpu backend: soft (NetVLAD) assignment from `W`/`b` and
 //! from `α`, residual normalization (`rn`) with hard and soft assignment,
 //! every normalization after them, ragged images with empty ones,
-//! f32/f64/u8 input — each against the f64 oracle `reference_soft` within
+//! f32/f64/u8 input — each against the f64 oracle `reference` within
 //! SPEC §4 — plus bitwise determinism across runs, given labels under hard
 //! `rn`, and chunking forced small (images split across chunks) matching
 //! too. Sizes stay modest: lavapipe runs the shaders on the CPU.
@@ -162,7 +162,7 @@ fn given_labels_and_reported_labels() {
     let soft = encoder(&case, &case.soft, "intra,l2", None)
         .encode_batch(&batch)
         .unwrap();
-    let (_, want) = vlad::backend::reference_soft::encode(
+    let (_, want) = vlad::backend::reference::encode(
         &case.codebook,
         &batch,
         &case.soft,

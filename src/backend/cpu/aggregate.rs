@@ -1,4 +1,5 @@
-//! Per-image residual sums `Σ (v − c_label)` and counts per cluster.
+//! Per-image residual sums `Σ (v − c_label)` and counts per cluster (as
+//! the f32 mass the normalizer divides by).
 //!
 //! Each residual `v − c` is formed in f64 and summed in f64, then rounded
 //! once to f32: far inside SPEC §4's `1e-5 · Σ‖v − c‖∞` bound. For an image
@@ -40,8 +41,8 @@ thread_local! {
 }
 
 /// Raw VLAD of every image: `(T, K·F)` residual sums, cluster-major, and the
-/// `(T, K)` counts, from the given labels. A cluster that receives no
-/// descriptor gives an exact zero block.
+/// `(T, K)` counts as f32 mass, from the given labels. A cluster that
+/// receives no descriptor gives an exact zero block.
 ///
 /// # Panics
 ///
@@ -51,12 +52,12 @@ pub fn aggregate<E: Element>(
     codebook: &Codebook,
     batch: &Batch<'_, E>,
     labels: &[u32],
-) -> (Array2<f32>, Array2<u32>) {
+) -> (Array2<f32>, Array2<f32>) {
     let (t, k, f) = (batch.images(), codebook.clusters(), codebook.dim());
     assert_eq!(labels.len(), batch.len(), "one label per descriptor");
     assert_eq!(batch.dim(), f, "descriptor width must match the codebook's");
     let mut sums = Array2::<f32>::zeros((t, k * f));
-    let mut counts = Array2::<u32>::zeros((t, k));
+    let mut counts = Array2::<f32>::zeros((t, k));
     let (Some(sums_flat), Some(counts_flat)) = (sums.as_slice_mut(), counts.as_slice_mut()) else {
         unreachable!("fresh arrays are contiguous");
     };
@@ -73,7 +74,7 @@ pub fn aggregate<E: Element>(
 }
 
 /// [`aggregate`] into the caller's `sums` (`T · K · F` values, row-major,
-/// any contents: every element is written); returns the counts.
+/// any contents: every element is written); returns the counts (as mass).
 ///
 /// # Panics
 ///
@@ -83,12 +84,12 @@ pub fn aggregate_into<E: Element>(
     batch: &Batch<'_, E>,
     labels: &[u32],
     sums: &mut [f32],
-) -> Array2<u32> {
+) -> Array2<f32> {
     let (t, k, f) = (batch.images(), codebook.clusters(), codebook.dim());
     assert_eq!(labels.len(), batch.len(), "one label per descriptor");
     assert_eq!(batch.dim(), f, "descriptor width must match the codebook's");
     assert_eq!(sums.len(), t * k * f, "sums must be T · K · F long");
-    let mut counts = Array2::<u32>::zeros((t, k));
+    let mut counts = Array2::<f32>::zeros((t, k));
     let Some(counts_flat) = counts.as_slice_mut() else {
         unreachable!("fresh arrays are contiguous");
     };
@@ -108,19 +109,19 @@ pub fn aggregate_into<E: Element>(
 }
 
 /// One image's residual sums into `out` (`K·F`, zero on entry) and its
-/// counts into `counts` (`K`).
+/// counts into `counts` (`K`, as mass).
 fn image_sums<E: Element>(
     codebook: &Codebook,
     rows: &[E],
     labels: &[u32],
     out: &mut [f32],
-    counts: &mut [u32],
+    counts: &mut [f32],
 ) {
     let (k, f) = (codebook.clusters(), codebook.dim());
     if labels.len() > PARTIAL_ROWS {
         let (sums, wide_counts) = blocked_sums(rows, f, labels, k, Some(codebook.as_slice()));
         for (c, (&n, block)) in wide_counts.iter().zip(sums.chunks_exact(f)).enumerate() {
-            counts[c] = saturate_u32(n);
+            counts[c] = mass_of(n);
             if n > 0 {
                 round_into(block, &mut out[c * f..(c + 1) * f]);
             }
@@ -144,7 +145,7 @@ fn image_sums<E: Element>(
             true,
         );
         for (c, &n) in scratch.counts.iter().enumerate() {
-            counts[c] = saturate_u32(n);
+            counts[c] = mass_of(n);
             if n > 0 {
                 round_into(
                     &scratch.sums[c * f..(c + 1) * f],
@@ -249,17 +250,18 @@ pub fn add_image_rows<E: Element>(
     blocked_sums_into(rows, f, labels, k, Some(codebook.as_slice()), sums, counts);
 }
 
-/// Round an image's f64 sums to its `K·F` f32 row and its counts to u32,
-/// as [`aggregate`] does (an empty cluster's block stays exactly zero).
+/// Round an image's f64 sums to its `K·F` f32 row and its counts to f32
+/// mass, as [`aggregate`] does (an empty cluster's block stays exactly
+/// zero).
 pub fn finish_image(
     sums: &[f64],
     wide_counts: &[u64],
     dim: usize,
     out: &mut [f32],
-    counts: &mut [u32],
+    counts: &mut [f32],
 ) {
     for (c, (&n, block)) in wide_counts.iter().zip(sums.chunks_exact(dim)).enumerate() {
-        counts[c] = saturate_u32(n);
+        counts[c] = mass_of(n);
         if n > 0 {
             round_into(block, &mut out[c * dim..(c + 1) * dim]);
         }
@@ -377,10 +379,11 @@ fn round_into(block: &[f64], out: &mut [f32]) {
     }
 }
 
-/// Counts are reported as u32 (the normalizer's type); more than 4·10⁹
-/// descriptors in one cluster of one image does not fit in memory anyway.
-fn saturate_u32(n: u64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
+/// A count as the f32 mass `mass` divides by: exact up to 2²⁴, the nearest
+/// f32 beyond (what converting the u32 count gave before; more than 4·10⁹
+/// descriptors in one cluster of one image does not fit in memory anyway).
+fn mass_of(n: u64) -> f32 {
+    n as f32
 }
 
 #[cfg(test)]

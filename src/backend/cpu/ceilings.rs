@@ -1,6 +1,5 @@
 //! The CPU's own ceilings, measured by `vlad bench` before it times the
-//! stages (and the CPU twins of the GPU ceiling kernels,
-//! `shaders/ceiling_fma.wgsl` and `shaders/ceiling_copy.wgsl`):
+//! stages (the GPU ceiling kernel's twin is [`crate::twins::ceiling_fma`]):
 //!
 //! * FMA throughput: every rayon thread runs independent `x ← x·m + a`
 //!   chains in vector registers (fused multiply-add where the CPU has it);
@@ -14,33 +13,6 @@
 use std::time::Instant;
 
 use rayon::prelude::*;
-
-/// Independent chains per invocation of `ceiling_fma.wgsl`.
-pub const FMA_CHAINS: usize = 8;
-
-/// What `shaders/ceiling_fma.wgsl` stores for invocation `i`: the sum of its
-/// [`FMA_CHAINS`] chains, each started at `(i + c) mod 64` and stepped
-/// `iters` times by `x ← fma(x, mul, add)`.
-pub fn fma_chains_twin(invocations: usize, iters: u32, mul: f32, add: f32) -> Vec<f32> {
-    (0..invocations)
-        .map(|i| {
-            let mut x = [0f32; FMA_CHAINS];
-            for (c, v) in x.iter_mut().enumerate() {
-                *v = ((i as u32).wrapping_add(c as u32) % 64) as f32;
-            }
-            for _ in 0..iters {
-                for v in x.iter_mut() {
-                    *v = v.mul_add(mul, add);
-                }
-            }
-            let mut sum = 0.0f32;
-            for v in x {
-                sum += v;
-            }
-            sum
-        })
-        .collect()
-}
 
 /// Lanes of independent chains one thread keeps in registers.
 const LANES: usize = 64;
@@ -150,17 +122,6 @@ pub fn memory_gbps(bytes: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn twin_chains_converge_exactly() {
-        // x ← x/2 + 2 from small integers: exact at every step, tending to 4.
-        let out = fma_chains_twin(3, 200, 0.5, 2.0);
-        assert_eq!(out, vec![4.0 * FMA_CHAINS as f32; 3]);
-        let once = fma_chains_twin(2, 1, 0.5, 1.0);
-        // Invocation 1: chains start at 1..=8; each becomes x/2 + 1.
-        let expected: f32 = (1..=8).map(|x| x as f32 / 2.0 + 1.0).sum();
-        assert_eq!(once[1], expected);
-    }
 
     #[test]
     fn ceilings_are_positive_and_finite() {

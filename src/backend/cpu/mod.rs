@@ -19,12 +19,11 @@ pub mod soft;
 pub mod soft_aggregate;
 pub mod soft_assign;
 pub mod soft_kernel;
-pub mod weighted_normalize;
 
 use ndarray::Array2;
 
 use crate::backend::combine::{CentroidTerm, SplitImage};
-use crate::backend::{Cuts, Model};
+use crate::backend::compute::{Cuts, Model};
 use crate::error::Result;
 use crate::model::assignment::SoftParams;
 use crate::model::batch::Batch;
@@ -61,12 +60,12 @@ pub fn encode_into<E: Element>(
         Some(given) => given.to_vec(),
         None => assign(codebook, batch, stages),
     };
-    let counts = stages.time("aggregate", || {
+    let mass = stages.time("aggregate", || {
         aggregate::aggregate_into(codebook, batch, &labels, out)
     });
     stages.time("normalize", || {
-        let counts = counts.as_slice().unwrap_or_default();
-        normalize::normalize_flat_rows(out, counts, codebook.clusters(), codebook.dim(), norm)
+        let mass = mass.as_slice().unwrap_or_default();
+        normalize::normalize_flat_rows(out, mass, codebook.clusters(), codebook.dim(), norm)
     });
     labels
 }
@@ -84,17 +83,11 @@ pub fn encode<E: Element>(
         Some(given) => given.to_vec(),
         None => assign(codebook, batch, stages),
     };
-    let (mut vlad, counts) = stages.time("aggregate", || {
+    let (mut vlad, mass) = stages.time("aggregate", || {
         aggregate::aggregate(codebook, batch, &labels)
     });
     stages.time("normalize", || {
-        normalize::normalize_rows(
-            &mut vlad,
-            &counts,
-            codebook.clusters(),
-            codebook.dim(),
-            norm,
-        )
+        normalize::normalize_rows(&mut vlad, &mass, codebook.clusters(), codebook.dim(), norm)
     });
     (vlad, labels)
 }
@@ -102,7 +95,7 @@ pub fn encode<E: Element>(
 /// The CPU backend, as every route drives it.
 pub struct CpuBackend;
 
-impl crate::backend::Compute for CpuBackend {
+impl crate::backend::compute::Compute for CpuBackend {
     fn encode_into<E: Element>(
         &self,
         model: &Model<'_>,

@@ -6,7 +6,7 @@
 //! * hard with `rn`: [`mod@super::assign`]'s labels, then
 //!   [`super::residual_norm::aggregate_hard`];
 //!
-//! then [`super::weighted_normalize`] with the real-valued counts.
+//! then [`super::normalize`] with the real-valued counts.
 
 use ndarray::Array2;
 
@@ -99,15 +99,14 @@ fn run<E: Element>(
                 if rn {
                     super::residual_norm::aggregate_hard(codebook, batch, &labels)
                 } else {
-                    let (sums, counts) = super::aggregate::aggregate(codebook, batch, &labels);
-                    (sums, counts.mapv(|n| n as f32))
+                    super::aggregate::aggregate(codebook, batch, &labels)
                 }
             });
             (sums, counts, labels)
         }
     };
     stages.time("normalize", || {
-        super::weighted_normalize::normalize_rows(
+        super::normalize::normalize_rows(
             &mut vlad,
             &mass,
             codebook.clusters(),

@@ -180,7 +180,7 @@ fn image_sums<E: Element>(
 
 /// One image's running sums, block by block: what [`aggregate`] runs for
 /// each image, and what the stream carries from piece to piece of an image
-/// it cuts (src/stream_weighted.rs; pieces start at multiples of
+/// it cuts (`crate::backend::cpu::CpuBackend::add_piece`; pieces start at multiples of
 /// [`BLOCK_ROWS`] rows), so that both add the same numbers in the same
 /// order and give the same bits.
 #[derive(Default)]

@@ -427,10 +427,10 @@ fn encoding<'a, E: Element>(
     (input, work)
 }
 
-impl crate::backend::Compute for GpuBackend {
+impl crate::backend::compute::Compute for GpuBackend {
     fn encode_into<E: Element>(
         &self,
-        model: &crate::backend::Model<'_>,
+        model: &crate::backend::compute::Model<'_>,
         batch: &Batch<'_, E>,
         out: &mut [f32],
         stages: &mut StageTimes,
@@ -467,35 +467,35 @@ impl crate::backend::Compute for GpuBackend {
 
     fn cuts(
         &self,
-        model: &crate::backend::Model<'_>,
+        model: &crate::backend::compute::Model<'_>,
         offsets: &[usize],
         dtype: crate::model::element::DType,
-    ) -> Result<crate::backend::Cuts> {
+    ) -> Result<crate::backend::compute::Cuts> {
         if model.is_weighted() {
-            return Ok(crate::backend::Cuts::Whole);
+            return Ok(crate::backend::compute::Cuts::Whole);
         }
         let spans = self
             .plan_offsets(model.codebook, offsets, dtype)?
             .into_iter()
-            .map(|chunk| crate::backend::Span {
+            .map(|chunk| crate::backend::compute::Span {
                 images: chunk.images,
                 rows: chunk.rows,
                 part: chunk.part.map(|p| (p.index, p.count)),
             })
             .collect();
-        Ok(crate::backend::Cuts::Planned(spans))
+        Ok(crate::backend::compute::Cuts::Planned(spans))
     }
 
     fn split_image(
         &self,
-        model: &crate::backend::Model<'_>,
+        model: &crate::backend::compute::Model<'_>,
     ) -> Result<crate::backend::combine::SplitImage> {
         Ok(crate::backend::combine::SplitImage::new(model.codebook))
     }
 
     fn add_piece<E: Element>(
         &self,
-        model: &crate::backend::Model<'_>,
+        model: &crate::backend::compute::Model<'_>,
         rows: &[E],
         labels: Option<&[u32]>,
         image: &mut crate::backend::combine::SplitImage,

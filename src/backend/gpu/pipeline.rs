@@ -167,6 +167,8 @@ pub struct HostScratch {
     offsets: Vec<u32>,
     piece: Vec<f32>,
     piece_counts: Vec<u32>,
+    /// A split image's counts as the f32 mass the host normalize reads.
+    piece_mass: Vec<f32>,
 }
 
 /// Everything one run borrows from the session.
@@ -925,11 +927,15 @@ fn finish_split_image(
     scratch
         .piece_counts
         .extend(piece_counts.iter().map(|&n| n.min(u32::MAX as u64) as u32));
+    scratch.piece_mass.clear();
+    scratch
+        .piece_mass
+        .extend(scratch.piece_counts.iter().map(|&n| n as f32));
     let row = &mut blocks[image * block..(image + 1) * block];
     for (y, &s) in row.iter_mut().zip(piece_sums) {
         *y = s as f32;
     }
-    crate::backend::cpu::normalize::normalize_row(row, &scratch.piece_counts, k, f, normalization);
+    crate::backend::cpu::normalize::normalize_row(row, &scratch.piece_mass, k, f, normalization);
     if !output.counts.is_empty() {
         output.counts[image * k..(image + 1) * k].copy_from_slice(&scratch.piece_counts);
     }

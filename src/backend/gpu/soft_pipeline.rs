@@ -686,9 +686,7 @@ impl<E: Element> SoftSteps<'_, '_, E> {
             let mass =
                 Array2::from_shape_vec((1, k), self.piece_mass.iter().map(|&s| s as f32).collect())
                     .map_err(|e| VladError::Gpu(format!("combining pieces: {e}")))?;
-            crate::backend::cpu::weighted_normalize::normalize_rows(
-                &mut row, &mass, k, f, self.norm,
-            );
+            crate::backend::cpu::normalize::normalize_rows(&mut row, &mass, k, f, self.norm);
             if let Some(r) = row.as_slice() {
                 self.out[t * block..(t + 1) * block].copy_from_slice(r);
             }

@@ -2,7 +2,9 @@
 //! stages: host files of `shaders/ceiling_fma.wgsl` (FMA throughput) and
 //! `shaders/ceiling_copy.wgsl` (device memory bandwidth), plus the mapped
 //! transfers host → device and device → host the pipeline's upload and
-//! read-back are made of. CPU twins: [`crate::backend::cpu::ceilings`].
+//! read-back are made of. CPU twin of the FMA kernel:
+//! [`crate::twins::ceiling_fma`]; the CPU's own ceilings (and the
+//! calibration both use): [`crate::backend::cpu::ceilings`].
 //!
 //! Kernels are timed by wall clock around one submission and its wait,
 //! calibrated until a run lasts long enough that the submission overhead
@@ -28,7 +30,7 @@ const COPY_SHADER: &str = include_str!(concat!(
 /// The kernels' workgroup size.
 const WORKGROUP: u32 = 256;
 /// Independent chains per invocation of the FMA kernel.
-const CHAINS: u64 = crate::backend::cpu::ceilings::FMA_CHAINS as u64;
+const CHAINS: u64 = crate::twins::ceiling_fma::FMA_CHAINS as u64;
 /// Invocations of the FMA kernel: enough to fill the largest GPUs
 /// (an H100 keeps about 270 000 threads resident).
 const FMA_INVOCATIONS: u32 = 1 << 20;
@@ -101,7 +103,7 @@ pub(crate) fn contracts() -> Vec<crate::backend::gpu::contract::ShaderContract> 
 }
 
 /// Run the FMA kernel once on `invocations` invocations and return what it
-/// stored (tested against [`crate::backend::cpu::ceilings::fma_chains_twin`]).
+/// stored (tested against [`crate::twins::ceiling_fma::fma_chains`]).
 pub fn fma_chains(
     ctx: &GpuContext,
     invocations: u32,

@@ -1,7 +1,8 @@
 //! Host side of `shaders/normalize.wgsl`: mass, power α, intra and l2 in
 //! the order given, with fixed-order reductions. CPU twin:
-//! `cpu::normalize::normalize_row` (different summation order: the two
-//! agree within SPEC §4's tolerance, not bit for bit).
+//! [`crate::twins::normalize`] (its `mass` is the shader's bit for bit; the
+//! other steps sum in a different order: the two agree within SPEC §4's
+//! tolerance, not bit for bit).
 //!
 //! One dispatch per step, all in one compute pass, except that `power`
 //! directly followed by `intra` or `l2` (the default `ssr,l2`) is one
