@@ -13,10 +13,15 @@
 //! AVX2 + FMA, portable) and on the GPU adapter and driver, so the fixture
 //! is one file per machine signature, `tests/golden/SIGNATURE.sha256`. On
 //! a machine with no recorded signature nothing is compared: the test says
-//! so loudly and counts as skipped (see `cargo xtask test`'s summary).
+//! so loudly and records the skip (tests/common/skip.rs; `cargo xtask
+//! test`'s summary lists it). With `CI` set and the `gpu` feature, a GPU
+//! that does not work is a failure, as in every GPU test.
 //!
 //! Record (on the commit before a change): `VLAD_GOLDEN_RECORD=1 cargo
 //! test --release --test golden`.
+
+#[path = "../common/mod.rs"]
+mod common;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -472,7 +477,7 @@ fn streamed(gpu: bool, hashes: &mut Hashes) {
                 }
                 if *back != "reference" || limit_name == "one-batch" {
                     let labels = path("labels.npy");
-                    run(&vec![
+                    run(&[
                         os("assign"),
                         os("--descriptors"),
                         d.as_os_str().to_owned(),
@@ -492,7 +497,7 @@ fn streamed(gpu: bool, hashes: &mut Hashes) {
                 }
                 if *back != "reference" {
                     let words = path("words.npy");
-                    run(&vec![
+                    run(&[
                         os("kmeans"),
                         os("--descriptors"),
                         d.as_os_str().to_owned(),
@@ -535,6 +540,10 @@ fn gpu_adapter(data: &Data) -> Option<String> {
     match enc.encode_batch(&batch) {
         Ok(encoded) => encoded.report.adapter,
         Err(e) => {
+            assert!(
+                !(cfg!(feature = "gpu") && common::ci()),
+                "golden: CI is set and no GPU adapter works: {e}"
+            );
             eprintln!("golden: no GPU adapter ({e}): GPU cases are left out of the signature");
             None
         }
@@ -571,14 +580,12 @@ fn every_output_keeps_its_bits() {
         return;
     }
     let Ok(recorded) = std::fs::read_to_string(&file) else {
-        eprintln!(
-            "\n*** SKIPPED golden::every_output_keeps_its_bits: no golden outputs are \
-             recorded for this machine's signature {sig} ({} cases computed, none compared). \
-             Record them on the commit before a change: VLAD_GOLDEN_RECORD=1 cargo test \
-             --release --test golden ***\n",
+        common::skip!(
+            "no golden outputs are recorded for this machine's signature {sig} ({} cases \
+             computed, none compared). Record them on the commit before a change: \
+             VLAD_GOLDEN_RECORD=1 cargo test --release --test golden",
             hashes.len()
-        );
-        return;
+        )
     };
     let want: Hashes = recorded
         .lines()

@@ -19,8 +19,8 @@
 
 #[path = "../cli/util.rs"]
 mod cli_common;
-#[path = "../gpu/util.rs"]
-mod gpu_common;
+#[path = "../common/mod.rs"]
+mod common;
 
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
@@ -218,9 +218,7 @@ fn tensor_cores_on_request_run_right_or_fall_back_loudly() {
         tensor_cores: true,
         ..GpuOptions::default()
     };
-    let Some(ctx) = gpu_common::gpu_with_options_or_skip("tensor_cores_on_request", &asked) else {
-        return;
-    };
+    let ctx = common::gpu_or_skip!(&asked);
     eprintln!("adapter: {} → {:?}", ctx.info.name, ctx.tensor_cores);
     let stages = CompiledStages::new(&ctx).unwrap();
     match &ctx.tensor_cores {
