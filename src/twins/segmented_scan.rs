@@ -94,14 +94,6 @@ pub fn segmented_sums<E: Element>(
     clusters: usize,
     centroids: Option<&[f32]>,
 ) -> Result<SegmentSums> {
-    check_inputs(
-        sorted_keys,
-        sorted_rows,
-        descriptors,
-        dim,
-        clusters,
-        centroids,
-    )?;
     let mut tree = Tree::new(
         sorted_keys,
         sorted_rows,
@@ -109,7 +101,7 @@ pub fn segmented_sums<E: Element>(
         dim,
         clusters,
         centroids,
-    );
+    )?;
     let levels = tree_levels(sorted_keys.len());
     if let Some(&leaves) = levels.first() {
         let mut level = tree.leaves(leaves);
@@ -206,7 +198,8 @@ impl<'a, E: Element> Tree<'a, E> {
         dim: usize,
         clusters: usize,
         centroids: Option<&'a [f32]>,
-    ) -> Self {
+    ) -> Result<Self> {
+        check_inputs(keys, rows, descriptors, dim, clusters, centroids)?;
         let mut distinct = Vec::new();
         let mut counts = Vec::new();
         for &key in keys {
@@ -228,7 +221,7 @@ impl<'a, E: Element> Tree<'a, E> {
             .enumerate()
             .map(|(run, &key)| (key, run))
             .collect();
-        Tree {
+        Ok(Tree {
             keys,
             rows,
             descriptors,
@@ -243,7 +236,7 @@ impl<'a, E: Element> Tree<'a, E> {
             },
             run_of,
             emitted: vec![0; runs],
-        }
+        })
     }
 
     /// Add element-wise `v[row(i)] − c[label]` (or `v`) into `acc`, in the

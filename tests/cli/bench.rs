@@ -1,6 +1,7 @@
 //! `vlad bench`: the JSON it prints and the exit statuses it promises.
 
-use crate::util::{BenchShape, bench_args, vlad, vlad_with_env};
+use crate::common::ci;
+use crate::util::{BenchShape, Cmd, vlad};
 
 #[test]
 fn cpu_bench_json_has_stages_medians_and_throughput() {
@@ -10,7 +11,7 @@ fn cpu_bench_json_has_stages_medians_and_throughput() {
         dim: 16,
         clusters: 4,
     };
-    let out = vlad(&bench_args(shape, "cpu", 3, &["--json"]));
+    let out = Cmd::bench(shape).backend("cpu").repeats(3).json().run();
     assert!(
         out.status.success(),
         "{}",
@@ -50,7 +51,7 @@ fn gpu_bench_runs_or_exits_3() {
         dim: 4,
         clusters: 2,
     };
-    let out = vlad(&bench_args(shape, "gpu", 1, &["--json"]));
+    let out = Cmd::bench(shape).backend("gpu").repeats(1).json().run();
     match out.status.code() {
         Some(0) => {
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
@@ -61,10 +62,7 @@ fn gpu_bench_runs_or_exits_3() {
             );
         }
         Some(3) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must have a GPU adapter (lavapipe)"
-            );
+            assert!(!ci(), "CI must have a GPU adapter (lavapipe)");
             assert!(out.stdout.is_empty());
         }
         other => panic!(
@@ -83,15 +81,15 @@ fn a_bad_binding_cap_in_the_environment_is_a_clear_error() {
         clusters: 2,
     };
     for value in ["0", "lots"] {
-        let out = vlad_with_env(
-            &bench_args(shape, "gpu", 1, &[]),
-            &[("VLAD_GPU_MAX_BINDING_BYTES", value)],
-        );
+        let out = Cmd::bench(shape)
+            .backend("gpu")
+            .repeats(1)
+            .run_with_env(&[("VLAD_GPU_MAX_BINDING_BYTES", value)]);
         let err = String::from_utf8_lossy(&out.stderr);
         match out.status.code() {
             Some(2) => assert!(err.contains("VLAD_GPU_MAX_BINDING_BYTES"), "{err}"),
             // Without an adapter the GPU is refused before the cap is read.
-            Some(3) => assert!(std::env::var_os("CI").is_none(), "CI has lavapipe: {err}"),
+            Some(3) => assert!(!ci(), "CI has lavapipe: {err}"),
             other => panic!("{value:?}: unexpected exit {other:?}: {err}"),
         }
         assert!(out.stdout.is_empty());

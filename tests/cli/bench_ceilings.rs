@@ -1,35 +1,21 @@
 //! `vlad bench` measures each backend's ceilings and reports every bounded
 //! stage as a percentage of its ceiling, in the JSON and the table.
 
-use crate::util::vlad;
+use vlad::Backend;
 
-fn bench_json(backend: &str) -> Option<serde_json::Value> {
-    let out = vlad(&[
-        "bench",
-        "--images",
-        "8",
-        "--per-image",
-        "64",
-        "--dim",
-        "16",
-        "--clusters",
-        "8",
-        "--backend",
-        backend,
-        "--repeats",
-        "2",
-        "--json",
-    ]);
-    if backend == "gpu" && out.status.code() == Some(3) && std::env::var_os("CI").is_none() {
-        eprintln!("*** SKIPPED the gpu bench: no adapter ***");
-        return None;
-    }
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(serde_json::from_slice(&out.stdout).expect("one JSON object"))
+use crate::common::backend_test;
+use crate::util::{BenchShape, Cmd, stderr};
+
+fn bench_json(backend: Backend) -> serde_json::Value {
+    let shape = BenchShape {
+        images: 8,
+        per_image: 64,
+        dim: 16,
+        clusters: 8,
+    };
+    let out = Cmd::bench(shape).backend(backend).repeats(2).json().run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
 }
 
 /// The keys, finite positive percentages, plausible ceilings.
@@ -71,41 +57,28 @@ fn check(v: &serde_json::Value, backend: &str, bounded: &[&str]) {
     assert!(total["percent_of_ceiling"].is_null());
 }
 
-#[test]
-fn cpu_bench_reports_ceilings_and_percentages() {
-    let v = bench_json("cpu").expect("the cpu always runs");
-    check(&v, "cpu", &["assign", "aggregate", "normalize"]);
-}
-
-#[test]
-fn gpu_bench_reports_ceilings_and_percentages() {
-    let Some(v) = bench_json("gpu") else {
-        return;
-    };
-    check(
-        &v,
-        "gpu",
-        &["upload", "readback", "assign", "sort", "scan", "residual"],
-    );
-}
+// The gpu's bounded stages include the transfers.
+backend_test!(
+    bench_reports_ceilings_and_percentages,
+    [cpu, gpu],
+    |backend| {
+        let bounded: &[&str] = match backend {
+            Backend::Gpu => &["upload", "readback", "assign", "sort", "scan", "residual"],
+            _ => &["assign", "aggregate", "normalize"],
+        };
+        check(&bench_json(backend), &backend.to_string(), bounded);
+    }
+);
 
 #[test]
 fn table_has_a_ceiling_column() {
-    let out = vlad(&[
-        "bench",
-        "--images",
-        "4",
-        "--per-image",
-        "16",
-        "--dim",
-        "8",
-        "--clusters",
-        "4",
-        "--backend",
-        "cpu",
-        "--repeats",
-        "1",
-    ]);
+    let shape = BenchShape {
+        images: 4,
+        per_image: 16,
+        dim: 8,
+        clusters: 4,
+    };
+    let out = Cmd::bench(shape).backend("cpu").repeats(1).run();
     assert!(out.status.success());
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("% of ceiling"), "{table}");

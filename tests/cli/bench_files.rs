@@ -3,7 +3,7 @@
 
 use ndarray::{Array1, Array2};
 
-use crate::util::{Folder, p, stderr, stdout, vlad};
+use crate::util::{Cmd, Folder, p, stderr, stdout};
 
 #[test]
 fn bench_runs_on_the_users_files() {
@@ -18,22 +18,15 @@ fn bench_runs_on_the_users_files() {
         &Array2::from_shape_fn((k, f), |(i, j)| ((i * 5 + j) % 11) as f32 / 11.0),
     );
     let o = folder.write("o.npy", &Array1::from(vec![0u32, 100, 100, 300]));
-    let run = vlad(&[
-        "bench",
-        "--descriptors",
-        p(&d),
-        "--centroids",
-        p(&c),
-        "--offsets",
-        p(&o),
-        "--backend",
-        "cpu",
-        "--backend",
-        "reference",
-        "--repeats",
-        "3",
-        "--json",
-    ]);
+    let run = Cmd::new("bench")
+        .descriptors(&d)
+        .centroids(&c)
+        .offsets(&o)
+        .backend("cpu")
+        .backend("reference")
+        .repeats(3)
+        .json()
+        .run();
     assert!(run.status.success(), "{}", stderr(&run));
     let v: serde_json::Value = serde_json::from_str(&stdout(&run)).unwrap();
     assert_eq!(v["images"], 3);
@@ -51,17 +44,13 @@ fn bench_runs_on_the_users_files() {
 
     // A width mismatch is bad input, naming both files.
     let wide = folder.write("wide.npy", &Array2::<f32>::zeros((k, f + 1)));
-    let bad = vlad(&[
-        "bench",
-        "--descriptors",
-        p(&d),
-        "--centroids",
-        p(&wide),
-        "--backend",
-        "cpu",
-    ]);
+    let bad = Cmd::new("bench")
+        .descriptors(&d)
+        .centroids(&wide)
+        .backend("cpu")
+        .run();
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     // --descriptors without --centroids is a usage error.
-    let usage = vlad(&["bench", "--descriptors", p(&d)]);
+    let usage = Cmd::new("bench").descriptors(&d).run();
     assert_eq!(usage.status.code(), Some(2));
 }

@@ -15,7 +15,7 @@ const L: usize = 9;
 const F: usize = 5;
 const K: usize = 4;
 
-use crate::util::{Folder, io_args, p, read, stderr, stdout, vlad};
+use crate::util::{Cmd, Folder, p, read, stderr, stdout, vlad};
 
 /// A scratch folder with the standard good inputs written into it.
 struct Scratch {
@@ -65,14 +65,15 @@ impl Scratch {
     }
 }
 
-/// Run `args` (which write to `out`) and check that it fails with `code`, a
+/// Run `cmd` (which writes to `out`) and check that it fails with `code`, a
 /// one-line `vlad: error:` message containing every `needle`, and that the
 /// output is neither created nor, when it exists, touched; no temporary file
 /// is left behind.
-fn expect_failure(scratch: &Scratch, args: &[&str], out: &Path, code: i32, needles: &[&str]) {
+fn expect_failure(scratch: &Scratch, cmd: &Cmd, out: &Path, code: i32, needles: &[&str]) {
+    let args = cmd.argv();
     let _ = std::fs::remove_file(out);
     let before = scratch.listing();
-    let run = vlad(args);
+    let run = cmd.run();
     let err = stderr(&run);
     assert_eq!(run.status.code(), Some(code), "{args:?}: stderr: {err}");
     assert!(
@@ -97,7 +98,7 @@ fn expect_failure(scratch: &Scratch, args: &[&str], out: &Path, code: i32, needl
     if out.parent().is_some_and(|d| d.is_dir()) && !out.is_dir() {
         let sentinel = b"not a real output; must survive a failed run".to_vec();
         std::fs::write(out, &sentinel).unwrap();
-        let run = vlad(args);
+        let run = cmd.run();
         assert_eq!(run.status.code(), Some(code), "{args:?} (sentinel)");
         assert_eq!(std::fs::read(out).unwrap(), sentinel, "{args:?}");
         std::fs::remove_file(out).unwrap();
@@ -108,21 +109,25 @@ fn expect_failure(scratch: &Scratch, args: &[&str], out: &Path, code: i32, needl
 fn encode_failure(scratch: &Scratch, d: &Path, extra: &[&str], code: i32, needles: &[&str]) {
     let out = scratch.path("v.npy");
     let c = scratch.path("c.npy");
-    let mut args = io_args("encode", d, &c, &out, &["--backend", "cpu"]);
-    args.extend_from_slice(extra);
-    expect_failure(scratch, &args, &out, code, needles);
+    let cmd = Cmd::encode()
+        .descriptors(d)
+        .centroids(&c)
+        .out(&out)
+        .backend("cpu")
+        .args(extra);
+    expect_failure(scratch, &cmd, &out, code, needles);
 }
 
 /// `encode` on the standard descriptors with centroids replaced by `c`.
 fn centroid_failure(scratch: &Scratch, c: &Path, needles: &[&str]) {
     let out = scratch.path("v.npy");
     let d = scratch.path("d.npy");
-    let args = io_args("encode", &d, c, &out, &[]);
-    expect_failure(scratch, &args, &out, 2, needles);
+    let cmd = Cmd::encode().descriptors(&d).centroids(c).out(&out);
+    expect_failure(scratch, &cmd, &out, 2, needles);
     // `assign` reads centroids the same way and must refuse them too.
     let out = scratch.path("a.npy");
-    let args = io_args("assign", &d, c, &out, &[]);
-    expect_failure(scratch, &args, &out, 2, needles);
+    let cmd = Cmd::assign().descriptors(&d).centroids(c).out(&out);
+    expect_failure(scratch, &cmd, &out, 2, needles);
 }
 
 /// A hand-made `.npy` (for dtypes ndarray-npy does not write, like f16).
@@ -142,9 +147,13 @@ fn raw_npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
 fn encode_ok(scratch: &Scratch, d: &Path, out: &str, extra: &[&str]) -> (Output, Array2<f32>) {
     let out = scratch.path(out);
     let c = scratch.path("c.npy");
-    let args = io_args("encode", d, &c, &out, extra);
-    let run = vlad(&args);
-    assert_eq!(run.status.code(), Some(0), "{args:?}: {}", stderr(&run));
+    let cmd = Cmd::encode()
+        .descriptors(d)
+        .centroids(&c)
+        .out(&out)
+        .args(extra);
+    let run = cmd.run();
+    assert_eq!(run.status.code(), Some(0), "{cmd:?}: {}", stderr(&run));
     (run, read(&out))
 }
 
@@ -362,18 +371,16 @@ fn unwritable_output_paths_are_refused() {
     let d = scratch.path("d.npy");
     let c = scratch.path("c.npy");
     let out = scratch.path("no/such/folder/v.npy");
-    let args = io_args("encode", &d, &c, &out, &[]);
-    expect_failure(
-        &scratch,
-        &args,
-        &out,
-        2,
-        &["cannot write", "does not exist"],
-    );
+    let cmd = Cmd::encode().descriptors(&d).centroids(&c).out(&out);
+    expect_failure(&scratch, &cmd, &out, 2, &["cannot write", "does not exist"]);
     // An existing folder cannot be replaced by the output.
     let folder = scratch.path("folder");
     std::fs::create_dir(&folder).unwrap();
-    let run = vlad(&io_args("assign", &d, &c, &folder, &[]));
+    let run = Cmd::assign()
+        .descriptors(&d)
+        .centroids(&c)
+        .out(&folder)
+        .run();
     assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
     assert!(folder.is_dir());
     assert!(stderr(&run).contains("folder"));
@@ -390,7 +397,12 @@ fn usage_errors_exit_2_and_help_exits_0() {
         &["--backend", "tpu"][..],
         &["--no-such-flag"][..],
     ] {
-        let run = vlad(&io_args("encode", &d, &c, &out, extra));
+        let run = Cmd::encode()
+            .descriptors(&d)
+            .centroids(&c)
+            .out(&out)
+            .args(extra)
+            .run();
         assert_eq!(run.status.code(), Some(2), "{extra:?}: {}", stderr(&run));
         assert!(!out.exists());
     }
@@ -530,7 +542,12 @@ fn fortran_order_f64_and_u8_inputs_are_accepted() {
     scratch.write("c_fortran.npy", &centroids_f);
     let c_f = scratch.path("c_fortran.npy");
     let out = scratch.path("v_f.npy");
-    let run = vlad(&io_args("encode", &d_f, &c_f, &out, &["--backend", "cpu"]));
+    let run = Cmd::encode()
+        .descriptors(&d_f)
+        .centroids(&c_f)
+        .out(&out)
+        .backend("cpu")
+        .run();
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     assert_eq!(read::<f32, ndarray::Ix2>(&out), c_order);
 
@@ -549,7 +566,12 @@ fn fortran_order_f64_and_u8_inputs_are_accepted() {
     let c_big = scratch.write("c_big.npy", &(&scratch.centroids * 40.0 + 128.0));
     for (d, name) in [(&d8, "v8.npy"), (&d8f, "v8f.npy")] {
         let out = scratch.path(name);
-        let run = vlad(&io_args("encode", d, &c_big, &out, &["--backend", "cpu"]));
+        let run = Cmd::encode()
+            .descriptors(d)
+            .centroids(&c_big)
+            .out(&out)
+            .backend("cpu")
+            .run();
         assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     }
     let v8: Array2<f32> = read(&scratch.path("v8.npy"));
@@ -566,7 +588,12 @@ fn given_labels_replace_assignment() {
 
     // The labels `assign` writes reproduce the plain encoding.
     let a = scratch.path("a.npy");
-    let run = vlad(&io_args("assign", &d, &c, &a, &["--backend", "cpu"]));
+    let run = Cmd::assign()
+        .descriptors(&d)
+        .centroids(&c)
+        .out(&a)
+        .backend("cpu")
+        .run();
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     let (_, plain) = encode_ok(&scratch, &d, "v.npy", &["--backend", "cpu"]);
     let (_, relabelled) = encode_ok(
@@ -665,13 +692,13 @@ fn json_reports_the_spec_fields_and_verify_passes() {
     // assign --json has the same fields.
     let c = scratch.path("c.npy");
     let a = scratch.path("a.npy");
-    let run = vlad(&io_args(
-        "assign",
-        &d,
-        &c,
-        &a,
-        &["--backend", "reference", "--json"],
-    ));
+    let run = Cmd::assign()
+        .descriptors(&d)
+        .centroids(&c)
+        .out(&a)
+        .backend("reference")
+        .json()
+        .run();
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     for field in [
@@ -697,7 +724,12 @@ fn assign_writes_image_major_i64_labels() {
     let c = scratch.path("c.npy");
     let a = scratch.path("a.npy");
     for backend in ["cpu", "reference"] {
-        let run = vlad(&io_args("assign", &d, &c, &a, &["--backend", backend]));
+        let run = Cmd::assign()
+            .descriptors(&d)
+            .centroids(&c)
+            .out(&a)
+            .backend(backend)
+            .run();
         assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
         assert!(run.stdout.is_empty());
         let labels: Array1<i64> = read(&a);
@@ -724,21 +756,22 @@ fn assign_writes_image_major_i64_labels() {
 
 #[test]
 fn gpu_backend_exits_3_or_runs_on_the_gpu() {
-    // Today `--backend gpu` is unavailable (exit 3); once the GPU backend
-    // lands it runs (lavapipe in CI) and must report that the GPU ran.
+    // Without an adapter `--backend gpu` is unavailable (exit 3; never in
+    // CI, which has lavapipe); with one it runs and reports that the GPU ran.
     let scratch = Scratch::new();
     let d = scratch.path("d.npy");
     let c = scratch.path("c.npy");
     let out = scratch.path("v.npy");
-    let run = vlad(&io_args(
-        "encode",
-        &d,
-        &c,
-        &out,
-        &["--backend", "gpu", "--json"],
-    ));
+    let run = Cmd::encode()
+        .descriptors(&d)
+        .centroids(&c)
+        .out(&out)
+        .backend("gpu")
+        .json()
+        .run();
     match run.status.code() {
         Some(3) => {
+            assert!(!crate::common::ci(), "CI has lavapipe: {}", stderr(&run));
             assert!(stderr(&run).contains("vlad: error:"), "{}", stderr(&run));
             assert!(stderr(&run).contains("unavailable"), "{}", stderr(&run));
             assert!(!out.exists());

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array1, Array2};
 
-use crate::util::{Folder, p, stderr, vlad};
+use crate::util::{Cmd, Folder, p, stderr};
 
 /// How `--out` reaches the input.
 #[derive(Copy, Clone, Debug)]
@@ -60,29 +60,17 @@ fn alias(folder: &Folder, target: &Path, how: Alias) -> PathBuf {
     }
 }
 
-/// Run `command` with `args` plus `--out` aliasing the file of `flag`, and
-/// check the refusal.
-fn refused(
-    command: &str,
-    flag: &str,
-    pick: fn(&Inputs) -> &Path,
-    extra: fn(&Inputs) -> Vec<String>,
-) {
+/// Run the command `with_inputs` makes plus `--out` aliasing the file of
+/// `flag`, and check the refusal.
+fn refused(with_inputs: fn(&Inputs) -> Cmd, flag: &str, pick: fn(&Inputs) -> &Path) {
     for how in ALIASES {
         let inputs = inputs();
         let target = pick(&inputs).to_path_buf();
         let before = std::fs::read(&target).unwrap();
         let out = alias(&inputs.folder, &target, how);
-        let mut args: Vec<String> = vec![command.to_string()];
-        args.extend(extra(&inputs));
-        args.extend([
-            "--out".to_string(),
-            p(&out).to_string(),
-            "--backend".into(),
-            "cpu".into(),
-        ]);
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let run = vlad(&argv);
+        let cmd = with_inputs(&inputs).out(&out).backend("cpu");
+        let command = &cmd.argv()[0];
+        let run = cmd.run();
         let err = stderr(&run);
         assert_eq!(
             run.status.code(),
@@ -108,70 +96,57 @@ fn refused(
     }
 }
 
-fn encode_args(i: &Inputs) -> Vec<String> {
-    vec![
-        "--descriptors".into(),
-        p(&i.descriptors).into(),
-        "--centroids".into(),
-        p(&i.centroids).into(),
-        "--offsets".into(),
-        p(&i.offsets).into(),
-        "--labels".into(),
-        p(&i.labels).into(),
-    ]
+fn encode(i: &Inputs) -> Cmd {
+    Cmd::encode()
+        .descriptors(&i.descriptors)
+        .centroids(&i.centroids)
+        .offsets(&i.offsets)
+        .labels(&i.labels)
 }
 
-fn assign_args(i: &Inputs) -> Vec<String> {
-    vec![
-        "--descriptors".into(),
-        p(&i.descriptors).into(),
-        "--centroids".into(),
-        p(&i.centroids).into(),
-    ]
+fn assign(i: &Inputs) -> Cmd {
+    Cmd::assign()
+        .descriptors(&i.descriptors)
+        .centroids(&i.centroids)
 }
 
-fn kmeans_args(i: &Inputs) -> Vec<String> {
-    vec![
-        "--descriptors".into(),
-        p(&i.descriptors).into(),
-        "-k".into(),
-        "2".into(),
-    ]
+fn kmeans(i: &Inputs) -> Cmd {
+    Cmd::kmeans().descriptors(&i.descriptors).k(2)
 }
 
 #[test]
 fn encode_refuses_out_naming_the_descriptors() {
-    refused("encode", "--descriptors", |i| &i.descriptors, encode_args);
+    refused(encode, "--descriptors", |i| &i.descriptors);
 }
 
 #[test]
 fn encode_refuses_out_naming_the_centroids() {
-    refused("encode", "--centroids", |i| &i.centroids, encode_args);
+    refused(encode, "--centroids", |i| &i.centroids);
 }
 
 #[test]
 fn encode_refuses_out_naming_the_offsets() {
-    refused("encode", "--offsets", |i| &i.offsets, encode_args);
+    refused(encode, "--offsets", |i| &i.offsets);
 }
 
 #[test]
 fn encode_refuses_out_naming_the_labels() {
-    refused("encode", "--labels", |i| &i.labels, encode_args);
+    refused(encode, "--labels", |i| &i.labels);
 }
 
 #[test]
 fn assign_refuses_out_naming_the_descriptors() {
-    refused("assign", "--descriptors", |i| &i.descriptors, assign_args);
+    refused(assign, "--descriptors", |i| &i.descriptors);
 }
 
 #[test]
 fn assign_refuses_out_naming_the_centroids() {
-    refused("assign", "--centroids", |i| &i.centroids, assign_args);
+    refused(assign, "--centroids", |i| &i.centroids);
 }
 
 #[test]
 fn kmeans_refuses_out_naming_the_descriptors() {
-    refused("kmeans", "--descriptors", |i| &i.descriptors, kmeans_args);
+    refused(kmeans, "--descriptors", |i| &i.descriptors);
 }
 
 /// The check compares files, not spellings: a different file in the same
@@ -180,16 +155,7 @@ fn kmeans_refuses_out_naming_the_descriptors() {
 fn a_distinct_output_is_written() {
     let inputs = inputs();
     let out = inputs.folder.path("v.npy");
-    let mut args = encode_args(&inputs);
-    args.splice(0..0, ["encode".to_string()]);
-    args.extend([
-        "--out".into(),
-        p(&out).into(),
-        "--backend".into(),
-        "cpu".into(),
-    ]);
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let run = vlad(&argv);
+    let run = encode(&inputs).out(&out).backend("cpu").run();
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     assert!(out.exists());
 }

@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
-use crate::util::{Folder as Scratch, kmeans_args, p, read, stderr, vlad, vlad_with_env};
+use crate::util::{Cmd, Folder as Scratch, p, read, stderr, vlad};
 
 fn read_f32(path: &Path) -> Array2<f32> {
     read(path)
@@ -17,11 +17,9 @@ fn read_f32(path: &Path) -> Array2<f32> {
 
 /// `vlad kmeans --descriptors d --out out -k k` plus `extra`; asserts exit 0.
 fn kmeans_ok(d: &Path, out: &Path, k: usize, extra: &[&str]) -> Output {
-    let k = k.to_string();
-    let mut args = kmeans_args(d, out, &["-k", &k]);
-    args.extend_from_slice(extra);
-    let run = vlad(&args);
-    assert_eq!(run.status.code(), Some(0), "{args:?}: {}", stderr(&run));
+    let cmd = Cmd::kmeans().descriptors(d).out(out).k(k).args(extra);
+    let run = cmd.run();
+    assert_eq!(run.status.code(), Some(0), "{cmd:?}: {}", stderr(&run));
     run
 }
 
@@ -238,21 +236,14 @@ fn same_seed_same_bytes_whatever_the_thread_count() {
     let a = scratch.path("a.npy");
     let b = scratch.path("b.npy");
     for (out, threads) in [(&a, "1"), (&b, "2")] {
-        let args = kmeans_args(
-            &d,
-            out,
-            &[
-                "-k",
-                "8",
-                "--seed",
-                "42",
-                "--max-points-per-centroid",
-                "64",
-                "--backend",
-                "cpu",
-            ],
-        );
-        let run = vlad_with_env(&args, &[("RAYON_NUM_THREADS", threads)]);
+        let run = Cmd::kmeans()
+            .descriptors(&d)
+            .out(out)
+            .k(8)
+            .flag("--seed", 42)
+            .flag("--max-points-per-centroid", 64)
+            .backend("cpu")
+            .run_with_env(&[("RAYON_NUM_THREADS", threads)]);
         assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     }
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
@@ -339,10 +330,11 @@ fn expect_failure(
     code: i32,
     needles: &[&str],
 ) {
-    let args = kmeans_args(d, out, extra);
+    let cmd = Cmd::kmeans().descriptors(d).out(out).args(extra);
+    let args = cmd.argv();
     let _ = std::fs::remove_file(out);
     let before = scratch.listing();
-    let run = vlad(&args);
+    let run = cmd.run();
     let err = stderr(&run);
     assert_eq!(run.status.code(), Some(code), "{args:?}: stderr: {err}");
     let errors: Vec<&str> = err
@@ -363,7 +355,7 @@ fn expect_failure(
     if out.parent().is_some_and(|dir| dir.is_dir()) {
         let sentinel = b"an earlier codebook; must survive a failed run".to_vec();
         std::fs::write(out, &sentinel).unwrap();
-        let run = vlad(&args);
+        let run = cmd.run();
         assert_eq!(run.status.code(), Some(code), "{args:?} (sentinel)");
         assert_eq!(std::fs::read(out).unwrap(), sentinel, "{args:?}");
         std::fs::remove_file(out).unwrap();
@@ -511,7 +503,7 @@ fn usage_errors_exit_2() {
         &["-k", "two"][..],
         &[][..],
     ] {
-        let run = vlad(&kmeans_args(&d, &out, extra));
+        let run = Cmd::kmeans().descriptors(&d).out(&out).args(extra).run();
         assert_eq!(run.status.code(), Some(2), "{extra:?}: {}", stderr(&run));
         assert!(!out.exists());
     }
@@ -524,20 +516,23 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn gpu_backend_exits_3_or_trains_on_the_gpu() {
-    // Today the k-means GPU engine is unavailable (exit 3); once it lands it
-    // runs (lavapipe in CI) and must say the GPU ran.
+    // Without an adapter the k-means GPU engine is unavailable (exit 3;
+    // never in CI, which has lavapipe); with one it runs and says so.
     let scratch = Scratch::new();
     let truth = far_centres(3, 4, 19);
     let d = scratch.write("d.npy", &blobs(&truth, 20, 0.2, 20));
     let out = scratch.path("c.npy");
-    let run = vlad(&kmeans_args(
-        &d,
-        &out,
-        &["-k", "3", "--backend", "gpu", "--json"],
-    ));
+    let run = Cmd::kmeans()
+        .descriptors(&d)
+        .out(&out)
+        .k(3)
+        .backend("gpu")
+        .json()
+        .run();
     match run.status.code() {
         Some(3) => {
             let err = stderr(&run);
+            assert!(!crate::common::ci(), "CI has lavapipe: {err}");
             assert!(err.contains("vlad: error:"), "{err}");
             assert!(err.contains("unavailable"), "{err}");
             assert!(!out.exists());

@@ -4,18 +4,17 @@
 use ndarray::{Array2, ShapeBuilder};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Normal};
 use vlad::Backend;
 use vlad::kmeans::KMeans;
 
-use crate::util::{Folder, p, read, stderr, vlad};
+use crate::common::cases::normal_matrix;
+use crate::util::{Cmd, Folder, read, stderr};
 
 #[test]
 fn sampled_kmeans_from_the_map_is_the_in_memory_codebook() {
     let (n, f, k) = (20_000usize, 8usize, 6usize);
     let mut rng = ChaCha8Rng::seed_from_u64(21);
-    let d = Normal::new(0.0f32, 1.0).unwrap();
-    let rows = Array2::from_shape_fn((n, f), |_| d.sample(&mut rng));
+    let rows = normal_matrix(&mut rng, n, f);
     let folder = Folder::new();
     // Fortran order: converted window by window.
     let mut fortran = Array2::<f32>::zeros((n, f).f());
@@ -23,23 +22,15 @@ fn sampled_kmeans_from_the_map_is_the_in_memory_codebook() {
     for (name, array) in [("c.npy", &rows), ("f.npy", &fortran)] {
         let input = folder.write(name, array);
         let out = folder.path("centroids.npy");
-        let run = vlad(&[
-            "kmeans",
-            "--descriptors",
-            p(&input),
-            "-k",
-            "6",
-            "--out",
-            p(&out),
-            "--backend",
-            "cpu",
-            "--max-points-per-centroid",
-            "100",
-            "--iters",
-            "5",
-            "--memory-limit",
-            "64KiB",
-        ]);
+        let run = Cmd::kmeans()
+            .descriptors(&input)
+            .k(6)
+            .out(&out)
+            .backend("cpu")
+            .flag("--max-points-per-centroid", 100)
+            .flag("--iters", 5)
+            .memory_limit("64KiB")
+            .run();
         assert!(run.status.success(), "{}", stderr(&run));
         let streamed: Array2<f32> = read(&out);
         let in_memory = KMeans::new(k)
@@ -64,21 +55,14 @@ fn a_nan_outside_the_sample_is_still_refused() {
     let folder = Folder::new();
     let input = folder.write("d.npy", &rows);
     let out = folder.path("c.npy");
-    let run = vlad(&[
-        "kmeans",
-        "--descriptors",
-        p(&input),
-        "-k",
-        "2",
-        "--out",
-        p(&out),
-        "--backend",
-        "cpu",
-        "--max-points-per-centroid",
-        "10",
-        "--memory-limit",
-        "16KiB",
-    ]);
+    let run = Cmd::kmeans()
+        .descriptors(&input)
+        .k(2)
+        .out(&out)
+        .backend("cpu")
+        .flag("--max-points-per-centroid", 10)
+        .memory_limit("16KiB")
+        .run();
     assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
     assert!(
         stderr(&run).contains(&format!("row {}", n - 2)),

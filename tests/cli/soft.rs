@@ -3,7 +3,7 @@
 //! `--verify` judges against the soft reference, and every bad input is
 //! exit status 2 with nothing written.
 
-use crate::util::{Folder, p, read, stderr, stdout, vlad};
+use crate::util::{Cmd, Folder, p, read, stderr, stdout};
 use ndarray::{Array1, Array2, Array3, Ix2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -35,25 +35,16 @@ fn soft_weights_bias_match_the_library_and_verify() {
     let folder = Folder::new();
     let (d, c, w, b) = inputs(&folder);
     for backend in ["cpu", "reference"] {
-        let out = vlad(&[
-            "encode",
-            "--descriptors",
-            p(&folder.path("d.npy")),
-            "--centroids",
-            p(&folder.path("c.npy")),
-            "--soft-weights",
-            p(&folder.path("w.npy")),
-            "--soft-bias",
-            p(&folder.path("b.npy")),
-            "--norm",
-            "rn,intra,l2",
-            "--backend",
-            backend,
-            "--verify",
-            "--json",
-            "--out",
-            p(&folder.path("v.npy")),
-        ]);
+        let out = Cmd::encode()
+            .descriptors(folder.path("d.npy"))
+            .centroids(folder.path("c.npy"))
+            .soft(folder.path("w.npy"), folder.path("b.npy"))
+            .norm("rn,intra,l2")
+            .backend(backend)
+            .verify()
+            .json()
+            .out(folder.path("v.npy"))
+            .run();
         assert!(out.status.success(), "{backend}: {}", stderr(&out));
         let j = json(&out);
         assert_eq!(j["assignment"], "soft");
@@ -89,21 +80,15 @@ fn soft_alpha_and_hard_rn_report_their_assignment() {
         ),
         (vec!["--norm", "rn,ssr,l2"], "hard"),
     ] {
-        let mut args = vec![
-            "encode",
-            "--descriptors",
-            p(&d),
-            "--centroids",
-            p(&c),
-            "--backend",
-            "cpu",
-            "--verify",
-            "--json",
-            "--out",
-            p(&v),
-        ];
-        args.extend(extra);
-        let out = vlad(&args);
+        let out = Cmd::encode()
+            .descriptors(&d)
+            .centroids(&c)
+            .backend("cpu")
+            .verify()
+            .json()
+            .out(&v)
+            .args(extra)
+            .run();
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         assert_eq!(json(&out)["assignment"], name);
     }
@@ -121,118 +106,49 @@ fn bad_soft_input_is_exit_2_and_writes_nothing() {
     let mut w_nan = Array2::<f32>::zeros((K, F));
     w_nan[[2, 3]] = f32::NAN;
     folder.write("w_nan.npy", &w_nan);
-    let d = p(&folder.path("d.npy")).to_string();
-    let c = p(&folder.path("c.npy")).to_string();
-    let f = |name: &str| p(&folder.path(name)).to_string();
-    let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["--soft-weights".into(), f("w.npy")], "soft-bias"),
-        (vec!["--soft-bias".into(), f("b.npy")], "soft-weights"),
+    let f = |name: &str| folder.path(name);
+    let out_path = f("out.npy");
+    let encode = || {
+        Cmd::encode()
+            .descriptors(f("d.npy"))
+            .centroids(f("c.npy"))
+            .backend("cpu")
+            .out(&out_path)
+    };
+    let cases: Vec<(Cmd, &str)> = vec![
         (
-            vec![
-                "--soft-weights".into(),
-                f("w.npy"),
-                "--soft-bias".into(),
-                f("b.npy"),
-                "--soft-alpha".into(),
-                "1".into(),
-            ],
+            encode().path_flag("--soft-weights", f("w.npy")),
+            "soft-bias",
+        ),
+        (
+            encode().path_flag("--soft-bias", f("b.npy")),
+            "soft-weights",
+        ),
+        (
+            encode().soft(f("w.npy"), f("b.npy")).soft_alpha(1),
             "soft-alpha",
         ),
-        (
-            vec![
-                "--soft-weights".into(),
-                f("w_wide.npy"),
-                "--soft-bias".into(),
-                f("b.npy"),
-            ],
-            "w_wide.npy",
-        ),
-        (
-            vec![
-                "--soft-weights".into(),
-                f("w_tall.npy"),
-                "--soft-bias".into(),
-                f("b.npy"),
-            ],
-            "w_tall.npy",
-        ),
-        (
-            vec![
-                "--soft-weights".into(),
-                f("w_1d.npy"),
-                "--soft-bias".into(),
-                f("b.npy"),
-            ],
-            "w_1d.npy",
-        ),
-        (
-            vec![
-                "--soft-weights".into(),
-                f("w.npy"),
-                "--soft-bias".into(),
-                f("b_long.npy"),
-            ],
-            "b_long.npy",
-        ),
-        (
-            vec![
-                "--soft-weights".into(),
-                f("w.npy"),
-                "--soft-bias".into(),
-                f("b_2d.npy"),
-            ],
-            "b_2d.npy",
-        ),
-        (
-            vec![
-                "--soft-weights".into(),
-                f("w_nan.npy"),
-                "--soft-bias".into(),
-                f("b.npy"),
-            ],
-            "row 2",
-        ),
-        (vec!["--soft-alpha".into(), "0".into()], "α"),
-        (vec!["--soft-alpha".into(), "-3".into()], "α"),
-        (vec!["--soft-alpha".into(), "nan".into()], "α"),
-        (vec!["--soft-alpha".into(), "inf".into()], "α"),
-        (vec!["--soft-alpha".into(), "x".into()], "not a number"),
-        (vec!["--norm".into(), "ssr,rn,l2".into()], "rn"),
-        (vec!["--norm".into(), "l2,rn".into()], "rn"),
-        (
-            vec![
-                "--soft-alpha".into(),
-                "1".into(),
-                "--labels".into(),
-                f("b.npy"),
-            ],
-            "labels",
-        ),
+        (encode().soft(f("w_wide.npy"), f("b.npy")), "w_wide.npy"),
+        (encode().soft(f("w_tall.npy"), f("b.npy")), "w_tall.npy"),
+        (encode().soft(f("w_1d.npy"), f("b.npy")), "w_1d.npy"),
+        (encode().soft(f("w.npy"), f("b_long.npy")), "b_long.npy"),
+        (encode().soft(f("w.npy"), f("b_2d.npy")), "b_2d.npy"),
+        (encode().soft(f("w_nan.npy"), f("b.npy")), "row 2"),
+        (encode().soft_alpha("0"), "α"),
+        (encode().soft_alpha("-3"), "α"),
+        (encode().soft_alpha("nan"), "α"),
+        (encode().soft_alpha("inf"), "α"),
+        (encode().soft_alpha("x"), "not a number"),
+        (encode().norm("ssr,rn,l2"), "rn"),
+        (encode().norm("l2,rn"), "rn"),
+        (encode().soft_alpha(1).labels(f("b.npy")), "labels"),
     ];
-    for (extra, says) in cases {
-        let out_path = folder.path("out.npy");
-        let mut args: Vec<String> = vec![
-            "encode".into(),
-            "--descriptors".into(),
-            d.clone(),
-            "--centroids".into(),
-            c.clone(),
-            "--backend".into(),
-            "cpu".into(),
-            "--out".into(),
-            p(&out_path).into(),
-        ];
-        args.extend(extra.iter().cloned());
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = vlad(&refs);
-        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains(says), "{extra:?}: {}", stderr(&out));
-        assert!(!out_path.exists(), "{extra:?}: output written");
-        assert!(
-            stdout(&out).is_empty(),
-            "{extra:?}: stdout {}",
-            stdout(&out)
-        );
+    for (cmd, says) in cases {
+        let out = cmd.run();
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{cmd:?}: {}", stderr(&out));
+        assert!(!out_path.exists(), "{cmd:?}: output written");
+        assert!(stdout(&out).is_empty(), "{cmd:?}: stdout {}", stdout(&out));
     }
     // Nothing else was left behind (no temporary output files).
     let listing = folder.listing();
@@ -242,8 +158,10 @@ fn bad_soft_input_is_exit_2_and_writes_nothing() {
 /// `--backend gpu` runs soft assignment and `rn` (hard and soft) through
 /// the GPU stages (lavapipe in CI): exit 0, `--verify` passes, the JSON
 /// names the gpu backend, the output within SPEC §4 of the reference.
+#[cfg(feature = "gpu")]
 #[test]
 fn gpu_backend_runs_soft_assignment_and_rn() {
+    crate::common::require_gpu!();
     let folder = Folder::new();
     let (d, c, w, b) = inputs(&folder);
     let codebook = Codebook::new(c.view()).unwrap();
@@ -269,27 +187,16 @@ fn gpu_backend_runs_soft_assignment_and_rn() {
     ];
     for (extra, assignment, norm) in cases {
         let v = folder.path("v.npy");
-        let mut args = vec![
-            "encode",
-            "--descriptors",
-            p(&dp),
-            "--centroids",
-            p(&cp),
-            "--norm",
-            norm,
-            "--backend",
-            "gpu",
-            "--verify",
-            "--json",
-            "--out",
-            p(&v),
-        ];
-        args.extend(extra.iter().copied());
-        let out = vlad(&args);
-        if out.status.code() == Some(3) && std::env::var_os("CI").is_none() {
-            eprintln!("skipped: no GPU adapter here ({})", stderr(&out));
-            return;
-        }
+        let out = Cmd::encode()
+            .descriptors(&dp)
+            .centroids(&cp)
+            .norm(norm)
+            .backend("gpu")
+            .verify()
+            .json()
+            .out(&v)
+            .args(extra)
+            .run();
         assert!(out.status.success(), "{norm}: {}", stderr(&out));
         let j = json(&out);
         assert_eq!(j["backend"], "gpu", "{j}");

@@ -7,10 +7,11 @@ use std::path::Path;
 use ndarray::{Array1, Array2, Array3, ShapeBuilder};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Normal};
 use vlad::{Backend, Codebook, Encoder, Normalization};
 
-use crate::util::{Folder, p, read, stderr, stdout, vlad, vlad_with_env, vlad_with_peak_rss};
+use crate::common::cases::{normal_matrix, normal_ragged};
+use crate::common::{backend_test, skip};
+use crate::util::{Cmd, Folder, p, read, stderr, stdout};
 
 const F: usize = 16;
 const K: usize = 8;
@@ -21,11 +22,6 @@ const K: usize = 8;
 /// pieces) and the small ones are grouped.
 const SIZES: [usize; 12] = [0, 5000, 0, 3, 9000, 0, 1, 12000, 7, 0, 700, 0];
 
-fn normal(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
-    let d = Normal::new(0.0f32, 1.0).unwrap();
-    (0..n).map(|_| d.sample(rng)).collect()
-}
-
 struct Case {
     folder: Folder,
     rows: Array2<f32>,
@@ -35,24 +31,17 @@ struct Case {
 
 impl Case {
     fn new(seed: u64) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut offsets = vec![0usize];
-        for s in SIZES {
-            offsets.push(offsets.last().unwrap() + s);
-        }
-        let n = *offsets.last().unwrap();
-        let rows = Array2::from_shape_vec((n, F), normal(&mut rng, n * F)).unwrap();
-        let centroids = Array2::from_shape_vec((K, F), normal(&mut rng, K * F)).unwrap();
+        let data = normal_ragged(&mut ChaCha8Rng::seed_from_u64(seed), &SIZES, F, K);
         let folder = Folder::new();
-        folder.write("d.npy", &rows);
-        folder.write("c.npy", &centroids);
-        let o: Array1<i64> = offsets.iter().map(|&o| o as i64).collect();
+        folder.write("d.npy", &data.rows);
+        folder.write("c.npy", &data.centroids);
+        let o: Array1<i64> = data.offsets.iter().map(|&o| o as i64).collect();
         folder.write("o.npy", &o);
         Case {
             folder,
-            rows,
-            offsets,
-            centroids,
+            rows: data.rows,
+            offsets: data.offsets,
+            centroids: data.centroids,
         }
     }
 
@@ -66,6 +55,13 @@ impl Case {
 
     fn path(&self, name: &str) -> String {
         p(&self.folder.path(name)).to_string()
+    }
+
+    /// `command --descriptors d.npy --centroids c.npy` on the case's files.
+    fn cmd(&self, command: Cmd) -> Cmd {
+        command
+            .descriptors(self.path("d.npy"))
+            .centroids(self.path("c.npy"))
     }
 }
 
@@ -84,46 +80,34 @@ fn assert_bitwise(a: &[f32], b: &[f32], what: &str) {
     assert_eq!(first, None, "{what}: first differing element");
 }
 
-/// Stream `encode` with `backend` and a 256 KiB limit, and check the file
-/// against the in-memory library result, bit for bit.
-fn encode_matches(
-    backend: &str,
-    lib: Backend,
-    norms: &[&str],
-    env: &[(&str, &str)],
-    cap: Option<u64>,
-) {
+/// Stream `encode` on `backend` with a 256 KiB limit (and, given `cap`,
+/// GPU bindings of that size), and check the file against the in-memory
+/// library result, bit for bit.
+fn encode_matches(backend: Backend, norms: &[&str], cap: Option<u64>) {
     let case = Case::new(7);
+    let cap_text = cap.map(|c| c.to_string());
+    let env: Vec<(&str, &str)> = cap_text
+        .iter()
+        .map(|c| ("VLAD_GPU_MAX_BINDING_BYTES", c.as_str()))
+        .collect();
     for norm in norms {
         let out = case.path("v.npy");
-        let run = vlad_with_env(
-            &[
-                "encode",
-                "--descriptors",
-                &case.path("d.npy"),
-                "--centroids",
-                &case.path("c.npy"),
-                "--offsets",
-                &case.path("o.npy"),
-                "--out",
-                &out,
-                "--backend",
-                backend,
-                "--norm",
-                norm,
-                "--memory-limit",
-                "256KiB",
-                "--json",
-            ],
-            env,
-        );
+        let run = case
+            .cmd(Cmd::encode())
+            .offsets(case.path("o.npy"))
+            .out(&out)
+            .backend(backend)
+            .norm(norm)
+            .memory_limit("256KiB")
+            .json()
+            .run_with_env(&env);
         assert!(run.status.success(), "{backend} {norm}: {}", stderr(&run));
         let report = json(&run);
         assert!(report["batches"].as_u64().unwrap() > 5, "{report}");
         assert!(report["split_images"].as_u64().unwrap() >= 3, "{report}");
         let streamed: Array2<f32> = read(Path::new(&out));
         let in_memory = case
-            .encoder(lib, norm, cap)
+            .encoder(backend, norm, cap)
             .encode_ragged(case.rows.view(), &case.offsets)
             .unwrap();
         assert_eq!(streamed.dim(), in_memory.dim());
@@ -135,50 +119,17 @@ fn encode_matches(
     }
 }
 
-#[test]
-fn cpu_stream_is_bitwise_the_in_memory_encoding() {
-    encode_matches(
-        "cpu",
-        Backend::Cpu,
-        &["ssr,l2", "none", "mass,intra"],
-        &[],
-        None,
-    );
-}
-
-#[test]
-fn reference_stream_is_bitwise_the_in_memory_encoding() {
-    encode_matches(
-        "reference",
-        Backend::Reference,
-        &["ssr,l2", "mass,power=0.3,intra,l2"],
-        &[],
-        None,
-    );
-}
-
-#[cfg(feature = "gpu")]
-#[test]
-fn gpu_stream_is_bitwise_the_in_memory_encoding() {
-    if std::env::var_os("CI").is_none() && !gpu_available() {
-        eprintln!("skipped: no GPU adapter (set CI=true to make this a failure)");
-        return;
-    }
-    // 8 KiB bindings: the in-memory run splits the large images into
-    // pieces and the rest into many chunks; the stream follows them.
-    encode_matches(
-        "gpu",
-        Backend::Gpu,
-        &["ssr,l2", "none"],
-        &[("VLAD_GPU_MAX_BINDING_BYTES", "8192")],
-        Some(8192),
-    );
-}
-
-#[cfg(feature = "gpu")]
-fn gpu_available() -> bool {
-    vlad::backend::gpu::GpuBackend::new(&vlad::backend::gpu::GpuOptions::default()).is_ok()
-}
+// Each backend's stream against its own in-memory encoding. On the gpu, 8
+// KiB bindings: the in-memory run splits the large images into pieces and
+// the rest into many chunks; the stream follows them.
+backend_test!(stream_is_bitwise_the_in_memory_encoding, |backend| {
+    let (norms, cap): (&[&str], _) = match backend {
+        Backend::Reference => (&["ssr,l2", "mass,power=0.3,intra,l2"], None),
+        Backend::Cpu => (&["ssr,l2", "none", "mass,intra"], None),
+        _ => (&["ssr,l2", "none"], Some(8192)),
+    };
+    encode_matches(backend, norms, cap);
+});
 
 #[test]
 fn given_labels_stream_bitwise() {
@@ -187,23 +138,14 @@ fn given_labels_stream_bitwise() {
     let labels: Array1<i64> = (0..n).map(|i| ((i * 7) % K) as i64).collect();
     let labels_path = case.folder.write("a.npy", &labels);
     let out = case.path("v.npy");
-    let run = vlad(&[
-        "encode",
-        "--descriptors",
-        &case.path("d.npy"),
-        "--centroids",
-        &case.path("c.npy"),
-        "--offsets",
-        &case.path("o.npy"),
-        "--labels",
-        p(&labels_path),
-        "--out",
-        &out,
-        "--backend",
-        "cpu",
-        "--memory-limit",
-        "256KiB",
-    ]);
+    let run = case
+        .cmd(Cmd::encode())
+        .offsets(case.path("o.npy"))
+        .labels(&labels_path)
+        .out(&out)
+        .backend("cpu")
+        .memory_limit("256KiB")
+        .run();
     assert!(run.status.success(), "{}", stderr(&run));
     let given: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
     let in_memory = case
@@ -218,57 +160,39 @@ fn given_labels_stream_bitwise() {
     );
 }
 
-fn assign_matches(backend: &str, lib: Backend, env: &[(&str, &str)], cap: Option<u64>) {
+/// Stream `assign` on `backend` with a 256 KiB limit (and, given `cap`, GPU
+/// bindings of that size) against the in-memory labels.
+fn assign_matches(backend: Backend, cap: Option<u64>) {
     let case = Case::new(3);
     let out = case.path("a.npy");
-    let run = vlad_with_env(
-        &[
-            "assign",
-            "--descriptors",
-            &case.path("d.npy"),
-            "--centroids",
-            &case.path("c.npy"),
-            "--out",
-            &out,
-            "--backend",
-            backend,
-            "--memory-limit",
-            "256KiB",
-            "--json",
-        ],
-        env,
-    );
+    let cap_text = cap.map(|c| c.to_string());
+    let env: Vec<(&str, &str)> = cap_text
+        .iter()
+        .map(|c| ("VLAD_GPU_MAX_BINDING_BYTES", c.as_str()))
+        .collect();
+    let run = case
+        .cmd(Cmd::assign())
+        .out(&out)
+        .backend(backend)
+        .memory_limit("256KiB")
+        .json()
+        .run_with_env(&env);
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(json(&run)["batches"].as_u64().unwrap() > 5);
     let streamed: Array1<i64> = read(Path::new(&out));
     let in_memory = case
-        .encoder(lib, "none", cap)
+        .encoder(backend, "none", cap)
         .assign(case.rows.view())
         .unwrap();
     let in_memory: Vec<i64> = in_memory.iter().map(|&l| i64::from(l)).collect();
     assert_eq!(streamed.to_vec(), in_memory, "{backend}");
 }
 
-#[test]
-fn assign_streams_bitwise_on_cpu_and_reference() {
-    assign_matches("cpu", Backend::Cpu, &[], None);
-    assign_matches("reference", Backend::Reference, &[], None);
-}
-
-#[cfg(feature = "gpu")]
-#[test]
-fn assign_streams_bitwise_on_gpu() {
-    if std::env::var_os("CI").is_none() && !gpu_available() {
-        eprintln!("skipped: no GPU adapter (set CI=true to make this a failure)");
-        return;
-    }
-    assign_matches(
-        "gpu",
-        Backend::Gpu,
-        &[("VLAD_GPU_MAX_BINDING_BYTES", "65536")],
-        Some(65536),
-    );
-}
+// 64 KiB bindings on the gpu.
+backend_test!(assign_streams_bitwise, |backend| {
+    let cap = (backend == Backend::Gpu).then_some(65536);
+    assign_matches(backend, cap);
+});
 
 /// Fortran order and float64 are converted a batch at a time; the result is
 /// the in-memory result on the same values.
@@ -285,7 +209,9 @@ fn fortran_order_and_f64_stream_correctly() {
     // (T, L, F) float32 in Fortran order.
     let (t, l) = (37, 300);
     let mut rng = ChaCha8Rng::seed_from_u64(9);
-    let c3 = Array3::from_shape_vec((t, l, F), normal(&mut rng, t * l * F)).unwrap();
+    let c3 = normal_matrix(&mut rng, t * l, F)
+        .into_shape_with_order((t, l, F))
+        .unwrap();
     let mut f3 = Array3::<f32>::zeros((t, l, F).f());
     f3.assign(&c3);
     let d3 = case.folder.write("d3f.npy", &f3);
@@ -305,24 +231,16 @@ fn fortran_order_and_f64_stream_correctly() {
         ),
     ] {
         let out = case.path("v.npy");
-        let mut args = vec![
-            "encode".to_string(),
-            "--descriptors".into(),
-            p(&path).into(),
-            "--centroids".into(),
-            case.path("c.npy"),
-            "--out".into(),
-            out.clone(),
-            "--backend".into(),
-            "cpu".into(),
-            "--memory-limit".into(),
-            "256KiB".into(),
-        ];
+        let mut cmd = Cmd::encode()
+            .descriptors(&path)
+            .centroids(case.path("c.npy"))
+            .out(&out)
+            .backend("cpu")
+            .memory_limit("256KiB");
         if path.ends_with("d64f.npy") {
-            args.extend(["--offsets".into(), case.path("o.npy")]);
+            cmd = cmd.offsets(case.path("o.npy"));
         }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let run = vlad(&args);
+        let run = cmd.run();
         assert!(run.status.success(), "{}", stderr(&run));
         let streamed: Array2<f32> = read(Path::new(&out));
         assert_bitwise(
@@ -340,17 +258,12 @@ fn a_file_truncated_after_its_header_is_refused_with_nothing_written() {
     // Keep the header (128 bytes for this shape) and a little data.
     let cut = case.folder.write_bytes("cut.npy", &bytes[..128 + 1000]);
     let before = case.folder.listing();
-    let run = vlad(&[
-        "encode",
-        "--descriptors",
-        p(&cut),
-        "--centroids",
-        &case.path("c.npy"),
-        "--out",
-        &case.path("v.npy"),
-        "--backend",
-        "cpu",
-    ]);
+    let run = Cmd::encode()
+        .descriptors(&cut)
+        .centroids(case.path("c.npy"))
+        .out(case.path("v.npy"))
+        .backend("cpu")
+        .run();
     assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
     assert!(stderr(&run).contains("truncated"), "{}", stderr(&run));
     assert_eq!(case.folder.listing(), before, "nothing written");
@@ -366,21 +279,14 @@ fn a_failure_half_way_leaves_nothing() {
     case.rows[[n - 1, 3]] = f32::NAN;
     case.folder.write("nan.npy", &case.rows);
     let before = case.folder.listing();
-    let run = vlad(&[
-        "encode",
-        "--descriptors",
-        &case.path("nan.npy"),
-        "--centroids",
-        &case.path("c.npy"),
-        "--offsets",
-        &case.path("o.npy"),
-        "--out",
-        &case.path("v.npy"),
-        "--backend",
-        "cpu",
-        "--memory-limit",
-        "256KiB",
-    ]);
+    let run = Cmd::encode()
+        .descriptors(case.path("nan.npy"))
+        .centroids(case.path("c.npy"))
+        .offsets(case.path("o.npy"))
+        .out(case.path("v.npy"))
+        .backend("cpu")
+        .memory_limit("256KiB")
+        .run();
     assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
     let message = stderr(&run);
     assert!(
@@ -405,17 +311,7 @@ fn an_unwritable_out_fails_cleanly() {
         "/proc/vlad-stream-test.npy".to_string(),
         format!("{file}/v.npy"),
     ] {
-        let run = vlad(&[
-            "encode",
-            "--descriptors",
-            &case.path("d.npy"),
-            "--centroids",
-            &case.path("c.npy"),
-            "--out",
-            &out,
-            "--backend",
-            "cpu",
-        ]);
+        let run = case.cmd(Cmd::encode()).out(&out).backend("cpu").run();
         assert_eq!(run.status.code(), Some(2), "{out}: {}", stderr(&run));
         assert!(stderr(&run).contains("cannot write"), "{}", stderr(&run));
         assert_eq!(stderr(&run).lines().count(), 1, "{}", stderr(&run));
@@ -470,8 +366,7 @@ fn progress_never_reaches_stdout_or_the_json() {
         .env("XDG_RUNTIME_DIR", "/tmp")
         .output();
     let Ok(run) = run else {
-        eprintln!("skipped: `script` (util-linux) is not installed");
-        return;
+        skip!("`script` (util-linux) is not installed")
     };
     assert!(
         run.status.success(),
@@ -484,19 +379,12 @@ fn progress_never_reaches_stdout_or_the_json() {
     assert!(v["wall_seconds"].as_f64().unwrap() > 0.0);
     assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);
     // Not a terminal: nothing but the summary line on stderr.
-    let plain = vlad(&[
-        "assign",
-        "--descriptors",
-        &case.path("d.npy"),
-        "--centroids",
-        &case.path("c.npy"),
-        "--out",
-        &case.path("a.npy"),
-        "--backend",
-        "cpu",
-        "--memory-limit",
-        "256KiB",
-    ]);
+    let plain = case
+        .cmd(Cmd::assign())
+        .out(case.path("a.npy"))
+        .backend("cpu")
+        .memory_limit("256KiB")
+        .run();
     assert!(plain.status.success());
     assert_eq!(stdout(&plain), "");
     assert_eq!(stderr(&plain).lines().count(), 1, "{}", stderr(&plain));
@@ -506,17 +394,11 @@ fn progress_never_reaches_stdout_or_the_json() {
 fn memory_limit_is_validated() {
     let case = Case::new(10);
     for bad in ["0", "lots", "12 parsecs"] {
-        let run = vlad(&[
-            "encode",
-            "--descriptors",
-            &case.path("d.npy"),
-            "--centroids",
-            &case.path("c.npy"),
-            "--out",
-            &case.path("v.npy"),
-            "--memory-limit",
-            bad,
-        ]);
+        let run = case
+            .cmd(Cmd::encode())
+            .out(case.path("v.npy"))
+            .memory_limit(bad)
+            .run();
         assert_eq!(run.status.code(), Some(2), "{bad}");
         assert!(!case.folder.path("v.npy").exists());
     }
@@ -549,20 +431,14 @@ fn peak_memory_is_bounded_by_the_limit() {
 
     for command in ["encode", "assign"] {
         let out = folder.path("out.npy");
-        let (run, polled) = vlad_with_peak_rss(&[
-            command,
-            "--descriptors",
-            p(&d),
-            "--centroids",
-            p(&c),
-            "--out",
-            p(&out),
-            "--backend",
-            "cpu",
-            "--memory-limit",
-            "16MiB",
-            "--json",
-        ]);
+        let (run, polled) = Cmd::new(command)
+            .descriptors(&d)
+            .centroids(&c)
+            .out(&out)
+            .backend("cpu")
+            .memory_limit("16MiB")
+            .json()
+            .run_with_peak_rss();
         assert!(run.status.success(), "{}", stderr(&run));
         let report = json(&run);
         let reported = report["peak_rss_bytes"].as_u64().unwrap();

@@ -11,20 +11,10 @@ use rand_distr::{Distribution, Normal};
 use vlad::Backend;
 use vlad::kmeans::{Init, KMeans};
 
-use crate::util::{Folder, p, read, stderr, stdout, vlad, vlad_with_peak_rss};
+use crate::util::{Cmd, Folder, raw_field, read, stderr, stdout};
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_str(&stdout(out)).unwrap()
-}
-
-/// The text of field `name` in a one-line JSON object: up to the next
-/// `,"` or the closing brace.
-fn raw_field(text: &str, name: &str) -> String {
-    let key = format!("\"{name}\":");
-    let start = text.find(&key).unwrap() + key.len();
-    let rest = &text[start..];
-    let end = rest.find(",\"").or_else(|| rest.rfind('}')).unwrap();
-    rest[..end].to_string()
 }
 
 /// Limits that cut 30 000 rows of F = 8 into windows of 4096 rows (the
@@ -63,28 +53,18 @@ fn all_points_kmeans_is_the_in_memory_result_for_every_window_size() {
             // f64 input converts to the same f32 values: the same codebook.
             for limit in LIMITS {
                 let out = folder.path("centroids.npy");
-                let run = vlad(&[
-                    "kmeans",
-                    "--descriptors",
-                    p(input),
-                    "-k",
-                    &k.to_string(),
-                    "--out",
-                    p(&out),
-                    "--backend",
-                    "cpu",
-                    "--init",
-                    init.name(),
-                    "--max-points-per-centroid",
-                    "0",
-                    "--iters",
-                    &iters.to_string(),
-                    "--tolerance",
-                    "0",
-                    "--memory-limit",
-                    limit,
-                    "--json",
-                ]);
+                let run = Cmd::kmeans()
+                    .descriptors(input)
+                    .k(k)
+                    .out(&out)
+                    .backend("cpu")
+                    .flag("--init", init.name())
+                    .flag("--max-points-per-centroid", 0)
+                    .flag("--iters", iters)
+                    .flag("--tolerance", 0)
+                    .memory_limit(limit)
+                    .json()
+                    .run();
                 let what = format!("{init} {name} {limit}");
                 assert!(run.status.success(), "{what}: {}", stderr(&run));
                 let report = json(&run);
@@ -134,24 +114,16 @@ fn all_points_kmeans_peak_memory_is_bounded_by_the_limit() {
     let limit: u64 = 16 << 20;
     assert!(input_bytes >= 8 * limit);
     let out = folder.path("centroids.npy");
-    let (run, polled) = vlad_with_peak_rss(&[
-        "kmeans",
-        "--descriptors",
-        p(&d),
-        "-k",
-        "16",
-        "--out",
-        p(&out),
-        "--backend",
-        "cpu",
-        "--max-points-per-centroid",
-        "0",
-        "--iters",
-        "2",
-        "--memory-limit",
-        "16MiB",
-        "--json",
-    ]);
+    let (run, polled) = Cmd::kmeans()
+        .descriptors(&d)
+        .k(16)
+        .out(&out)
+        .backend("cpu")
+        .flag("--max-points-per-centroid", 0)
+        .flag("--iters", 2)
+        .memory_limit("16MiB")
+        .json()
+        .run_with_peak_rss();
     assert!(run.status.success(), "{}", stderr(&run));
     let report = json(&run);
     assert_eq!(report["training_points"], t * l);

@@ -12,7 +12,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use vlad::{Assignment, Backend, Codebook, Encoder, Normalization};
 
-use crate::util::{Folder, p, read, stderr, stdout, vlad};
+use crate::common::cases::normal_ragged;
+use crate::util::{Cmd, Folder, p, raw_field, read, stderr, stdout};
 
 const F: usize = 16;
 const K: usize = 8;
@@ -32,27 +33,21 @@ struct Case {
 fn case() -> Case {
     let mut rng = ChaCha8Rng::seed_from_u64(17);
     let normal = Normal::new(0.0f32, 1.0).unwrap();
-    let mut offsets = vec![0usize];
-    for s in SIZES {
-        offsets.push(offsets.last().unwrap() + s);
-    }
-    let n = *offsets.last().unwrap();
-    let rows = Array2::from_shape_fn((n, F), |_| normal.sample(&mut rng));
-    let centroids = Array2::from_shape_fn((K, F), |_| normal.sample(&mut rng));
+    let data = normal_ragged(&mut rng, &SIZES, F, K);
     let weights = Array2::from_shape_fn((K, F), |_| normal.sample(&mut rng) * 0.5);
     let bias = Array1::from_shape_fn(K, |_| normal.sample(&mut rng));
     let folder = Folder::new();
-    folder.write("d.npy", &rows);
-    folder.write("c.npy", &centroids);
+    folder.write("d.npy", &data.rows);
+    folder.write("c.npy", &data.centroids);
     folder.write("w.npy", &weights);
     folder.write("b.npy", &bias);
-    let o: Array1<i64> = offsets.iter().map(|&o| o as i64).collect();
+    let o: Array1<i64> = data.offsets.iter().map(|&o| o as i64).collect();
     folder.write("o.npy", &o);
     Case {
         folder,
-        rows,
-        offsets,
-        centroids,
+        rows: data.rows,
+        offsets: data.offsets,
+        centroids: data.centroids,
         weights,
         bias,
     }
@@ -85,26 +80,17 @@ fn soft_and_rn_stream_bitwise_the_in_memory_encoding() {
             let what = format!("{backend} {extra:?} {norm}");
             let out = path("v.npy");
             let (d, c, o) = (path("d.npy"), path("c.npy"), path("o.npy"));
-            let mut args = vec![
-                "encode",
-                "--descriptors",
-                &d,
-                "--centroids",
-                &c,
-                "--offsets",
-                &o,
-                "--out",
-                &out,
-                "--backend",
-                backend,
-                "--norm",
-                norm,
-                "--memory-limit",
-                "256KiB",
-                "--json",
-            ];
-            args.extend_from_slice(extra);
-            let run = vlad(&args);
+            let run = Cmd::encode()
+                .descriptors(&d)
+                .centroids(&c)
+                .offsets(&o)
+                .out(&out)
+                .backend(backend)
+                .norm(norm)
+                .memory_limit("256KiB")
+                .json()
+                .args(*extra)
+                .run();
             assert!(run.status.success(), "{what}: {}", stderr(&run));
             let report: serde_json::Value = serde_json::from_str(&stdout(&run)).unwrap();
             assert!(report["batches"].as_u64().unwrap() > 5, "{what}: {report}");
@@ -131,16 +117,6 @@ fn soft_and_rn_stream_bitwise_the_in_memory_encoding() {
     }
 }
 
-/// The text of field `name` in a one-line JSON object (floats compared as
-/// printed: serde_json parses them to within an ulp only).
-fn raw_field(text: &str, name: &str) -> String {
-    let key = format!("\"{name}\":");
-    let start = text.find(&key).unwrap() + key.len();
-    let rest = &text[start..];
-    let end = rest.find(",\"").or_else(|| rest.rfind('}')).unwrap();
-    rest[..end].to_string()
-}
-
 /// `--verify` streamed, batch by batch, reports what verifying the whole
 /// in-memory encoding reports: the same label agreement, largest error
 /// and counts, for hard and soft assignment.
@@ -160,27 +136,18 @@ fn verify_streamed_reports_what_it_reports_in_memory() {
             case.folder.path("c.npy"),
             case.folder.path("o.npy"),
         );
-        let mut args = vec![
-            "encode",
-            "--descriptors",
-            p(&d),
-            "--centroids",
-            p(&c),
-            "--offsets",
-            p(&o),
-            "--out",
-            p(&out),
-            "--backend",
-            "cpu",
-            "--norm",
-            norm,
-            "--memory-limit",
-            "256KiB",
-            "--verify",
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        let run = vlad(&args);
+        let run = Cmd::encode()
+            .descriptors(&d)
+            .centroids(&c)
+            .offsets(&o)
+            .out(&out)
+            .backend("cpu")
+            .norm(norm)
+            .memory_limit("256KiB")
+            .verify()
+            .json()
+            .args(extra)
+            .run();
         assert!(run.status.success(), "{what}: {}", stderr(&run));
         let text = stdout(&run);
         let report: serde_json::Value = serde_json::from_str(&text).unwrap();

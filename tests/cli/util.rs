@@ -1,6 +1,6 @@
 //! Shared by the command-line tests: a temporary folder for `.npy` inputs
-//! and outputs, the built `vlad` binary run on them, and the argument lists
-//! every run of a command starts with.
+//! and outputs, the built `vlad` binary run on them, and [`Cmd`], the
+//! builder of its command lines.
 // Each test module uses a different subset of these helpers.
 #![allow(dead_code)]
 
@@ -118,33 +118,148 @@ pub fn read<A: ReadableElement, D: Dimension>(path: &Path) -> Array<A, D> {
     Array::<A, D>::read_npy(File::open(path).unwrap()).unwrap()
 }
 
-/// `COMMAND --descriptors D --centroids C --out OUT` then `extra`: how every
-/// `encode` and `assign` run starts.
-pub fn io_args<'a>(
-    command: &'a str,
-    descriptors: &'a Path,
-    centroids: &'a Path,
-    out: &'a Path,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut args = vec![
-        command,
-        "--descriptors",
-        p(descriptors),
-        "--centroids",
-        p(centroids),
-        "--out",
-        p(out),
-    ];
-    args.extend_from_slice(extra);
-    args
+/// A `vlad` command line, flag by flag, and its runs:
+/// `Cmd::encode().descriptors(&d).centroids(&c).out(&o).backend("cpu")
+/// .norm("ssr,l2").json().run()`. Paths are anything `AsRef<Path>`;
+/// `flag` and `arg` add what has no method of its own.
+#[derive(Clone, Debug)]
+pub struct Cmd {
+    args: Vec<String>,
 }
 
-/// `kmeans --descriptors D --out OUT` then `extra` (`-k` among them).
-pub fn kmeans_args<'a>(descriptors: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["kmeans", "--descriptors", p(descriptors), "--out", p(out)];
-    args.extend_from_slice(extra);
-    args
+impl Cmd {
+    /// `vlad COMMAND`.
+    pub fn new(command: &str) -> Cmd {
+        Cmd {
+            args: vec![command.to_string()],
+        }
+    }
+
+    pub fn encode() -> Cmd {
+        Cmd::new("encode")
+    }
+
+    pub fn assign() -> Cmd {
+        Cmd::new("assign")
+    }
+
+    pub fn kmeans() -> Cmd {
+        Cmd::new("kmeans")
+    }
+
+    /// `bench` on the synthetic problem `shape`.
+    pub fn bench(shape: BenchShape) -> Cmd {
+        Cmd::new("bench")
+            .flag("--images", shape.images)
+            .flag("--per-image", shape.per_image)
+            .flag("--dim", shape.dim)
+            .flag("--clusters", shape.clusters)
+    }
+
+    /// `NAME VALUE`.
+    pub fn flag(mut self, name: &str, value: impl std::fmt::Display) -> Cmd {
+        self.args.push(name.to_string());
+        self.args.push(value.to_string());
+        self
+    }
+
+    /// `NAME PATH`.
+    pub fn path_flag(self, name: &str, path: impl AsRef<Path>) -> Cmd {
+        let path = p(path.as_ref()).to_string();
+        self.flag(name, path)
+    }
+
+    /// One more argument as it is.
+    pub fn arg(mut self, arg: impl AsRef<str>) -> Cmd {
+        self.args.push(arg.as_ref().to_string());
+        self
+    }
+
+    /// More arguments as they are.
+    pub fn args<S: AsRef<str>>(mut self, args: impl IntoIterator<Item = S>) -> Cmd {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_string()));
+        self
+    }
+
+    pub fn descriptors(self, path: impl AsRef<Path>) -> Cmd {
+        self.path_flag("--descriptors", path)
+    }
+
+    pub fn centroids(self, path: impl AsRef<Path>) -> Cmd {
+        self.path_flag("--centroids", path)
+    }
+
+    pub fn offsets(self, path: impl AsRef<Path>) -> Cmd {
+        self.path_flag("--offsets", path)
+    }
+
+    pub fn labels(self, path: impl AsRef<Path>) -> Cmd {
+        self.path_flag("--labels", path)
+    }
+
+    pub fn out(self, path: impl AsRef<Path>) -> Cmd {
+        self.path_flag("--out", path)
+    }
+
+    /// `--soft-weights W --soft-bias B`.
+    pub fn soft(self, weights: impl AsRef<Path>, bias: impl AsRef<Path>) -> Cmd {
+        self.path_flag("--soft-weights", weights)
+            .path_flag("--soft-bias", bias)
+    }
+
+    pub fn soft_alpha(self, alpha: impl std::fmt::Display) -> Cmd {
+        self.flag("--soft-alpha", alpha)
+    }
+
+    pub fn backend(self, backend: impl std::fmt::Display) -> Cmd {
+        self.flag("--backend", backend)
+    }
+
+    pub fn norm(self, norm: &str) -> Cmd {
+        self.flag("--norm", norm)
+    }
+
+    pub fn memory_limit(self, limit: &str) -> Cmd {
+        self.flag("--memory-limit", limit)
+    }
+
+    /// `-k K` (kmeans).
+    pub fn k(self, k: impl std::fmt::Display) -> Cmd {
+        self.flag("-k", k)
+    }
+
+    pub fn repeats(self, repeats: usize) -> Cmd {
+        self.flag("--repeats", repeats)
+    }
+
+    pub fn json(self) -> Cmd {
+        self.arg("--json")
+    }
+
+    pub fn verify(self) -> Cmd {
+        self.arg("--verify")
+    }
+
+    /// The argument list (the command first).
+    pub fn argv(&self) -> &[String] {
+        &self.args
+    }
+
+    /// Run it ([`vlad`]).
+    pub fn run(&self) -> Output {
+        vlad(&self.args)
+    }
+
+    /// Run it with extra environment variables ([`vlad_with_env`]).
+    pub fn run_with_env(&self, env: &[(&str, &str)]) -> Output {
+        vlad_with_env(&self.args, env)
+    }
+
+    /// Run it polling its peak memory ([`vlad_with_peak_rss`]).
+    pub fn run_with_peak_rss(&self) -> (Output, u64) {
+        vlad_with_peak_rss(&self.args)
+    }
 }
 
 /// The synthetic problem `vlad bench` times: `images` × `per_image`
@@ -157,20 +272,12 @@ pub struct BenchShape {
     pub clusters: usize,
 }
 
-/// `bench` on `shape` with `backend`, `repeats` runs each, then `extra`.
-pub fn bench_args(shape: BenchShape, backend: &str, repeats: usize, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = vec!["bench".into()];
-    for (flag, value) in [
-        ("--images", shape.images),
-        ("--per-image", shape.per_image),
-        ("--dim", shape.dim),
-        ("--clusters", shape.clusters),
-    ] {
-        args.push(flag.into());
-        args.push(value.to_string());
-    }
-    args.extend(["--backend".into(), backend.into()]);
-    args.extend(["--repeats".into(), repeats.to_string()]);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
+/// The text of field `name` in a one-line JSON object (floats compared as
+/// printed: serde_json parses them to within an ulp only).
+pub fn raw_field(text: &str, name: &str) -> String {
+    let key = format!("\"{name}\":");
+    let start = text.find(&key).unwrap() + key.len();
+    let rest = &text[start..];
+    let end = rest.find(",\"").or_else(|| rest.rfind('}')).unwrap();
+    rest[..end].to_string()
 }

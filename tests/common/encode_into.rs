@@ -2,8 +2,9 @@
 //! `Encoder::encode_batch_into` writes exactly what `encode_batch` returns,
 //! into a caller's array whatever it held, contiguous or not.
 
+use super::cases::{random_codebook, random_matrix};
 use ndarray::{Array2, s};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vlad::{Backend, Batch, Codebook, Encoder, Normalization, VladError};
 
@@ -11,10 +12,10 @@ use vlad::{Backend, Batch, Codebook, Encoder, Normalization, VladError};
 pub fn data(seed: u64) -> (Codebook, Array2<f32>, Vec<usize>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (k, f) = (7, 12);
-    let c = Array2::from_shape_fn((k, f), |_| rng.random_range(-1.0f32..1.0));
-    let rows = Array2::from_shape_fn((230, f), |_| rng.random_range(-1.0f32..1.0));
+    let codebook = random_codebook(&mut rng, k, f);
+    let rows = random_matrix(&mut rng, 230, f);
     let offsets = vec![0, 40, 40, 150, 151, 151, 230];
-    (Codebook::new(c.view()).unwrap(), rows, offsets)
+    (codebook, rows, offsets)
 }
 
 /// `encode_batch_into` on `backend` against `encode_batch`, bit for bit,

@@ -37,11 +37,7 @@ pub fn ragged_offsets(
     sizes[empty_at] = 0;
     sizes.push(long);
     sizes.push(0);
-    let mut offsets = vec![0];
-    for s in sizes {
-        offsets.push(offsets[offsets.len() - 1] + s);
-    }
-    offsets
+    super::cases::offsets_from_sizes(sizes)
 }
 
 pub struct Case<E> {

@@ -9,15 +9,9 @@ use rand_chacha::ChaCha8Rng;
 use vlad::backend::cpu::{aggregate, assign};
 use vlad::{Backend, Codebook, Element, Encoder};
 
-const THREADS: [usize; 4] = [1, 2, 3, 5];
+use crate::common::cases::in_pool;
 
-fn in_pool<T: Send>(threads: usize, job: impl FnOnce() -> T + Send) -> T {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("a thread pool")
-        .install(job)
-}
+const THREADS: [usize; 4] = [1, 2, 3, 5];
 
 /// 150 small images of 0..120 descriptors, then one of 8·PARTIAL_ROWS + 123.
 fn offsets(rng: &mut ChaCha8Rng) -> Vec<usize> {

@@ -10,6 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::{Assignment, Backend, Batch, Codebook, Element, Encoder, Normalization, Step};
 
+use crate::common::cases::in_pool;
 use crate::common::soft_case::{self, Case, NORMS, check_against_reference, ragged_offsets};
 
 /// Ragged images, some empty (first, middle and last), one long enough to
@@ -154,14 +155,6 @@ fn large_alpha_tends_to_hard() {
             "{norm}: α = 3000 still {previous} from hard"
         );
     }
-}
-
-fn in_pool<T: Send>(threads: usize, job: impl FnOnce() -> T + Send) -> T {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("a thread pool")
-        .install(job)
 }
 
 #[test]

@@ -10,6 +10,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::{Assignment, Backend, Batch, Codebook, Element, Encoder};
 
+use crate::common::cases::offsets_from_sizes;
+
 const F: usize = 40;
 const K: usize = 12;
 
@@ -17,11 +19,7 @@ const K: usize = 12;
 /// and chunks) of values in [0, 1).
 fn rows(seed: u64) -> (Array2<f32>, Vec<usize>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let sizes = [3usize, 0, 70, 1, 600, 0, 9];
-    let mut offsets = vec![0];
-    for s in sizes {
-        offsets.push(offsets[offsets.len() - 1] + s);
-    }
+    let offsets = offsets_from_sizes([3, 0, 70, 1, 600, 0, 9]);
     let n = offsets[offsets.len() - 1];
     (
         Array2::from_shape_fn((n, F), |_| rng.random::<f32>()),

@@ -13,14 +13,22 @@
 //! AVX2 + FMA, portable) and on the GPU adapter and driver, so the fixture
 //! is one file per machine signature, `tests/golden/SIGNATURE.sha256`. On
 //! a machine with no recorded signature nothing is compared: the test says
-//! so loudly and counts as skipped (see `cargo xtask test`'s summary).
+//! so loudly and records the skip (tests/common/skip.rs; `cargo xtask
+//! test`'s summary lists it). With `CI` set and the `gpu` feature, a GPU
+//! that does not work is a failure, as in every GPU test.
 //!
 //! Record (on the commit before a change): `VLAD_GOLDEN_RECORD=1 cargo
 //! test --release --test golden`.
 
+#[cfg(feature = "cli")]
+#[path = "../cli/util.rs"]
+mod cli_util;
+#[path = "../common/mod.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ndarray::{Array1, Array2, Array3, ArrayView2};
 use rand::{Rng, SeedableRng};
@@ -377,93 +385,64 @@ fn kmeans(data: &Data, gpu: bool, hashes: &mut Hashes) {
 /// limit small enough that images are split across batches.
 #[cfg(feature = "cli")]
 fn streamed(gpu: bool, hashes: &mut Hashes) {
-    use ndarray_npy::{ReadNpyExt, WriteNpyExt};
-    use std::fs::File;
+    use cli_util::{Cmd, Folder, read};
     // Images of up to 9,000 rows: above the CPU's 4,096-row pieces.
     let offsets = vec![0usize, 0, 300, 300, 9300, 9301, 9800, 9800];
     let data = Data::new(99, offsets.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let path = |n: &str| dir.path().join(n);
-    let write = |name: &str, a: &dyn Fn(File)| -> PathBuf {
-        let p = path(name);
-        a(File::create(&p).unwrap());
-        p
-    };
-    let d32 = write("d32.npy", &|f| data.ragged.write_npy(f).unwrap());
-    let d8 = write("d8.npy", &|f| {
-        data.ragged.mapv(|x| x.round() as u8).write_npy(f).unwrap()
-    });
-    let d64 = write("d64.npy", &|f| {
-        data.ragged
-            .mapv(|x| x as f64 + (x as f64) * 1.234e-9)
-            .write_npy(f)
-            .unwrap()
-    });
-    let c = write("c.npy", &|f| data.centroids.write_npy(f).unwrap());
-    let w = write("w.npy", &|f| data.weights.write_npy(f).unwrap());
-    let b = write("b.npy", &|f| data.bias.write_npy(f).unwrap());
-    let o = write("o.npy", &|f| {
-        Array1::from(offsets.iter().map(|&x| x as i64).collect::<Vec<_>>())
-            .write_npy(f)
-            .unwrap()
-    });
-    let run = |args: &[std::ffi::OsString]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vlad"))
-            .args(args)
-            .output()
-            .unwrap();
+    let folder = Folder::new();
+    let d32 = folder.write("d32.npy", &data.ragged);
+    let d8 = folder.write("d8.npy", &data.ragged.mapv(|x| x.round() as u8));
+    let d64 = folder.write(
+        "d64.npy",
+        &data.ragged.mapv(|x| x as f64 + (x as f64) * 1.234e-9),
+    );
+    let c = folder.write("c.npy", &data.centroids);
+    let w = folder.write("w.npy", &data.weights);
+    let b = folder.write("b.npy", &data.bias);
+    let o = folder.write(
+        "o.npy",
+        &Array1::from(offsets.iter().map(|&x| x as i64).collect::<Vec<_>>()),
+    );
+    let run = |cmd: Cmd| {
+        let out = cmd.run();
         assert!(
             out.status.success(),
-            "vlad {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "vlad {:?}: {}",
+            cmd.argv(),
+            cli_util::stderr(&out)
         );
     };
     let read_f32 = |p: &Path| -> Vec<f32> {
-        let a = ndarray::ArrayD::<f32>::read_npy(File::open(p).unwrap()).unwrap();
+        let a: ndarray::ArrayD<f32> = read(p);
         a.iter().copied().collect()
     };
     let read_i64 = |p: &Path| -> Vec<u8> {
-        let a = ndarray::ArrayD::<i64>::read_npy(File::open(p).unwrap()).unwrap();
+        let a: ndarray::ArrayD<i64> = read(p);
         a.iter().flat_map(|v| v.to_le_bytes()).collect()
     };
     let mut backs = vec!["reference", "cpu"];
     if gpu {
         backs.push("gpu");
     }
-    let out = path("out.npy");
+    let out = folder.path("out.npy");
     for back in &backs {
         for (dname, d) in [("f32", &d32), ("f64", &d64), ("u8", &d8)] {
             for (limit_name, limit) in [("one-batch", "1GiB"), ("split", "256KiB")] {
                 for assignment in ["hard", "soft", "alpha"] {
                     for norm in ["ssr,l2", "mass", "rn,mass,intra,l2"] {
-                        let mut args: Vec<std::ffi::OsString> = vec![
-                            os("encode"),
-                            os("--descriptors"),
-                            d.as_os_str().to_owned(),
-                            os("--offsets"),
-                            o.as_os_str().to_owned(),
-                            os("--centroids"),
-                            c.as_os_str().to_owned(),
-                            os("--out"),
-                            out.as_os_str().to_owned(),
-                            os("--backend"),
-                            os(back),
-                            os("--norm"),
-                            os(norm),
-                            os("--memory-limit"),
-                            os(limit),
-                        ];
-                        match assignment {
-                            "soft" => args.extend([
-                                os("--soft-weights"),
-                                w.as_os_str().to_owned(),
-                                os("--soft-bias"),
-                                b.as_os_str().to_owned(),
-                            ]),
-                            "alpha" => args.extend([os("--soft-alpha"), os("0.002")]),
-                            _ => {}
-                        }
-                        run(&args);
+                        let cmd = Cmd::encode()
+                            .descriptors(d)
+                            .offsets(&o)
+                            .centroids(&c)
+                            .out(&out)
+                            .backend(back)
+                            .norm(norm)
+                            .memory_limit(limit);
+                        run(match assignment {
+                            "soft" => cmd.soft(&w, &b),
+                            "alpha" => cmd.soft_alpha("0.002"),
+                            _ => cmd,
+                        });
                         hashes.insert(
                             format!("stream/{back}/{limit_name}/{assignment}/{norm}/{dname}"),
                             sha(&[&f32_bytes(&read_f32(&out))]),
@@ -471,44 +450,28 @@ fn streamed(gpu: bool, hashes: &mut Hashes) {
                     }
                 }
                 if *back != "reference" || limit_name == "one-batch" {
-                    let labels = path("labels.npy");
-                    run(&[
-                        os("assign"),
-                        os("--descriptors"),
-                        d.as_os_str().to_owned(),
-                        os("--centroids"),
-                        c.as_os_str().to_owned(),
-                        os("--out"),
-                        labels.as_os_str().to_owned(),
-                        os("--backend"),
-                        os(back),
-                        os("--memory-limit"),
-                        os(limit),
-                    ]);
+                    let labels = folder.path("labels.npy");
+                    run(Cmd::assign()
+                        .descriptors(d)
+                        .centroids(&c)
+                        .out(&labels)
+                        .backend(back)
+                        .memory_limit(limit));
                     hashes.insert(
                         format!("stream-assign/{back}/{limit_name}/{dname}"),
                         sha(&[&read_i64(&labels)]),
                     );
                 }
                 if *back != "reference" {
-                    let words = path("words.npy");
-                    run(&[
-                        os("kmeans"),
-                        os("--descriptors"),
-                        d.as_os_str().to_owned(),
-                        os("-k"),
-                        os("8"),
-                        os("--iters"),
-                        os("4"),
-                        os("--max-points-per-centroid"),
-                        os("0"),
-                        os("--out"),
-                        words.as_os_str().to_owned(),
-                        os("--backend"),
-                        os(back),
-                        os("--memory-limit"),
-                        os(limit),
-                    ]);
+                    let words = folder.path("words.npy");
+                    run(Cmd::kmeans()
+                        .descriptors(d)
+                        .k(8)
+                        .flag("--iters", 4)
+                        .flag("--max-points-per-centroid", 0)
+                        .out(&words)
+                        .backend(back)
+                        .memory_limit(limit));
                     hashes.insert(
                         format!("stream-kmeans/{back}/{limit_name}/{dname}"),
                         sha(&[&f32_bytes(&read_f32(&words))]),
@@ -517,11 +480,6 @@ fn streamed(gpu: bool, hashes: &mut Hashes) {
             }
         }
     }
-}
-
-#[cfg(feature = "cli")]
-fn os(s: &str) -> std::ffi::OsString {
-    s.into()
 }
 
 #[cfg(not(feature = "cli"))]
@@ -535,6 +493,10 @@ fn gpu_adapter(data: &Data) -> Option<String> {
     match enc.encode_batch(&batch) {
         Ok(encoded) => encoded.report.adapter,
         Err(e) => {
+            assert!(
+                !(cfg!(feature = "gpu") && common::ci()),
+                "golden: CI is set and no GPU adapter works: {e}"
+            );
             eprintln!("golden: no GPU adapter ({e}): GPU cases are left out of the signature");
             None
         }
@@ -571,14 +533,12 @@ fn every_output_keeps_its_bits() {
         return;
     }
     let Ok(recorded) = std::fs::read_to_string(&file) else {
-        eprintln!(
-            "\n*** SKIPPED golden::every_output_keeps_its_bits: no golden outputs are \
-             recorded for this machine's signature {sig} ({} cases computed, none compared). \
-             Record them on the commit before a change: VLAD_GOLDEN_RECORD=1 cargo test \
-             --release --test golden ***\n",
+        common::off_this_machine!(
+            "no golden outputs are recorded for this machine's signature {sig} ({} cases \
+             computed, none compared). Record them on the commit before a change: \
+             VLAD_GOLDEN_RECORD=1 cargo test --release --test golden",
             hashes.len()
-        );
-        return;
+        )
     };
     let want: Hashes = recorded
         .lines()

@@ -2,7 +2,8 @@
 //! within SPEC §4's near-tie tolerance) and the CPU twin; sort keys and row
 //! values; edge sizes, exact ties and u8 input.
 
-use crate::util::gpu_or_skip;
+use crate::common::cases::random_matrix;
+use crate::common::gpu_or_skip;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -102,10 +103,6 @@ fn check<E: Element>(
     differ
 }
 
-fn random_matrix(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Array2<f32> {
-    Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0f32..1.0))
-}
-
 /// `images` images of random sizes (some empty) covering `rows` rows.
 fn random_offsets(rng: &mut ChaCha8Rng, rows: usize, images: usize) -> Vec<usize> {
     let mut cuts: Vec<usize> = (1..images).map(|_| rng.random_range(0..=rows)).collect();
@@ -118,9 +115,7 @@ fn random_offsets(rng: &mut ChaCha8Rng, rows: usize, images: usize) -> Vec<usize
 
 #[test]
 fn random_f32_every_shape() {
-    let Some(ctx) = gpu_or_skip("random_f32_every_shape") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let stage = AssignStage::new(&ctx).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let mut differ = 0;
@@ -149,9 +144,7 @@ fn random_f32_every_shape() {
 
 #[test]
 fn zero_and_one_rows_and_tile_edges() {
-    let Some(ctx) = gpu_or_skip("zero_and_one_rows_and_tile_edges") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let stage = AssignStage::new(&ctx).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(6);
     for &k in &[1usize, 17, 300] {
@@ -201,9 +194,7 @@ fn check_exact_ties(ctx: &GpuContext, stage: &AssignStage, k: usize, f: usize, s
 
 #[test]
 fn exact_ties_go_to_the_lowest_label() {
-    let Some(ctx) = gpu_or_skip("exact_ties_go_to_the_lowest_label") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let stage = AssignStage::new(&ctx).unwrap();
     check_exact_ties(&ctx, &stage, 2, 1, 1);
     check_exact_ties(&ctx, &stage, 17, 3, 2);
@@ -213,9 +204,7 @@ fn exact_ties_go_to_the_lowest_label() {
 
 #[test]
 fn u8_descriptors_are_widened_on_the_device() {
-    let Some(ctx) = gpu_or_skip("u8_descriptors_are_widened_on_the_device") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let stage = AssignStage::new(&ctx).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(8);
     // F = 37 and odd row counts: rows straddle the packed u32 words.
@@ -237,9 +226,7 @@ fn u8_descriptors_are_widened_on_the_device() {
 
 #[test]
 fn keys_follow_images_including_empty_ones() {
-    let Some(ctx) = gpu_or_skip("keys_follow_images_including_empty_ones") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let stage = AssignStage::new(&ctx).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let codebook = Codebook::from_owned(random_matrix(&mut rng, 17, 8)).unwrap();
@@ -263,9 +250,7 @@ fn keys_follow_images_including_empty_ones() {
 
 #[test]
 fn two_dimensional_dispatch() {
-    let Some(ctx) = gpu_or_skip("two_dimensional_dispatch") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     // 5 row tiles of 256 with at most 2 workgroups per dimension: a 2 × 3
     // grid whose last workgroup has nothing to do.
     let stage = AssignStage::new(&ctx)
@@ -282,9 +267,7 @@ fn two_dimensional_dispatch() {
 
 #[test]
 fn bad_jobs_are_errors() {
-    let Some(ctx) = gpu_or_skip("bad_jobs_are_errors") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let stage = AssignStage::new(&ctx).unwrap();
     let small = ctx.upload("small", &[0u32; 4]).unwrap();
     let job = |rows, dim, clusters, images| AssignJob {
@@ -333,9 +316,7 @@ fn bad_jobs_are_errors() {
 #[test]
 fn tiny_tile_at_k_1_7_16() {
     use vlad::backend::gpu::stages::assign::TileShape;
-    let Some(ctx) = gpu_or_skip("tiny_tile_at_k_1_7_16") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let stage = AssignStage::new(&ctx).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(16);
     for k in [1usize, 7, 16] {

@@ -10,9 +10,7 @@ use vlad::{Batch, Codebook, Normalization, StageTimes};
 
 #[test]
 fn repeated_calls_make_no_bindings_and_agree() {
-    if crate::util::gpu_or_skip("bind_cache").is_none() {
-        return;
-    }
+    crate::common::gpu_or_skip!();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let centroids = Array2::from_shape_fn((16, 24), |_| rng.random_range(-1.0f32..1.0));
     let codebook = Codebook::new(centroids.view()).unwrap();

@@ -6,9 +6,7 @@ use vlad::twins::ceiling_fma;
 
 #[test]
 fn fma_kernel_matches_its_twin_bitwise() {
-    let Some(ctx) = crate::util::gpu_or_skip("fma_kernel_matches_its_twin_bitwise") else {
-        return;
-    };
+    let ctx = crate::common::gpu_or_skip!();
     // 1000 invocations: the last workgroup is partial.
     for (iters, add) in [(0, 1.0), (1, 1.0), (7, 3.0), (40, 2.0)] {
         let gpu = ceilings::fma_chains(&ctx, 1000, iters, 0.5, add).unwrap();
@@ -19,9 +17,7 @@ fn fma_kernel_matches_its_twin_bitwise() {
 
 #[test]
 fn measured_ceilings_are_positive() {
-    let Some(ctx) = crate::util::gpu_or_skip("measured_ceilings_are_positive") else {
-        return;
-    };
+    let ctx = crate::common::gpu_or_skip!();
     let c = ceilings::measure(&ctx, 1 << 20, 1 << 20).unwrap();
     for (name, x) in [
         ("fma", c.fma_gflops),

@@ -2,7 +2,8 @@
 //! timestamps (on whatever adapter there is), and end-to-end encodes under a
 //! tiny binding cap that forces many chunks and split images.
 
-use crate::util::gpu_or_skip;
+use crate::common::cases::random_codebook;
+use crate::common::gpu_or_skip;
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -267,9 +268,7 @@ fn a_codebook_larger_than_a_binding_is_refused() {
 
 #[test]
 fn pool_reuses_and_grows_by_powers_of_two() {
-    let Some(ctx) = gpu_or_skip("pool_reuses_and_grows_by_powers_of_two") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let mut pool = BufferPool::new(&ctx);
     let a = pool.buffer(&ctx, Role::Blocks, 1000).unwrap();
     assert_eq!(a.size(), 1024);
@@ -297,9 +296,7 @@ fn pool_reuses_and_grows_by_powers_of_two() {
 
 #[test]
 fn pooled_buffers_carry_data_through_a_round_trip() {
-    let Some(ctx) = gpu_or_skip("pooled_buffers_carry_data_through_a_round_trip") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let mut pool = BufferPool::new(&ctx);
     let data: Vec<u32> = (0..300).map(|i| i * 7 + 1).collect();
     let buf = pool.buffer(&ctx, Role::Keys, 1200).unwrap();
@@ -312,9 +309,7 @@ fn pooled_buffers_carry_data_through_a_round_trip() {
 
 #[test]
 fn timestamps_name_each_stage_or_are_absent() {
-    let Some(ctx) = gpu_or_skip("timestamps_name_each_stage_or_are_absent") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let timer = GpuTimer::new(&ctx).unwrap();
     let inside = ctx.features.contains(
         wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
@@ -356,16 +351,9 @@ fn timestamps_name_each_stage_or_are_absent() {
 
 const CAP: u64 = 4096;
 
-fn random_codebook(rng: &mut ChaCha8Rng, k: usize, f: usize) -> Codebook {
-    let c = Array2::from_shape_fn((k, f), |_| rng.random_range(-1.0f32..1.0));
-    Codebook::new(c.view()).unwrap()
-}
-
 #[test]
 fn tiny_cap_many_chunks_and_a_split_image_match_unchunked_and_reference() {
-    let Some(_ctx) = gpu_or_skip("tiny_cap_end_to_end") else {
-        return;
-    };
+    let _ctx = gpu_or_skip!();
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let (k, f) = (4, 8);
     let codebook = random_codebook(&mut rng, k, f);
@@ -446,9 +434,7 @@ fn tiny_cap_many_chunks_and_a_split_image_match_unchunked_and_reference() {
 
 #[test]
 fn tiny_cap_u8_split_image_and_given_labels() {
-    let Some(_ctx) = gpu_or_skip("tiny_cap_u8_split_image_and_given_labels") else {
-        return;
-    };
+    let _ctx = gpu_or_skip!();
     let mut rng = ChaCha8Rng::seed_from_u64(12);
     let (k, f) = (3, 13); // odd F: packed u8 rows straddle words
     let c = Array2::from_shape_fn((k, f), |_| rng.random_range(0.0f32..255.0));

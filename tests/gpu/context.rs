@@ -1,12 +1,10 @@
 //! The GPU context opens on the adapter wgpu finds and reports it honestly.
 
-use crate::util::{gpu_or_skip, gpu_with_options_or_skip};
+use crate::common::gpu_or_skip;
 
 #[test]
 fn context_opens_and_reads_limits() {
-    let Some(ctx) = gpu_or_skip("context_opens_and_reads_limits") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     eprintln!(
         "adapter: {} software={} subgroups={} {:?} timestamps={} max_binding={}",
         ctx.adapter_name(),
@@ -31,8 +29,6 @@ fn binding_cap_is_honoured() {
         max_binding_bytes: Some(10_000),
         ..Default::default()
     };
-    let Some(ctx) = gpu_with_options_or_skip("binding_cap_is_honoured", &opts) else {
-        return;
-    };
+    let ctx = gpu_or_skip!(&opts);
     assert_eq!(ctx.max_binding_bytes(), 10_000);
 }

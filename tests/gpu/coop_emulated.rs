@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use vlad::backend::gpu::GpuContext;
 use vlad::backend::gpu::stages::assign_coop::emulated_shader_source;
 
-use crate::util::gpu_or_skip;
+use crate::common::gpu_or_skip;
 
 /// Invocations per workgroup for the emulated variant: no subgroup
 /// operation is left, so any size works; the NVIDIA one.
@@ -151,10 +151,7 @@ fn check(name: &str, rows: &[f64], dim: usize, centroids: &[f32], labels: &[u32]
 
 #[test]
 fn the_shader_around_the_cooperative_block_gives_exact_labels() {
-    let Some(ctx) = gpu_or_skip("the_shader_around_the_cooperative_block_gives_exact_labels")
-    else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let mut rng = ChaCha8Rng::seed_from_u64(0x7e45);
     // The self-check's shape (not multiples of the tiles; two centroid
     // tiles, three feature steps), then wider ones.

@@ -17,9 +17,7 @@ fn data() -> (Codebook, Array3<f32>) {
 
 #[test]
 fn gpu_backend_recovers_from_a_lost_device() {
-    if crate::util::gpu_or_skip("gpu_backend_recovers_from_a_lost_device").is_none() {
-        return;
-    }
+    crate::common::gpu_or_skip!();
     let (codebook, x) = data();
     let batch = Batch::fixed(x.view()).unwrap();
     let encoder = Encoder::builder(codebook).backend(Backend::Gpu).build();
@@ -46,11 +44,7 @@ fn gpu_backend_recovers_from_a_lost_device() {
 
 #[test]
 fn auto_falls_back_to_cpu_for_the_call_that_loses_the_device() {
-    if crate::util::gpu_or_skip("auto_falls_back_to_cpu_for_the_call_that_loses_the_device")
-        .is_none()
-    {
-        return;
-    }
+    crate::common::gpu_or_skip!();
     let (codebook, x) = data();
     let batch = Batch::fixed(x.view()).unwrap();
     let encoder = Encoder::new(codebook.clone());

@@ -7,9 +7,7 @@ use vlad::Backend;
 
 #[test]
 fn gpu_writes_what_encode_batch_returns() {
-    if crate::util::gpu_or_skip("gpu encode_into").is_none() {
-        return;
-    }
+    crate::common::gpu_or_skip!();
     check_backend(Backend::Gpu, &["ssr,l2", "none", "mass,intra"], |b| b);
     // 4 KiB bindings: ~85 rows of F = 12 per chunk, so images split.
     check_backend(Backend::Gpu, &["ssr,l2"], |b| {

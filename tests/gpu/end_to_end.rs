@@ -3,8 +3,8 @@
 //! empty images, duplicate centroids and exact ties, u8 and f64 input,
 //! given labels, assignment, k-means sums, buffer reuse and stage times.
 
-use crate::common::NORMALIZATIONS;
-use crate::util::gpu_or_skip;
+use crate::common::cases::random_codebook;
+use crate::common::{NORMALIZATIONS, gpu_or_skip};
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -13,11 +13,6 @@ use vlad::verify::{is_near_tie, verify};
 use vlad::{
     Assignment, Backend, Batch, Codebook, Element, Encoder, Normalization, StageTimes, reference,
 };
-
-fn random_codebook(rng: &mut ChaCha8Rng, k: usize, f: usize) -> Codebook {
-    let c = Array2::from_shape_fn((k, f), |_| rng.random_range(-1.0f32..1.0));
-    Codebook::new(c.view()).unwrap()
-}
 
 fn gpu_encoder(codebook: &Codebook, norm: &Normalization) -> Encoder {
     Encoder::builder(codebook.clone())
@@ -54,9 +49,7 @@ fn encode_and_verify<E: Element>(
 
 #[test]
 fn random_shapes_match_the_reference() {
-    let Some(_ctx) = gpu_or_skip("random_shapes_match_the_reference") else {
-        return;
-    };
+    let _ctx = gpu_or_skip!();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     for (t, l, f, k) in [
         (1, 1, 1, 1),
@@ -78,9 +71,7 @@ fn random_shapes_match_the_reference() {
 
 #[test]
 fn every_normalization_matches_the_reference() {
-    let Some(_ctx) = gpu_or_skip("every_normalization_matches_the_reference") else {
-        return;
-    };
+    let _ctx = gpu_or_skip!();
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let codebook = random_codebook(&mut rng, 8, 12);
     let images = Array3::from_shape_fn((5, 40, 12), |_| rng.random_range(-2.0f32..2.0));
@@ -93,9 +84,7 @@ fn every_normalization_matches_the_reference() {
 
 #[test]
 fn ragged_input_with_empty_images() {
-    let Some(_ctx) = gpu_or_skip("ragged_input_with_empty_images") else {
-        return;
-    };
+    let _ctx = gpu_or_skip!();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let codebook = random_codebook(&mut rng, 6, 9);
     let offsets = [0usize, 0, 5, 5, 6, 40, 40];
@@ -122,9 +111,7 @@ fn ragged_input_with_empty_images() {
 
 #[test]
 fn duplicate_centroids_and_exact_ties_go_to_the_lowest_index() {
-    let Some(_ctx) = gpu_or_skip("duplicate_centroids_and_exact_ties") else {
-        return;
-    };
+    let _ctx = gpu_or_skip!();
     // Centroids 1 and 3 are copies of 0 and 2; small integers keep every
     // distance exact in f32.
     let c = ndarray::array![
@@ -164,9 +151,7 @@ fn duplicate_centroids_and_exact_ties_go_to_the_lowest_index() {
 
 #[test]
 fn u8_and_f64_inputs_match_the_reference() {
-    let Some(_ctx) = gpu_or_skip("u8_and_f64_inputs_match_the_reference") else {
-        return;
-    };
+    let _ctx = gpu_or_skip!();
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     // SIFT-like bytes; F = 7 makes packed rows straddle u32 words.
     for f in [7usize, 32] {
@@ -191,9 +176,7 @@ fn u8_and_f64_inputs_match_the_reference() {
 
 #[test]
 fn given_labels_skip_assignment() {
-    let Some(_ctx) = gpu_or_skip("given_labels_skip_assignment") else {
-        return;
-    };
+    let _ctx = gpu_or_skip!();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let (k, f) = (5, 6);
     let codebook = random_codebook(&mut rng, k, f);
@@ -218,9 +201,7 @@ fn given_labels_skip_assignment() {
 
 #[test]
 fn gpu_runs_are_bitwise_reproducible() {
-    let Some(_ctx) = gpu_or_skip("gpu_runs_are_bitwise_reproducible") else {
-        return;
-    };
+    let _ctx = gpu_or_skip!();
     let mut rng = ChaCha8Rng::seed_from_u64(6);
     let codebook = random_codebook(&mut rng, 16, 24);
     let images = Array3::from_shape_fn((6, 120, 24), |_| rng.random_range(-1.0f32..1.0));
@@ -238,9 +219,7 @@ fn gpu_runs_are_bitwise_reproducible() {
 
 #[test]
 fn assignment_matches_the_exact_argmin() {
-    let Some(_ctx) = gpu_or_skip("assignment_matches_the_exact_argmin") else {
-        return;
-    };
+    let _ctx = gpu_or_skip!();
     let mut rng = ChaCha8Rng::seed_from_u64(8);
     let codebook = random_codebook(&mut rng, 32, 20);
     let rows = Array2::from_shape_fn((777, 20), |_| rng.random_range(-1.0f32..1.0));
@@ -262,9 +241,7 @@ fn assignment_matches_the_exact_argmin() {
 
 #[test]
 fn cluster_sums_are_plain_sums_per_label() {
-    let Some(_ctx) = gpu_or_skip("cluster_sums_are_plain_sums_per_label") else {
-        return;
-    };
+    let _ctx = gpu_or_skip!();
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let (k, f, n) = (6, 10, 500);
     let codebook = random_codebook(&mut rng, k, f);
@@ -305,9 +282,7 @@ fn cluster_sums_are_plain_sums_per_label() {
 
 #[test]
 fn repeated_encodes_reuse_buffers_and_report_stages() {
-    let Some(_ctx) = gpu_or_skip("repeated_encodes_reuse_buffers") else {
-        return;
-    };
+    let _ctx = gpu_or_skip!();
     let mut rng = ChaCha8Rng::seed_from_u64(10);
     let codebook = random_codebook(&mut rng, 8, 16);
     let images = Array3::from_shape_fn((4, 50, 16), |_| rng.random_range(-1.0f32..1.0));

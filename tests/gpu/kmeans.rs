@@ -2,7 +2,7 @@
 //! gives the same centroids up to f32 summation order, and a full fit
 //! recovers the same clusters.
 
-use crate::util::gpu_or_skip;
+use crate::common::gpu_or_skip;
 use ndarray::Array2;
 use vlad::Backend;
 use vlad::kmeans::KMeans;
@@ -24,9 +24,7 @@ fn blobs(centres: usize, per: usize, dim: usize) -> Array2<f32> {
 
 #[test]
 fn one_lloyd_iteration_matches_the_cpu() {
-    if gpu_or_skip("one_lloyd_iteration_matches_the_cpu").is_none() {
-        return;
-    }
+    gpu_or_skip!();
     let data = blobs(6, 150, 19);
     let fit = |backend| {
         KMeans::new(6)
@@ -58,9 +56,7 @@ fn one_lloyd_iteration_matches_the_cpu() {
 
 #[test]
 fn gpu_fit_recovers_the_clusters_and_is_deterministic() {
-    if gpu_or_skip("gpu_fit_recovers_the_clusters_and_is_deterministic").is_none() {
-        return;
-    }
+    gpu_or_skip!();
     let data = blobs(4, 100, 8);
     let fit = || {
         KMeans::new(4)

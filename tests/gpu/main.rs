@@ -1,6 +1,8 @@
 //! The GPU backend, one module per shader stage plus the host pieces around
 //! them. Run with `cargo test --test gpu`; set `CI=true` so that a missing
 //! adapter fails instead of skipping (lavapipe runs the shaders on the CPU).
+//! A test gets its context with `gpu_or_skip!()` (tests/common/skip.rs, the
+//! skip policy of every binary).
 //!
 //! To add tests: put them in a new `tests/gpu/NAME.rs` and add `mod NAME;`
 //! below (see tests/README.md). The `gpu` feature gate is here, once.
@@ -9,7 +11,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod scan_case;
-mod util;
 
 mod assign;
 mod bind_cache;

@@ -11,8 +11,7 @@
 //! production uses the rewrite only with cooperative matrices, whose device
 //! request enables it.)
 
-use crate::common::NORMALIZATIONS;
-use crate::util::gpu_or_skip;
+use crate::common::{NORMALIZATIONS, ci, gpu_or_skip, skip};
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -33,10 +32,9 @@ fn backends(cap: Option<u64>) -> Option<(GpuBackend, GpuBackend)> {
     .unwrap();
     if !rewritten.context().can_rewrite_memory_model() {
         assert!(
-            std::env::var_os("CI").is_none(),
+            !ci(),
             "CI runs lavapipe (Vulkan): the memory-model rewrite must be usable there"
         );
-        eprintln!("*** SKIPPED memory-model rewrite: the adapter is not Vulkan ***");
         return None;
     }
     Some((plain, rewritten))
@@ -67,11 +65,9 @@ fn same_bits<E: Element>(
 
 #[test]
 fn every_stage_rewritten_for_the_vulkan_memory_model_gives_the_same_bits() {
-    if gpu_or_skip("every_stage_rewritten_for_the_vulkan_memory_model").is_none() {
-        return;
-    }
+    gpu_or_skip!();
     let Some((plain, rewritten)) = backends(None) else {
-        return;
+        skip!("the adapter is not Vulkan: no memory-model rewrite")
     };
     let mut rng = ChaCha8Rng::seed_from_u64(21);
     let (k, f) = (24, 40);
@@ -106,12 +102,10 @@ fn every_stage_rewritten_for_the_vulkan_memory_model_gives_the_same_bits() {
 
 #[test]
 fn chunked_encodes_rewritten_give_the_same_bits() {
-    if gpu_or_skip("chunked_encodes_rewritten").is_none() {
-        return;
-    }
+    gpu_or_skip!();
     // A small binding cap splits images across chunks (and pieces).
     let Some((plain, rewritten)) = backends(Some(8192)) else {
-        return;
+        skip!("the adapter is not Vulkan: no memory-model rewrite")
     };
     let mut rng = ChaCha8Rng::seed_from_u64(22);
     let (k, f) = (9, 16);

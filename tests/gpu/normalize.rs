@@ -3,7 +3,7 @@
 //! SPEC §4's 1e-5 after `l2` / `intra`, same bits run after run.
 
 use crate::common::NORMALIZATIONS;
-use crate::util::gpu_or_skip;
+use crate::common::gpu_or_skip;
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -141,17 +141,14 @@ fn check(ctx: &GpuContext, stage: &NormalizeStage, b: &Blocks, norm: &Normalizat
     }
 }
 
-fn stage_or_skip(test: &str) -> Option<(GpuContext, NormalizeStage)> {
-    let ctx = gpu_or_skip(test)?;
+fn with_stage(ctx: GpuContext) -> (GpuContext, NormalizeStage) {
     let stage = NormalizeStage::new(&ctx).unwrap();
-    Some((ctx, stage))
+    (ctx, stage)
 }
 
 #[test]
 fn every_step_and_list_at_every_width() {
-    let Some((ctx, stage)) = stage_or_skip("every_step_and_list_at_every_width") else {
-        return;
-    };
+    let (ctx, stage) = with_stage(gpu_or_skip!());
     let mut seed = 0;
     for (dim, clusters) in [(1, 40), (3, 17), (37, 9), (128, 8), (200, 5)] {
         seed += 1;
@@ -164,9 +161,7 @@ fn every_step_and_list_at_every_width() {
 
 #[test]
 fn long_rows() {
-    let Some((ctx, stage)) = stage_or_skip("long_rows") else {
-        return;
-    };
+    let (ctx, stage) = with_stage(gpu_or_skip!());
     // K·F = 256·128 (two images, the second all zero), and longer.
     for (images, clusters, dim) in [(2, 256, 128), (1, 300, 130)] {
         let blocks = Blocks::random(7, images, clusters, dim);
@@ -178,9 +173,7 @@ fn long_rows() {
 
 #[test]
 fn tiny_and_huge_magnitudes() {
-    let Some((ctx, stage)) = stage_or_skip("tiny_and_huge_magnitudes") else {
-        return;
-    };
+    let (ctx, stage) = with_stage(gpu_or_skip!());
     // Squares of 1e25 overflow f32 and squares of 1e-25 underflow: the
     // norms must still come out right.
     for scale in [1e25f32, 1e-25] {
@@ -196,9 +189,7 @@ fn tiny_and_huge_magnitudes() {
 
 #[test]
 fn all_zero_and_no_images() {
-    let Some((ctx, stage)) = stage_or_skip("all_zero_and_no_images") else {
-        return;
-    };
+    let (ctx, stage) = with_stage(gpu_or_skip!());
     let zeros = Blocks {
         images: 2,
         clusters: 5,
@@ -221,9 +212,7 @@ fn all_zero_and_no_images() {
 
 #[test]
 fn same_input_same_bits() {
-    let Some((ctx, stage)) = stage_or_skip("normalize same_input_same_bits") else {
-        return;
-    };
+    let (ctx, stage) = with_stage(gpu_or_skip!());
     let blocks = Blocks::random(13, 3, 64, 37);
     let norm: Normalization = "mass,power=0.3,intra,l2".parse().unwrap();
     let first = gpu_normalize(&ctx, &stage, &blocks, &norm);
@@ -240,9 +229,7 @@ fn same_input_same_bits() {
 /// zero segments are bitwise equal and the rest agree to SPEC §4's `1e-5`.
 #[test]
 fn fused_power_gives_the_bits_of_power_then_the_segment_step() {
-    let Some((ctx, stage)) = stage_or_skip("normalize fused power") else {
-        return;
-    };
+    let (ctx, stage) = with_stage(gpu_or_skip!());
     let mut blocks = Blocks::random(29, 4, 16, 24);
     // Negative zeros, and values whose α-th power underflows to a signed
     // zero (α = 2 below): a segment of only those stays as `power` left it.
@@ -298,9 +285,7 @@ fn fused_power_gives_the_bits_of_power_then_the_segment_step() {
 /// scaled passes, the rest the plain sum, side by side in one dispatch.
 #[test]
 fn segments_in_and_out_of_range_side_by_side() {
-    let Some((ctx, stage)) = stage_or_skip("normalize mixed magnitudes") else {
-        return;
-    };
+    let (ctx, stage) = with_stage(gpu_or_skip!());
     for (images, clusters, dim) in [(6, 12, 5), (8, 3, 4), (3, 40, 33)] {
         let mut blocks = Blocks::random(31, images, clusters, dim);
         let scales = [1e30f32, 1.0, 1e-30, 1e-20, 3e20, 1e-33];
@@ -336,9 +321,7 @@ fn segments_in_and_out_of_range_side_by_side() {
 /// compared there; everywhere the values are checked to 1e-6.
 #[test]
 fn a_segment_in_range_takes_the_plain_sum() {
-    let Some((ctx, stage)) = stage_or_skip("normalize plain sum") else {
-        return;
-    };
+    let (ctx, stage) = with_stage(gpu_or_skip!());
     let blocks = Blocks {
         images: 1,
         clusters: 1,
@@ -370,9 +353,7 @@ fn a_segment_in_range_takes_the_plain_sum() {
 /// relative. No subnormal inputs: a device may flush them.
 #[test]
 fn mass_is_its_twins_division() {
-    let Some((ctx, stage)) = stage_or_skip("normalize mass twin") else {
-        return;
-    };
+    let (ctx, stage) = with_stage(gpu_or_skip!());
     let mut blocks = Blocks::random(41, 3, 7, 5);
     for (i, x) in blocks.values.iter_mut().enumerate() {
         if i % 9 == 0 {

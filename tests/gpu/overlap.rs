@@ -23,9 +23,7 @@ fn backend(cap: Option<u64>, overlap: bool) -> GpuBackend {
 
 #[test]
 fn overlapped_chunks_give_the_sequential_bits() {
-    if crate::util::gpu_or_skip("overlapped_chunks_give_the_sequential_bits").is_none() {
-        return;
-    }
+    crate::common::gpu_or_skip!();
     let mut rng = ChaCha8Rng::seed_from_u64(21);
     let (k, f) = (7, 12);
     let c = Array2::from_shape_fn((k, f), |_| rng.random_range(-1.0f32..1.0));

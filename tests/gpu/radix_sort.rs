@@ -1,7 +1,7 @@
 //! The GPU radix sort against its CPU twin and a stable std sort: values
 //! must follow their keys, equal keys must keep their input order.
 
-use crate::util::gpu_or_skip;
+use crate::common::gpu_or_skip;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::backend::gpu::GpuContext;
@@ -115,9 +115,7 @@ fn random_keys(rng: &mut ChaCha8Rng, len: usize, key_bits: u32, distinct: Option
 
 #[test]
 fn tiny_and_structured_inputs() {
-    let Some(ctx) = gpu_or_skip("tiny_and_structured_inputs") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let stage = RadixSortStage::new(&ctx).unwrap();
     check(&ctx, &stage, &[], 8, "empty");
     check(&ctx, &stage, &[3], 2, "one pair");
@@ -133,9 +131,7 @@ fn tiny_and_structured_inputs() {
 
 #[test]
 fn random_keys_every_width() {
-    let Some(ctx) = gpu_or_skip("random_keys_every_width") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let stage = RadixSortStage::new(&ctx).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(42);
     for key_bits in [1, 7, 12, 32] {
@@ -150,9 +146,7 @@ fn random_keys_every_width() {
 
 #[test]
 fn bits_above_key_bits_are_ignored_stably() {
-    let Some(ctx) = gpu_or_skip("bits_above_key_bits_are_ignored_stably") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let stage = RadixSortStage::new(&ctx).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let keys: Vec<u32> = (0..3000).map(|_| rng.random()).collect();
@@ -161,9 +155,7 @@ fn bits_above_key_bits_are_ignored_stably() {
 
 #[test]
 fn histogram_scan_over_many_workgroups() {
-    let Some(ctx) = gpu_or_skip("histogram_scan_over_many_workgroups") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     // Default scan blocks of 1024 entries: 16 digits × 69 tiles = 1104
     // entries take two blocks and a second level.
@@ -185,9 +177,7 @@ fn histogram_scan_over_many_workgroups() {
 
 #[test]
 fn two_dimensional_dispatch() {
-    let Some(ctx) = gpu_or_skip("two_dimensional_dispatch") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     // 7 tiles, at most 3 workgroups per dimension: a 3 × 3 grid with two
     // workgroups past the end (and 2-D scans of the histograms).
     let stage = RadixSortStage::with_scan_workgroup(&ctx, 8)
@@ -200,9 +190,7 @@ fn two_dimensional_dispatch() {
 
 #[test]
 fn where_the_result_lands_follows_the_pass_count() {
-    let Some(ctx) = gpu_or_skip("where_the_result_lands_follows_the_pass_count") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let stage = RadixSortStage::new(&ctx).unwrap();
     let buf = ctx.upload("k", &[1u32, 0, 1, 0]).unwrap();
     for (key_bits, want) in [
@@ -255,9 +243,7 @@ fn where_the_result_lands_follows_the_pass_count() {
 /// contiguous (what the segmented scan needs), across many tiles.
 #[test]
 fn by_label_leaves_equal_keys_contiguous() {
-    let Some(ctx) = gpu_or_skip("by_label_leaves_equal_keys_contiguous") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let stage = RadixSortStage::new(&ctx).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(23);
     for clusters in [1usize, 7, 64, 256, 1000] {

@@ -2,8 +2,8 @@
 //! twin (bit for bit: pure copies) and the f64 reference: blocks, counts,
 //! empty blocks exactly zero whatever the buffers held before.
 
+use crate::common::gpu_or_skip;
 use crate::scan_case::{Case, Uploaded, record_scan, reference_sums, twin_sums};
-use crate::util::gpu_or_skip;
 use vlad::backend::gpu::GpuContext;
 use vlad::backend::gpu::stages::residual::{ResidualJob, ResidualStage};
 use vlad::backend::gpu::stages::segmented_scan::SegmentedScanStage;
@@ -15,15 +15,14 @@ struct Stages {
     residual: ResidualStage,
 }
 
-fn stages_or_skip(test: &str) -> Option<Stages> {
-    let ctx = gpu_or_skip(test)?;
+fn stages(ctx: GpuContext) -> Stages {
     let scan = SegmentedScanStage::new(&ctx).unwrap();
     let residual = ResidualStage::new(&ctx).unwrap();
-    Some(Stages {
+    Stages {
         ctx,
         scan,
         residual,
-    })
+    }
 }
 
 /// Scan then lay out on the GPU, into output buffers first filled with
@@ -106,9 +105,7 @@ fn check(s: &Stages, case: &Case, u8_input: bool, subtract: bool) {
 
 #[test]
 fn random_images_every_width_and_input_kind() {
-    let Some(s) = stages_or_skip("residual random_images_every_width_and_input_kind") else {
-        return;
-    };
+    let s = stages(gpu_or_skip!());
     let mut seed = 100;
     for dim in [1, 3, 37, 128, 200] {
         // Empty images, and 7 of 12 clusters used: many empty blocks.
@@ -127,9 +124,7 @@ fn random_images_every_width_and_input_kind() {
 
 #[test]
 fn no_rows_one_row_and_empty_images() {
-    let Some(s) = stages_or_skip("residual no_rows_one_row_and_empty_images") else {
-        return;
-    };
+    let s = stages(gpu_or_skip!());
     // Leave other values in the scan's scratch first: empty blocks must not
     // pick them up.
     check(&s, &Case::random(2, &[200, 200, 200], 5, 5, 7), false, true);
@@ -146,9 +141,7 @@ fn no_rows_one_row_and_empty_images() {
 
 #[test]
 fn big_runs_and_many_small_runs() {
-    let Some(s) = stages_or_skip("residual big_runs_and_many_small_runs") else {
-        return;
-    };
+    let s = stages(gpu_or_skip!());
     // One 50,000-row block, then 2,000 clusters of about one row each.
     check(&s, &Case::random(8, &[50_000], 4, 1, 3), false, true);
     check(
@@ -161,9 +154,7 @@ fn big_runs_and_many_small_runs() {
 
 #[test]
 fn same_input_same_bits() {
-    let Some(s) = stages_or_skip("residual same_input_same_bits") else {
-        return;
-    };
+    let s = stages(gpu_or_skip!());
     let case = Case::random(31, &[500, 0, 1200], 16, 11, 37);
     let first = gpu_blocks(&s, &case, false, true);
     gpu_blocks(&s, &Case::random(32, &[4000], 3, 3, 64), true, false);
@@ -175,9 +166,7 @@ fn same_input_same_bits() {
 
 #[test]
 fn mismatched_shapes_are_errors() {
-    let Some(s) = stages_or_skip("residual mismatched_shapes_are_errors") else {
-        return;
-    };
+    let s = stages(gpu_or_skip!());
     let ctx = &s.ctx;
     let case = Case::random(41, &[10, 10], 4, 4, 3);
     let uploaded = Uploaded::new(ctx, &case, false);

@@ -1,8 +1,8 @@
 //! The GPU segmented scan against its CPU twin (bit for bit: same
 //! additions, same order) and against the f64 reference (SPEC §4's bound).
 
+use crate::common::gpu_or_skip;
 use crate::scan_case::{Case, gpu_sums, reference_sums, twin_sums};
-use crate::util::gpu_or_skip;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::backend::gpu::GpuContext;
@@ -55,17 +55,14 @@ fn check(
     }
 }
 
-fn stage_or_skip(test: &str) -> Option<(GpuContext, SegmentedScanStage)> {
-    let ctx = gpu_or_skip(test)?;
+fn with_stage(ctx: GpuContext) -> (GpuContext, SegmentedScanStage) {
     let stage = SegmentedScanStage::new(&ctx).unwrap();
-    Some((ctx, stage))
+    (ctx, stage)
 }
 
 #[test]
 fn random_images_every_width_and_input_kind() {
-    let Some((ctx, stage)) = stage_or_skip("random_images_every_width_and_input_kind") else {
-        return;
-    };
+    let (ctx, stage) = with_stage(gpu_or_skip!());
     let mut seed = 0;
     for dim in [1, 3, 37, 128, 200] {
         // Ragged images, some empty; 6 of 9 clusters used.
@@ -80,9 +77,7 @@ fn random_images_every_width_and_input_kind() {
 
 #[test]
 fn no_rows_and_one_row() {
-    let Some((ctx, stage)) = stage_or_skip("no_rows_and_one_row") else {
-        return;
-    };
+    let (ctx, stage) = with_stage(gpu_or_skip!());
     for per_image in [&[0usize, 0][..], &[1], &[0, 1, 0]] {
         let case = Case::random(7, per_image, 4, 4, 5);
         check(&ctx, &stage, &case, false, true);
@@ -92,9 +87,7 @@ fn no_rows_and_one_row() {
 
 #[test]
 fn run_lengths_around_the_leaf_size() {
-    let Some((ctx, stage)) = stage_or_skip("run_lengths_around_the_leaf_size") else {
-        return;
-    };
+    let (ctx, stage) = with_stage(gpu_or_skip!());
     // Single runs of every length near multiples of the leaf, and mixes.
     for rows in [
         CHUNK_ROWS - 1,
@@ -114,9 +107,7 @@ fn run_lengths_around_the_leaf_size() {
 
 #[test]
 fn one_run_across_a_multi_level_tree() {
-    let Some((ctx, stage)) = stage_or_skip("one_run_across_a_multi_level_tree") else {
-        return;
-    };
+    let (ctx, stage) = with_stage(gpu_or_skip!());
     // 100,003 rows of one key: 3,126 leaves and three tree levels above.
     let rows = 100_003;
     assert_eq!(twin::tree_levels(rows).len(), 4);
@@ -130,9 +121,7 @@ fn one_run_across_a_multi_level_tree() {
 
 #[test]
 fn thousands_of_one_row_runs() {
-    let Some((ctx, stage)) = stage_or_skip("thousands_of_one_row_runs") else {
-        return;
-    };
+    let (ctx, stage) = with_stage(gpu_or_skip!());
     // One image, 5,000 clusters, each label once: 5,000 runs of one row.
     let (clusters, dim) = (5000, 3);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
@@ -159,9 +148,7 @@ fn thousands_of_one_row_runs() {
 
 #[test]
 fn a_million_rows_meet_the_accuracy_bound() {
-    let Some((ctx, stage)) = stage_or_skip("a_million_rows_meet_the_accuracy_bound") else {
-        return;
-    };
+    let (ctx, stage) = with_stage(gpu_or_skip!());
     // 1.0 plus a small positive part: a sequential f32 sum drops most of
     // the small parts once the total is large (the ulp exceeds them).
     let rows = 1_000_000;
@@ -222,9 +209,7 @@ fn a_million_rows_meet_the_accuracy_bound() {
 
 #[test]
 fn same_input_same_bits() {
-    let Some((ctx, stage)) = stage_or_skip("same_input_same_bits") else {
-        return;
-    };
+    let (ctx, stage) = with_stage(gpu_or_skip!());
     let case = Case::random(21, &[2000, 17, 900], 8, 8, 37);
     let first = gpu_sums(&ctx, &stage, &case, false, true);
     // Something else in between, so the scratch holds other values.

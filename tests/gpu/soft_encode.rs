@@ -9,6 +9,7 @@
 use ndarray::Array2;
 use vlad::{Assignment, Backend, Batch, Element, Encoder, Normalization};
 
+use crate::common::require_gpu;
 use crate::common::soft_case::{self, Case, NORMS, check_against_reference, ragged_offsets};
 
 /// Ragged images, some empty (first, middle and last), one long enough to
@@ -71,11 +72,13 @@ fn all_cases<E: Element>(dtype: &str, case: &Case<E>, cap: Option<u64>, norms: &
 
 #[test]
 fn gpu_matches_reference_f32() {
+    require_gpu!();
     all_cases("f32", &case(1, 40, 24, 1.0, |x| x), None, &NORMS);
 }
 
 #[test]
 fn gpu_matches_reference_f64() {
+    require_gpu!();
     all_cases(
         "f64",
         &case(2, 19, 7, 1.0, |x| x as f64 * 2.0 - 1.0),
@@ -86,6 +89,7 @@ fn gpu_matches_reference_f64() {
 
 #[test]
 fn gpu_matches_reference_u8() {
+    require_gpu!();
     all_cases(
         "u8",
         &case(3, 32, 16, 255.0, |x| (x * 255.0) as u8),
@@ -100,6 +104,7 @@ fn gpu_matches_reference_u8() {
 /// rounding of the unchunked run.
 #[test]
 fn small_chunks_split_images_and_still_match() {
+    require_gpu!();
     let case = case(4, 16, 8, 1.0, |x| x);
     let cap = Some(4096);
     all_cases("f32", &case, cap, &SOME_NORMS);
@@ -124,6 +129,7 @@ fn small_chunks_split_images_and_still_match() {
 /// fresh encoder (and session) and from the same one again.
 #[test]
 fn runs_are_bitwise_identical() {
+    require_gpu!();
     let case = case(5, 24, 12, 1.0, |x| x);
     for assignment in [case.soft.clone(), case.alpha.clone(), Assignment::Hard] {
         for norm in ["rn,ssr,l2", "none", "mass,intra,l2"] {
@@ -147,6 +153,7 @@ fn runs_are_bitwise_identical() {
 /// unchanged; soft assignment reports the centroid of largest weight.
 #[test]
 fn given_labels_and_reported_labels() {
+    require_gpu!();
     let case = case(6, 12, 6, 1.0, |x| x);
     let enc = encoder(&case, &Assignment::Hard, "rn,ssr,l2", None);
     let batch = Batch::ragged(case.rows.view(), &case.offsets).unwrap();

@@ -92,9 +92,7 @@ fn same_bits<E: Element>(dtype: &str, case: &Case<E>) {
 
 #[test]
 fn soft_overlapped_chunks_give_the_sequential_bits() {
-    if crate::util::gpu_or_skip("soft_overlapped_chunks_give_the_sequential_bits").is_none() {
-        return;
-    }
+    crate::common::gpu_or_skip!();
     same_bits("f32", &case(31, 1.0, |x| x));
     same_bits("f64", &case(32, 1.0, |x| x as f64 * 2.0 - 1.0));
     same_bits("u8", &case(33, 255.0, |x| (x * 255.0) as u8));
@@ -106,11 +104,7 @@ fn soft_overlapped_chunks_give_the_sequential_bits() {
 /// and the second round allocates nothing.
 #[test]
 fn pooled_buffers_shared_with_the_hard_route_leave_no_trace() {
-    if crate::util::gpu_or_skip("pooled_buffers_shared_with_the_hard_route_leave_no_trace")
-        .is_none()
-    {
-        return;
-    }
+    crate::common::gpu_or_skip!();
     let case = case(34, 1.0, |x| x);
     let batch = Batch::ragged(case.rows.view(), &case.offsets).expect("valid batch");
     let hard_norm: Normalization = "ssr,l2".parse().expect("valid steps");

@@ -23,7 +23,7 @@ use vlad::twins::{
     soft_aggregate as soft_aggregate_tile, soft_logits as soft_logits_tile, unit_residual,
 };
 
-use crate::util::gpu_or_skip;
+use crate::common::gpu_or_skip;
 
 /// How far (in ulp of the larger magnitude) a result that went through the
 /// device's `exp`, division or square root may be from the twin's.
@@ -138,9 +138,7 @@ fn gpu_logits(
 
 #[test]
 fn logits_match_the_twin() {
-    let Some(ctx) = gpu_or_skip("logits_match_the_twin") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     // K across the three tile shapes; F not a multiple of the chunk.
     for (seed, dim, k, u8_input) in [(1, 13, 5, false), (2, 20, 40, true), (3, 9, 70, false)] {
         let d = data(seed, dim, k, u8_input);
@@ -163,9 +161,7 @@ fn logits_match_the_twin() {
 
 #[test]
 fn softmax_matches_the_twin() {
-    let Some(ctx) = gpu_or_skip("softmax_matches_the_twin") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     for (seed, dim, k, u8_input, rn) in [
         (4, 13, 5, false, false),
         (5, 20, 40, true, true),
@@ -212,9 +208,7 @@ fn twin_weights(d: &Data, rn: bool) -> (Vec<f32>, Vec<f32>) {
 
 #[test]
 fn aggregate_matches_the_twin() {
-    let Some(ctx) = gpu_or_skip("aggregate_matches_the_twin") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let stage = SoftAggregateStage::new(&ctx).unwrap();
     for (seed, dim, k, u8_input, rn) in [
         (8, 13, 5, false, false),
@@ -323,9 +317,7 @@ fn aggregate_matches_the_twin() {
 
 #[test]
 fn unit_residuals_match_the_twin() {
-    let Some(ctx) = gpu_or_skip("unit_residuals_match_the_twin") else {
-        return;
-    };
+    let ctx = gpu_or_skip!();
     let stage = UnitResidualStage::new(&ctx).unwrap();
     for (seed, dim, k, u8_input) in [(11, 13, 5, false), (12, 40, 7, true)] {
         let mut d = data(seed, dim, k, u8_input);

@@ -10,13 +10,13 @@
 use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Normal};
 use vlad::io::OutputFile;
 use vlad::io::mapped::MappedNpy;
 use vlad::stream::{StreamOptions, encode_file};
 use vlad::{Backend, Codebook, Encoder, Normalization, VladError};
 
-use crate::util::gpu_or_skip;
+use crate::common::cases::normal_ragged;
+use crate::common::gpu_or_skip;
 
 const F: usize = 16;
 const K: usize = 8;
@@ -32,22 +32,14 @@ struct Case {
 }
 
 fn case() -> Case {
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
-    let normal = Normal::new(0.0f32, 1.0).unwrap();
-    let mut offsets = vec![0usize];
-    for s in SIZES {
-        offsets.push(offsets.last().unwrap() + s);
-    }
-    let n = *offsets.last().unwrap();
-    let rows = Array2::from_shape_fn((n, F), |_| normal.sample(&mut rng));
-    let centroids = Array2::from_shape_fn((K, F), |_| normal.sample(&mut rng));
+    let data = normal_ragged(&mut ChaCha8Rng::seed_from_u64(11), &SIZES, F, K);
     let dir = tempfile::tempdir().unwrap();
-    vlad::io::write_npy_atomic(dir.path().join("d.npy"), &rows).unwrap();
+    vlad::io::write_npy_atomic(dir.path().join("d.npy"), &data.rows).unwrap();
     Case {
         dir,
-        rows,
-        offsets,
-        codebook: Codebook::new(centroids.view()).unwrap(),
+        rows: data.rows,
+        offsets: data.offsets,
+        codebook: Codebook::new(data.centroids.view()).unwrap(),
     }
 }
 
@@ -86,9 +78,7 @@ impl Case {
 
 #[test]
 fn a_gpu_failure_mid_stream_moves_the_rest_to_the_cpu() {
-    if gpu_or_skip("a_gpu_failure_mid_stream_moves_the_rest_to_the_cpu").is_none() {
-        return;
-    }
+    gpu_or_skip!();
     let case = case();
     let cpu = case
         .encoder(Backend::Cpu)

@@ -19,9 +19,10 @@
 
 #[path = "../cli/util.rs"]
 mod cli_common;
-#[path = "../gpu/util.rs"]
-mod gpu_common;
+#[path = "../common/mod.rs"]
+mod common;
 
+use cli_common::{BenchShape, Cmd};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -218,9 +219,7 @@ fn tensor_cores_on_request_run_right_or_fall_back_loudly() {
         tensor_cores: true,
         ..GpuOptions::default()
     };
-    let Some(ctx) = gpu_common::gpu_with_options_or_skip("tensor_cores_on_request", &asked) else {
-        return;
-    };
+    let ctx = common::gpu_or_skip!(&asked);
     eprintln!("adapter: {} → {:?}", ctx.info.name, ctx.tensor_cores);
     let stages = CompiledStages::new(&ctx).unwrap();
     match &ctx.tensor_cores {
@@ -235,25 +234,17 @@ fn tensor_cores_on_request_run_right_or_fall_back_loudly() {
             assert_eq!(stages.tensor_cores, ctx.tensor_cores);
             assert_eq!(stages.assign_stage_name(), "assign");
             // The command line says so, and still computes.
-            let out = cli_common::vlad_with_env(
-                &[
-                    "bench",
-                    "--images",
-                    "4",
-                    "--per-image",
-                    "64",
-                    "--dim",
-                    "16",
-                    "--clusters",
-                    "8",
-                    "--backend",
-                    "gpu",
-                    "--repeats",
-                    "1",
-                    "--json",
-                ],
-                &[(TENSOR_CORES_ENV, "1")],
-            );
+            let shape = BenchShape {
+                images: 4,
+                per_image: 64,
+                dim: 16,
+                clusters: 8,
+            };
+            let out = Cmd::bench(shape)
+                .backend("gpu")
+                .repeats(1)
+                .json()
+                .run_with_env(&[(TENSOR_CORES_ENV, "1")]);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success(), "{stderr}");
             assert!(
@@ -285,24 +276,16 @@ fn tensor_cores_on_request_run_right_or_fall_back_loudly() {
 
     // A value that is neither on nor off is an error naming the variable
     // (the command line reads it: the library takes options).
-    let out = cli_common::vlad_with_env(
-        &[
-            "bench",
-            "--images",
-            "2",
-            "--per-image",
-            "8",
-            "--dim",
-            "8",
-            "--clusters",
-            "2",
-            "--backend",
-            "gpu",
-            "--repeats",
-            "1",
-        ],
-        &[(TENSOR_CORES_ENV, "maybe")],
-    );
+    let shape = BenchShape {
+        images: 2,
+        per_image: 8,
+        dim: 8,
+        clusters: 2,
+    };
+    let out = Cmd::bench(shape)
+        .backend("gpu")
+        .repeats(1)
+        .run_with_env(&[(TENSOR_CORES_ENV, "maybe")]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),

@@ -11,6 +11,15 @@
 //! `cargo xtask test --python` skips step 1 (while working on the binding);
 //! arguments after `--` go to pytest. `VLAD_PYTHON` names the interpreter
 //! that makes the environment (default `python3`).
+//!
+//! Step 1 runs with `VLAD_SKIPPED_TESTS=<target>/vlad-skipped-tests.txt`
+//! (emptied first): every Rust test that skips (no GPU adapter outside CI,
+//! no golden fixture for the machine, a missing tool; tests/common/skip.rs)
+//! appends a line there, and the run ends by saying how many tests were
+//! skipped and which. With `CI` set, a recorded skip fails the run (in CI a
+//! skip is a bug in the policy), except one that has nothing to compare on
+//! this machine (`off this machine:`, a golden fixture recorded for other
+//! CPU code paths), which no CI setup can fix.
 
 use std::env;
 use std::ffi::OsString;
@@ -64,21 +73,137 @@ fn run(args: &[OsString]) -> Result<(), String> {
         }
     }
     let root = project_root()?;
+    let mut skipped = None;
     if !python_only {
         step("Rust tests: cargo test --release");
-        run_command(
+        let record = target_dir(&root).join(SKIPPED_FILE);
+        if let Some(dir) = record.parent() {
+            fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        }
+        fs::write(&record, "").map_err(|e| format!("emptying {}: {e}", record.display()))?;
+        let tests = run_command(
             Command::new(cargo())
                 .args(["test", "--release"])
+                .env(SKIPPED_TESTS_VAR, &record)
                 .current_dir(&root),
-        )?;
+        );
+        let text = fs::read_to_string(&record)
+            .map_err(|e| format!("reading {}: {e}", record.display()))?;
+        let skips = parse_skips(&text);
+        if let Err(e) = tests {
+            eprintln!("\n{}", skip_summary(&skips));
+            return Err(e);
+        }
+        skipped = Some(skips);
     }
+    let python = run_python(&root, pytest_args);
+    if let Some(skips) = skipped {
+        step("skipped Rust tests");
+        eprintln!("{}", skip_summary(&skips));
+        let failing = fails_ci(&skips);
+        if ci() && failing > 0 {
+            python?;
+            return Err(format!(
+                "CI is set and {failing} test{} skipped: in CI every test must run",
+                if failing == 1 { " was" } else { "s were" }
+            ));
+        }
+    }
+    python
+}
+
+/// The environment variable the tests append their skips to, and the file
+/// in the target folder it names (tests/common/skip.rs).
+const SKIPPED_TESTS_VAR: &str = "VLAD_SKIPPED_TESTS";
+const SKIPPED_FILE: &str = "vlad-skipped-tests.txt";
+
+/// One skipped test: its path (`binary::module::test`) and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Skip {
+    test: String,
+    why: String,
+}
+
+/// The skips recorded in `text`, one `TEST\tWHY` line each (a line without
+/// a tab is a test without a reason), sorted by test, repeats dropped.
+fn parse_skips(text: &str) -> Vec<Skip> {
+    let mut skips: Vec<Skip> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (test, why) = l.split_once('\t').unwrap_or((l, ""));
+            Skip {
+                test: test.trim().to_string(),
+                why: why.trim().to_string(),
+            }
+        })
+        .collect();
+    skips.sort_by(|a, b| a.test.cmp(&b.test).then(a.why.cmp(&b.why)));
+    skips.dedup();
+    skips
+}
+
+/// What a skip CI tolerates says first (tests/common/skip.rs): nothing to
+/// compare on this machine, which no CI setup can fix.
+const OFF_THIS_MACHINE: &str = "off this machine:";
+
+/// How many of `skips` fail a CI run: all but those off this machine.
+fn fails_ci(skips: &[Skip]) -> usize {
+    skips
+        .iter()
+        .filter(|s| !s.why.starts_with(OFF_THIS_MACHINE))
+        .count()
+}
+
+/// "0 tests skipped", or how many and which, one per line with why.
+fn skip_summary(skips: &[Skip]) -> String {
+    match skips.len() {
+        0 => "0 tests skipped".to_string(),
+        n => {
+            let mut text = format!(
+                "{n} test{} skipped (they did not run; they are not passes):",
+                if n == 1 { "" } else { "s" }
+            );
+            for s in skips {
+                text.push_str("\n  ");
+                text.push_str(&s.test);
+                if !s.why.is_empty() {
+                    text.push_str(": ");
+                    text.push_str(&s.why);
+                }
+            }
+            text
+        }
+    }
+}
+
+/// Whether this runs in CI: `CI` set to anything but empty, `0` or `false`
+/// (the rule of tests/common/skip.rs).
+fn ci() -> bool {
+    env::var("CI").is_ok_and(|v| {
+        let v = v.trim().to_ascii_lowercase();
+        !(v.is_empty() || v == "0" || v == "false")
+    })
+}
+
+/// Cargo's target folder: `CARGO_TARGET_DIR`, else `target` in the root.
+fn target_dir(root: &Path) -> PathBuf {
+    match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
+/// Steps 2 to 4: the binary, the environment, the extension and pytest.
+fn run_python(root: &Path, pytest_args: &[OsString]) -> Result<(), String> {
     // The Python tests compare with the command line (`vlad kmeans`, error
     // messages): make sure its release binary is current.
     step("the vlad command line: cargo build --release --bin vlad");
     run_command(
         Command::new(cargo())
             .args(["build", "--release", "--bin", "vlad"])
-            .current_dir(&root),
+            .current_dir(root),
     )?;
     let venv = root.join("target").join("pyenv");
     let python = ensure_venv(&venv)?;
@@ -93,7 +218,7 @@ fn run(args: &[OsString]) -> Result<(), String> {
             ])
             .env("VIRTUAL_ENV", &venv)
             .env("PATH", path_with(&venv_bin_dir(&venv))?)
-            .current_dir(&root),
+            .current_dir(root),
     )?;
     step("Python tests: pytest python/tests");
     run_command(
@@ -103,7 +228,7 @@ fn run(args: &[OsString]) -> Result<(), String> {
             .env("VIRTUAL_ENV", &venv)
             .env("PATH", path_with(&venv_bin_dir(&venv))?)
             .env("VLAD_BIN", root.join("target").join("release").join("vlad"))
-            .current_dir(&root),
+            .current_dir(root),
     )
 }
 
@@ -190,5 +315,58 @@ fn run_command(command: &mut Command) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{shown} failed ({status})"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_skips_say_zero() {
+        assert!(parse_skips("").is_empty());
+        assert!(parse_skips("\n  \n").is_empty());
+        assert_eq!(skip_summary(&parse_skips("")), "0 tests skipped");
+    }
+
+    #[test]
+    fn skips_are_counted_sorted_and_listed_with_why() {
+        let text = "gpu::radix_sort::two_dimensional_dispatch\tno GPU adapter (none found)\n\
+                    cli::stream::assign_streams_bitwise::gpu\tno GPU adapter (none found)\n\
+                    golden::every_output_keeps_its_bits\tno golden outputs for x86_64+no-gpu\n\
+                    gpu::radix_sort::two_dimensional_dispatch\tno GPU adapter (none found)\n\
+                    a_test_without_a_reason\n";
+        let skips = parse_skips(text);
+        assert_eq!(skips.len(), 4, "{skips:?}");
+        assert_eq!(skips[0].test, "a_test_without_a_reason");
+        assert_eq!(skips[0].why, "");
+        assert_eq!(skips[1].test, "cli::stream::assign_streams_bitwise::gpu");
+        assert_eq!(
+            skip_summary(&skips),
+            "4 tests skipped (they did not run; they are not passes):\n  \
+             a_test_without_a_reason\n  \
+             cli::stream::assign_streams_bitwise::gpu: no GPU adapter (none found)\n  \
+             golden::every_output_keeps_its_bits: no golden outputs for x86_64+no-gpu\n  \
+             gpu::radix_sort::two_dimensional_dispatch: no GPU adapter (none found)"
+        );
+        assert_eq!(
+            skip_summary(&skips[..1]),
+            "1 test skipped (they did not run; they are not passes):\n  a_test_without_a_reason"
+        );
+    }
+
+    #[test]
+    fn only_skips_off_this_machine_pass_ci() {
+        let skips = parse_skips(
+            "golden::every_output_keeps_its_bits\toff this machine: no fixture for x86_64-avx512f\n\
+             cli::stream::progress\t`script` is not installed\n",
+        );
+        assert_eq!(fails_ci(&skips), 1);
+        assert_eq!(fails_ci(&skips[..0]), 0);
+        let golden: Vec<Skip> = skips
+            .into_iter()
+            .filter(|s| s.test.starts_with("golden"))
+            .collect();
+        assert_eq!(fails_ci(&golden), 0);
     }
 }

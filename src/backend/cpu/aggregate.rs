@@ -135,15 +135,13 @@ fn image_sums<E: Element>(
         scratch.counts.resize(k, 0);
         // Only the blocks a descriptor lands in are cleared and read back:
         // an image touches few of K clusters when K is large.
-        accumulate(
+        let input = Labelled {
             rows,
-            f,
+            dim: f,
             labels,
-            Some(codebook.as_slice()),
-            &mut scratch.sums,
-            &mut scratch.counts,
-            true,
-        );
+            centroids: Some(codebook.as_slice()),
+        };
+        accumulate(input, &mut scratch.sums, &mut scratch.counts, true);
         for (c, &n) in scratch.counts.iter().enumerate() {
             counts[c] = mass_of(n);
             if n > 0 {
@@ -288,7 +286,13 @@ fn blocked_sums_into<E: Element>(
             .map(|&(rows, labels)| {
                 let mut sums = vec![0f64; clusters * dim];
                 let mut counts = vec![0u64; clusters];
-                accumulate(rows, dim, labels, centroids, &mut sums, &mut counts, false);
+                let input = Labelled {
+                    rows,
+                    dim,
+                    labels,
+                    centroids,
+                };
+                accumulate(input, &mut sums, &mut counts, false);
                 (sums, counts)
             })
             .collect();
@@ -303,14 +307,21 @@ fn blocked_sums_into<E: Element>(
     }
 }
 
+/// Labelled rows to add to per-cluster sums: `dim`-wide `rows`, one label
+/// each, and the centroids to subtract (`None`: plain sums, for k-means).
+#[derive(Clone, Copy)]
+struct Labelled<'a, E> {
+    rows: &'a [E],
+    dim: usize,
+    labels: &'a [u32],
+    centroids: Option<&'a [f32]>,
+}
+
 /// Add each row's residual to its cluster's f64 block, in row order.
 /// With `lazy_clear`, a block is zeroed on its first descriptor instead of
 /// relying on `sums` being zero on entry.
 fn accumulate<E: Element>(
-    rows: &[E],
-    dim: usize,
-    labels: &[u32],
-    centroids: Option<&[f32]>,
+    input: Labelled<'_, E>,
     sums: &mut [f64],
     counts: &mut [u64],
     lazy_clear: bool,
@@ -318,9 +329,9 @@ fn accumulate<E: Element>(
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above).
-        return unsafe { accumulate_avx2(rows, dim, labels, centroids, sums, counts, lazy_clear) };
+        return unsafe { accumulate_avx2(input, sums, counts, lazy_clear) };
     }
-    accumulate_portable(rows, dim, labels, centroids, sums, counts, lazy_clear)
+    accumulate_portable(input, sums, counts, lazy_clear)
 }
 
 /// [`accumulate_portable`] compiled for AVX2: 4 f64 lanes instead of 2.
@@ -328,27 +339,27 @@ fn accumulate<E: Element>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn accumulate_avx2<E: Element>(
-    rows: &[E],
-    dim: usize,
-    labels: &[u32],
-    centroids: Option<&[f32]>,
+    input: Labelled<'_, E>,
     sums: &mut [f64],
     counts: &mut [u64],
     lazy_clear: bool,
 ) {
-    accumulate_portable(rows, dim, labels, centroids, sums, counts, lazy_clear)
+    accumulate_portable(input, sums, counts, lazy_clear)
 }
 
 #[inline(always)]
 fn accumulate_portable<E: Element>(
-    rows: &[E],
-    dim: usize,
-    labels: &[u32],
-    centroids: Option<&[f32]>,
+    input: Labelled<'_, E>,
     sums: &mut [f64],
     counts: &mut [u64],
     lazy_clear: bool,
 ) {
+    let Labelled {
+        rows,
+        dim,
+        labels,
+        centroids,
+    } = input;
     for (v, &label) in rows.chunks_exact(dim).zip(labels) {
         let label = label as usize;
         let acc = &mut sums[label * dim..(label + 1) * dim];
