@@ -424,9 +424,10 @@ impl Encoder {
 
     /// Encode one image too large for one call piece by piece: add its
     /// rows in order with [`ImagePieces::add`], then
-    /// [`ImagePieces::finish`]. Pieces cut where [`Encoder::piece_rows`]
-    /// allows give the bits of the whole image encoded at once (SPEC §11);
-    /// any other cut is still deterministic.
+    /// [`ImagePieces::finish`]. The same pieces always give the same bits;
+    /// pieces cut where the backend cuts an image itself (as the stream,
+    /// [`crate::stream`], cuts them) give the bits of the whole image
+    /// encoded at once (SPEC §11).
     pub fn split_image(&self) -> Result<ImagePieces<'_>> {
         let start = Instant::now();
         let soft = self.assignment.soft_params(&self.codebook)?;

@@ -110,8 +110,8 @@ fn assignment(args: AssignmentArgs) -> Result<Assignment, VladError> {
 /// The GPU options the environment sets (SPEC §9), as on the command line:
 /// the Python package is an edge where the environment is read; the library
 /// takes options.
-pub fn gpu_options() -> Result<vlad::backend::options::GpuOptions, VladError> {
-    vlad::backend::options::GpuOptions::from_vars(|name| std::env::var(name).ok())
+pub fn gpu_options() -> Result<vlad::GpuOptions, VladError> {
+    vlad::GpuOptions::from_vars(|name| std::env::var(name).ok())
 }
 
 /// An encoder as the Python constructor describes it, with the

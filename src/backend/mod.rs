@@ -8,10 +8,10 @@
 //! encode a batch into caller memory, assign, and add the pieces of an
 //! image split across passes ([`combine`]).
 //!
-//! One folder or file per backend: [`reference`] (the f64 oracle),
+//! One folder or file per backend: [`mod@reference`] (the f64 oracle),
 //! [`cpu`], and [`gpu`] — or, in a build without the `gpu` feature, its
 //! stand-in (`gpu_standin.rs`), which has the same interface and answers
-//! every call with [`VladError::BackendUnavailable`].
+//! every call with [`VladError::BackendUnavailable`](crate::VladError::BackendUnavailable).
 
 pub mod adapters;
 pub mod combine;

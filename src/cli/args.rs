@@ -1,7 +1,7 @@
 //! Options shared by several subcommands, and how they become an [`Encoder`].
 
 use clap::ValueEnum;
-use vlad::backend::options::GpuOptions;
+use vlad::GpuOptions;
 use vlad::{Backend, Codebook, Encoder, EncoderBuilder, Normalization, VladError};
 
 /// `--backend`: which implementation runs (SPEC §7).

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use clap::Args;
 use ndarray::Array3;
-use vlad::backend::options::ADAPTER_VAR;
+use vlad::ADAPTER_VAR;
 use vlad::kmeans::{Init, KMeans};
 use vlad::synthetic::clustered_images;
 use vlad::verify;

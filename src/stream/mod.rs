@@ -8,19 +8,22 @@
 //!   prefetch / convert           the backend                           append to the temp file
 //! ```
 //!
-//! **Same bits as in memory.** A batch of whole images is run through the
-//! backend exactly as the in-memory run would run those images; an image
-//! larger than a batch is cut into row pieces whose raw (pre-normalization)
-//! sums are combined in a fixed order and normalized once, as the in-memory
-//! run combines them:
+//! **The library's API in batches, with the same bits as in memory.** Each
+//! batch of whole images goes through [`Encoder::encode_batch_into`] (or
+//! [`Encoder::assign_batch`]), exactly as a caller holding those images
+//! would encode them; an image larger than a batch goes through
+//! [`Encoder::split_image`], piece by piece, its raw (pre-normalization)
+//! sums combined in a fixed order and normalized once
+//! ([`crate::backend::combine`]). Where a batch or a piece may begin is the
+//! backend's rule ([`Cuts`]), so the result is the in-memory one:
 //!
-//! * `cpu`: pieces are whole multiples of [`PARTIAL_ROWS`] rows, so the
-//!   blocked f64 partials and their in-order sum are the in-memory ones
-//!   ([`crate::backend::cpu::aggregate::add_image_rows`]);
-//! * `reference`: the f64 sum continues row by row across pieces;
-//! * `gpu`: the batches *are* the in-memory run's chunks (the planner is
-//!   run on the whole file's offsets) grouped whole, and a split image's
-//!   pieces are the planner's pieces, combined in f64 in piece order.
+//! * `cpu`: pieces of whole multiples of its aggregation blocks (the
+//!   blocked f64 partials and their in-order sum are the in-memory ones);
+//! * `reference`: the f64 sums continue row by row, so a piece may end
+//!   anywhere;
+//! * `gpu`: the batches *are* the in-memory run's chunks (its planner run on
+//!   the whole file's offsets) grouped whole, and a split image's pieces
+//!   are the planner's pieces.
 //!
 //! **Bounded memory.** Each batch is sized to a quarter of the memory limit
 //! (input pages + labels + output rows); at most two batches' input pages

@@ -30,9 +30,9 @@ use vlad::backend::gpu::__internal::CompiledStages;
 use vlad::backend::gpu::GpuContext;
 use vlad::backend::gpu::stages::assign::{AssignJob, AssignStage};
 use vlad::backend::gpu::stages::assign_coop::{AssignCoopStage, STAGE_NAME, TensorCores};
-use vlad::backend::options::{GpuOptions, TENSOR_CORES_VAR as TENSOR_CORES_ENV};
 use vlad::verify::is_near_tie;
 use vlad::{Batch, Codebook, Element, reference};
+use vlad::{GpuOptions, TENSOR_CORES_VAR as TENSOR_CORES_ENV};
 
 struct Assigned {
     labels: Vec<u32>,
