@@ -127,9 +127,7 @@ fn run(
     b: &[f32],
 ) -> Result<Vec<f32>, String> {
     let subgroup = match &ctx.tensor_cores {
-        vlad::backend::gpu::stages::assign_coop::TensorCores::Enabled { subgroup_size } => {
-            *subgroup_size
-        }
+        vlad::backend::gpu::tensor_cores::TensorCores::Enabled { subgroup_size } => *subgroup_size,
         other => return Err(format!("tensor cores not enabled: {other:?}")),
     };
     let source = shader(p, subgroup);
@@ -262,7 +260,7 @@ fn assign_probe(
     // Without cooperative matrices the emulated block stands in (checking
     // this probe's own arithmetic, not the adapter's).
     let (subgroup, emulated) = match &ctx.tensor_cores {
-        vlad::backend::gpu::stages::assign_coop::TensorCores::Enabled { subgroup_size } => {
+        vlad::backend::gpu::tensor_cores::TensorCores::Enabled { subgroup_size } => {
             (*subgroup_size, false)
         }
         _ => (32, true),

@@ -78,7 +78,7 @@ pub use backend::options::{
 /// The f64 oracle every backend is judged against (SPEC §4): plain loops,
 /// no code shared with what it judges. `Backend::Reference` runs it.
 pub use backend::reference;
-pub use backend::select::list_adapters as adapters;
+pub use backend::select::adapters;
 pub use encoder::{Assigned, Encoded, Encoder, EncoderBuilder, ImagePieces};
 pub use error::{Result, VladError};
 pub use model::assignment::{Assignment, SoftParams};

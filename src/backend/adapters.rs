@@ -2,7 +2,8 @@
 //! (SPEC §7). This file needs no wgpu: the rule is a pure function of the
 //! adapter list and the adapter asked for (`VLAD_ADAPTER`, read at the
 //! edge into [`GpuOptions::adapter`](crate::backend::options::GpuOptions)),
-//! tested on made-up lists; the listing itself comes from `gpu::adapters`.
+//! tested on made-up lists; the listing itself comes from `gpu::adapters`
+//! ([`crate::backend::select::adapters`]).
 //!
 //! - `VLAD_ADAPTER` (an index, or a case-insensitive substring of the name)
 //!   picks one adapter; no match is [`VladError::BackendUnavailable`].

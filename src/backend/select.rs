@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::backend::adapters::{self, AdapterKind, Adapters};
+use crate::backend::adapters::{AdapterKind, Adapters, is_no_match};
 use crate::backend::gpu::GpuBackend;
 use crate::backend::options::GpuOptions;
 use crate::backend::slot::GpuSlot;
@@ -107,11 +107,19 @@ pub fn select(
     }
 }
 
+/// Every adapter wgpu sees and what `gpu` and `auto` would take (the data
+/// behind `vlad adapters`), under `options` (its adapter and graphics
+/// APIs). Cheap: no device is opened, no shader compiled. Without the
+/// `gpu` feature the list is empty and both say why.
+pub fn adapters(options: &GpuOptions) -> Adapters {
+    crate::backend::gpu::adapters::list(options)
+}
+
 /// A GPU session for `choice`: under `auto`, only on a hardware adapter
 /// (the listing answers a software-only machine in milliseconds).
 fn make_session(choice: Backend, options: &GpuOptions) -> Result<GpuBackend> {
     if choice == Backend::Auto {
-        let listed = list_adapters(options);
+        let listed = adapters(options);
         if let Err(reason) = listed.auto_adapter()? {
             return Err(VladError::BackendUnavailable(reason.to_string()));
         }
@@ -135,17 +143,9 @@ fn on_gpu(gpu: Arc<GpuBackend>, setup_seconds: f64) -> Selected {
 /// for that matches none), which is the caller's error under every choice.
 pub fn fallback_reason(err: &VladError) -> Option<String> {
     match err {
-        VladError::BackendUnavailable(reason) if adapters::is_no_match(reason) => None,
+        VladError::BackendUnavailable(reason) if is_no_match(reason) => None,
         VladError::BackendUnavailable(reason) => Some(reason.clone()),
         VladError::Gpu(_) => Some(format!("{err}: using cpu")),
         _ => None,
     }
-}
-
-/// Every adapter wgpu sees and what `gpu` and `auto` would take (the data
-/// behind `vlad adapters`), under `options` (its adapter and graphics
-/// APIs). Cheap: no device is opened, no shader compiled. Without the
-/// `gpu` feature the list is empty and both say why.
-pub fn list_adapters(options: &crate::backend::options::GpuOptions) -> Adapters {
-    crate::backend::gpu::adapters::list(options)
 }

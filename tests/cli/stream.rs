@@ -126,7 +126,7 @@ backend_test!(stream_is_bitwise_the_in_memory_encoding, |backend| {
     let (norms, cap): (&[&str], _) = match backend {
         Backend::Reference => (&["ssr,l2", "mass,power=0.3,intra,l2"], None),
         Backend::Cpu => (&["ssr,l2", "none", "mass,intra"], None),
-        _ => (&["ssr,l2", "none"], Some(8192)),
+        _ => (&["ssr,l2", "none", "rn,ssr,l2"], Some(8192)),
     };
     encode_matches(backend, norms, cap);
 });

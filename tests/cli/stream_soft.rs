@@ -117,6 +117,64 @@ fn soft_and_rn_stream_bitwise_the_in_memory_encoding() {
     }
 }
 
+/// The GPU's soft route streamed: with 16 KiB bindings the in-memory run
+/// splits the large images into pieces, and the stream's batches follow
+/// its chunks, pieces added on the GPU one by one.
+#[cfg(feature = "gpu")]
+#[test]
+fn gpu_soft_stream_is_bitwise_the_in_memory_encoding() {
+    crate::common::require_gpu!();
+    let case = case();
+    let path = |name: &str| p(&case.folder.path(name)).to_string();
+    let (w, b) = (path("w.npy"), path("b.npy"));
+    let soft_wb = Assignment::soft(case.weights.view(), case.bias.view()).unwrap();
+    let soft_alpha = Assignment::soft_alpha(0.5).unwrap();
+    let runs: [(&[&str], &str, &Assignment); 2] = [
+        (
+            &["--soft-weights", &w, "--soft-bias", &b],
+            "mass,intra,l2",
+            &soft_wb,
+        ),
+        (&["--soft-alpha", "0.5"], "rn,ssr,l2", &soft_alpha),
+    ];
+    let cap = 16384;
+    for (extra, norm, assignment) in &runs {
+        let what = format!("gpu {extra:?} {norm}");
+        let out = path("v.npy");
+        let (d, c, o) = (path("d.npy"), path("c.npy"), path("o.npy"));
+        let run = Cmd::encode()
+            .descriptors(&d)
+            .centroids(&c)
+            .offsets(&o)
+            .out(&out)
+            .backend("gpu")
+            .norm(norm)
+            .memory_limit("256KiB")
+            .json()
+            .args(*extra)
+            .run_with_env(&[("VLAD_GPU_MAX_BINDING_BYTES", &cap.to_string())]);
+        assert!(run.status.success(), "{what}: {}", stderr(&run));
+        let report: serde_json::Value = serde_json::from_str(&stdout(&run)).unwrap();
+        assert!(report["batches"].as_u64().unwrap() > 5, "{what}: {report}");
+        assert!(report["split_images"].as_u64().unwrap() >= 3, "{what}");
+        let streamed: Array2<f32> = read(Path::new(&out));
+        let in_memory = Encoder::builder(Codebook::new(case.centroids.view()).unwrap())
+            .backend(Backend::Gpu)
+            .normalization(norm.parse::<Normalization>().unwrap())
+            .assignment((*assignment).clone())
+            .gpu_max_binding_bytes(Some(cap))
+            .build()
+            .encode_ragged(case.rows.view(), &case.offsets)
+            .unwrap();
+        assert_eq!(streamed.dim(), in_memory.dim(), "{what}");
+        let first = streamed
+            .iter()
+            .zip(in_memory.iter())
+            .position(|(a, b)| a.to_bits() != b.to_bits());
+        assert_eq!(first, None, "{what}: first differing element");
+    }
+}
+
 /// `--verify` streamed, batch by batch, reports what verifying the whole
 /// in-memory encoding reports: the same label agreement, largest error
 /// and counts, for hard and soft assignment.

@@ -5,6 +5,7 @@
 
 use crate::common::cases::random_codebook;
 use crate::common::{NORMALIZATIONS, gpu_or_skip};
+use crate::util::encode;
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -290,12 +291,27 @@ fn repeated_encodes_reuse_buffers_and_report_stages() {
     let gpu = GpuBackend::new(&GpuOptions::default()).unwrap();
     let norm = Normalization::default();
     let mut times = StageTimes::new();
-    gpu.encode(&codebook, &batch, &norm, &mut times).unwrap();
+    encode(
+        &gpu,
+        &codebook,
+        &Assignment::Hard,
+        &batch,
+        &norm,
+        &mut times,
+    )
+    .unwrap();
     let after_first = gpu.pool_allocations().unwrap();
     assert!(after_first > 0);
     for _ in 0..3 {
-        gpu.encode(&codebook, &batch, &norm, &mut StageTimes::new())
-            .unwrap();
+        encode(
+            &gpu,
+            &codebook,
+            &Assignment::Hard,
+            &batch,
+            &norm,
+            &mut StageTimes::new(),
+        )
+        .unwrap();
     }
     assert_eq!(
         gpu.pool_allocations().unwrap(),
@@ -304,8 +320,15 @@ fn repeated_encodes_reuse_buffers_and_report_stages() {
     );
     // A smaller batch fits the same buffers too.
     let small = Batch::fixed(images.slice(ndarray::s![..2, ..10, ..])).unwrap();
-    gpu.encode(&codebook, &small, &norm, &mut StageTimes::new())
-        .unwrap();
+    encode(
+        &gpu,
+        &codebook,
+        &Assignment::Hard,
+        &small,
+        &norm,
+        &mut StageTimes::new(),
+    )
+    .unwrap();
     assert_eq!(gpu.pool_allocations().unwrap(), after_first);
 
     let names: Vec<&str> = times.iter().map(|(n, _)| n).collect();

@@ -36,3 +36,4 @@ mod soft_encode;
 mod soft_overlap;
 mod soft_stages;
 mod stream_fallback;
+mod util;

@@ -16,7 +16,9 @@ use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::backend::gpu::{GpuBackend, GpuOptions};
-use vlad::{Batch, Codebook, Element, Normalization, StageTimes};
+use vlad::{Assignment, Batch, Codebook, Element, Normalization, StageTimes};
+
+use crate::util::encode;
 
 fn backends(cap: Option<u64>) -> Option<(GpuBackend, GpuBackend)> {
     let plain = GpuBackend::new(&GpuOptions {
@@ -48,12 +50,17 @@ fn same_bits<E: Element>(
     batch: &Batch<'_, E>,
     norm: &Normalization,
 ) {
-    let (a, la) = plain
-        .encode(codebook, batch, norm, &mut StageTimes::new())
-        .unwrap();
-    let (b, lb) = rewritten
-        .encode(codebook, batch, norm, &mut StageTimes::new())
-        .unwrap_or_else(|e| panic!("{what} ({norm}): rewritten path failed: {e}"));
+    let hard = Assignment::Hard;
+    let (a, la) = encode(plain, codebook, &hard, batch, norm, &mut StageTimes::new()).unwrap();
+    let (b, lb) = encode(
+        rewritten,
+        codebook,
+        &hard,
+        batch,
+        norm,
+        &mut StageTimes::new(),
+    )
+    .unwrap_or_else(|e| panic!("{what} ({norm}): rewritten path failed: {e}"));
     assert_eq!(la, lb, "{what} ({norm}): labels differ");
     let differ = a
         .iter()

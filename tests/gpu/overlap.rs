@@ -8,8 +8,11 @@
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use vlad::backend::Compute;
 use vlad::backend::gpu::{GpuBackend, GpuOptions};
-use vlad::{Batch, Codebook, Normalization, StageTimes};
+use vlad::{Assignment, Batch, Codebook, Normalization, StageTimes};
+
+use crate::util::encode;
 
 fn backend(cap: Option<u64>, overlap: bool) -> GpuBackend {
     let gpu = GpuBackend::new(&GpuOptions {
@@ -40,6 +43,7 @@ fn overlapped_chunks_give_the_sequential_bits() {
     let rows8 = Array2::from_shape_fn((n, f), |_| rng.random_range(0u8..=255));
     let labels: Vec<u32> = (0..n).map(|i| (i * 5 % k) as u32).collect();
     let norm: Normalization = "ssr,l2".parse().unwrap();
+    let hard = Assignment::Hard;
 
     for cap in [Some(4096u64), Some(16384), None] {
         let seq = backend(cap, false);
@@ -55,10 +59,10 @@ fn overlapped_chunks_give_the_sequential_bits() {
                 .unwrap();
             let flat: Vec<f32> = rows32.iter().copied().collect();
             (
-                gpu.encode(&codebook, &b32, &norm, &mut t).unwrap(),
-                gpu.encode(&codebook, &b64, &norm, &mut t).unwrap(),
-                gpu.encode(&codebook, &b8, &norm, &mut t).unwrap(),
-                gpu.encode(&codebook, &given, &norm, &mut t).unwrap(),
+                encode(gpu, &codebook, &hard, &b32, &norm, &mut t).unwrap(),
+                encode(gpu, &codebook, &hard, &b64, &norm, &mut t).unwrap(),
+                encode(gpu, &codebook, &hard, &b8, &norm, &mut t).unwrap(),
+                encode(gpu, &codebook, &hard, &given, &norm, &mut t).unwrap(),
                 gpu.assign(&codebook, &b32, &mut t).unwrap(),
                 gpu.cluster_sums(&codebook, &flat, f, &mut t).unwrap(),
             )

@@ -1,5 +1,5 @@
 //! The shader ↔ Rust contract, in one place: for every variant the host
-//! compiles (`vlad::backend::gpu::contract::all`), every constant the host copies,
+//! compiles (`vlad::backend::gpu::stages::contracts`), every constant the host copies,
 //! every entry point's workgroup size and the uniform `Params` block's size
 //! and field offsets are held against naga's parse of that very source:
 //! its folded constants, its entry points and its type layout
@@ -11,7 +11,8 @@ use std::path::Path;
 use naga::proc::Layouter;
 use naga::{AddressSpace, Literal, Scalar, ScalarKind, TypeInner};
 use vlad::backend::gpu::__internal::ShaderValue;
-use vlad::backend::gpu::contract::{ShaderContract, UniformLayout, all};
+use vlad::backend::gpu::contract::{ShaderContract, UniformLayout};
+use vlad::backend::gpu::stages;
 
 /// Parse a variant's WGSL (validation is `shader_validation`'s job).
 fn parse(contract: &ShaderContract) -> naga::Module {
@@ -175,7 +176,7 @@ fn problems(contract: &ShaderContract) -> Vec<String> {
 }
 
 fn contracts() -> Vec<ShaderContract> {
-    all().expect("every variant specializes")
+    stages::contracts().expect("every variant specializes")
 }
 
 #[test]

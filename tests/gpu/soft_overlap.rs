@@ -13,6 +13,7 @@ use vlad::backend::gpu::{GpuBackend, GpuOptions};
 use vlad::{Assignment, Batch, Element, Normalization, StageTimes};
 
 use crate::common::soft_case::{self, Case, ragged_offsets};
+use crate::util::encode;
 
 fn backend(cap: Option<u64>, overlap: bool) -> GpuBackend {
     let gpu = GpuBackend::new(&GpuOptions {
@@ -54,22 +55,25 @@ fn encode_all<E: Element>(
         ("soft α", &case.alpha),
         ("hard", &Assignment::Hard),
     ] {
-        let params = assignment
-            .soft_params(&case.codebook)
-            .expect("parameters fit the codebook");
         for norm in ["rn,mass,intra,l2", "mass,ssr,l2", "none"] {
             if assignment.is_hard() && !norm.starts_with("rn") {
                 continue;
             }
             let steps: Normalization = norm.parse().expect("valid steps");
-            let (vlad, labels) = gpu
-                .encode_weighted(&case.codebook, params.as_ref(), &batch, &steps, &mut times)
-                .expect("encodes");
+            let (vlad, labels) =
+                encode(gpu, &case.codebook, assignment, &batch, &steps, &mut times)
+                    .expect("encodes");
             out.push((format!("{name} {norm}"), vlad, labels));
             if assignment.is_hard() {
-                let (vlad, labels) = gpu
-                    .encode_weighted(&case.codebook, None, &labelled, &steps, &mut times)
-                    .expect("encodes with given labels");
+                let (vlad, labels) = encode(
+                    gpu,
+                    &case.codebook,
+                    &Assignment::Hard,
+                    &labelled,
+                    &steps,
+                    &mut times,
+                )
+                .expect("encodes with given labels");
                 assert_eq!(labels, given, "given labels come back unchanged");
                 out.push((format!("{name} given labels {norm}"), vlad, labels));
             }
@@ -109,26 +113,39 @@ fn pooled_buffers_shared_with_the_hard_route_leave_no_trace() {
     let batch = Batch::ragged(case.rows.view(), &case.offsets).expect("valid batch");
     let hard_norm: Normalization = "ssr,l2".parse().expect("valid steps");
     let soft_norm: Normalization = "mass,intra,l2".parse().expect("valid steps");
-    let params = case
-        .soft
-        .soft_params(&case.codebook)
-        .expect("parameters fit the codebook");
     for cap in [Some(4096u64), None] {
         let mut t = StageTimes::new();
-        let fresh_soft = backend(cap, false)
-            .encode_weighted(&case.codebook, params.as_ref(), &batch, &soft_norm, &mut t)
-            .expect("encodes");
-        let fresh_hard = backend(cap, false)
-            .encode(&case.codebook, &batch, &hard_norm, &mut t)
-            .expect("encodes");
+        let fresh_soft = encode(
+            &backend(cap, false),
+            &case.codebook,
+            &case.soft,
+            &batch,
+            &soft_norm,
+            &mut t,
+        )
+        .expect("encodes");
+        let fresh_hard = encode(
+            &backend(cap, false),
+            &case.codebook,
+            &Assignment::Hard,
+            &batch,
+            &hard_norm,
+            &mut t,
+        )
+        .expect("encodes");
         let gpu = backend(cap, false);
         let mut allocated = 0;
         for round in 0..2 {
-            let hard = gpu
-                .encode(&case.codebook, &batch, &hard_norm, &mut t)
-                .expect("encodes");
-            let soft = gpu
-                .encode_weighted(&case.codebook, params.as_ref(), &batch, &soft_norm, &mut t)
+            let hard = encode(
+                &gpu,
+                &case.codebook,
+                &Assignment::Hard,
+                &batch,
+                &hard_norm,
+                &mut t,
+            )
+            .expect("encodes");
+            let soft = encode(&gpu, &case.codebook, &case.soft, &batch, &soft_norm, &mut t)
                 .expect("encodes");
             assert_eq!(bits(&hard.0), bits(&fresh_hard.0), "hard, round {round}");
             assert_eq!(hard.1, fresh_hard.1, "hard labels, round {round}");

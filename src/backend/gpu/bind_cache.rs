@@ -3,9 +3,9 @@
 //! buffers gets the objects it made last time, with no allocation and no
 //! error scope.
 //!
-//! Every chunk used to make 12–24 such small objects, each inside a pair of
-//! error scopes (two blocking pops); at small shapes that host setup is a
-//! visible part of a call. Uniform buffers are never written after they are
+//! A chunk records 12–24 such small objects; made afresh, each costs a pair
+//! of error scopes (two blocking pops), and at small shapes that host setup
+//! is a visible part of a call. Uniform buffers are never written after they are
 //! made, so one holding given bytes can serve every dispatch that needs
 //! those bytes; a bind group is immutable and names its pipeline and
 //! buffers, so it can be reused whenever those are the same objects.

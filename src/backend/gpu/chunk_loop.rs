@@ -1,6 +1,5 @@
-//! The order in which a chunked GPU route uploads, submits and reads back
-//! its chunks, shared by the hard pipeline ([`crate::backend::gpu::pipeline`]) and
-//! the soft one ([`crate::backend::gpu::soft_pipeline`]).
+//! The order in which the runner ([`crate::backend::gpu::runner`])
+//! uploads, submits and reads back a run's chunks.
 //!
 //! Chunks alternate between two slots. With overlap, chunk `i` is
 //! submitted, then — while the device computes it — chunk `i − 1` is
@@ -16,7 +15,7 @@ use crate::backend::gpu::pool::Slot;
 use crate::error::Result;
 use crate::model::report::StageTimes;
 
-/// What a route does with one chunk, in three steps.
+/// What a run does with one chunk, in three steps.
 pub(crate) trait ChunkSteps {
     /// A chunk's inputs, staged into its slot.
     type Staged;

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 use crate::backend::gpu::bind_cache::{BindCache, BindKey, Counts};
+use crate::backend::gpu::tensor_cores::TensorCores;
 use crate::error::{Result, VladError};
 
 pub use crate::backend::options::GpuOptions;
@@ -33,7 +34,7 @@ pub struct GpuContext {
     pub subgroup_sizes: (u32, u32),
     /// Whether the device was opened with cooperative matrices for the
     /// tensor-core assign (`VLAD_GPU_TENSOR_CORES=1`), and if not, why.
-    pub tensor_cores: crate::backend::gpu::stages::assign_coop::TensorCores,
+    pub tensor_cores: TensorCores,
     max_binding_bytes: u64,
     vulkan_memory_model: bool,
     uncaptured: Arc<Mutex<Vec<String>>>,
@@ -51,7 +52,7 @@ const WANTED_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP
     // cooperative matrices).
     .union(wgpu::Features::SHADER_F16)
     // Lets the tensor-core assign hand the driver SPIR-V rewritten for the
-    // Vulkan memory model (src/gpu/memory_model.rs).
+    // Vulkan memory model (`compat::memory_model`).
     .union(wgpu::Features::PASSTHROUGH_SHADERS);
 
 impl GpuContext {
@@ -61,7 +62,7 @@ impl GpuContext {
     /// No adapter → [`VladError::BackendUnavailable`].
     pub fn new(options: &GpuOptions) -> Result<Self> {
         // The adapter SPEC §7's rule picks (VLAD_ADAPTER, else the best
-        // kind): src/gpu/adapters.rs.
+        // kind): `gpu::adapters`.
         // One device opened at a time per process: opening many at once (a
         // test harness's threads, each with its own context) stalled inside
         // the NVIDIA driver (BENCHMARKS.md, "Tests in parallel"); opening
@@ -78,10 +79,8 @@ impl GpuContext {
         let subgroup_sizes = (info.subgroup_min_size, info.subgroup_max_size);
         // Tensor cores are opt-in; a device that refuses them is opened
         // without them (the plain assign runs, and says why).
-        let tensor = crate::backend::gpu::stages::assign_coop::device_request(
-            &adapter,
-            options.tensor_cores,
-        );
+        let tensor =
+            crate::backend::gpu::tensor_cores::device_request(&adapter, options.tensor_cores);
         let open = |extra: wgpu::Features, experimental: wgpu::ExperimentalFeatures| {
             pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
                 label: Some("vlad"),
@@ -107,18 +106,12 @@ impl GpuContext {
                 )
                 .map_err(refused)?;
                 let reason = format!("the device refused cooperative matrices: {e}");
-                (
-                    device,
-                    queue,
-                    crate::backend::gpu::stages::assign_coop::TensorCores::Unavailable(reason),
-                )
+                (device, queue, TensorCores::Unavailable(reason))
             }
             Err(e) => return Err(refused(e)),
         };
         let features = match tensor_cores {
-            crate::backend::gpu::stages::assign_coop::TensorCores::Enabled { .. } => {
-                features | tensor.features
-            }
+            TensorCores::Enabled { .. } => features | tensor.features,
             _ => features,
         };
 

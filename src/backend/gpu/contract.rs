@@ -3,12 +3,12 @@
 //! A host file copies numbers from its WGSL: constants it sizes dispatches
 //! with, the workgroup size of each entry point, and the layout of the
 //! uniform `Params` block it fills. Each stage lists them for every variant
-//! it compiles ([`all`]); `tests/gpu/shader_contract.rs` parses those very
+//! it compiles (gathered by [`crate::backend::gpu::stages::contracts`]);
+//! `tests/gpu/shader_contract.rs` parses those very
 //! sources with naga and holds every entry against naga's constants, entry
 //! points and type layout. Not public API: it exists for that test.
 
 use crate::backend::gpu::specialize::ShaderValue;
-use crate::error::Result;
 
 /// One compiled shader variant and what the host assumes about it.
 #[derive(Clone, Debug)]
@@ -87,19 +87,3 @@ macro_rules! uniform_layout {
     }};
 }
 pub(crate) use uniform_layout;
-
-/// Every variant of every stage the host compiles.
-pub fn all() -> Result<Vec<ShaderContract>> {
-    let mut contracts = Vec::new();
-    contracts.extend(crate::backend::gpu::stages::assign::contracts()?);
-    contracts.extend(crate::backend::gpu::stages::assign_coop::contracts()?);
-    contracts.extend(crate::backend::gpu::stages::radix_sort::contracts()?);
-    contracts.extend(crate::backend::gpu::stages::segmented_scan::contracts());
-    contracts.extend(crate::backend::gpu::stages::residual::contracts());
-    contracts.extend(crate::backend::gpu::stages::normalize::contracts()?);
-    contracts.extend(crate::backend::gpu::stages::ceilings::contracts());
-    contracts.extend(crate::backend::gpu::stages::soft_logits::contracts()?);
-    contracts.extend(crate::backend::gpu::stages::soft_aggregate::contracts()?);
-    contracts.extend(crate::backend::gpu::stages::unit_residual::contracts()?);
-    Ok(contracts)
-}

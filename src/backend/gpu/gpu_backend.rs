@@ -1,28 +1,31 @@
 //! The GPU session: one device, the compiled stages, a buffer pool and the
-//! codebook on the device, behind the three entry points the rest of the
-//! crate calls (`encode`, `assign`, and `cluster_sums` for k-means).
+//! codebook on the device, behind [`Compute`] (every route: encodings into
+//! caller memory, assignment, the cuts a stream follows, pieces of split
+//! images) and `cluster_sums` for k-means. Every call runs through the one
+//! chunk runner (`runner.rs`) with the route its work takes (`route.rs`).
 //!
-//! Creating one compiles every shader (milliseconds to seconds, depending on
-//! the driver), so callers keep one session and reuse it: the
+//! Creating one compiles every shader of hard assignment (milliseconds to
+//! seconds, depending on the driver; those of soft assignment and `rn` on
+//! their first use), so callers keep one session and reuse it: the
 //! [`Encoder`](crate::Encoder) makes it lazily, once.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use ndarray::Array2;
-
-use crate::backend::gpu::chunking::{Chunk, ChunkLimits, ChunkShape, plan_chunks};
+use crate::backend::combine::SplitImage;
+use crate::backend::compute::{Compute, Cuts, Model, Span};
+use crate::backend::gpu::chunking::{ChunkLimits, plan_chunks};
 use crate::backend::gpu::context::{GpuContext, GpuOptions};
-use crate::backend::gpu::pipeline::{
-    self, CompiledStages, DeviceCodebook, HostScratch, Input, Session, Work,
-};
 use crate::backend::gpu::pool::{BufferPool, Role};
+use crate::backend::gpu::route::Route;
+use crate::backend::gpu::runner::{self, DeviceCodebook, HostScratch, Input, Job, Session, Sink};
+use crate::backend::gpu::stages::CompiledStages;
 use crate::backend::gpu::staging::StagingSet;
 use crate::backend::gpu::timing::GpuTimer;
 use crate::error::{Result, VladError};
 use crate::model::batch::Batch;
 use crate::model::codebook::Codebook;
-use crate::model::element::Element;
+use crate::model::element::{DType, Element};
 use crate::model::normalization::Normalization;
 use crate::model::report::StageTimes;
 
@@ -36,9 +39,6 @@ pub struct GpuBackend {
     lose_on_next_run: AtomicBool,
     /// Chunk overlap: 0 = by adapter (off for software ones), 1 = off, 2 = on.
     overlap: AtomicU8,
-    /// The stages of soft assignment and `rn` (`soft_pipeline`), compiled
-    /// on first use.
-    pub(crate) soft: crate::backend::gpu::soft_pipeline::SoftCache,
 }
 
 /// What successive calls share; one call runs at a time.
@@ -52,15 +52,11 @@ struct SessionState {
 }
 
 impl GpuBackend {
-    /// Open a device (see [`GpuContext::new`]) and compile every stage.
+    /// Open a device (see [`GpuContext::new`]) and compile the stages.
     /// No adapter → [`VladError::BackendUnavailable`]; a shader the driver
     /// rejects → [`VladError::Gpu`].
     pub fn new(options: &GpuOptions) -> Result<Self> {
-        Self::with_context(GpuContext::new(options)?)
-    }
-
-    /// Compile every stage on an existing context.
-    pub fn with_context(ctx: GpuContext) -> Result<Self> {
+        let ctx = GpuContext::new(options)?;
         let stages = CompiledStages::new(&ctx)?;
         let timer = GpuTimer::new(&ctx)?;
         let pool = BufferPool::new(&ctx);
@@ -76,14 +72,13 @@ impl GpuBackend {
             }),
             lose_on_next_run: AtomicBool::new(false),
             overlap: AtomicU8::new(0),
-            soft: Default::default(),
         })
     }
 
     /// Why tensor cores, asked for with `VLAD_GPU_TENSOR_CORES=1`, are not
     /// used by this session (`None` when they are, or were not asked for).
     pub fn tensor_core_note(&self) -> Option<String> {
-        crate::backend::gpu::stages::assign_coop::note(&self.stages.tensor_cores)
+        crate::backend::gpu::tensor_cores::note(&self.stages.tensor_cores)
     }
 
     /// The adapter's kind (a software one's timings are not GPU speed).
@@ -134,115 +129,11 @@ impl GpuBackend {
         self.timer.is_some()
     }
 
-    /// The chunks `batch` would run in against `codebook` on this device.
-    pub fn plan<E: Element>(
-        &self,
-        codebook: &Codebook,
-        batch: &Batch<'_, E>,
-    ) -> Result<Vec<Chunk>> {
-        plan_chunks(
-            batch.offsets(),
-            &ChunkShape {
-                dim: codebook.dim(),
-                clusters: codebook.clusters(),
-                dtype: E::DTYPE,
-            },
-            &ChunkLimits::for_context(&self.ctx),
-        )
-    }
-
-    /// The chunks images with CSR `offsets` of `dtype` would run in
-    /// against `codebook` on this device: what a stream follows so that its
-    /// batches are the in-memory run's chunks (SPEC §11).
-    pub fn plan_offsets(
-        &self,
-        codebook: &Codebook,
-        offsets: &[usize],
-        dtype: crate::model::element::DType,
-    ) -> Result<Vec<Chunk>> {
-        plan_chunks(
-            offsets,
-            &ChunkShape {
-                dim: codebook.dim(),
-                clusters: codebook.clusters(),
-                dtype,
-            },
-            &ChunkLimits::for_context(&self.ctx),
-        )
-    }
-
-    /// One piece of a split image as one chunk: its labels (given or
-    /// computed), raw `K·F` residual sums (no normalization) and `K` counts,
-    /// exactly as the in-memory run computes a piece before combining.
-    pub fn encode_piece<E: Element>(
-        &self,
-        codebook: &Codebook,
-        rows: &[E],
-        dim: usize,
-        labels: Option<&[u32]>,
-        stages: &mut StageTimes,
-    ) -> Result<(Vec<u32>, Vec<f32>, Vec<u32>)> {
-        self.single_image_sums(codebook, rows, dim, labels, true, stages)
-    }
-
-    /// Device and staging buffers allocated so far (repeated encodes of similar batches
-    /// should add none).
+    /// Device and staging buffers allocated so far (repeated encodes of
+    /// similar batches should add none).
     pub fn pool_allocations(&self) -> Result<usize> {
         let state = self.lock()?;
         Ok(state.pool.allocations() + state.staging.allocations())
-    }
-
-    /// Encode `batch` into `(T, K·F)` with `norm`; returns the encoding and
-    /// the labels used (computed, or the batch's own).
-    pub fn encode<E: Element>(
-        &self,
-        codebook: &Codebook,
-        batch: &Batch<'_, E>,
-        norm: &Normalization,
-        stages: &mut StageTimes,
-    ) -> Result<(Array2<f32>, Vec<u32>)> {
-        let (input, work) = encoding(batch, norm);
-        let out = self.run(codebook, &input, work, stages)?;
-        let vlad = Array2::from_shape_vec(
-            (batch.images(), codebook.clusters() * codebook.dim()),
-            out.blocks,
-        )
-        .map_err(|e| VladError::Gpu(format!("encoding has the wrong shape: {e}")))?;
-        Ok((vlad, out.labels))
-    }
-
-    /// [`GpuBackend::encode`] into the caller's `out` (`T · K · F` values,
-    /// row-major): read-back writes straight into that memory. Returns the
-    /// labels used.
-    pub fn encode_into<E: Element>(
-        &self,
-        codebook: &Codebook,
-        batch: &Batch<'_, E>,
-        norm: &Normalization,
-        stages: &mut StageTimes,
-        out: &mut [f32],
-    ) -> Result<Vec<u32>> {
-        let (input, work) = encoding(batch, norm);
-        Ok(self
-            .run_with(codebook, &input, work, stages, Some(out))?
-            .labels)
-    }
-
-    /// Nearest-centroid labels of every descriptor of `batch` (its given
-    /// labels, if any, are ignored: this computes them).
-    pub fn assign<E: Element>(
-        &self,
-        codebook: &Codebook,
-        batch: &Batch<'_, E>,
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>> {
-        let input = Input {
-            rows: batch.rows(),
-            dim: batch.dim(),
-            offsets: batch.offsets(),
-            labels: None,
-        };
-        Ok(self.run(codebook, &input, Work::Assign, stages)?.labels)
     }
 
     /// For one k-means step over `rows` (`N × dim`, row-major, already
@@ -255,81 +146,46 @@ impl GpuBackend {
         dim: usize,
         stages: &mut StageTimes,
     ) -> Result<(Vec<u32>, Vec<f32>, Vec<u32>)> {
-        self.single_image_sums(codebook, rows, dim, None, false, stages)
+        let offsets = one_image(codebook, rows, dim)?;
+        let job = Job {
+            codebook,
+            input: Input {
+                rows,
+                offsets: &offsets,
+                labels: None,
+            },
+            route: Route::Hard {
+                subtract_centroid: false,
+            },
+            soft: None,
+        };
+        let (k, f) = (codebook.clusters(), codebook.dim());
+        let mut sums = vec![0f32; k * f];
+        let mut counts = vec![0u32; k];
+        let sink = Sink::Rows {
+            out: &mut sums,
+            norm: &Normalization::none(),
+            counts: Some(&mut counts),
+        };
+        let labels = self.run(&job, sink, stages)?;
+        Ok((labels, sums, counts))
     }
 
-    /// `rows` (whole rows of `dim`) as one image, aggregated without
-    /// normalization: labels, raw `K·F` sums (of residuals when
-    /// `subtract_centroid`, else of rows) and `K` counts.
-    fn single_image_sums<E: Element>(
-        &self,
-        codebook: &Codebook,
-        rows: &[E],
-        dim: usize,
-        labels: Option<&[u32]>,
-        subtract_centroid: bool,
-        stages: &mut StageTimes,
-    ) -> Result<(Vec<u32>, Vec<f32>, Vec<u32>)> {
-        if dim == 0 || !rows.len().is_multiple_of(dim) {
-            return Err(VladError::DimensionMismatch(format!(
-                "{} values are not whole rows of F = {dim}",
-                rows.len()
-            )));
-        }
-        let offsets = [0, rows.len() / dim];
-        let input = Input {
-            rows,
-            dim,
-            offsets: &offsets,
-            labels,
-        };
-        let none = Normalization::none();
-        let work = Work::Aggregate {
-            normalization: &none,
-            subtract_centroid,
-            want_counts: true,
-        };
-        let out = self.run(codebook, &input, work, stages)?;
-        Ok((out.labels, out.blocks, out.counts))
-    }
-
+    /// Run `job` into `sink` with this session's reused state (pool,
+    /// staging, host scratch, overlap setting) and the job's codebook on the
+    /// device, one call at a time.
     fn run<E: Element>(
         &self,
-        codebook: &Codebook,
-        input: &Input<'_, E>,
-        work: Work<'_>,
+        job: &Job<'_, E>,
+        sink: Sink<'_>,
         stages: &mut StageTimes,
-    ) -> Result<pipeline::Output> {
-        self.run_with(codebook, input, work, stages, None)
-    }
-
-    fn run_with<E: Element>(
-        &self,
-        codebook: &Codebook,
-        input: &Input<'_, E>,
-        work: Work<'_>,
-        stages: &mut StageTimes,
-        dest: Option<&mut [f32]>,
-    ) -> Result<pipeline::Output> {
-        self.with_session(codebook, |session, device_codebook| {
-            pipeline::run_into(session, device_codebook, input, work, stages, dest)
-        })
-    }
-
-    /// Run `body` with this session's reused state (pool, staging, host
-    /// scratch, overlap setting) and `codebook` on the device, one call at a
-    /// time: what the hard and the soft route both run in.
-    pub(crate) fn with_session<R>(
-        &self,
-        codebook: &Codebook,
-        body: impl FnOnce(&mut Session<'_>, &DeviceCodebook) -> Result<R>,
-    ) -> Result<R> {
+    ) -> Result<Vec<u32>> {
         let mut guard = self.lock()?;
         let state = &mut *guard;
         if self.lose_on_next_run.swap(false, Ordering::SeqCst) {
             self.ctx.simulate_loss();
         }
-        let device_codebook = self.upload_codebook(state, codebook)?;
+        let device_codebook = self.upload_codebook(state, job.codebook)?;
         let mut session = Session {
             ctx: &self.ctx,
             stages: &self.stages,
@@ -343,7 +199,7 @@ impl GpuBackend {
                 _ => !self.ctx.is_software(),
             },
         };
-        body(&mut session, &device_codebook)
+        runner::run(&mut session, &device_codebook, job, sink, stages)
     }
 
     /// The codebook's buffers, written only when the centroids changed.
@@ -392,12 +248,7 @@ impl GpuBackend {
             })?;
             state.uploaded = Some((f, current.to_vec()));
         }
-        Ok(DeviceCodebook {
-            centroids,
-            norms,
-            clusters: k,
-            dim: f,
-        })
+        Ok(DeviceCodebook { centroids, norms })
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, SessionState>> {
@@ -407,30 +258,23 @@ impl GpuBackend {
     }
 }
 
-/// The input and work of a VLAD encoding of `batch` ([`GpuBackend::encode`]
-/// and [`GpuBackend::encode_into`]).
-fn encoding<'a, E: Element>(
-    batch: &'a Batch<'_, E>,
-    norm: &'a Normalization,
-) -> (Input<'a, E>, Work<'a>) {
-    let input = Input {
-        rows: batch.rows(),
-        dim: batch.dim(),
-        offsets: batch.offsets(),
-        labels: batch.labels(),
-    };
-    let work = Work::Aggregate {
-        normalization: norm,
-        subtract_centroid: true,
-        want_counts: false,
-    };
-    (input, work)
+/// The CSR offsets of `rows` (whole rows of `dim`, the codebook's) as one
+/// image.
+fn one_image<E: Element>(codebook: &Codebook, rows: &[E], dim: usize) -> Result<[usize; 2]> {
+    if dim != codebook.dim() || !rows.len().is_multiple_of(dim) {
+        return Err(VladError::DimensionMismatch(format!(
+            "{} values are not whole rows of F = {}",
+            rows.len(),
+            codebook.dim()
+        )));
+    }
+    Ok([0, rows.len() / dim])
 }
 
-impl crate::backend::compute::Compute for GpuBackend {
+impl Compute for GpuBackend {
     fn encode_into<E: Element>(
         &self,
-        model: &crate::backend::compute::Model<'_>,
+        model: &Model<'_>,
         batch: &Batch<'_, E>,
         out: &mut [f32],
         stages: &mut StageTimes,
@@ -438,22 +282,23 @@ impl crate::backend::compute::Compute for GpuBackend {
         if !batch.finite_checked() {
             batch.check_finite()?;
         }
-        if !model.is_weighted() {
-            return GpuBackend::encode_into(self, model.codebook, batch, model.norm, stages, out);
-        }
-        let (vlad, labels) =
-            self.encode_weighted(model.codebook, model.soft, batch, model.norm, stages)?;
-        match vlad.as_slice() {
-            Some(values) if values.len() == out.len() => out.copy_from_slice(values),
-            _ => {
-                return Err(VladError::DimensionMismatch(format!(
-                    "the output holds {} values, the encoding has {}",
-                    out.len(),
-                    vlad.len()
-                )));
-            }
-        }
-        Ok(labels)
+        check_dim(model.codebook, batch.dim())?;
+        let job = Job {
+            codebook: model.codebook,
+            input: Input {
+                rows: batch.rows(),
+                offsets: batch.offsets(),
+                labels: batch.labels(),
+            },
+            route: Route::encoding(model),
+            soft: model.soft,
+        };
+        let sink = Sink::Rows {
+            out,
+            norm: model.norm,
+            counts: None,
+        };
+        self.run(&job, sink, stages)
     }
 
     fn assign<E: Element>(
@@ -462,55 +307,80 @@ impl crate::backend::compute::Compute for GpuBackend {
         batch: &Batch<'_, E>,
         stages: &mut StageTimes,
     ) -> Result<Vec<u32>> {
-        GpuBackend::assign(self, codebook, batch, stages)
+        check_dim(codebook, batch.dim())?;
+        let job = Job {
+            codebook,
+            input: Input {
+                rows: batch.rows(),
+                offsets: batch.offsets(),
+                labels: None,
+            },
+            route: Route::Assign,
+            soft: None,
+        };
+        self.run(&job, Sink::Labels, stages)
     }
 
-    fn cuts(
-        &self,
-        model: &crate::backend::compute::Model<'_>,
-        offsets: &[usize],
-        dtype: crate::model::element::DType,
-    ) -> Result<crate::backend::compute::Cuts> {
-        if model.is_weighted() {
-            return Ok(crate::backend::compute::Cuts::Whole);
-        }
-        let spans = self
-            .plan_offsets(model.codebook, offsets, dtype)?
+    /// The route's own chunk plan of the whole input (before chunks of
+    /// whole images are cut smaller for overlap, which cuts each batch of
+    /// planned chunks alike).
+    fn cuts(&self, model: &Model<'_>, offsets: &[usize], dtype: DType) -> Result<Cuts> {
+        let codebook = model.codebook;
+        let shape = Route::encoding(model).plan_shape(codebook.dim(), codebook.clusters(), dtype);
+        let spans = plan_chunks(offsets, &shape, &ChunkLimits::for_context(&self.ctx))?
             .into_iter()
-            .map(|chunk| crate::backend::compute::Span {
+            .map(|chunk| Span {
                 images: chunk.images,
                 rows: chunk.rows,
                 part: chunk.part.map(|p| (p.index, p.count)),
             })
             .collect();
-        Ok(crate::backend::compute::Cuts::Planned(spans))
+        Ok(Cuts::Planned(spans))
     }
 
-    fn split_image(
-        &self,
-        model: &crate::backend::compute::Model<'_>,
-    ) -> Result<crate::backend::combine::SplitImage> {
-        Ok(crate::backend::combine::SplitImage::new(model.codebook))
+    fn split_image(&self, model: &Model<'_>) -> Result<SplitImage> {
+        Ok(SplitImage::new(model.codebook))
     }
 
+    /// One piece of a split image, run as one image: each chunk's raw sums
+    /// and counts (hard or soft) are added to `image` as a piece of its
+    /// own, in order (a piece cut where [`Compute::cuts`] plans is one
+    /// chunk).
     fn add_piece<E: Element>(
         &self,
-        model: &crate::backend::compute::Model<'_>,
+        model: &Model<'_>,
         rows: &[E],
         labels: Option<&[u32]>,
-        image: &mut crate::backend::combine::SplitImage,
+        image: &mut SplitImage,
         stages: &mut StageTimes,
     ) -> Result<Vec<u32>> {
-        if model.is_weighted() {
-            return Err(VladError::InvalidArgument(
-                "soft or rn pieces on the GPU are not cut by the stream (a bug)".into(),
-            ));
+        let codebook = model.codebook;
+        let offsets = one_image(codebook, rows, codebook.dim())?;
+        if offsets[1] == 0 {
+            image.piece_added();
+            return Ok(Vec::new());
         }
-        let (labels, sums, counts) =
-            self.encode_piece(model.codebook, rows, model.codebook.dim(), labels, stages)?;
-        let started = std::time::Instant::now();
-        image.add_f32(&sums, counts.iter().map(|&n| n as f64))?;
-        stages.add("combine", started.elapsed().as_secs_f64());
-        Ok(labels)
+        let job = Job {
+            codebook,
+            input: Input {
+                rows,
+                offsets: &offsets,
+                labels,
+            },
+            route: Route::encoding(model),
+            soft: model.soft,
+        };
+        self.run(&job, Sink::Piece(image), stages)
     }
+}
+
+/// Descriptors of width `dim` fit `codebook`.
+fn check_dim(codebook: &Codebook, dim: usize) -> Result<()> {
+    if dim != codebook.dim() {
+        return Err(VladError::DimensionMismatch(format!(
+            "descriptors have F = {dim} but centroids have F = {}",
+            codebook.dim()
+        )));
+    }
+    Ok(())
 }

@@ -1,21 +1,36 @@
 //! SPIR-V under the Vulkan memory model, with shared memory accesses that
 //! barriers actually order.
 //!
-//! Why this exists: naga 30 moves a module that uses cooperative matrices to
-//! the Vulkan memory model (`SPV_KHR_vulkan_memory_model`), but writes its
-//! loads, stores and barriers as it does under GLSL450 (wgpu issue 8805,
-//! fix pending in wgpu PR 10016). Under the Vulkan model an access without
-//! the `NonPrivatePointer` operand is private to its invocation — no
-//! barrier orders it against other invocations — and a barrier without
-//! `MakeAvailable | MakeVisible` makes nothing available or visible. A
-//! driver may then keep a workgroup value in a register across a barrier.
-//! The tensor-core assign (`shaders/assign_coop.wgsl`) exchanges its f16
-//! tiles and its dot products through workgroup memory across barriers;
-//! on an H100 it produced wrong labels (BENCHMARKS.md, "Real GPU").
+//! What it works around: naga 30 moves a module that uses cooperative
+//! matrices to the Vulkan memory model (`SPV_KHR_vulkan_memory_model`), but
+//! writes its loads, stores and barriers as it does under GLSL450 (wgpu
+//! issue 8805; a fix is proposed in wgpu PR 10016). Under the Vulkan model
+//! an access without the `NonPrivatePointer` operand is private to its
+//! invocation — no barrier orders it against other invocations — and a
+//! barrier without `MakeAvailable | MakeVisible` makes nothing available or
+//! visible, so a driver may keep a workgroup value in a register across a
+//! barrier. The tensor-core assign (`shaders/assign_coop.wgsl`) exchanges
+//! its f16 tiles and its dot products through workgroup memory across
+//! barriers, so it relies on that ordering; it is the only shader compiled
+//! this way (`stages::assign_coop`).
 //!
-//! So on Vulkan we compile such a shader ourselves — naga, as wgpu would —
-//! and rewrite the SPIR-V words before handing them to the driver as a
-//! passthrough module (`GpuContext::pipeline_vulkan_memory_model`):
+//! Whether the driver would mis-order the unrewritten module is not known:
+//! the failure of the tensor-core self-check seen on an H100 is explained by
+//! another cause (cooperative loads and stores landing 4 bytes early beside
+//! a lone 4-byte workgroup variable, since removed; BENCHMARKS.md, "Tensor
+//! cores, what the probe found"), and neither fix has run on a GPU since.
+//!
+//! When it can go: once naga emits `NonPrivatePointer` and
+//! `MakeAvailable | MakeVisible` itself for cooperative-matrix modules (the
+//! wgpu release that carries the fix for issue 8805), or once a device
+//! check shows the tensor-core self-check passing with the plain path
+//! (`AssignCoopStage` compiled without this rewrite). Then
+//! `GpuContext::pipeline_vulkan_memory_model`, the `vulkan_memory_model`
+//! option and tests/gpu/memory_model.rs go with it.
+//!
+//! What it does: on Vulkan such a shader is compiled here — naga, as wgpu
+//! would — and its SPIR-V words are rewritten before they go to the driver
+//! as a passthrough module (`GpuContext::pipeline_vulkan_memory_model`):
 //!
 //! * every `OpLoad`, `OpStore`, `OpCooperativeMatrixLoadKHR` and
 //!   `OpCooperativeMatrixStoreKHR` through a pointer into Workgroup or
@@ -82,11 +97,11 @@ const SEMANTICS_MAKE_VISIBLE: u32 = 0x4000;
 /// What [`make_shared_accesses_non_private`] changed (for tests and labels).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Rewrite {
-    /// Loads and stores (plain and cooperative) now `NonPrivatePointer`.
+    /// Loads and stores (plain and cooperative) made `NonPrivatePointer`.
     pub accesses: usize,
-    /// Barriers now `MakeAvailable | MakeVisible`.
+    /// Barriers made `MakeAvailable | MakeVisible`.
     pub barriers: usize,
-    /// Whether the module was under GLSL450 and is now under Vulkan.
+    /// Whether the module was under GLSL450 and is moved to Vulkan's.
     pub moved_to_vulkan_model: bool,
 }
 

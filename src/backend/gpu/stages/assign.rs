@@ -210,21 +210,25 @@ impl Params {
     }
 }
 
-/// `job`'s buffers bound in the interface's order, after the uniform
-/// `params` (a [`Params`]).
-pub(crate) fn bind_job(
+/// Record one dispatch of `pipeline` (a variant of the assignment
+/// interface) over `job`: its buffers bound in the interface's order after
+/// the uniform `params`, one workgroup per row tile, at most `max_per_dim`
+/// per dimension.
+pub(crate) fn dispatch_job(
     ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
     label: &str,
     pipeline: &wgpu::ComputePipeline,
     params: &Params,
     job: &AssignJob<'_>,
-) -> Result<wgpu::BindGroup> {
-    let params = ctx.uniform(label, params)?;
-    ctx.bind_group(
+    max_per_dim: u32,
+) -> Result<()> {
+    let uniform = ctx.uniform(label, params)?;
+    let bind_group = ctx.bind_group(
         label,
         pipeline,
         &[
-            params.as_entire_binding(),
+            uniform.as_entire_binding(),
             job.descriptors.as_entire_binding(),
             job.centroids.as_entire_binding(),
             job.centroid_norms.as_entire_binding(),
@@ -233,7 +237,16 @@ pub(crate) fn bind_job(
             job.keys.as_entire_binding(),
             job.values.as_entire_binding(),
         ],
-    )
+    )?;
+    let (x, y) = dispatch_2d(params.row_tiles(), max_per_dim);
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(label),
+        timestamp_writes: None,
+    });
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, &bind_group, &[]);
+    pass.dispatch_workgroups(x, y, 1);
+    Ok(())
 }
 
 /// What this file assumes of every variant it compiles.
@@ -334,19 +347,10 @@ impl AssignStage {
             shape.clusters_per_tile(),
             shape.chunk_features(),
         );
-        let bind_group = bind_job(ctx, "assign", &pipeline, &params, job)?;
         let max = ctx
             .max_workgroups_per_dim()
             .min(self.max_workgroups_per_dim.unwrap_or(u32::MAX));
-        let (x, y) = dispatch_2d(params.row_tiles(), max);
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("assign"),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(x, y, 1);
-        Ok(())
+        dispatch_job(ctx, encoder, "assign", &pipeline, &params, job, max)
     }
 }
 

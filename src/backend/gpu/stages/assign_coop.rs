@@ -3,20 +3,21 @@
 //! `EXPERIMENTAL_COOPERATIVE_MATRIX` feature. CPU twin: `cpu::assign_coop`.
 //!
 //! Opt-in: it runs only when `VLAD_GPU_TENSOR_CORES=1` **and** the adapter
-//! reports what the shader needs ([`tensor_core_status`]). Otherwise — or if
-//! the device refuses the features, the shader does not compile, or the
-//! stage fails its self-check on this device — the plain `assign` runs, and
-//! the reason is kept in [`TensorCores::Unavailable`] and printed once to
-//! stderr (never a silent fallback). Labels obey SPEC §4 exactly as the plain
+//! reports what the shader needs ([`crate::backend::gpu::tensor_cores`]).
+//! Otherwise — or if the device refuses the features, the shader does not
+//! compile, or the stage fails its self-check on this device — the plain
+//! `assign` runs, and the reason is kept in [`TensorCores::Unavailable`],
+//! which every report of the session carries as a note (never a silent
+//! fallback). Labels obey SPEC §4 exactly as the plain
 //! path's do: see the shader's header for the error bound and the re-check.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::backend::gpu::context::{GpuContext, dispatch_2d};
+use crate::backend::gpu::context::GpuContext;
 use crate::backend::gpu::specialize::specialize;
-use crate::backend::gpu::stages::assign::{AssignJob, Params, bind_job, check_job};
-use crate::backend::options::TENSOR_CORES_VAR;
+use crate::backend::gpu::stages::assign::{AssignJob, Params, check_job, dispatch_job};
+use crate::backend::gpu::tensor_cores::{SUBGROUP_SIZES, TensorCores};
 use crate::error::{Result, VladError};
 
 const SHADER: &str = include_str!(concat!(
@@ -30,144 +31,9 @@ const ROWS_PER_WORKGROUP: u32 = 32;
 const CLUSTERS_PER_TILE: u32 = 32;
 /// Features per cooperative step (`STEP`).
 const STEP: u32 = 16;
-/// Subgroup sizes the shader is specialized for (one workgroup = one subgroup).
-const SUBGROUP_SIZES: [u32; 3] = [16, 32, 64];
 
 /// The stage name reported by timings when this variant ran.
 pub const STAGE_NAME: &str = "assign (tensor cores)";
-
-/// Whether and how the session uses tensor cores.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TensorCores {
-    /// Not asked for (`VLAD_GPU_TENSOR_CORES` unset or 0): plain assign.
-    Off,
-    /// Asked for but not usable here, with the reason: plain assign.
-    Unavailable(String),
-    /// The device was opened with cooperative matrices; the shader is
-    /// specialized for this (fixed) subgroup size.
-    Enabled {
-        /// The adapter's subgroup size, the shader's workgroup size.
-        subgroup_size: u32,
-    },
-}
-
-impl TensorCores {
-    /// Whether the device was opened with cooperative matrices.
-    pub fn is_enabled(&self) -> bool {
-        matches!(self, TensorCores::Enabled { .. })
-    }
-}
-
-/// What this adapter offers the tensor-core assign: `Ok(description)` when
-/// it can run it (e.g. "16×16×16 f16·f16→f32 cooperative matrices,
-/// subgroup 32"), `Err(reason)` when not. Asks the adapter only; opens
-/// nothing. For `vlad adapters`.
-pub fn tensor_core_status(adapter: &wgpu::Adapter) -> std::result::Result<String, String> {
-    let info = adapter.get_info();
-    status_of(
-        adapter.features(),
-        &adapter.cooperative_matrix_properties(),
-        (info.subgroup_min_size, info.subgroup_max_size),
-    )
-    .map(|size| format!("16×16×16 f16·f16→f32 cooperative matrices, subgroup {size}"))
-}
-
-/// [`tensor_core_status`] as an `Option` (the description when available).
-pub fn tensor_core_support(adapter: &wgpu::Adapter) -> Option<String> {
-    tensor_core_status(adapter).ok()
-}
-
-/// The subgroup size to specialize for, or why the adapter cannot run the
-/// shader.
-fn status_of(
-    features: wgpu::Features,
-    properties: &[wgpu::CooperativeMatrixProperties],
-    subgroup_sizes: (u32, u32),
-) -> std::result::Result<u32, String> {
-    if !features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
-        return Err("the adapter has no cooperative matrices \
-                    (wgpu feature EXPERIMENTAL_COOPERATIVE_MATRIX)"
-            .to_string());
-    }
-    if !features.contains(wgpu::Features::SHADER_F16) {
-        return Err("the adapter has no f16 in shaders (wgpu feature SHADER_F16)".to_string());
-    }
-    let wanted = properties.iter().any(|p| {
-        p.m_size == 16
-            && p.n_size == 16
-            && p.k_size == 16
-            && p.ab_type == wgpu::CooperativeScalarType::F16
-            && p.cr_type == wgpu::CooperativeScalarType::F32
-    });
-    if !wanted {
-        let offered: Vec<String> = properties
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}×{}×{} {:?}→{:?}",
-                    p.m_size, p.n_size, p.k_size, p.ab_type, p.cr_type
-                )
-            })
-            .collect();
-        return Err(format!(
-            "no 16×16×16 f16·f16→f32 cooperative-matrix configuration (offered: {})",
-            if offered.is_empty() {
-                "none".to_string()
-            } else {
-                offered.join(", ")
-            }
-        ));
-    }
-    let (min, max) = subgroup_sizes;
-    if min != max || !SUBGROUP_SIZES.contains(&min) {
-        return Err(format!(
-            "subgroup size varies or is unsupported ({min}..={max}; \
-             the shader needs one fixed size among {SUBGROUP_SIZES:?})"
-        ));
-    }
-    Ok(min)
-}
-
-/// What [`GpuContext::new`] adds to its device request for tensor cores.
-pub struct TensorRequest {
-    /// Extra features to require (empty unless enabled).
-    pub features: wgpu::Features,
-    /// The experimental opt-in (disabled unless enabled).
-    pub experimental: wgpu::ExperimentalFeatures,
-    /// What the session will report if the device accepts the request.
-    pub status: TensorCores,
-}
-
-/// The device request for tensor cores on `adapter`, when `requested`
-/// ([`crate::backend::options::GpuOptions::tensor_cores`]).
-pub fn device_request(adapter: &wgpu::Adapter, requested: bool) -> TensorRequest {
-    let none = |status| TensorRequest {
-        features: wgpu::Features::empty(),
-        experimental: wgpu::ExperimentalFeatures::disabled(),
-        status,
-    };
-    if !requested {
-        return none(TensorCores::Off);
-    }
-    let info = adapter.get_info();
-    match status_of(
-        adapter.features(),
-        &adapter.cooperative_matrix_properties(),
-        (info.subgroup_min_size, info.subgroup_max_size),
-    ) {
-        Err(reason) => none(TensorCores::Unavailable(reason)),
-        Ok(subgroup_size) => TensorRequest {
-            features: wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16,
-            // SAFETY: wgpu marks cooperative matrices experimental (possible
-            // implementation bugs, not a memory-safety contract on our side).
-            // We opt in only when the user asked for it, use the feature
-            // only through the validated shader below, and check its results
-            // on this device (`AssignCoopStage::new`) before trusting it.
-            experimental: unsafe { wgpu::ExperimentalFeatures::enabled() },
-            status: TensorCores::Enabled { subgroup_size },
-        },
-    }
-}
 
 /// The WGSL the stage compiles for a subgroup size and input type.
 pub fn shader_source(subgroup_size: u32, u8_input: bool) -> Result<String> {
@@ -229,17 +95,6 @@ pub fn emulated_shader_source(subgroup_size: u32, u8_input: bool) -> Result<Stri
         &source[stop + end.len()..]
     );
     Ok(out.replace("enable wgpu_cooperative_matrix;\n", ""))
-}
-
-/// The note a report carries when tensor cores were asked for and the plain
-/// assign ran instead (`None` when they ran, or were not asked for).
-pub fn note(status: &TensorCores) -> Option<String> {
-    match status {
-        TensorCores::Unavailable(reason) => Some(format!(
-            "{TENSOR_CORES_VAR}=1 but tensor cores are unavailable ({reason}); using the plain assign"
-        )),
-        _ => None,
-    }
 }
 
 /// What this file assumes of every variant it compiles (checked against
@@ -316,7 +171,7 @@ impl AssignCoopStage {
         // On Vulkan naga declares the Vulkan memory model for cooperative
         // matrices but leaves workgroup accesses private: compile it
         // ourselves with the accesses made non-private
-        // (src/gpu/memory_model.rs); elsewhere wgpu's own path.
+        // (`compat::memory_model`); elsewhere wgpu's own path.
         let pipeline = if ctx.can_rewrite_memory_model() {
             ctx.pipeline_vulkan_memory_model(&label, &source, "assign")?
         } else {
@@ -340,23 +195,15 @@ impl AssignCoopStage {
         check_job(job)?;
         let pipeline = self.pipeline(ctx, job.u8_input)?;
         let params = Params::for_job(job, ROWS_PER_WORKGROUP, CLUSTERS_PER_TILE, STEP);
-        let bind_group = bind_job(ctx, "assign_coop", &pipeline, &params, job)?;
-        let (x, y) = dispatch_2d(params.row_tiles(), ctx.max_workgroups_per_dim());
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("assign_coop"),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(x, y, 1);
-        Ok(())
+        let max = ctx.max_workgroups_per_dim();
+        dispatch_job(ctx, encoder, "assign_coop", &pipeline, &params, job, max)
     }
 }
 
 /// The assignment stage a session runs: tensor cores when enabled and they
 /// pass their self-check, else the plain one. Why not is in the returned
 /// status, which every report of the session carries as a note
-/// ([`note`]): the library prints nothing.
+/// (`tensor_cores::note`): the library prints nothing.
 pub fn select(ctx: &GpuContext) -> (Option<AssignCoopStage>, TensorCores) {
     match &ctx.tensor_cores {
         TensorCores::Off => (None, TensorCores::Off),
@@ -482,43 +329,6 @@ mod self_check {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn props(ab: wgpu::CooperativeScalarType, size: u32) -> wgpu::CooperativeMatrixProperties {
-        wgpu::CooperativeMatrixProperties {
-            m_size: size,
-            n_size: size,
-            k_size: size,
-            ab_type: ab,
-            cr_type: wgpu::CooperativeScalarType::F32,
-            saturating_accumulation: false,
-        }
-    }
-
-    #[test]
-    fn status_needs_every_piece() {
-        use wgpu::CooperativeScalarType::{F16, F32};
-        let all = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
-        let good = [props(F32, 8), props(F16, 16)];
-        assert_eq!(status_of(all, &good, (32, 32)), Ok(32));
-        let no_coop = status_of(wgpu::Features::SHADER_F16, &good, (32, 32));
-        assert!(
-            no_coop
-                .unwrap_err()
-                .contains("EXPERIMENTAL_COOPERATIVE_MATRIX")
-        );
-        let no_f16 = status_of(
-            wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
-            &good,
-            (32, 32),
-        );
-        assert!(no_f16.unwrap_err().contains("SHADER_F16"));
-        // Only 8×8 f32 (what wgpu's Metal path offers): refused, and said so.
-        let only_8 = status_of(all, &[props(F32, 8)], (32, 32)).unwrap_err();
-        assert!(only_8.contains("8×8×8 F32→F32"), "{only_8}");
-        let varying = status_of(all, &good, (32, 64)).unwrap_err();
-        assert!(varying.contains("32..=64"), "{varying}");
-        assert!(status_of(all, &good, (8, 8)).is_err());
-    }
 
     #[test]
     fn every_subgroup_size_specializes() {

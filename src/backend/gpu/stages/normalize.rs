@@ -19,8 +19,6 @@
 //! (for the fused `ssr`, Σ|x|, since ‖ssr(x)‖² = Σ|x|) and finds the
 //! largest, one pass scales. Only a segment whose largest square lies
 //! outside [2⁻⁸⁰, 2⁸⁰] takes one more read, for the scaled form below.
-//! (Before: `l2` read each row three times, and `ssr,l2` read it three
-//! times and wrote it twice.)
 //!
 //! # Error
 //!

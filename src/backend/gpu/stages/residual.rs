@@ -134,8 +134,7 @@ impl ResidualStage {
                 clusters: job.clusters,
             },
         )?;
-        let count_group = bind_numbered(
-            ctx,
+        let count_group = ctx.bind_group_numbered(
             "residual counts",
             &self.count,
             &[
@@ -146,8 +145,7 @@ impl ResidualStage {
         )?;
         let in_place = seg.sums == *job.blocks;
         let (write, write_group) = if in_place {
-            let group = bind_numbered(
-                ctx,
+            let group = ctx.bind_group_numbered(
                 "residual empty blocks",
                 &self.zero_empty,
                 &[
@@ -158,8 +156,7 @@ impl ResidualStage {
             )?;
             (&self.zero_empty, group)
         } else {
-            let group = bind_numbered(
-                ctx,
+            let group = ctx.bind_group_numbered(
                 "residual blocks",
                 &self.write,
                 &[
@@ -188,16 +185,4 @@ impl ResidualStage {
         }
         Ok(())
     }
-}
-
-/// A bind group for `pipeline`'s group 0 with explicit binding numbers: the
-/// two entry points share the shader's declarations but each uses only
-/// some of them, so their bindings are not 0, 1, 2… in order.
-fn bind_numbered(
-    ctx: &GpuContext,
-    label: &str,
-    pipeline: &wgpu::ComputePipeline,
-    entries: &[(u32, wgpu::BindingResource<'_>)],
-) -> Result<wgpu::BindGroup> {
-    ctx.bind_group_numbered(label, pipeline, entries)
 }

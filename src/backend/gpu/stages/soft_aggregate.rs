@@ -10,7 +10,6 @@
 use crate::backend::gpu::context::{GpuContext, check_buffer_sizes, descriptor_bytes, dispatch_2d};
 use crate::backend::gpu::contract::{ShaderContract, uniform_layout};
 use crate::backend::gpu::specialize::specialize;
-use crate::backend::gpu::stages::soft_logits::bind_numbered;
 use crate::error::{Result, VladError};
 
 const SHADER: &str = include_str!(concat!(
@@ -200,8 +199,7 @@ impl SoftAggregateStage {
             },
         )?;
         let pipeline = &self.aggregate[job.u8_input as usize];
-        let group = bind_numbered(
-            ctx,
+        let group = ctx.bind_group_numbered(
             "soft aggregate",
             pipeline,
             &[
@@ -266,8 +264,7 @@ impl SoftAggregateStage {
                 mass_is_weights: 0,
             },
         )?;
-        let group = bind_numbered(
-            ctx,
+        let group = ctx.bind_group_numbered(
             "soft mass",
             &self.divide,
             &[

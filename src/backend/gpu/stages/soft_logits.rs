@@ -224,8 +224,7 @@ impl SoftLogitsStage {
                 _pad1: 0,
             },
         )?;
-        let logits_group = bind_numbered(
-            ctx,
+        let logits_group = ctx.bind_group_numbered(
             "soft logits",
             &logits,
             &[
@@ -236,8 +235,7 @@ impl SoftLogitsStage {
                 (4, job.weights.as_entire_binding()),
             ],
         )?;
-        let softmax_group = bind_numbered(
-            ctx,
+        let softmax_group = ctx.bind_group_numbered(
             "soft softmax",
             &softmax,
             &[
@@ -300,28 +298,4 @@ fn check_job(job: &SoftLogitsJob<'_>) -> Result<()> {
         ],
     )?;
     Ok(())
-}
-
-/// A bind group for group 0 of `pipeline` with the given binding numbers
-/// (an entry point's derived layout holds only the bindings it uses).
-pub(crate) fn bind_numbered(
-    ctx: &GpuContext,
-    label: &str,
-    pipeline: &wgpu::ComputePipeline,
-    entries: &[(u32, wgpu::BindingResource<'_>)],
-) -> Result<wgpu::BindGroup> {
-    ctx.checked(&format!("binding {label}"), || {
-        let entries: Vec<wgpu::BindGroupEntry<'_>> = entries
-            .iter()
-            .map(|(binding, resource)| wgpu::BindGroupEntry {
-                binding: *binding,
-                resource: resource.clone(),
-            })
-            .collect();
-        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(label),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        })
-    })
 }

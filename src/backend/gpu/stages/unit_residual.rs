@@ -7,7 +7,6 @@
 use crate::backend::gpu::context::{GpuContext, check_buffer_sizes, descriptor_bytes, dispatch_2d};
 use crate::backend::gpu::contract::{ShaderContract, uniform_layout};
 use crate::backend::gpu::specialize::specialize;
-use crate::backend::gpu::stages::soft_logits::bind_numbered;
 use crate::error::{Result, VladError};
 
 const SHADER: &str = include_str!(concat!(
@@ -137,8 +136,7 @@ impl UnitResidualStage {
             },
         )?;
         let pipeline = &self.pipelines[job.u8_input as usize];
-        let group = bind_numbered(
-            ctx,
+        let group = ctx.bind_group_numbered(
             "unit residual",
             pipeline,
             &[
