@@ -11,6 +11,7 @@ use crate::error::{Result, VladError};
 use crate::model::batch::Batch;
 use crate::model::codebook::Codebook;
 use crate::model::normalization::Normalization;
+pub use crate::model::report::Ceilings;
 
 /// The shape and protocol of a benchmark.
 #[derive(Clone, Debug, PartialEq)]
@@ -86,38 +87,6 @@ pub struct BenchRow {
     /// The stage's throughput as a percentage of that ceiling (GFLOP/s of
     /// FMA for `"fma"`, GB/s otherwise).
     pub percent_of_ceiling: Option<f64>,
-}
-
-/// What a backend can do at best, measured by small calibrated kernels
-/// before the stages are timed (see [`crate::backend::cpu::ceilings`] and
-/// `crate::backend::gpu::stages::ceilings`).
-#[derive(Copy, Clone, Debug, PartialEq)]
-pub struct Ceilings {
-    /// FMA throughput, GFLOP/s.
-    pub fma_gflops: f64,
-    /// Memory bandwidth (copy: bytes read plus written), GB/s.
-    pub memory_gbps: f64,
-    /// Host → device through mapped staging, GB/s (GPU only).
-    pub upload_gbps: Option<f64>,
-    /// Device → host through mapped staging, GB/s (GPU only).
-    pub readback_gbps: Option<f64>,
-}
-
-impl Ceilings {
-    /// The ceiling bounding `stage`, its name and value (GFLOP/s for
-    /// `"fma"`, GB/s for the others); `None` for stages no single ceiling
-    /// bounds (`"total"`, a whole-submission `"compute"`).
-    pub fn for_stage(&self, stage: &str) -> Option<(&'static str, f64)> {
-        match stage {
-            "assign" => Some(("fma", self.fma_gflops)),
-            "sort" | "scan" | "residual" | "normalize" | "aggregate" | "combine" => {
-                Some(("memory", self.memory_gbps))
-            }
-            "upload" => self.upload_gbps.map(|c| ("upload", c)),
-            "readback" => self.readback_gbps.map(|c| ("readback", c)),
-            _ => None,
-        }
-    }
 }
 
 /// The ceilings measured for one backend.
@@ -383,25 +352,13 @@ fn measure_ceilings(
     input_bytes: u64,
     output_bytes: u64,
 ) -> Result<Ceilings> {
-    let memory_bytes = input_bytes.clamp(1 << 24, 1 << 28);
-    #[cfg(feature = "gpu")]
     if ran == Backend::Gpu {
         let session = encoder.gpu_backend().ok_or_else(|| {
             VladError::Gpu("the GPU session is gone: cannot measure its ceilings".to_string())
         })?;
-        let g = crate::backend::gpu::stages::ceilings::measure(
-            session.context(),
-            input_bytes,
-            output_bytes,
-        )?;
-        return Ok(Ceilings {
-            fma_gflops: g.fma_gflops,
-            memory_gbps: g.memory_gbps,
-            upload_gbps: Some(g.upload_gbps),
-            readback_gbps: Some(g.readback_gbps),
-        });
+        return session.ceilings(input_bytes, output_bytes);
     }
-    let _ = (encoder, ran, output_bytes);
+    let memory_bytes = input_bytes.clamp(1 << 24, 1 << 28);
     Ok(Ceilings {
         fma_gflops: crate::backend::cpu::ceilings::fma_gflops(),
         memory_gbps: crate::backend::cpu::ceilings::memory_gbps(memory_bytes as usize),

@@ -18,7 +18,9 @@ use crate::backend::gpu::GpuBackend;
 use crate::backend::options::GpuOptions;
 use crate::backend::select::{Selected, fallback_reason, select};
 use crate::backend::slot::GpuSlot;
-use crate::backend::{Backend, Compute, Cuts, Engine, Model, on_engine};
+use crate::backend::{
+    AddPiece, Assign, Backend, Compute, Cuts, EncodeInto, Engine, Model, on_engine,
+};
 use crate::error::{Result, VladError};
 use crate::model::assignment::{Assignment, SoftParams};
 use crate::model::batch::Batch;
@@ -417,7 +419,12 @@ impl Encoder {
             batch.check_finite()?;
         }
         let (labels, report) = self.run(|engine, model, stages| {
-            on_engine!(engine, b => Compute::assign(b, model.codebook, batch, stages))
+            let call = Assign {
+                codebook: model.codebook,
+                batch,
+                stages,
+            };
+            on_engine!(engine, b => Compute::assign(b, call))
         })?;
         Ok(Assigned { labels, report })
     }
@@ -468,7 +475,13 @@ impl Encoder {
         out: &mut [f32],
     ) -> Result<(Vec<u32>, RunReport)> {
         self.run(|engine, model, stages| {
-            on_engine!(engine, b => Compute::encode_into(b, model, batch, out, stages))
+            let call = EncodeInto {
+                model,
+                batch,
+                out,
+                stages,
+            };
+            on_engine!(engine, b => Compute::encode_into(b, call))
         })
     }
 
@@ -639,10 +652,14 @@ impl ImagePieces<'_> {
             .as_slice()
             .unwrap_or_else(|| unreachable!("standard layout is contiguous"));
         let model = encoder.model(self.soft.as_ref());
-        let (image, stages) = (&mut self.image, &mut self.stages);
-        let labels = on_engine!(&self.selected.engine, b => {
-            Compute::add_piece(b, &model, values, labels, image, stages)
-        })?;
+        let call = AddPiece {
+            model: &model,
+            rows: values,
+            labels,
+            image: &mut self.image,
+            stages: &mut self.stages,
+        };
+        let labels = on_engine!(&self.selected.engine, b => Compute::add_piece(b, call))?;
         self.seconds += start.elapsed().as_secs_f64();
         Ok(labels)
     }

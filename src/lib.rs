@@ -93,3 +93,13 @@ pub use model::report::{RunReport, StageTimes};
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// docs/rust.md's code blocks, compiled and run as doctests.
+#[doc = include_str!("../docs/rust.md")]
+#[cfg(doctest)]
+pub struct RustGuideDoctests;
+
+/// docs/netvlad.md's code blocks, compiled and run as doctests.
+#[doc = include_str!("../docs/netvlad.md")]
+#[cfg(doctest)]
+pub struct NetvladGuideDoctests;

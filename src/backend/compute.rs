@@ -76,52 +76,86 @@ pub enum Cuts {
     Planned(Vec<Span>),
 }
 
-/// What every backend computes, for every route.
-pub trait Compute {
-    /// Encode the whole images of `batch` into `out` (`T·K·F` values,
-    /// row-major, any contents: every element is written); returns the
-    /// label of every descriptor (the batch's own, the nearest centroid,
-    /// or under soft assignment the centroid of largest weight).
-    fn encode_into<E: Element>(
-        &self,
-        model: &Model<'_>,
-        batch: &Batch<'_, E>,
-        out: &mut [f32],
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>>;
+/// [`Compute::encode_into`]'s inputs: encode the whole images of `batch`
+/// into `out`.
+pub struct EncodeInto<'a, E: Element> {
+    /// What to compute.
+    pub model: &'a Model<'a>,
+    /// The images.
+    pub batch: &'a Batch<'a, E>,
+    /// `T·K·F` values, row-major, any contents: every element is written.
+    pub out: &'a mut [f32],
+    /// Where each stage's seconds go.
+    pub stages: &'a mut StageTimes,
+}
 
-    /// The nearest-centroid label of every descriptor of `batch` (its
-    /// given labels, if any, are ignored).
-    fn assign<E: Element>(
-        &self,
-        codebook: &Codebook,
-        batch: &Batch<'_, E>,
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>>;
+/// [`Compute::assign`]'s inputs: the nearest centroid of every descriptor
+/// of `batch` (its given labels, if any, are ignored).
+pub struct Assign<'a, E: Element> {
+    /// The centroids.
+    pub codebook: &'a Codebook,
+    /// The descriptors.
+    pub batch: &'a Batch<'a, E>,
+    /// Where each stage's seconds go.
+    pub stages: &'a mut StageTimes,
+}
+
+/// [`Compute::add_piece`]'s inputs: the next piece of one split image.
+pub struct AddPiece<'a, E: Element> {
+    /// What to compute.
+    pub model: &'a Model<'a>,
+    /// The piece's whole rows (`n·F` values), in order.
+    pub rows: &'a [E],
+    /// Given labels, which skip the assignment.
+    pub labels: Option<&'a [u32]>,
+    /// The image's sums so far.
+    pub image: &'a mut SplitImage,
+    /// Where each stage's seconds go.
+    pub stages: &'a mut StageTimes,
+}
+
+/// What every backend computes, for every route. The calls that read rows
+/// take their inputs as one value each ([`EncodeInto`], [`Assign`],
+/// [`AddPiece`]), so that a backend's signature is one line.
+pub trait Compute {
+    /// Encode the whole images of `call.batch` into `call.out`; returns
+    /// the label of every descriptor (the batch's own, the nearest
+    /// centroid, or under soft assignment the centroid of largest weight).
+    fn encode_into<E: Element>(&self, call: EncodeInto<'_, E>) -> Result<Vec<u32>>;
+
+    /// The nearest-centroid label of every descriptor of `call.batch`.
+    fn assign<E: Element>(&self, call: Assign<'_, E>) -> Result<Vec<u32>>;
 
     /// How passes over the images of `offsets` (CSR) in `dtype` may be cut.
     fn cuts(&self, model: &Model<'_>, offsets: &[usize], dtype: DType) -> Result<Cuts>;
 
-    /// Empty sums for one image of `model` to be added piece by piece.
-    fn split_image(&self, model: &Model<'_>) -> Result<SplitImage>;
+    /// Empty sums for one image of `model` to be added piece by piece: by
+    /// default plain f64 sums and masses.
+    fn split_image(&self, model: &Model<'_>) -> Result<SplitImage> {
+        Ok(SplitImage::new(model.codebook))
+    }
 
-    /// Add the image's next piece `rows` (whole rows, in order; given
-    /// `labels` skip the assignment) to `image`; returns the piece's
+    /// Add the image's next piece to `call.image`; returns the piece's
     /// labels. Where a piece may start is the backend's rule (the stream
     /// and the GPU pipeline follow it), so the finished image has the bits
     /// of the whole image.
-    fn add_piece<E: Element>(
-        &self,
-        model: &Model<'_>,
-        rows: &[E],
-        labels: Option<&[u32]>,
-        image: &mut SplitImage,
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>>;
+    fn add_piece<E: Element>(&self, call: AddPiece<'_, E>) -> Result<Vec<u32>>;
 
     /// The finished `K·F` row of a split image into `out`: by default its
     /// f64 sums rounded once, then normalized ([`SplitImage::finish`]).
     fn finish_image(&self, model: &Model<'_>, image: &SplitImage, out: &mut [f32]) -> Result<()> {
         image.finish(model.codebook, model.norm, out)
     }
+}
+
+/// `values` (an encoding of `values.len()` elements) fit `out`: the error
+/// a backend gives when the caller's memory has another size.
+pub fn check_out_len(out: &[f32], values: usize) -> Result<()> {
+    if out.len() != values {
+        return Err(crate::error::VladError::DimensionMismatch(format!(
+            "the output holds {} values, the encoding has {values}",
+            out.len()
+        )));
+    }
+    Ok(())
 }

@@ -5,14 +5,12 @@
 //! `auto` uses the CPU saying why.
 
 use crate::backend::adapters::{AdapterKind, Adapters};
-use crate::backend::combine::SplitImage;
-use crate::backend::compute::{Compute, Cuts, Model};
+use crate::backend::compute::{AddPiece, Assign, Compute, Cuts, EncodeInto, Model};
 use crate::backend::options::GpuOptions;
 use crate::error::{Result, VladError};
-use crate::model::batch::Batch;
 use crate::model::codebook::Codebook;
 use crate::model::element::{DType, Element};
-use crate::model::report::StageTimes;
+use crate::model::report::{Ceilings, StageTimes};
 
 /// Why nothing here runs.
 pub const UNAVAILABLE: &str = "built without the gpu feature";
@@ -58,6 +56,11 @@ impl GpuBackend {
     }
 
     /// Unreachable: no session exists.
+    pub fn ceilings(&self, _upload_bytes: u64, _readback_bytes: u64) -> Result<Ceilings> {
+        match self._never {}
+    }
+
+    /// Unreachable: no session exists.
     pub fn is_lost(&self) -> bool {
         match self._never {}
     }
@@ -80,22 +83,11 @@ impl GpuBackend {
 }
 
 impl Compute for GpuBackend {
-    fn encode_into<E: Element>(
-        &self,
-        _model: &Model<'_>,
-        _batch: &Batch<'_, E>,
-        _out: &mut [f32],
-        _stages: &mut StageTimes,
-    ) -> Result<Vec<u32>> {
+    fn encode_into<E: Element>(&self, _call: EncodeInto<'_, E>) -> Result<Vec<u32>> {
         match self._never {}
     }
 
-    fn assign<E: Element>(
-        &self,
-        _codebook: &Codebook,
-        _batch: &Batch<'_, E>,
-        _stages: &mut StageTimes,
-    ) -> Result<Vec<u32>> {
+    fn assign<E: Element>(&self, _call: Assign<'_, E>) -> Result<Vec<u32>> {
         match self._never {}
     }
 
@@ -103,18 +95,7 @@ impl Compute for GpuBackend {
         match self._never {}
     }
 
-    fn split_image(&self, _model: &Model<'_>) -> Result<SplitImage> {
-        match self._never {}
-    }
-
-    fn add_piece<E: Element>(
-        &self,
-        _model: &Model<'_>,
-        _rows: &[E],
-        _labels: Option<&[u32]>,
-        _image: &mut SplitImage,
-        _stages: &mut StageTimes,
-    ) -> Result<Vec<u32>> {
+    fn add_piece<E: Element>(&self, _call: AddPiece<'_, E>) -> Result<Vec<u32>> {
         match self._never {}
     }
 }

@@ -30,7 +30,7 @@ pub mod slot;
 use std::sync::Arc;
 
 pub use crate::model::choice::Backend;
-pub use compute::{Compute, Cuts, Model, Span};
+pub use compute::{AddPiece, Assign, Compute, Cuts, EncodeInto, Model, Span};
 
 /// A running backend: what [`select::select`] hands every route.
 pub enum Engine {

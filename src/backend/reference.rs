@@ -16,14 +16,13 @@
 use ndarray::{Array2, Array3, s};
 
 use crate::backend::combine::SplitImage;
-use crate::backend::compute::{Compute, Cuts, Model};
+use crate::backend::compute::{AddPiece, Assign, Compute, Cuts, EncodeInto, Model, check_out_len};
 use crate::error::{Result, VladError};
 use crate::model::assignment::Assignment;
 use crate::model::batch::Batch;
 use crate::model::codebook::Codebook;
 use crate::model::element::{DType, Element};
 use crate::model::normalization::{Normalization, Step};
-use crate::model::report::StageTimes;
 
 /// Exact squared distance `‖v − c‖²` in f64.
 pub fn squared_distance<E: Element>(v: &[E], c: &[f32]) -> f64 {
@@ -354,35 +353,20 @@ pub fn encode<E: Element>(
 pub struct ReferenceBackend;
 
 impl Compute for ReferenceBackend {
-    fn encode_into<E: Element>(
-        &self,
-        model: &Model<'_>,
-        batch: &Batch<'_, E>,
-        out: &mut [f32],
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>> {
+    fn encode_into<E: Element>(&self, call: EncodeInto<'_, E>) -> Result<Vec<u32>> {
+        let (model, batch, out, stages) = (call.model, call.batch, call.out, call.stages);
         let (vlad, labels) = stages.time("reference", || {
             encode(model.codebook, batch, model.assignment, model.norm)
         });
-        if vlad.len() != out.len() {
-            return Err(VladError::DimensionMismatch(format!(
-                "the output holds {} values, the encoding has {}",
-                out.len(),
-                vlad.len()
-            )));
-        }
+        check_out_len(out, vlad.len())?;
         for (o, &x) in out.iter_mut().zip(vlad.iter()) {
             *o = x as f32;
         }
         Ok(labels)
     }
 
-    fn assign<E: Element>(
-        &self,
-        codebook: &Codebook,
-        batch: &Batch<'_, E>,
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>> {
+    fn assign<E: Element>(&self, call: Assign<'_, E>) -> Result<Vec<u32>> {
+        let (codebook, batch, stages) = (call.codebook, call.batch, call.stages);
         Ok(stages.time("assign", || assign(codebook, batch)))
     }
 
@@ -391,18 +375,9 @@ impl Compute for ReferenceBackend {
         Ok(Cuts::Aligned(1))
     }
 
-    fn split_image(&self, model: &Model<'_>) -> Result<SplitImage> {
-        Ok(SplitImage::new(model.codebook))
-    }
-
-    fn add_piece<E: Element>(
-        &self,
-        model: &Model<'_>,
-        rows: &[E],
-        labels: Option<&[u32]>,
-        image: &mut SplitImage,
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>> {
+    fn add_piece<E: Element>(&self, call: AddPiece<'_, E>) -> Result<Vec<u32>> {
+        let (model, rows, labels) = (call.model, call.rows, call.labels);
+        let (image, stages) = (call.image, call.stages);
         let rn = model.norm.residual_normalized();
         let labels = stages.time("reference", || {
             add_rows(

@@ -119,8 +119,7 @@ pub(crate) fn kmeans_plus_plus<E: Element>(
     seed: u64,
 ) -> Result<Vec<f32>> {
     let mut rng = init_rng(seed);
-    let n = source.len();
-    let dim = source.dim();
+    let (n, dim) = (source.len(), source.dim());
     let trials = 2 + (k as f64).ln().floor() as usize;
     let single = source.single_window();
 

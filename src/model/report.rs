@@ -71,3 +71,35 @@ pub struct RunReport {
     /// each (e.g. tensor cores asked for but not usable here, and why).
     pub notes: Vec<String>,
 }
+
+/// What a backend can do at best, measured by small calibrated kernels
+/// before the stages are timed (see `crate::backend::cpu::ceilings` and
+/// `crate::backend::gpu::stages::ceilings`).
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct Ceilings {
+    /// FMA throughput, GFLOP/s.
+    pub fma_gflops: f64,
+    /// Memory bandwidth (copy: bytes read plus written), GB/s.
+    pub memory_gbps: f64,
+    /// Host → device through mapped staging, GB/s (GPU only).
+    pub upload_gbps: Option<f64>,
+    /// Device → host through mapped staging, GB/s (GPU only).
+    pub readback_gbps: Option<f64>,
+}
+
+impl Ceilings {
+    /// The ceiling bounding `stage`, its name and value (GFLOP/s for
+    /// `"fma"`, GB/s for the others); `None` for stages no single ceiling
+    /// bounds (`"total"`, a whole-submission `"compute"`).
+    pub fn for_stage(&self, stage: &str) -> Option<(&'static str, f64)> {
+        match stage {
+            "assign" => Some(("fma", self.fma_gflops)),
+            "sort" | "scan" | "residual" | "normalize" | "aggregate" | "combine" => {
+                Some(("memory", self.memory_gbps))
+            }
+            "upload" => self.upload_gbps.map(|c| ("upload", c)),
+            "readback" => self.readback_gbps.map(|c| ("readback", c)),
+            _ => None,
+        }
+    }
+}

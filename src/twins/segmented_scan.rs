@@ -94,14 +94,16 @@ pub fn segmented_sums<E: Element>(
     clusters: usize,
     centroids: Option<&[f32]>,
 ) -> Result<SegmentSums> {
-    let mut tree = Tree::new(
-        sorted_keys,
-        sorted_rows,
+    let input = Input {
+        keys: sorted_keys,
+        rows: sorted_rows,
         descriptors,
         dim,
         clusters,
         centroids,
-    )?;
+    };
+    input.check()?;
+    let mut tree = Tree::new(input);
     let levels = tree_levels(sorted_keys.len());
     if let Some(&leaves) = levels.first() {
         let mut level = tree.leaves(leaves);
@@ -118,72 +120,83 @@ pub fn segmented_sums<E: Element>(
     Ok(tree.out)
 }
 
-fn check_inputs<E: Element>(
-    keys: &[u32],
-    rows: &[u32],
-    descriptors: &[E],
-    dim: usize,
-    clusters: usize,
-    centroids: Option<&[f32]>,
-) -> Result<()> {
-    if dim == 0 {
-        return Err(VladError::Empty(
-            "segmented sums of F = 0 descriptors".into(),
-        ));
-    }
-    if keys.len() != rows.len() {
-        return Err(VladError::DimensionMismatch(format!(
-            "{} sorted keys but {} sorted rows",
-            keys.len(),
-            rows.len()
-        )));
-    }
-    if !descriptors.len().is_multiple_of(dim) {
-        return Err(VladError::DimensionMismatch(format!(
-            "{} descriptor elements are not whole rows of {dim}",
-            descriptors.len()
-        )));
-    }
-    let available = descriptors.len() / dim;
-    if let Some((i, &row)) = rows
-        .iter()
-        .enumerate()
-        .find(|(_, r)| **r as usize >= available)
-    {
-        return Err(VladError::InvalidArgument(format!(
-            "sorted row {i} points at descriptor {row} of {available}"
-        )));
-    }
-    // Equal keys must be contiguous (one run each); the order of the runs
-    // is free (the pipeline leaves them in (label, image) order).
-    let mut run_keys = HashSet::new();
-    for (i, &key) in keys.iter().enumerate() {
-        if (i == 0 || keys[i - 1] != key) && !run_keys.insert(key) {
-            return Err(VladError::InvalidArgument(format!(
-                "sorted keys: key {key} starts a second run at position {i} (equal keys \
-                 must be contiguous)"
-            )));
-        }
-    }
-    if let Some(c) = centroids
-        && (clusters == 0 || c.len() != clusters * dim)
-    {
-        return Err(VladError::DimensionMismatch(format!(
-            "{} centroid values for K = {clusters}, F = {dim}",
-            c.len()
-        )));
-    }
-    Ok(())
-}
-
-/// The inputs, the output being filled, and the walk over the tree.
-struct Tree<'a, E: Element> {
+/// What the scan reads: the sorted keys and rows, the descriptors they
+/// point at, and (for VLAD) the centroids.
+#[derive(Clone, Copy)]
+struct Input<'a, E: Element> {
     keys: &'a [u32],
     rows: &'a [u32],
     descriptors: &'a [E],
     dim: usize,
     clusters: usize,
     centroids: Option<&'a [f32]>,
+}
+
+impl<E: Element> Input<'_, E> {
+    /// The errors [`segmented_sums`] promises, before any sum.
+    fn check(&self) -> Result<()> {
+        let Input {
+            keys,
+            rows,
+            descriptors,
+            dim,
+            clusters,
+            centroids,
+        } = *self;
+        if dim == 0 {
+            return Err(VladError::Empty(
+                "segmented sums of F = 0 descriptors".into(),
+            ));
+        }
+        if keys.len() != rows.len() {
+            return Err(VladError::DimensionMismatch(format!(
+                "{} sorted keys but {} sorted rows",
+                keys.len(),
+                rows.len()
+            )));
+        }
+        if !descriptors.len().is_multiple_of(dim) {
+            return Err(VladError::DimensionMismatch(format!(
+                "{} descriptor elements are not whole rows of {dim}",
+                descriptors.len()
+            )));
+        }
+        let available = descriptors.len() / dim;
+        if let Some((i, &row)) = rows
+            .iter()
+            .enumerate()
+            .find(|(_, r)| **r as usize >= available)
+        {
+            return Err(VladError::InvalidArgument(format!(
+                "sorted row {i} points at descriptor {row} of {available}"
+            )));
+        }
+        // Equal keys must be contiguous (one run each); the order of the runs
+        // is free (the pipeline leaves them in (label, image) order).
+        let mut run_keys = HashSet::new();
+        for (i, &key) in keys.iter().enumerate() {
+            if (i == 0 || keys[i - 1] != key) && !run_keys.insert(key) {
+                return Err(VladError::InvalidArgument(format!(
+                    "sorted keys: key {key} starts a second run at position {i} (equal keys \
+                 must be contiguous)"
+                )));
+            }
+        }
+        if let Some(c) = centroids
+            && (clusters == 0 || c.len() != clusters * dim)
+        {
+            return Err(VladError::DimensionMismatch(format!(
+                "{} centroid values for K = {clusters}, F = {dim}",
+                c.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The inputs, the output being filled, and the walk over the tree.
+struct Tree<'a, E: Element> {
+    input: Input<'a, E>,
     out: SegmentSums,
     /// The run of each key (runs come in any key order).
     run_of: HashMap<u32, usize>,
@@ -191,18 +204,11 @@ struct Tree<'a, E: Element> {
 }
 
 impl<'a, E: Element> Tree<'a, E> {
-    fn new(
-        keys: &'a [u32],
-        rows: &'a [u32],
-        descriptors: &'a [E],
-        dim: usize,
-        clusters: usize,
-        centroids: Option<&'a [f32]>,
-    ) -> Result<Self> {
-        check_inputs(keys, rows, descriptors, dim, clusters, centroids)?;
+    /// The walk over checked inputs.
+    fn new(input: Input<'a, E>) -> Self {
         let mut distinct = Vec::new();
         let mut counts = Vec::new();
-        for &key in keys {
+        for &key in input.keys {
             match distinct.last() {
                 Some(&last) if last == key => {
                     if let Some(n) = counts.last_mut() {
@@ -221,33 +227,28 @@ impl<'a, E: Element> Tree<'a, E> {
             .enumerate()
             .map(|(run, &key)| (key, run))
             .collect();
-        Ok(Tree {
-            keys,
-            rows,
-            descriptors,
-            dim,
-            clusters,
-            centroids,
+        Tree {
+            input,
             out: SegmentSums {
-                dim,
+                dim: input.dim,
                 keys: distinct,
                 counts,
-                sums: vec![0.0; runs * dim],
+                sums: vec![0.0; runs * input.dim],
             },
             run_of,
             emitted: vec![0; runs],
-        })
+        }
     }
 
     /// Add element-wise `v[row(i)] − c[label]` (or `v`) into `acc`, in the
     /// shader's arithmetic: one f32 subtraction, one f32 addition.
     fn accumulate(&self, i: usize, acc: &mut [f32]) {
-        let dim = self.dim;
-        let row = self.rows[i] as usize;
-        let v = &self.descriptors[row * dim..(row + 1) * dim];
-        match self.centroids {
+        let dim = self.input.dim;
+        let row = self.input.rows[i] as usize;
+        let v = &self.input.descriptors[row * dim..(row + 1) * dim];
+        match self.input.centroids {
             Some(centroids) => {
-                let label = self.keys[i] as usize % self.clusters;
+                let label = self.input.keys[i] as usize % self.input.clusters;
                 let c = &centroids[label * dim..(label + 1) * dim];
                 for ((a, x), y) in acc.iter_mut().zip(v).zip(c) {
                     *a += x.to_f32() - y;
@@ -262,23 +263,23 @@ impl<'a, E: Element> Tree<'a, E> {
     }
 
     fn opens_left(&self, start: usize) -> bool {
-        start > 0 && self.keys[start - 1] == self.keys[start]
+        start > 0 && self.input.keys[start - 1] == self.input.keys[start]
     }
 
     fn opens_right(&self, end: usize) -> bool {
-        end < self.keys.len() && self.keys[end] == self.keys[end - 1]
+        end < self.input.keys.len() && self.input.keys[end] == self.input.keys[end - 1]
     }
 
     fn emit(&mut self, key: u32, sum: &[f32]) {
         if let Some(&run) = self.run_of.get(&key) {
-            self.out.sums[run * self.dim..(run + 1) * self.dim].copy_from_slice(sum);
+            self.out.sums[run * self.input.dim..(run + 1) * self.input.dim].copy_from_slice(sum);
             self.emitted[run] += 1;
         }
     }
 
     /// Leaf level: `[head | tail]` partials of each leaf, `2 · dim` floats.
     fn leaves(&mut self, leaves: usize) -> Vec<f32> {
-        let (dim, n) = (self.dim, self.keys.len());
+        let (dim, n) = (self.input.dim, self.input.keys.len());
         let mut level = vec![0.0f32; leaves * 2 * dim];
         let mut acc = vec![0.0f32; dim];
         let mut head = vec![0.0f32; dim];
@@ -287,10 +288,10 @@ impl<'a, E: Element> Tree<'a, E> {
             let end = (start + CHUNK_ROWS).min(n);
             let open_left = self.opens_left(start);
             let mut run_start = start;
-            let mut run_key = self.keys[start];
+            let mut run_key = self.input.keys[start];
             acc.fill(0.0);
             for i in start..end {
-                let key = self.keys[i];
+                let key = self.input.keys[i];
                 if key != run_key {
                     if run_start == start {
                         head.copy_from_slice(&acc);
@@ -322,7 +323,7 @@ impl<'a, E: Element> Tree<'a, E> {
     /// One tree level: `parents` nodes, each joining `FANIN` children of
     /// `span` rows pairwise, in the shader's order.
     fn combine(&mut self, children: &[f32], count: usize, parents: usize, span: usize) -> Vec<f32> {
-        let (dim, n) = (self.dim, self.keys.len());
+        let (dim, n) = (self.input.dim, self.input.keys.len());
         let mut level = vec![0.0f32; parents * 2 * dim];
         let mut head = vec![0.0f32; FANIN * dim];
         let mut tail = vec![0.0f32; FANIN * dim];
@@ -345,11 +346,11 @@ impl<'a, E: Element> Tree<'a, E> {
                     }
                     let a = (first + c).min(count) * span;
                     let b = ((first + c + 2 * w).min(count) * span).min(n);
-                    let key = self.keys[mid - 1];
+                    let key = self.input.keys[mid - 1];
                     let (left, right) = (c * dim, (c + w) * dim);
-                    if key == self.keys[mid] {
-                        let left_whole = self.keys[a] == key;
-                        let right_whole = self.keys[b - 1] == key;
+                    if key == self.input.keys[mid] {
+                        let left_whole = self.input.keys[a] == key;
+                        let right_whole = self.input.keys[b - 1] == key;
                         for f in 0..dim {
                             joined[f] = tail[left + f] + head[right + f];
                         }

@@ -8,8 +8,8 @@
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlad::backend::Compute;
 use vlad::backend::gpu::{GpuBackend, GpuOptions};
+use vlad::backend::{Assign, Compute};
 use vlad::{Assignment, Batch, Codebook, Normalization, StageTimes};
 
 use crate::util::encode;
@@ -63,7 +63,12 @@ fn overlapped_chunks_give_the_sequential_bits() {
                 encode(gpu, &codebook, &hard, &b64, &norm, &mut t).unwrap(),
                 encode(gpu, &codebook, &hard, &b8, &norm, &mut t).unwrap(),
                 encode(gpu, &codebook, &hard, &given, &norm, &mut t).unwrap(),
-                gpu.assign(&codebook, &b32, &mut t).unwrap(),
+                gpu.assign(Assign {
+                    codebook: &codebook,
+                    batch: &b32,
+                    stages: &mut t,
+                })
+                .unwrap(),
                 gpu.cluster_sums(&codebook, &flat, f, &mut t).unwrap(),
             )
         };

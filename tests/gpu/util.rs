@@ -6,7 +6,7 @@
 
 use ndarray::Array2;
 use vlad::backend::gpu::GpuBackend;
-use vlad::backend::{Compute, Model};
+use vlad::backend::{Compute, EncodeInto, Model};
 use vlad::{Assignment, Batch, Codebook, Element, Normalization, StageTimes};
 
 /// `batch` encoded on `gpu` through the backend interface, on the route
@@ -28,6 +28,12 @@ pub fn encode<E: Element>(
     };
     let mut out = Array2::zeros((batch.images(), codebook.clusters() * codebook.dim()));
     let flat = out.as_slice_mut().expect("a fresh array is contiguous");
-    let labels = gpu.encode_into(&model, batch, flat, stages)?;
+    let call = EncodeInto {
+        model: &model,
+        batch,
+        out: flat,
+        stages,
+    };
+    let labels = gpu.encode_into(call)?;
     Ok((out, labels))
 }

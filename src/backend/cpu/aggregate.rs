@@ -53,6 +53,24 @@ pub fn aggregate<E: Element>(
     batch: &Batch<'_, E>,
     labels: &[u32],
 ) -> (Array2<f32>, Array2<f32>) {
+    per_image(codebook, batch, labels, |rows, labels, out, counts| {
+        image_sums(codebook, rows, labels, out, counts)
+    })
+}
+
+/// `(T, K·F)` sums and `(T, K)` masses of every image, the images in
+/// parallel: `sum_image(rows, labels, sums, mass)` fills one image's
+/// blocks from zeros (the hard route's and hard `rn`'s per-image sums).
+///
+/// # Panics
+///
+/// As [`aggregate`].
+pub fn per_image<E: Element>(
+    codebook: &Codebook,
+    batch: &Batch<'_, E>,
+    labels: &[u32],
+    sum_image: impl Fn(&[E], &[u32], &mut [f32], &mut [f32]) + Sync,
+) -> (Array2<f32>, Array2<f32>) {
     let (t, k, f) = (batch.images(), codebook.clusters(), codebook.dim());
     assert_eq!(labels.len(), batch.len(), "one label per descriptor");
     assert_eq!(batch.dim(), f, "descriptor width must match the codebook's");
@@ -61,6 +79,9 @@ pub fn aggregate<E: Element>(
     let (Some(sums_flat), Some(counts_flat)) = (sums.as_slice_mut(), counts.as_slice_mut()) else {
         unreachable!("fresh arrays are contiguous");
     };
+    if sums_flat.is_empty() {
+        return (sums, counts);
+    }
     sums_flat
         .par_chunks_mut(k * f)
         .zip(counts_flat.par_chunks_mut(k))
@@ -68,7 +89,7 @@ pub fn aggregate<E: Element>(
         .for_each(|(image, (out, counts))| {
             let range = batch.image_range(image);
             let rows = &batch.rows()[range.start * f..range.end * f];
-            image_sums(codebook, rows, &labels[range], out, counts);
+            sum_image(rows, &labels[range], out, counts);
         });
     (sums, counts)
 }

@@ -23,7 +23,7 @@ pub mod soft_kernel;
 use ndarray::Array2;
 
 use crate::backend::combine::{CentroidTerm, SplitImage};
-use crate::backend::compute::{Cuts, Model};
+use crate::backend::compute::{AddPiece, Assign, Cuts, EncodeInto, Model, check_out_len};
 use crate::error::Result;
 use crate::model::assignment::SoftParams;
 use crate::model::batch::Batch;
@@ -96,13 +96,8 @@ pub fn encode<E: Element>(
 pub struct CpuBackend;
 
 impl crate::backend::compute::Compute for CpuBackend {
-    fn encode_into<E: Element>(
-        &self,
-        model: &Model<'_>,
-        batch: &Batch<'_, E>,
-        out: &mut [f32],
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>> {
+    fn encode_into<E: Element>(&self, call: EncodeInto<'_, E>) -> Result<Vec<u32>> {
+        let (model, batch, out, stages) = (call.model, call.batch, call.out, call.stages);
         let codebook = model.codebook;
         if !model.is_weighted() {
             if !batch.finite_checked() {
@@ -113,26 +108,15 @@ impl crate::backend::compute::Compute for CpuBackend {
         // Soft pooling checks a deferred finiteness check through its
         // outputs (one pass over the input saved); see `soft::try_encode`.
         let (vlad, labels) = soft::try_encode(codebook, model.soft, batch, model.norm, stages)?;
-        match vlad.as_slice() {
-            Some(values) if values.len() == out.len() => out.copy_from_slice(values),
-            _ => {
-                return Err(crate::error::VladError::DimensionMismatch(format!(
-                    "the output holds {} values, the encoding has {}",
-                    out.len(),
-                    vlad.len()
-                )));
-            }
+        check_out_len(out, vlad.len())?;
+        for (o, &x) in out.iter_mut().zip(vlad.iter()) {
+            *o = x;
         }
         Ok(labels)
     }
 
-    fn assign<E: Element>(
-        &self,
-        codebook: &Codebook,
-        batch: &Batch<'_, E>,
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>> {
-        Ok(assign(codebook, batch, stages))
+    fn assign<E: Element>(&self, call: Assign<'_, E>) -> Result<Vec<u32>> {
+        Ok(assign(call.codebook, call.batch, call.stages))
     }
 
     /// Pieces of whole [`aggregate::PARTIAL_ROWS`]-row blocks: the blocks
@@ -162,14 +146,9 @@ impl crate::backend::compute::Compute for CpuBackend {
         Ok(image)
     }
 
-    fn add_piece<E: Element>(
-        &self,
-        model: &Model<'_>,
-        rows: &[E],
-        labels: Option<&[u32]>,
-        image: &mut SplitImage,
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>> {
+    fn add_piece<E: Element>(&self, call: AddPiece<'_, E>) -> Result<Vec<u32>> {
+        let (model, rows, labels) = (call.model, call.rows, call.labels);
+        let (image, stages) = (call.image, call.stages);
         let codebook = model.codebook;
         let f = codebook.dim();
         if let Some(params) = model.soft {

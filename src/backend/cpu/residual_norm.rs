@@ -10,7 +10,6 @@
 //!   residuals themselves (not `‖v‖² + ‖c‖² − 2v·c`, which cancels).
 
 use ndarray::Array2;
-use rayon::prelude::*;
 
 use crate::model::batch::Batch;
 use crate::model::codebook::Codebook;
@@ -27,34 +26,18 @@ pub fn aggregate_hard<E: Element>(
     batch: &Batch<'_, E>,
     labels: &[u32],
 ) -> (Array2<f32>, Array2<f32>) {
-    let (t, k, f) = (batch.images(), codebook.clusters(), codebook.dim());
-    assert_eq!(labels.len(), batch.len(), "one label per descriptor");
-    let mut sums = Array2::<f32>::zeros((t, k * f));
-    let mut counts = Array2::<f32>::zeros((t, k));
-    let (Some(sums_flat), Some(counts_flat)) = (sums.as_slice_mut(), counts.as_slice_mut()) else {
-        unreachable!("fresh arrays are contiguous");
-    };
-    if sums_flat.is_empty() {
-        return (sums, counts);
-    }
-    sums_flat
-        .par_chunks_mut(k * f)
-        .zip(counts_flat.par_chunks_mut(k))
-        .enumerate()
-        .for_each(|(image, (out, counts))| {
-            let range = batch.image_range(image);
-            let rows = &batch.rows()[range.start * f..range.end * f];
-            let mut acc = vec![0f64; k * f];
-            let mut n = vec![0f64; k];
-            add_rows(codebook, rows, &labels[range], &mut acc, &mut n);
-            for (o, a) in out.iter_mut().zip(&acc) {
-                *o = *a as f32 + 0.0;
-            }
-            for (o, &n) in counts.iter_mut().zip(&n) {
-                *o = n as f32;
-            }
-        });
-    (sums, counts)
+    let (k, f) = (codebook.clusters(), codebook.dim());
+    super::aggregate::per_image(codebook, batch, labels, |rows, labels, out, counts| {
+        let mut acc = vec![0f64; k * f];
+        let mut n = vec![0f64; k];
+        add_rows(codebook, rows, labels, &mut acc, &mut n);
+        for (o, a) in out.iter_mut().zip(&acc) {
+            *o = *a as f32 + 0.0;
+        }
+        for (o, &n) in counts.iter_mut().zip(&n) {
+            *o = n as f32;
+        }
+    })
 }
 
 /// Add `(v − c)/‖v − c‖` of each row `v` (labelled, in row order) to its

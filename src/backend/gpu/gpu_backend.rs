@@ -12,8 +12,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::backend::combine::SplitImage;
-use crate::backend::compute::{Compute, Cuts, Model, Span};
+use crate::backend::compute::{AddPiece, Assign, Compute, Cuts, EncodeInto, Model, Span};
 use crate::backend::gpu::chunking::{ChunkLimits, plan_chunks};
 use crate::backend::gpu::context::{GpuContext, GpuOptions};
 use crate::backend::gpu::pool::{BufferPool, Role};
@@ -23,11 +22,10 @@ use crate::backend::gpu::stages::CompiledStages;
 use crate::backend::gpu::staging::StagingSet;
 use crate::backend::gpu::timing::GpuTimer;
 use crate::error::{Result, VladError};
-use crate::model::batch::Batch;
 use crate::model::codebook::Codebook;
 use crate::model::element::{DType, Element};
 use crate::model::normalization::Normalization;
-use crate::model::report::StageTimes;
+use crate::model::report::{Ceilings, StageTimes};
 
 /// A ready-to-run GPU backend.
 pub struct GpuBackend {
@@ -94,6 +92,22 @@ impl GpuBackend {
     /// The device context.
     pub fn context(&self) -> &GpuContext {
         &self.ctx
+    }
+
+    /// What this session's adapter can do at best (`vlad bench`'s
+    /// ceilings), with transfers of `upload_bytes` and `readback_bytes`.
+    pub fn ceilings(&self, upload_bytes: u64, readback_bytes: u64) -> Result<Ceilings> {
+        let g = crate::backend::gpu::stages::ceilings::measure(
+            &self.ctx,
+            upload_bytes,
+            readback_bytes,
+        )?;
+        Ok(Ceilings {
+            fma_gflops: g.fma_gflops,
+            memory_gbps: g.memory_gbps,
+            upload_gbps: Some(g.upload_gbps),
+            readback_gbps: Some(g.readback_gbps),
+        })
     }
 
     /// Whether the device was lost: this session can run nothing more, a
@@ -272,13 +286,8 @@ fn one_image<E: Element>(codebook: &Codebook, rows: &[E], dim: usize) -> Result<
 }
 
 impl Compute for GpuBackend {
-    fn encode_into<E: Element>(
-        &self,
-        model: &Model<'_>,
-        batch: &Batch<'_, E>,
-        out: &mut [f32],
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>> {
+    fn encode_into<E: Element>(&self, call: EncodeInto<'_, E>) -> Result<Vec<u32>> {
+        let (model, batch, out, stages) = (call.model, call.batch, call.out, call.stages);
         if !batch.finite_checked() {
             batch.check_finite()?;
         }
@@ -301,12 +310,8 @@ impl Compute for GpuBackend {
         self.run(&job, sink, stages)
     }
 
-    fn assign<E: Element>(
-        &self,
-        codebook: &Codebook,
-        batch: &Batch<'_, E>,
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>> {
+    fn assign<E: Element>(&self, call: Assign<'_, E>) -> Result<Vec<u32>> {
+        let (codebook, batch, stages) = (call.codebook, call.batch, call.stages);
         check_dim(codebook, batch.dim())?;
         let job = Job {
             codebook,
@@ -338,22 +343,13 @@ impl Compute for GpuBackend {
         Ok(Cuts::Planned(spans))
     }
 
-    fn split_image(&self, model: &Model<'_>) -> Result<SplitImage> {
-        Ok(SplitImage::new(model.codebook))
-    }
-
     /// One piece of a split image, run as one image: each chunk's raw sums
     /// and counts (hard or soft) are added to `image` as a piece of its
     /// own, in order (a piece cut where [`Compute::cuts`] plans is one
     /// chunk).
-    fn add_piece<E: Element>(
-        &self,
-        model: &Model<'_>,
-        rows: &[E],
-        labels: Option<&[u32]>,
-        image: &mut SplitImage,
-        stages: &mut StageTimes,
-    ) -> Result<Vec<u32>> {
+    fn add_piece<E: Element>(&self, call: AddPiece<'_, E>) -> Result<Vec<u32>> {
+        let (model, rows, labels) = (call.model, call.rows, call.labels);
+        let (image, stages) = (call.image, call.stages);
         let codebook = model.codebook;
         let offsets = one_image(codebook, rows, codebook.dim())?;
         if offsets[1] == 0 {
