@@ -16,6 +16,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::backend::gpu::GpuContext;
+use vlad::backend::gpu::stages::Descriptors;
 use vlad::backend::gpu::stages::soft_aggregate::{MassJob, SoftAggregateJob, SoftAggregateStage};
 use vlad::backend::gpu::stages::soft_logits::{SoftLogitsJob, SoftLogitsStage};
 use vlad::backend::gpu::stages::unit_residual::{UnitResidualJob, UnitResidualStage};
@@ -109,14 +110,16 @@ fn gpu_logits(
     let labels = ctx.upload("labels", &vec![u32::MAX; n]).unwrap();
     let unscaled = ctx.upload("unscaled", &vec![f32::NAN; n * k]).unwrap();
     let job = SoftLogitsJob {
-        descriptors: &rows,
-        u8_input,
+        input: Descriptors {
+            buffer: &rows,
+            u8_input,
+            rows: n as u32,
+            dim: d.dim as u32,
+        },
         soft_weights: &w,
         soft_bias: &b,
         centroids: &c,
         residual_norm: rn,
-        rows: n as u32,
-        dim: d.dim as u32,
         clusters: k as u32,
         weights: &weights,
         labels: &labels,
@@ -233,14 +236,16 @@ fn aggregate_matches_the_twin() {
         let mass = ctx.upload("mass", &vec![f32::NAN; images * k]).unwrap();
         let mut encoder = ctx.encoder("soft aggregate test");
         let job = SoftAggregateJob {
-            descriptors: &rows,
-            u8_input,
+            input: Descriptors {
+                buffer: &rows,
+                u8_input,
+                rows: n as u32,
+                dim: dim as u32,
+            },
             weights: &wbuf,
             mass_weights: &mbuf,
             centroids: &c,
             image_offsets: &offsets,
-            rows: n as u32,
-            dim: dim as u32,
             clusters: k as u32,
             images: images as u32,
             blocks: &blocks,
@@ -338,12 +343,14 @@ fn unit_residuals_match_the_twin() {
                 &ctx,
                 &mut encoder,
                 &UnitResidualJob {
-                    descriptors: &rows,
-                    u8_input,
+                    input: Descriptors {
+                        buffer: &rows,
+                        u8_input,
+                        rows: n as u32,
+                        dim: dim as u32,
+                    },
                     centroids: &c,
                     labels: &lbuf,
-                    rows: n as u32,
-                    dim: dim as u32,
                     clusters: k as u32,
                     units: &units,
                 },

@@ -9,6 +9,7 @@
 //! points and type layout. Not public API: it exists for that test.
 
 use crate::backend::gpu::specialize::ShaderValue;
+use crate::error::Result;
 
 /// One compiled shader variant and what the host assumes about it.
 #[derive(Clone, Debug)]
@@ -26,6 +27,35 @@ pub struct ShaderContract {
     pub entry_points: Vec<(&'static str, Option<[u32; 3]>)>,
     /// The Rust copy of the block bound as `var<uniform>`.
     pub uniform: UniformLayout,
+}
+
+impl ShaderContract {
+    /// The two variants of a shader specialized by its input type alone
+    /// (`U8_INPUT`: f32, or bytes packed four per word): `source` compiles
+    /// one, `constants` are what the host assumes besides `U8_INPUT`.
+    pub fn per_input_type(
+        file: &'static str,
+        source: impl Fn(bool) -> Result<String>,
+        constants: &[(&'static str, ShaderValue)],
+        entry_points: &[(&'static str, Option<[u32; 3]>)],
+        uniform: UniformLayout,
+    ) -> Result<Vec<ShaderContract>> {
+        [false, true]
+            .into_iter()
+            .map(|u8_input| {
+                let mut assumed = constants.to_vec();
+                assumed.push(("U8_INPUT", u8_input.into()));
+                Ok(ShaderContract {
+                    name: format!("{file} u8={u8_input}"),
+                    file,
+                    source: source(u8_input)?,
+                    constants: assumed,
+                    entry_points: entry_points.to_vec(),
+                    uniform: uniform.clone(),
+                })
+            })
+            .collect()
+    }
 }
 
 /// The layout of a `#[repr(C)]` struct written into a uniform buffer.

@@ -41,7 +41,7 @@ use crate::backend::gpu::stages::segmented_scan::ScanJob;
 use crate::backend::gpu::stages::soft_aggregate::{MassJob, SoftAggregateJob};
 use crate::backend::gpu::stages::soft_logits::SoftLogitsJob;
 use crate::backend::gpu::stages::unit_residual::UnitResidualJob;
-use crate::backend::gpu::stages::{CompiledStages, WeightedStages};
+use crate::backend::gpu::stages::{CompiledStages, Descriptors, WeightedStages};
 use crate::backend::gpu::staging::{
     PIECE, ReadKind, StagingBuffer, StagingSet, fill_upload, read_into,
 };
@@ -507,6 +507,12 @@ impl<E: Element> Runner<'_, '_, E> {
         };
         let missing = |what: &str| VladError::Gpu(format!("a chunk's {what} is missing (a bug)"));
         let rn = matches!(self.route, Route::Soft { rn: true });
+        let chunk_input = Descriptors {
+            buffer: descriptors,
+            u8_input,
+            rows,
+            dim,
+        };
 
         for &step in self.route.steps() {
             match step {
@@ -558,12 +564,9 @@ impl<E: Element> Runner<'_, '_, E> {
                         ctx,
                         &mut encoder,
                         &UnitResidualJob {
-                            descriptors,
-                            u8_input,
+                            input: chunk_input,
                             centroids: &codebook.centroids,
                             labels: &row_labels,
-                            rows,
-                            dim,
                             clusters,
                             units: &out,
                         },
@@ -585,14 +588,11 @@ impl<E: Element> Runner<'_, '_, E> {
                         ctx,
                         &mut encoder,
                         &SoftLogitsJob {
-                            descriptors,
-                            u8_input,
+                            input: chunk_input,
                             soft_weights: w,
                             soft_bias: b,
                             centroids: &codebook.centroids,
                             residual_norm: rn,
-                            rows,
-                            dim,
                             clusters,
                             weights: &out,
                             labels: &out_labels,
@@ -609,14 +609,11 @@ impl<E: Element> Runner<'_, '_, E> {
                         ctx,
                         &mut encoder,
                         &SoftAggregateJob {
-                            descriptors,
-                            u8_input,
+                            input: chunk_input,
                             weights: w,
                             mass_weights: if rn { unscaled } else { w },
                             centroids: &codebook.centroids,
                             image_offsets: &uploaded.offsets,
-                            rows,
-                            dim,
                             clusters,
                             images,
                             blocks: blocks.as_ref().ok_or_else(|| missing("blocks"))?,

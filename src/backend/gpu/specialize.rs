@@ -64,6 +64,12 @@ impl fmt::Display for ShaderValue {
     }
 }
 
+/// `source` for one input type: its `U8_INPUT` set (f32 descriptors, or
+/// bytes packed four per word), for the shaders specialized by nothing else.
+pub fn for_input_type(source: &str, u8_input: bool) -> Result<String> {
+    specialize(source, &[("U8_INPUT", u8_input.into())])
+}
+
 /// Replace the value of each `const NAME: TYPE = …;` in `source` by the
 /// given value, whose type must be the declared `TYPE`. Every name must be
 /// declared exactly once at the start of a line. The shader's include

@@ -20,7 +20,7 @@ pub mod unit_residual;
 
 use std::sync::{Arc, Mutex};
 
-use crate::backend::gpu::context::GpuContext;
+use crate::backend::gpu::context::{GpuContext, check_buffer_sizes, descriptor_bytes};
 use crate::backend::gpu::contract::ShaderContract;
 use crate::backend::gpu::tensor_cores::TensorCores;
 use crate::backend::gpu::timing::StageClock;
@@ -35,6 +35,44 @@ use segmented_scan::SegmentedScanStage;
 use soft_aggregate::SoftAggregateStage;
 use soft_logits::SoftLogitsStage;
 use unit_residual::UnitResidualStage;
+
+/// A chunk's descriptors as the weighted stages read them (soft logits,
+/// soft aggregation, unit residuals): one noun for what each job would
+/// otherwise repeat, with the checks they share.
+#[derive(Clone, Copy)]
+pub struct Descriptors<'a> {
+    /// `rows × dim` values: f32 row-major, or (when `u8_input`) bytes
+    /// packed four per `u32` word.
+    pub buffer: &'a wgpu::Buffer,
+    /// Whether `buffer` holds packed u8 (widened on the device).
+    pub u8_input: bool,
+    /// Rows in the chunk.
+    pub rows: u32,
+    /// Descriptor width F.
+    pub dim: u32,
+}
+
+impl Descriptors<'_> {
+    /// The bytes `buffer` must hold at least.
+    pub fn bytes(&self) -> u64 {
+        descriptor_bytes(self.rows as u64 * self.dim as u64, self.u8_input)
+    }
+
+    /// `(rows, F, K)` widened for size arithmetic, or `stage`'s error
+    /// unless `F ≥ 1`, `K ≥ 1`, `rows · max(F, K)` fits the shaders'
+    /// 32-bit index and `buffer` holds the rows.
+    pub fn checked_sizes(&self, stage: &str, clusters: u32) -> Result<(u64, u64, u64)> {
+        let (rows, dim, k) = (self.rows as u64, self.dim as u64, clusters as u64);
+        if dim == 0 || k == 0 || rows * dim.max(k) > u32::MAX as u64 {
+            return Err(VladError::InvalidArgument(format!(
+                "{stage}: {rows} rows, F = {dim}, K = {k} (F and K must be ≥ 1, and \
+                 rows × max(F, K) within the shader's 32-bit index)"
+            )));
+        }
+        check_buffer_sizes(stage, &[("descriptors", self.buffer, self.bytes())])?;
+        Ok((rows, dim, k))
+    }
+}
 
 /// Every variant of every stage the host compiles.
 pub fn contracts() -> Result<Vec<ShaderContract>> {

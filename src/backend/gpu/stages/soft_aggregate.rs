@@ -7,9 +7,10 @@
 //! it does not; `mass` within a few ulp, the device's division not being
 //! correctly rounded).
 
-use crate::backend::gpu::context::{GpuContext, check_buffer_sizes, descriptor_bytes, dispatch_2d};
+use crate::backend::gpu::context::{GpuContext, check_buffer_sizes, dispatch_2d};
 use crate::backend::gpu::contract::{ShaderContract, uniform_layout};
-use crate::backend::gpu::specialize::specialize;
+use crate::backend::gpu::specialize::for_input_type;
+use crate::backend::gpu::stages::Descriptors;
 use crate::error::{Result, VladError};
 
 const SHADER: &str = include_str!(concat!(
@@ -23,17 +24,10 @@ const CLUSTERS_PER_TILE: u32 = 8;
 /// The shader's `SUM_BLOCK`.
 const SUM_BLOCK: u32 = crate::twins::soft_aggregate::SUM_BLOCK as u32;
 
-/// The WGSL compiled for an input type.
-pub fn shader_source(u8_input: bool) -> Result<String> {
-    specialize(SHADER, &[("U8_INPUT", u8_input.into())])
-}
-
 /// Buffers and sizes of one chunk's aggregation.
 pub struct SoftAggregateJob<'a> {
-    /// `rows × dim` descriptors (f32, or packed u8 when `u8_input`).
-    pub descriptors: &'a wgpu::Buffer,
-    /// Whether `descriptors` holds packed u8.
-    pub u8_input: bool,
+    /// The chunk's descriptors (its rows and width with them).
+    pub input: Descriptors<'a>,
     /// `rows × clusters` f32 weights (from the soft logits stage).
     pub weights: &'a wgpu::Buffer,
     /// `rows × clusters` f32 weights whose sums are the soft counts: the
@@ -43,10 +37,6 @@ pub struct SoftAggregateJob<'a> {
     pub centroids: &'a wgpu::Buffer,
     /// `images + 1` u32 local CSR offsets.
     pub image_offsets: &'a wgpu::Buffer,
-    /// Rows in the chunk.
-    pub rows: u32,
-    /// F.
-    pub dim: u32,
     /// K.
     pub clusters: u32,
     /// Images in the chunk.
@@ -89,35 +79,29 @@ struct Params {
 
 /// What this file assumes of every variant it compiles.
 pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
-    let mut contracts = Vec::new();
-    for u8_input in [false, true] {
-        contracts.push(ShaderContract {
-            name: format!("soft_aggregate u8={u8_input}"),
-            file: "soft_aggregate",
-            source: shader_source(u8_input)?,
-            constants: vec![
-                ("WG", WORKGROUP.into()),
-                ("KT", CLUSTERS_PER_TILE.into()),
-                ("SUM_BLOCK", SUM_BLOCK.into()),
-                ("U8_INPUT", u8_input.into()),
-            ],
-            entry_points: vec![
-                ("aggregate", Some([WORKGROUP, 1, 1])),
-                ("divide_by_mass", Some([WORKGROUP, 1, 1])),
-            ],
-            uniform: uniform_layout!(Params {
-                rows,
-                dim,
-                clusters,
-                images,
-                f_tiles,
-                k_tiles,
-                elements,
-                mass_is_weights,
-            }),
-        });
-    }
-    Ok(contracts)
+    ShaderContract::per_input_type(
+        "soft_aggregate",
+        |u8_input| for_input_type(SHADER, u8_input),
+        &[
+            ("WG", WORKGROUP.into()),
+            ("KT", CLUSTERS_PER_TILE.into()),
+            ("SUM_BLOCK", SUM_BLOCK.into()),
+        ],
+        &[
+            ("aggregate", Some([WORKGROUP, 1, 1])),
+            ("divide_by_mass", Some([WORKGROUP, 1, 1])),
+        ],
+        uniform_layout!(Params {
+            rows,
+            dim,
+            clusters,
+            images,
+            f_tiles,
+            k_tiles,
+            elements,
+            mass_is_weights,
+        }),
+    )
 }
 
 /// The compiled pipelines: `aggregate` for f32 and u8 input, and
@@ -130,8 +114,8 @@ pub struct SoftAggregateStage {
 impl SoftAggregateStage {
     /// Compile the shader for this device.
     pub fn new(ctx: &GpuContext) -> Result<Self> {
-        let f32_source = shader_source(false)?;
-        let u8_source = shader_source(true)?;
+        let f32_source = for_input_type(SHADER, false)?;
+        let u8_source = for_input_type(SHADER, true)?;
         Ok(SoftAggregateStage {
             aggregate: [
                 ctx.pipeline("soft aggregate u8=false", &f32_source, "aggregate")?,
@@ -148,26 +132,19 @@ impl SoftAggregateStage {
         encoder: &mut wgpu::CommandEncoder,
         job: &SoftAggregateJob<'_>,
     ) -> Result<()> {
-        let (dim, k, images) = (job.dim as u64, job.clusters as u64, job.images as u64);
-        if dim == 0 || k == 0 {
-            return Err(VladError::InvalidArgument(format!(
-                "soft aggregate: dim = {dim}, clusters = {k} (both must be ≥ 1)"
-            )));
-        }
+        let (rows, dim, k) = job.input.checked_sizes("soft aggregate", job.clusters)?;
+        let images = job.images as u64;
         if images == 0 {
             return Ok(());
         }
-        let rows = job.rows as u64;
-        if images * k * dim > u32::MAX as u64 || rows * dim.max(k) > u32::MAX as u64 {
+        if images * k * dim > u32::MAX as u64 {
             return Err(VladError::InvalidArgument(
                 "soft aggregate: the chunk exceeds the shader's 32-bit index".to_string(),
             ));
         }
-        let descriptor_bytes = descriptor_bytes(rows * dim, job.u8_input);
         check_buffer_sizes(
             "soft aggregate",
             &[
-                ("descriptors", job.descriptors, descriptor_bytes),
                 ("weights", job.weights, rows * k * 4),
                 ("mass weights", job.mass_weights, rows * k * 4),
                 ("centroids", job.centroids, k * dim * 4),
@@ -176,7 +153,7 @@ impl SoftAggregateStage {
                 ("mass", job.mass, images * k * 4),
             ],
         )?;
-        let f_tiles = job.dim.div_ceil(4 * WORKGROUP);
+        let f_tiles = job.input.dim.div_ceil(4 * WORKGROUP);
         let k_tiles = job.clusters.div_ceil(CLUSTERS_PER_TILE);
         let workgroups = images * f_tiles as u64 * k_tiles as u64;
         let max = ctx.max_workgroups_per_dim();
@@ -188,8 +165,8 @@ impl SoftAggregateStage {
         let params = ctx.uniform(
             "soft aggregate params",
             &Params {
-                rows: job.rows,
-                dim: job.dim,
+                rows: job.input.rows,
+                dim: job.input.dim,
                 clusters: job.clusters,
                 images: job.images,
                 f_tiles,
@@ -198,13 +175,13 @@ impl SoftAggregateStage {
                 mass_is_weights: u32::from(job.mass_weights == job.weights),
             },
         )?;
-        let pipeline = &self.aggregate[job.u8_input as usize];
+        let pipeline = &self.aggregate[job.input.u8_input as usize];
         let group = ctx.bind_group_numbered(
             "soft aggregate",
             pipeline,
             &[
                 (0, params.as_entire_binding()),
-                (1, job.descriptors.as_entire_binding()),
+                (1, job.input.buffer.as_entire_binding()),
                 (2, job.weights.as_entire_binding()),
                 (3, job.centroids.as_entire_binding()),
                 (4, job.image_offsets.as_entire_binding()),

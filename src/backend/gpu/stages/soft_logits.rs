@@ -14,9 +14,10 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::backend::gpu::context::{GpuContext, check_buffer_sizes, descriptor_bytes, dispatch_2d};
+use crate::backend::gpu::context::{GpuContext, check_buffer_sizes, dispatch_2d};
 use crate::backend::gpu::contract::{ShaderContract, uniform_layout};
 use crate::backend::gpu::specialize::specialize;
+use crate::backend::gpu::stages::Descriptors;
 use crate::backend::gpu::stages::assign::TileShape;
 use crate::error::{Result, VladError};
 
@@ -56,11 +57,8 @@ pub fn shader_source(shape: TileShape, u8_input: bool) -> Result<String> {
 
 /// Buffers and sizes of one chunk's soft assignment.
 pub struct SoftLogitsJob<'a> {
-    /// `rows × dim` descriptors: f32, or (when `u8_input`) bytes packed
-    /// four per `u32` word.
-    pub descriptors: &'a wgpu::Buffer,
-    /// Whether `descriptors` holds packed u8.
-    pub u8_input: bool,
+    /// The chunk's descriptors (its rows and width with them).
+    pub input: Descriptors<'a>,
     /// `clusters × dim` f32 `W`.
     pub soft_weights: &'a wgpu::Buffer,
     /// `clusters` f32 `b`.
@@ -69,10 +67,6 @@ pub struct SoftLogitsJob<'a> {
     pub centroids: &'a wgpu::Buffer,
     /// Divide each weight by `‖v − c_k‖` (`rn`).
     pub residual_norm: bool,
-    /// Rows in the chunk.
-    pub rows: u32,
-    /// F.
-    pub dim: u32,
     /// K.
     pub clusters: u32,
     /// Out: `rows × clusters` f32 weights.
@@ -175,7 +169,7 @@ impl SoftLogitsStage {
         Ok(pipeline)
     }
 
-    /// Record the logits and the softmax of `job.rows` rows.
+    /// Record the logits and the softmax of `job.input.rows` rows.
     pub fn record(
         &self,
         ctx: &GpuContext,
@@ -203,23 +197,23 @@ impl SoftLogitsStage {
         job: &SoftLogitsJob<'_>,
         with_softmax: bool,
     ) -> Result<()> {
-        if job.rows == 0 {
+        if job.input.rows == 0 {
             return Ok(());
         }
         check_job(job)?;
         let shape = TileShape::for_clusters(job.clusters);
-        let logits = self.pipeline(ctx, false, shape, job.u8_input)?;
-        let softmax = self.pipeline(ctx, true, shape, job.u8_input)?;
-        let row_tiles = job.rows.div_ceil(shape.rows_per_workgroup());
+        let logits = self.pipeline(ctx, false, shape, job.input.u8_input)?;
+        let softmax = self.pipeline(ctx, true, shape, job.input.u8_input)?;
+        let row_tiles = job.input.rows.div_ceil(shape.rows_per_workgroup());
         let params = ctx.uniform(
             "soft logits params",
             &Params {
-                rows: job.rows,
-                dim: job.dim,
+                rows: job.input.rows,
+                dim: job.input.dim,
                 clusters: job.clusters,
                 row_tiles,
                 k_tiles: job.clusters.div_ceil(shape.clusters_per_tile()),
-                chunks: job.dim.div_ceil(CHUNK_FEATURES),
+                chunks: job.input.dim.div_ceil(CHUNK_FEATURES),
                 residual_norm: job.residual_norm as u32,
                 _pad1: 0,
             },
@@ -229,7 +223,7 @@ impl SoftLogitsStage {
             &logits,
             &[
                 (0, params.as_entire_binding()),
-                (1, job.descriptors.as_entire_binding()),
+                (1, job.input.buffer.as_entire_binding()),
                 (2, job.soft_weights.as_entire_binding()),
                 (3, job.soft_bias.as_entire_binding()),
                 (4, job.weights.as_entire_binding()),
@@ -240,7 +234,7 @@ impl SoftLogitsStage {
             &softmax,
             &[
                 (0, params.as_entire_binding()),
-                (1, job.descriptors.as_entire_binding()),
+                (1, job.input.buffer.as_entire_binding()),
                 (4, job.weights.as_entire_binding()),
                 (5, job.centroids.as_entire_binding()),
                 (6, job.labels.as_entire_binding()),
@@ -257,7 +251,7 @@ impl SoftLogitsStage {
         pass.set_bind_group(0, &logits_group, &[]);
         pass.dispatch_workgroups(x, y, 1);
         if with_softmax {
-            let (x, y) = dispatch_2d(job.rows.div_ceil(ROW_WORKGROUP), max);
+            let (x, y) = dispatch_2d(job.input.rows.div_ceil(ROW_WORKGROUP), max);
             pass.set_pipeline(&softmax);
             pass.set_bind_group(0, &softmax_group, &[]);
             pass.dispatch_workgroups(x, y, 1);
@@ -268,23 +262,10 @@ impl SoftLogitsStage {
 
 /// Sizes that make sense and buffers large enough for them.
 fn check_job(job: &SoftLogitsJob<'_>) -> Result<()> {
-    if job.dim == 0 || job.clusters == 0 {
-        return Err(VladError::InvalidArgument(format!(
-            "soft logits: dim = {}, clusters = {} (both must be ≥ 1)",
-            job.dim, job.clusters
-        )));
-    }
-    let (rows, dim, k) = (job.rows as u64, job.dim as u64, job.clusters as u64);
-    if rows * dim > u32::MAX as u64 || rows * k > u32::MAX as u64 {
-        return Err(VladError::InvalidArgument(format!(
-            "soft logits: {rows} rows × max(F, K) exceed the shader's 32-bit index"
-        )));
-    }
-    let descriptor_bytes = descriptor_bytes(rows * dim, job.u8_input);
+    let (rows, dim, k) = job.input.checked_sizes("soft logits", job.clusters)?;
     check_buffer_sizes(
         "soft logits",
         &[
-            ("descriptors", job.descriptors, descriptor_bytes),
             ("W", job.soft_weights, k * dim * 4),
             ("b", job.soft_bias, k * 4),
             ("centroids", job.centroids, k * dim * 4),
