@@ -8,7 +8,7 @@ use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::backend::gpu::GpuContext;
-use vlad::backend::gpu::stages::assign::{AssignJob, AssignStage};
+use vlad::backend::gpu::stages::assign::{AssignJob, AssignStage, AssignVariant};
 use vlad::verify::is_near_tie;
 use vlad::{Batch, Codebook, Element, reference};
 

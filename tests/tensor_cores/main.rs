@@ -28,7 +28,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::backend::gpu::__internal::CompiledStages;
 use vlad::backend::gpu::GpuContext;
-use vlad::backend::gpu::stages::assign::{AssignJob, AssignStage};
+use vlad::backend::gpu::stages::assign::{AssignJob, AssignStage, AssignVariant};
 use vlad::backend::gpu::stages::assign_coop::{AssignCoopStage, STAGE_NAME};
 use vlad::backend::gpu::tensor_cores::TensorCores;
 use vlad::verify::is_near_tie;

@@ -158,7 +158,7 @@ pub struct AssignJob<'a> {
 /// plain and the tensor-core assignment share.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Params {
+pub struct Params {
     rows: u32,
     dim: u32,
     clusters: u32,
@@ -327,18 +327,13 @@ impl AssignStage {
         cache.insert((shape, u8_input), pipeline.clone());
         Ok(pipeline)
     }
+}
 
-    /// Record the assignment of `job.rows` descriptors into `encoder`.
-    pub fn record(
-        &self,
-        ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        job: &AssignJob<'_>,
-    ) -> Result<()> {
-        if job.rows == 0 {
-            return Ok(());
-        }
-        check_job(job)?;
+impl AssignVariant for AssignStage {
+    const LABEL: &'static str = "assign";
+
+    /// The tile shape for `job`'s K, at most the cap on workgroups.
+    fn prepare(&self, ctx: &GpuContext, job: &AssignJob<'_>) -> Result<Prepared> {
         let shape = TileShape::for_clusters(job.clusters);
         let pipeline = self.pipeline(ctx, shape, job.u8_input)?;
         let params = Params::for_job(
@@ -350,9 +345,40 @@ impl AssignStage {
         let max = ctx
             .max_workgroups_per_dim()
             .min(self.max_workgroups_per_dim.unwrap_or(u32::MAX));
-        dispatch_job(ctx, encoder, "assign", &pipeline, &params, job, max)
+        Ok((pipeline, params, max))
     }
 }
+
+/// A compiled variant of the assignment interface
+/// (`shaders/parts/assign_interface.wgsl`): the plain tiled GEMM-argmin or
+/// the tensor-core one. Both take the same job and write the same outputs;
+/// a variant says only how it is dispatched.
+pub trait AssignVariant {
+    /// The name of its pass.
+    const LABEL: &'static str;
+
+    /// Its pipeline for `job`'s input type, the uniforms that size the
+    /// dispatch, and the most workgroups per dimension.
+    fn prepare(&self, ctx: &GpuContext, job: &AssignJob<'_>) -> Result<Prepared>;
+
+    /// Record the assignment of `job.rows` descriptors into `encoder`.
+    fn record(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        job: &AssignJob<'_>,
+    ) -> Result<()> {
+        if job.rows == 0 {
+            return Ok(());
+        }
+        check_job(job)?;
+        let (pipeline, params, max) = self.prepare(ctx, job)?;
+        dispatch_job(ctx, encoder, Self::LABEL, &pipeline, &params, job, max)
+    }
+}
+
+/// What [`AssignVariant::prepare`] hands [`AssignVariant::record`].
+pub type Prepared = (wgpu::ComputePipeline, Params, u32);
 
 /// Sizes that make sense and buffers large enough for them, so the shader
 /// never indexes out of its bindings (which WGSL would clamp silently).

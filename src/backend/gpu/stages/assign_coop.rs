@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use crate::backend::gpu::context::GpuContext;
 use crate::backend::gpu::specialize::specialize;
-use crate::backend::gpu::stages::assign::{AssignJob, Params, check_job, dispatch_job};
+use crate::backend::gpu::stages::assign::{AssignJob, AssignVariant, Params, Prepared};
 use crate::backend::gpu::tensor_cores::{SUBGROUP_SIZES, TensorCores};
 use crate::error::{Result, VladError};
 
@@ -180,23 +180,16 @@ impl AssignCoopStage {
         cache.insert(u8_input, pipeline.clone());
         Ok(pipeline)
     }
+}
 
-    /// Record the assignment of `job.rows` descriptors into `encoder` (same
-    /// job, same outputs as the plain stage).
-    pub fn record(
-        &self,
-        ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        job: &AssignJob<'_>,
-    ) -> Result<()> {
-        if job.rows == 0 {
-            return Ok(());
-        }
-        check_job(job)?;
+impl AssignVariant for AssignCoopStage {
+    const LABEL: &'static str = "assign_coop";
+
+    /// Its fixed tiles, at the adapter's workgroup limit.
+    fn prepare(&self, ctx: &GpuContext, job: &AssignJob<'_>) -> Result<Prepared> {
         let pipeline = self.pipeline(ctx, job.u8_input)?;
         let params = Params::for_job(job, ROWS_PER_WORKGROUP, CLUSTERS_PER_TILE, STEP);
-        let max = ctx.max_workgroups_per_dim();
-        dispatch_job(ctx, encoder, "assign_coop", &pipeline, &params, job, max)
+        Ok((pipeline, params, ctx.max_workgroups_per_dim()))
     }
 }
 
@@ -229,7 +222,7 @@ mod self_check {
 
     use super::AssignCoopStage;
     use crate::backend::gpu::context::GpuContext;
-    use crate::backend::gpu::stages::assign::AssignJob;
+    use crate::backend::gpu::stages::assign::{AssignJob, AssignVariant};
     use crate::error::{Result, VladError};
     use crate::model::batch::Batch;
     use crate::model::codebook::Codebook;

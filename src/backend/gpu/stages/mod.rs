@@ -26,7 +26,7 @@ use crate::backend::gpu::tensor_cores::TensorCores;
 use crate::backend::gpu::timing::StageClock;
 use crate::error::{Result, VladError};
 
-use assign::{AssignJob, AssignStage};
+use assign::{AssignJob, AssignStage, AssignVariant};
 use assign_coop::AssignCoopStage;
 use normalize::NormalizeStage;
 use radix_sort::RadixSortStage;
