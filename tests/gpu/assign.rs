@@ -8,6 +8,7 @@ use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::backend::gpu::GpuContext;
+use vlad::backend::gpu::stages::Descriptors;
 use vlad::backend::gpu::stages::assign::{AssignJob, AssignStage, AssignVariant};
 use vlad::verify::is_near_tie;
 use vlad::{Batch, Codebook, Element, reference};
@@ -39,13 +40,15 @@ fn gpu_assign<E: Element + bytemuck::Pod>(
     let keys = ctx.upload("keys", &poison).unwrap();
     let values = ctx.upload("values", &poison).unwrap();
     let job = AssignJob {
-        descriptors: &descriptors,
-        u8_input,
+        input: Descriptors {
+            buffer: &descriptors,
+            u8_input,
+            rows: rows as u32,
+            dim: codebook.dim() as u32,
+        },
         centroids: &centroids,
         centroid_norms: &norms,
         image_offsets: &offsets,
-        rows: rows as u32,
-        dim: codebook.dim() as u32,
         clusters: codebook.clusters() as u32,
         images: batch.images() as u32,
         labels: &labels,
@@ -271,13 +274,15 @@ fn bad_jobs_are_errors() {
     let stage = AssignStage::new(&ctx).unwrap();
     let small = ctx.upload("small", &[0u32; 4]).unwrap();
     let job = |rows, dim, clusters, images| AssignJob {
-        descriptors: &small,
-        u8_input: false,
+        input: Descriptors {
+            buffer: &small,
+            u8_input: false,
+            rows,
+            dim,
+        },
         centroids: &small,
         centroid_norms: &small,
         image_offsets: &small,
-        rows,
-        dim,
         clusters,
         images,
         labels: &small,

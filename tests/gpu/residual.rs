@@ -7,6 +7,7 @@ use crate::scan_case::{Case, Uploaded, record_scan, reference_sums, twin_sums};
 use vlad::backend::gpu::GpuContext;
 use vlad::backend::gpu::stages::residual::{ResidualJob, ResidualStage};
 use vlad::backend::gpu::stages::segmented_scan::SegmentedScanStage;
+use vlad::backend::gpu::stages::{BlockShape, Blocks};
 use vlad::twins::residual as twin;
 
 struct Stages {
@@ -53,11 +54,15 @@ fn gpu_blocks(s: &Stages, case: &Case, u8_input: bool, subtract: bool) -> (Vec<f
             &mut encoder,
             &ResidualJob {
                 segments: &segments,
-                blocks: &out,
-                counts: &counts,
-                images: case.images as u32,
-                clusters: case.clusters as u32,
-                dim: case.dim as u32,
+                out: Blocks {
+                    shape: BlockShape {
+                        images: case.images as u32,
+                        clusters: case.clusters as u32,
+                        dim: case.dim as u32,
+                    },
+                    values: &out,
+                    counts: &counts,
+                },
             },
         )
         .unwrap();
@@ -176,18 +181,26 @@ fn mismatched_shapes_are_errors() {
     let counts = ctx.storage_buffer("counts", 2 * 4 * 4).unwrap();
     let job = |images, dim| ResidualJob {
         segments: &segments,
-        blocks: &out,
-        counts: &counts,
-        images,
-        clusters: 4,
-        dim,
+        out: Blocks {
+            shape: BlockShape {
+                images,
+                clusters: 4,
+                dim,
+            },
+            values: &out,
+            counts: &counts,
+        },
     };
     assert!(s.residual.record(ctx, &mut encoder, &job(3, 3)).is_err());
     assert!(s.residual.record(ctx, &mut encoder, &job(2, 4)).is_err());
     let small = ctx.storage_buffer("small", 16).unwrap();
+    let fits = job(2, 3);
     let too_small = ResidualJob {
-        blocks: &small,
-        ..job(2, 3)
+        out: Blocks {
+            values: &small,
+            ..fits.out
+        },
+        ..fits
     };
     assert!(s.residual.record(ctx, &mut encoder, &too_small).is_err());
     s.residual.record(ctx, &mut encoder, &job(2, 3)).unwrap();

@@ -8,6 +8,7 @@ use ndarray::{Array2, ArrayView2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::backend::gpu::GpuContext;
+use vlad::backend::gpu::stages::Descriptors;
 use vlad::backend::gpu::stages::segmented_scan::{ScanJob, SegmentSums, SegmentedScanStage};
 use vlad::twins::segmented_scan as twin;
 use vlad::{Assignment, Batch, Codebook, Element, reference};
@@ -139,12 +140,14 @@ pub fn record_scan(
             &ScanJob {
                 sorted_keys: &uploaded.keys,
                 sorted_rows: &uploaded.rows,
-                descriptors: &uploaded.descriptors,
-                u8_input,
+                input: Descriptors {
+                    buffer: &uploaded.descriptors,
+                    u8_input,
+                    rows: case.rows() as u32,
+                    dim: case.dim as u32,
+                },
                 centroids: &uploaded.centroids,
                 subtract_centroid: subtract,
-                rows: case.rows() as u32,
-                dim: case.dim as u32,
                 clusters: case.clusters as u32,
                 images: case.images as u32,
             },

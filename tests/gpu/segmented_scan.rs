@@ -6,6 +6,7 @@ use crate::scan_case::{Case, gpu_sums, reference_sums, twin_sums};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::backend::gpu::GpuContext;
+use vlad::backend::gpu::stages::Descriptors;
 use vlad::backend::gpu::stages::segmented_scan::{ScanJob, SegmentedScanStage};
 use vlad::twins::segmented_scan::{self as twin, CHUNK_ROWS};
 
@@ -180,12 +181,14 @@ fn a_million_rows_meet_the_accuracy_bound() {
             &ScanJob {
                 sorted_keys: &keys,
                 sorted_rows: &rows_buffer,
-                descriptors: &descriptors,
-                u8_input: false,
+                input: Descriptors {
+                    buffer: &descriptors,
+                    u8_input: false,
+                    rows: rows as u32,
+                    dim: 1,
+                },
                 centroids: &centroids,
                 subtract_centroid: true,
-                rows: rows as u32,
-                dim: 1,
                 clusters: 1,
                 images: 1,
             },

@@ -16,10 +16,10 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::backend::gpu::GpuContext;
-use vlad::backend::gpu::stages::Descriptors;
-use vlad::backend::gpu::stages::soft_aggregate::{MassJob, SoftAggregateJob, SoftAggregateStage};
+use vlad::backend::gpu::stages::soft_aggregate::{SoftAggregateJob, SoftAggregateStage};
 use vlad::backend::gpu::stages::soft_logits::{SoftLogitsJob, SoftLogitsStage};
 use vlad::backend::gpu::stages::unit_residual::{UnitResidualJob, UnitResidualStage};
+use vlad::backend::gpu::stages::{BlockShape, Blocks, Descriptors};
 use vlad::twins::{
     soft_aggregate as soft_aggregate_tile, soft_logits as soft_logits_tile, unit_residual,
 };
@@ -299,12 +299,14 @@ fn aggregate_matches_the_twin() {
             .record_mass(
                 &ctx,
                 &mut encoder,
-                &MassJob {
-                    blocks: &blocks,
-                    mass: &mass,
-                    images: images as u32,
-                    clusters: k as u32,
-                    dim: dim as u32,
+                &Blocks {
+                    shape: BlockShape {
+                        images: images as u32,
+                        clusters: k as u32,
+                        dim: dim as u32,
+                    },
+                    values: &blocks,
+                    counts: &mass,
                 },
             )
             .unwrap();

@@ -28,6 +28,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vlad::backend::gpu::__internal::CompiledStages;
 use vlad::backend::gpu::GpuContext;
+use vlad::backend::gpu::stages::Descriptors;
 use vlad::backend::gpu::stages::assign::{AssignJob, AssignStage, AssignVariant};
 use vlad::backend::gpu::stages::assign_coop::{AssignCoopStage, STAGE_NAME};
 use vlad::backend::gpu::tensor_cores::TensorCores;
@@ -59,13 +60,15 @@ fn run<E: Element + bytemuck::Pod>(
     let keys = ctx.upload("keys", &poison).unwrap();
     let values = ctx.upload("values", &poison).unwrap();
     let job = AssignJob {
-        descriptors: &descriptors,
-        u8_input: E::DTYPE == vlad::DType::U8,
+        input: Descriptors {
+            buffer: &descriptors,
+            u8_input: E::DTYPE == vlad::DType::U8,
+            rows: rows as u32,
+            dim: codebook.dim() as u32,
+        },
         centroids: &centroids,
         centroid_norms: &norms,
         image_offsets: &offsets,
-        rows: rows as u32,
-        dim: codebook.dim() as u32,
         clusters: codebook.clusters() as u32,
         images: batch.images() as u32,
         labels: &labels,

@@ -38,10 +38,12 @@ use crate::backend::gpu::stages::normalize::NormalizeJob;
 use crate::backend::gpu::stages::radix_sort::{SortJob, SortedIn};
 use crate::backend::gpu::stages::residual::ResidualJob;
 use crate::backend::gpu::stages::segmented_scan::ScanJob;
-use crate::backend::gpu::stages::soft_aggregate::{MassJob, SoftAggregateJob};
+use crate::backend::gpu::stages::soft_aggregate::SoftAggregateJob;
 use crate::backend::gpu::stages::soft_logits::SoftLogitsJob;
 use crate::backend::gpu::stages::unit_residual::UnitResidualJob;
-use crate::backend::gpu::stages::{CompiledStages, Descriptors, WeightedStages};
+use crate::backend::gpu::stages::{
+    BlockShape, Blocks, CompiledStages, Descriptors, WeightedStages,
+};
 use crate::backend::gpu::staging::{
     PIECE, ReadKind, StagingBuffer, StagingSet, fill_upload, read_into,
 };
@@ -507,6 +509,11 @@ impl<E: Element> Runner<'_, '_, E> {
         };
         let missing = |what: &str| VladError::Gpu(format!("a chunk's {what} is missing (a bug)"));
         let rn = matches!(self.route, Route::Soft { rn: true });
+        let block_shape = BlockShape {
+            images,
+            clusters,
+            dim,
+        };
         let chunk_input = Descriptors {
             buffer: descriptors,
             u8_input,
@@ -524,13 +531,10 @@ impl<E: Element> Runner<'_, '_, E> {
                     let keys = pool.buffer(ctx, Role::Keys, sizes.per_row)?;
                     let values = pool.buffer(ctx, Role::Values, sizes.per_row)?;
                     let job = AssignJob {
-                        descriptors,
-                        u8_input,
+                        input: chunk_input,
                         centroids: &codebook.centroids,
                         centroid_norms: &codebook.norms,
                         image_offsets: &uploaded.offsets,
-                        rows,
-                        dim,
                         clusters,
                         images,
                         labels: &out,
@@ -650,6 +654,15 @@ impl<E: Element> Runner<'_, '_, E> {
                 Step::Scan => {
                     let (sorted_keys, sorted_rows) =
                         sorted.as_ref().ok_or_else(|| missing("sorted keys"))?;
+                    // Under `rn` the rows summed are the unit residuals (f32).
+                    let input = match &units {
+                        Some(units) => Descriptors {
+                            buffer: units,
+                            u8_input: false,
+                            ..chunk_input
+                        },
+                        None => chunk_input,
+                    };
                     // The scan writes its sums straight into the blocks
                     // buffer (its layout), so the residual stage only zeroes
                     // the empty blocks.
@@ -659,8 +672,7 @@ impl<E: Element> Runner<'_, '_, E> {
                         &ScanJob {
                             sorted_keys,
                             sorted_rows,
-                            descriptors: units.as_ref().unwrap_or(descriptors),
-                            u8_input: u8_input && units.is_none(),
+                            input,
                             centroids: &codebook.centroids,
                             subtract_centroid: matches!(
                                 self.route,
@@ -668,8 +680,6 @@ impl<E: Element> Runner<'_, '_, E> {
                                     subtract_centroid: true
                                 }
                             ),
-                            rows,
-                            dim,
                             clusters,
                             images,
                         },
@@ -683,11 +693,11 @@ impl<E: Element> Runner<'_, '_, E> {
                         &mut encoder,
                         &ResidualJob {
                             segments: segments.as_ref().ok_or_else(|| missing("segment sums"))?,
-                            blocks: blocks.as_ref().ok_or_else(|| missing("blocks"))?,
-                            counts: counts.as_ref().ok_or_else(|| missing("counts"))?,
-                            images,
-                            clusters,
-                            dim,
+                            out: Blocks {
+                                shape: block_shape,
+                                values: blocks.as_ref().ok_or_else(|| missing("blocks"))?,
+                                counts: counts.as_ref().ok_or_else(|| missing("counts"))?,
+                            },
                         },
                     )?;
                     clock.lap(&mut encoder, "residual");
@@ -705,12 +715,10 @@ impl<E: Element> Runner<'_, '_, E> {
                     Finish::SoftMass => weighted()?.aggregate.record_mass(
                         ctx,
                         &mut encoder,
-                        &MassJob {
-                            blocks,
-                            mass: counts,
-                            images,
-                            clusters,
-                            dim,
+                        &Blocks {
+                            shape: block_shape,
+                            values: blocks,
+                            counts,
                         },
                     )?,
                     Finish::Steps(steps) => stages.normalize.record(

@@ -8,12 +8,14 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::backend::gpu::context::{GpuContext, check_buffer_sizes, descriptor_bytes, dispatch_2d};
-use crate::backend::gpu::contract::{ShaderContract, uniform_layout};
-use crate::backend::gpu::specialize::specialize;
+use crate::backend::gpu::context::{GpuContext, check_buffer_sizes};
+use crate::backend::gpu::contract::ShaderContract;
+use crate::backend::gpu::specialize::{ShaderValue, specialize};
+use crate::backend::gpu::stages::Descriptors;
+use crate::backend::gpu::stages::host::{record_dispatch, uniform_block, wgsl};
 use crate::error::{Result, VladError};
 
-const SHADER: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/assign.wgsl"));
+const SHADER: &str = wgsl!("assign");
 
 /// The workgroup tiling of one compiled variant. Every invocation owns an
 /// 8 rows × 8 centroids register tile; the shapes differ in how many
@@ -59,6 +61,33 @@ impl TileShape {
             TileShape::Medium => (8, 32),
             TileShape::Wide => (16, 16),
         }
+    }
+
+    /// The constants a shader on this tile (`shaders/parts/gemm_tile.wgsl`:
+    /// the assignment and the soft logits) is specialized by: CT, RT, the
+    /// features staged per chunk (BF) and the input type.
+    pub(crate) fn specialization(
+        self,
+        chunk_features: u32,
+        u8_input: bool,
+    ) -> Vec<(&'static str, ShaderValue)> {
+        let (ct, rt) = self.invocations();
+        vec![
+            ("CT", ct.into()),
+            ("RT", rt.into()),
+            ("BF", chunk_features.into()),
+            ("U8_INPUT", u8_input.into()),
+        ]
+    }
+
+    /// What the shader contracts assume of this tile besides: its
+    /// workgroup size (WG) and the rows (BM) and centroids (BN) it covers.
+    pub(crate) fn extent(self) -> [(&'static str, ShaderValue); 3] {
+        [
+            ("WG", self.workgroup_size().into()),
+            ("BM", self.rows_per_workgroup().into()),
+            ("BN", self.clusters_per_tile().into()),
+        ]
     }
 
     /// Invocations per workgroup.
@@ -113,35 +142,22 @@ impl TileShape {
 
 /// The WGSL the stage compiles for `shape` and input type.
 pub fn shader_source(shape: TileShape, u8_input: bool) -> Result<String> {
-    let (ct, rt) = shape.invocations();
     specialize(
         SHADER,
-        &[
-            ("CT", ct.into()),
-            ("RT", rt.into()),
-            ("BF", shape.chunk_features().into()),
-            ("U8_INPUT", u8_input.into()),
-        ],
+        &shape.specialization(shape.chunk_features(), u8_input),
     )
 }
 
 /// Buffers and sizes of one assignment dispatch.
 pub struct AssignJob<'a> {
-    /// `rows × dim` descriptors: f32 row-major, or (when `u8_input`) bytes
-    /// packed four per `u32` word, row-major, `rows·dim` bytes in all.
-    pub descriptors: &'a wgpu::Buffer,
-    /// Whether `descriptors` holds packed u8 (widened on the device).
-    pub u8_input: bool,
+    /// The chunk's descriptors (its rows and width with them).
+    pub input: Descriptors<'a>,
     /// `clusters × dim` f32 centroids.
     pub centroids: &'a wgpu::Buffer,
     /// `clusters` f32 squared norms `‖c‖²`.
     pub centroid_norms: &'a wgpu::Buffer,
     /// `images + 1` u32 CSR offsets of the images in this chunk (local rows).
     pub image_offsets: &'a wgpu::Buffer,
-    /// Number of descriptors in the chunk.
-    pub rows: u32,
-    /// Descriptor width F.
-    pub dim: u32,
     /// Number of centroids K.
     pub clusters: u32,
     /// Number of images in the chunk.
@@ -154,19 +170,19 @@ pub struct AssignJob<'a> {
     pub values: &'a wgpu::Buffer,
 }
 
-/// The uniform block of `shaders/parts/assign_interface.wgsl`, which the
-/// plain and the tensor-core assignment share.
-#[repr(C)]
-#[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct Params {
-    rows: u32,
-    dim: u32,
-    clusters: u32,
-    images: u32,
-    row_tiles: u32,
-    k_tiles: u32,
-    chunks: u32,
-    _pad: u32,
+uniform_block! {
+    /// The uniform block of `shaders/parts/assign_interface.wgsl`, which the
+    /// plain and the tensor-core assignment share.
+    pub struct Params {
+        rows: u32,
+        dim: u32,
+        clusters: u32,
+        images: u32,
+        row_tiles: u32,
+        k_tiles: u32,
+        chunks: u32,
+        _pad: u32,
+    }
 }
 
 impl Params {
@@ -178,35 +194,17 @@ impl Params {
         clusters_per_tile: u32,
         chunk: u32,
     ) -> Params {
+        let Descriptors { rows, dim, .. } = job.input;
         Params {
-            rows: job.rows,
-            dim: job.dim,
-            clusters: job.clusters,
-            images: job.images,
-            row_tiles: job.rows.div_ceil(rows_per_workgroup),
-            k_tiles: job.clusters.div_ceil(clusters_per_tile),
-            chunks: job.dim.div_ceil(chunk),
-            _pad: 0,
-        }
-    }
-
-    /// Workgroups one dispatch needs: one per row tile.
-    pub(crate) fn row_tiles(&self) -> u32 {
-        self.row_tiles
-    }
-
-    /// The layout the shader contracts check against the WGSL.
-    pub(crate) fn layout() -> crate::backend::gpu::contract::UniformLayout {
-        uniform_layout!(Params {
             rows,
             dim,
-            clusters,
-            images,
-            row_tiles,
-            k_tiles,
-            chunks,
-            _pad,
-        })
+            clusters: job.clusters,
+            images: job.images,
+            row_tiles: rows.div_ceil(rows_per_workgroup),
+            k_tiles: job.clusters.div_ceil(clusters_per_tile),
+            chunks: dim.div_ceil(chunk),
+            _pad: 0,
+        }
     }
 }
 
@@ -223,30 +221,24 @@ pub(crate) fn dispatch_job(
     job: &AssignJob<'_>,
     max_per_dim: u32,
 ) -> Result<()> {
-    let uniform = ctx.uniform(label, params)?;
-    let bind_group = ctx.bind_group(
+    record_dispatch(
+        ctx,
+        encoder,
         label,
         pipeline,
+        params,
         &[
-            uniform.as_entire_binding(),
-            job.descriptors.as_entire_binding(),
-            job.centroids.as_entire_binding(),
-            job.centroid_norms.as_entire_binding(),
-            job.image_offsets.as_entire_binding(),
-            job.labels.as_entire_binding(),
-            job.keys.as_entire_binding(),
-            job.values.as_entire_binding(),
+            (1, job.input.buffer.as_entire_binding()),
+            (2, job.centroids.as_entire_binding()),
+            (3, job.centroid_norms.as_entire_binding()),
+            (4, job.image_offsets.as_entire_binding()),
+            (5, job.labels.as_entire_binding()),
+            (6, job.keys.as_entire_binding()),
+            (7, job.values.as_entire_binding()),
         ],
-    )?;
-    let (x, y) = dispatch_2d(params.row_tiles(), max_per_dim);
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-        label: Some(label),
-        timestamp_writes: None,
-    });
-    pass.set_pipeline(pipeline);
-    pass.set_bind_group(0, &bind_group, &[]);
-    pass.dispatch_workgroups(x, y, 1);
-    Ok(())
+        params.row_tiles,
+        max_per_dim,
+    )
 }
 
 /// What this file assumes of every variant it compiles.
@@ -254,23 +246,15 @@ pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
     let mut contracts = Vec::new();
     for shape in TileShape::ALL {
         for u8_input in [false, true] {
-            let (ct, rt) = shape.invocations();
             let (a_loads, b_loads) = shape.loads();
+            let mut constants = shape.specialization(shape.chunk_features(), u8_input);
+            constants.extend(shape.extent());
+            constants.extend([("A_LOADS", a_loads.into()), ("B_LOADS", b_loads.into())]);
             contracts.push(ShaderContract {
                 name: format!("assign {shape:?} u8={u8_input}"),
                 file: "assign",
                 source: shader_source(shape, u8_input)?,
-                constants: vec![
-                    ("CT", ct.into()),
-                    ("RT", rt.into()),
-                    ("BF", shape.chunk_features().into()),
-                    ("A_LOADS", a_loads.into()),
-                    ("B_LOADS", b_loads.into()),
-                    ("U8_INPUT", u8_input.into()),
-                    ("WG", shape.workgroup_size().into()),
-                    ("BM", shape.rows_per_workgroup().into()),
-                    ("BN", shape.clusters_per_tile().into()),
-                ],
+                constants,
                 entry_points: vec![("assign", Some([shape.workgroup_size(), 1, 1]))],
                 uniform: Params::layout(),
             });
@@ -335,7 +319,7 @@ impl AssignVariant for AssignStage {
     /// The tile shape for `job`'s K, at most the cap on workgroups.
     fn prepare(&self, ctx: &GpuContext, job: &AssignJob<'_>) -> Result<Prepared> {
         let shape = TileShape::for_clusters(job.clusters);
-        let pipeline = self.pipeline(ctx, shape, job.u8_input)?;
+        let pipeline = self.pipeline(ctx, shape, job.input.u8_input)?;
         let params = Params::for_job(
             job,
             shape.rows_per_workgroup(),
@@ -361,14 +345,14 @@ pub trait AssignVariant {
     /// dispatch, and the most workgroups per dimension.
     fn prepare(&self, ctx: &GpuContext, job: &AssignJob<'_>) -> Result<Prepared>;
 
-    /// Record the assignment of `job.rows` descriptors into `encoder`.
+    /// Record the assignment of `job.input.rows` descriptors into `encoder`.
     fn record(
         &self,
         ctx: &GpuContext,
         encoder: &mut wgpu::CommandEncoder,
         job: &AssignJob<'_>,
     ) -> Result<()> {
-        if job.rows == 0 {
+        if job.input.rows == 0 {
             return Ok(());
         }
         check_job(job)?;
@@ -383,17 +367,16 @@ pub type Prepared = (wgpu::ComputePipeline, Params, u32);
 /// Sizes that make sense and buffers large enough for them, so the shader
 /// never indexes out of its bindings (which WGSL would clamp silently).
 pub(crate) fn check_job(job: &AssignJob<'_>) -> Result<()> {
-    if job.dim == 0 || job.clusters == 0 || job.images == 0 {
+    let Descriptors { rows, dim, .. } = job.input;
+    if dim == 0 || job.clusters == 0 || job.images == 0 {
         return Err(VladError::InvalidArgument(format!(
-            "assign: dim = {}, clusters = {}, images = {} (all must be ≥ 1 when rows > 0)",
-            job.dim, job.clusters, job.images
+            "assign: dim = {dim}, clusters = {}, images = {} (all must be ≥ 1 when rows > 0)",
+            job.clusters, job.images
         )));
     }
-    let elements = job.rows as u64 * job.dim as u64;
-    if elements > u32::MAX as u64 {
+    if job.input.values() > u32::MAX as u64 {
         return Err(VladError::InvalidArgument(format!(
-            "assign: {} rows × {} dims exceed the shader's 32-bit element index",
-            job.rows, job.dim
+            "assign: {rows} rows × {dim} dims exceed the shader's 32-bit element index"
         )));
     }
     if job.images as u64 * job.clusters as u64 > 1u64 << 32 {
@@ -402,16 +385,15 @@ pub(crate) fn check_job(job: &AssignJob<'_>) -> Result<()> {
             job.images, job.clusters
         )));
     }
-    let descriptor_bytes = descriptor_bytes(elements, job.u8_input);
-    let rows_bytes = job.rows as u64 * 4;
+    let rows_bytes = rows as u64 * 4;
     check_buffer_sizes(
         "assign",
         &[
-            ("descriptors", job.descriptors, descriptor_bytes),
+            ("descriptors", job.input.buffer, job.input.bytes()),
             (
                 "centroids",
                 job.centroids,
-                job.clusters as u64 * job.dim as u64 * 4,
+                job.clusters as u64 * dim as u64 * 4,
             ),
             (
                 "centroid_norms",

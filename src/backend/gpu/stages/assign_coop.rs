@@ -17,13 +17,11 @@ use std::sync::Mutex;
 use crate::backend::gpu::context::GpuContext;
 use crate::backend::gpu::specialize::specialize;
 use crate::backend::gpu::stages::assign::{AssignJob, AssignVariant, Params, Prepared};
+use crate::backend::gpu::stages::host::wgsl;
 use crate::backend::gpu::tensor_cores::{SUBGROUP_SIZES, TensorCores};
 use crate::error::{Result, VladError};
 
-const SHADER: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/shaders/assign_coop.wgsl"
-));
+const SHADER: &str = wgsl!("assign_coop");
 
 /// Rows per workgroup (the shader's `BM`).
 const ROWS_PER_WORKGROUP: u32 = 32;
@@ -187,7 +185,7 @@ impl AssignVariant for AssignCoopStage {
 
     /// Its fixed tiles, at the adapter's workgroup limit.
     fn prepare(&self, ctx: &GpuContext, job: &AssignJob<'_>) -> Result<Prepared> {
-        let pipeline = self.pipeline(ctx, job.u8_input)?;
+        let pipeline = self.pipeline(ctx, job.input.u8_input)?;
         let params = Params::for_job(job, ROWS_PER_WORKGROUP, CLUSTERS_PER_TILE, STEP);
         Ok((pipeline, params, ctx.max_workgroups_per_dim()))
     }
@@ -222,6 +220,7 @@ mod self_check {
 
     use super::AssignCoopStage;
     use crate::backend::gpu::context::GpuContext;
+    use crate::backend::gpu::stages::Descriptors;
     use crate::backend::gpu::stages::assign::{AssignJob, AssignVariant};
     use crate::error::{Result, VladError};
     use crate::model::batch::Batch;
@@ -279,13 +278,15 @@ mod self_check {
             ctx,
             &mut encoder,
             &AssignJob {
-                descriptors: &descriptors,
-                u8_input,
+                input: Descriptors {
+                    buffer: &descriptors,
+                    u8_input,
+                    rows: n as u32,
+                    dim: DIM as u32,
+                },
                 centroids: &centroids,
                 centroid_norms: &norms,
                 image_offsets: &offsets,
-                rows: n as u32,
-                dim: DIM as u32,
                 clusters: CLUSTERS as u32,
                 images: 1,
                 labels: &labels,

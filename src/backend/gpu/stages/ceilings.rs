@@ -16,17 +16,12 @@ use rayon::prelude::*;
 
 use crate::backend::cpu::ceilings::calibrate;
 use crate::backend::gpu::context::{GpuContext, dispatch_2d};
+use crate::backend::gpu::stages::host::{uniform_block, wgsl};
 use crate::backend::gpu::staging::{StagingBuffer, fill_upload, parallel_copy};
 use crate::error::{Result, VladError};
 
-const FMA_SHADER: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/shaders/ceiling_fma.wgsl"
-));
-const COPY_SHADER: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/shaders/ceiling_copy.wgsl"
-));
+const FMA_SHADER: &str = wgsl!("ceiling_fma");
+const COPY_SHADER: &str = wgsl!("ceiling_copy");
 /// The kernels' workgroup size.
 const WORKGROUP: u32 = 256;
 /// Independent chains per invocation of the FMA kernel.
@@ -50,28 +45,30 @@ pub struct GpuCeilings {
     pub readback_gbps: f64,
 }
 
-#[repr(C)]
-#[derive(Copy, Clone, bytemuck::Pod, bytemuck::Zeroable)]
-struct FmaParams {
-    iters: u32,
-    invocations: u32,
-    mul: f32,
-    add: f32,
+uniform_block! {
+    /// The FMA kernel's uniform block.
+    struct FmaParams {
+        iters: u32,
+        invocations: u32,
+        mul: f32,
+        add: f32,
+    }
 }
 
-#[repr(C)]
-#[derive(Copy, Clone, bytemuck::Pod, bytemuck::Zeroable)]
-struct CopyParams {
-    len: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+uniform_block! {
+    /// The copy kernel's uniform block.
+    struct CopyParams {
+        len: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+    }
 }
 
 /// What this file assumes of the two ceiling kernels (checked against naga
 /// by `tests/gpu/shader_contract.rs`).
 pub(crate) fn contracts() -> Vec<crate::backend::gpu::contract::ShaderContract> {
-    use crate::backend::gpu::contract::{ShaderContract, uniform_layout};
+    use crate::backend::gpu::contract::ShaderContract;
     vec![
         ShaderContract {
             name: "ceiling_fma".into(),
@@ -79,12 +76,7 @@ pub(crate) fn contracts() -> Vec<crate::backend::gpu::contract::ShaderContract> 
             source: FMA_SHADER.into(),
             constants: vec![("WG", WORKGROUP.into()), ("CHAINS", (CHAINS as u32).into())],
             entry_points: vec![("fma_chains", Some([WORKGROUP, 1, 1]))],
-            uniform: uniform_layout!(FmaParams {
-                iters,
-                invocations,
-                mul,
-                add,
-            }),
+            uniform: FmaParams::layout(),
         },
         ShaderContract {
             name: "ceiling_copy".into(),
@@ -92,12 +84,7 @@ pub(crate) fn contracts() -> Vec<crate::backend::gpu::contract::ShaderContract> 
             source: COPY_SHADER.into(),
             constants: vec![("WG", WORKGROUP.into())],
             entry_points: vec![("copy", Some([WORKGROUP, 1, 1]))],
-            uniform: uniform_layout!(CopyParams {
-                len,
-                _pad0,
-                _pad1,
-                _pad2,
-            }),
+            uniform: CopyParams::layout(),
         },
     ]
 }

@@ -10,6 +10,7 @@
 pub mod assign;
 pub mod assign_coop;
 pub mod ceilings;
+mod host;
 pub mod normalize;
 pub mod radix_sort;
 pub mod residual;
@@ -36,9 +37,9 @@ use soft_aggregate::SoftAggregateStage;
 use soft_logits::SoftLogitsStage;
 use unit_residual::UnitResidualStage;
 
-/// A chunk's descriptors as the weighted stages read them (soft logits,
-/// soft aggregation, unit residuals): one noun for what each job would
-/// otherwise repeat, with the checks they share.
+/// A chunk's descriptors as the stages read them (assignment, segmented
+/// scan, soft logits, soft aggregation, unit residuals): one noun for what
+/// each job would otherwise repeat, with the checks they share.
 #[derive(Clone, Copy)]
 pub struct Descriptors<'a> {
     /// `rows × dim` values: f32 row-major, or (when `u8_input`) bytes
@@ -53,9 +54,14 @@ pub struct Descriptors<'a> {
 }
 
 impl Descriptors<'_> {
+    /// `rows · dim`: the values, widened so that it cannot overflow.
+    pub fn values(&self) -> u64 {
+        self.rows as u64 * self.dim as u64
+    }
+
     /// The bytes `buffer` must hold at least.
     pub fn bytes(&self) -> u64 {
-        descriptor_bytes(self.rows as u64 * self.dim as u64, self.u8_input)
+        descriptor_bytes(self.values(), self.u8_input)
     }
 
     /// `(rows, F, K)` widened for size arithmetic, or `stage`'s error
@@ -72,6 +78,45 @@ impl Descriptors<'_> {
         check_buffer_sizes(stage, &[("descriptors", self.buffer, self.bytes())])?;
         Ok((rows, dim, k))
     }
+}
+
+/// The extent of a chunk's blocks: `images × clusters` blocks of `dim`
+/// values each, laid out `(t, k, f)`. What the segmented scan leaves, what
+/// the residual layout writes and what `mass` divides, so one noun.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockShape {
+    /// Images T.
+    pub images: u32,
+    /// Centroids K.
+    pub clusters: u32,
+    /// Descriptor width F.
+    pub dim: u32,
+}
+
+impl BlockShape {
+    /// `images · clusters`: the blocks, and the counts (one per block).
+    pub fn blocks(&self) -> u64 {
+        self.images as u64 * self.clusters as u64
+    }
+
+    /// `images · clusters · dim`: the values of all blocks.
+    pub fn values(&self) -> u64 {
+        self.blocks() * self.dim as u64
+    }
+}
+
+/// Where a chunk's blocks go: their extent, the `images × clusters × dim`
+/// f32 blocks and one count per block (the descriptor counts `n_{t,k}` as
+/// u32 under hard assignment, the soft counts as f32 under soft). The
+/// residual layout writes both; `mass` divides the one by the other.
+#[derive(Clone, Copy)]
+pub struct Blocks<'a> {
+    /// Their extent.
+    pub shape: BlockShape,
+    /// `images × clusters × dim` f32, block `(t, k)` at `(t · K + k) · F`.
+    pub values: &'a wgpu::Buffer,
+    /// `images × clusters` counts, one per block.
+    pub counts: &'a wgpu::Buffer,
 }
 
 /// Every variant of every stage the host compiles.

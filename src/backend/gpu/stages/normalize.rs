@@ -34,15 +34,13 @@
 //! below SPEC §4's `1e-5`.
 
 use crate::backend::gpu::context::{GpuContext, dispatch_2d};
-use crate::backend::gpu::contract::{ShaderContract, uniform_layout};
+use crate::backend::gpu::contract::ShaderContract;
 use crate::backend::gpu::specialize::specialize;
+use crate::backend::gpu::stages::host::{uniform_block, wgsl};
 use crate::error::{Result, VladError};
 use crate::model::normalization::{Normalization, Step};
 
-const SHADER: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/shaders/normalize.wgsl"
-));
+const SHADER: &str = wgsl!("normalize");
 /// The shader's workgroup size.
 const WORKGROUP: u32 = 256;
 /// Elements one invocation aims to handle in `intra` / `l2`.
@@ -64,16 +62,16 @@ pub struct NormalizeJob<'a> {
     pub normalization: &'a Normalization,
 }
 
-/// The shader's `Params` (uniform), one per dispatch.
-#[repr(C)]
-#[derive(Copy, Clone, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    len: u32,
-    segments: u32,
-    lanes: u32,
-    dim: u32,
-    alpha: f32,
-    _pad: [u32; 3],
+uniform_block! {
+    /// The shader's `Params` (uniform), one per dispatch.
+    struct Params {
+        len: u32,
+        segments: u32,
+        lanes: u32,
+        dim: u32,
+        alpha: f32,
+        _pad: [u32; 3],
+    }
 }
 
 /// The `power` step `scale_segments` applies as it reads (the shader's
@@ -125,14 +123,7 @@ pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
                 ("power", Some([WORKGROUP, 1, 1])),
                 ("scale_segments", Some([WORKGROUP, 1, 1])),
             ],
-            uniform: uniform_layout!(Params {
-                len,
-                segments,
-                lanes,
-                dim,
-                alpha,
-                _pad,
-            }),
+            uniform: Params::layout(),
         });
     }
     Ok(contracts)

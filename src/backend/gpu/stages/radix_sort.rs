@@ -11,8 +11,9 @@
 use std::sync::Mutex;
 
 use crate::backend::gpu::context::{GpuContext, dispatch_2d};
-use crate::backend::gpu::contract::{ShaderContract, uniform_layout};
+use crate::backend::gpu::contract::ShaderContract;
 use crate::backend::gpu::specialize::specialize;
+use crate::backend::gpu::stages::host::{uniform_block, wgsl};
 use crate::error::{Result, VladError};
 use crate::twins::radix_sort::{RADIX, RADIX_BITS, passes};
 
@@ -25,10 +26,7 @@ const SCAN_ITEMS: u32 = 4;
 /// Threads of an `add_block_sums` workgroup (the shader's `ADD_WG`).
 const ADD_WORKGROUP: u32 = 256;
 
-const SHADER: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/shaders/radix_sort.wgsl"
-));
+const SHADER: &str = wgsl!("radix_sort");
 
 /// The WGSL the stage compiles when each scan workgroup has
 /// `scan_workgroup` threads (a power of two).
@@ -74,18 +72,19 @@ pub enum SortedIn {
     Alternate,
 }
 
-/// The shader's uniform block (one per pass, one per scan level).
-#[repr(C)]
-#[derive(Copy, Clone, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    len: u32,
-    tiles: u32,
-    shift: u32,
-    mask: u32,
-    scan_offset: u32,
-    scan_len: u32,
-    sums_offset: u32,
-    modulus: u32,
+uniform_block! {
+    /// The shader's uniform block (one per pass, one per scan level).
+    #[derive(Default)]
+    struct Params {
+        len: u32,
+        tiles: u32,
+        shift: u32,
+        mask: u32,
+        scan_offset: u32,
+        scan_len: u32,
+        sums_offset: u32,
+        modulus: u32,
+    }
 }
 
 /// What this file assumes of the shader, for the default scan workgroup and
@@ -113,16 +112,7 @@ pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
                 ("add_block_sums", Some([ADD_WORKGROUP, 1, 1])),
                 ("scatter", None),
             ],
-            uniform: uniform_layout!(Params {
-                len,
-                tiles,
-                shift,
-                mask,
-                scan_offset,
-                scan_len,
-                sums_offset,
-                modulus,
-            }),
+            uniform: Params::layout(),
         });
     }
     Ok(contracts)

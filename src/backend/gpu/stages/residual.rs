@@ -10,14 +10,13 @@
 //! the search orders them by (label, image).
 
 use crate::backend::gpu::context::{GpuContext, dispatch_2d};
-use crate::backend::gpu::contract::{ShaderContract, uniform_layout};
+use crate::backend::gpu::contract::ShaderContract;
+use crate::backend::gpu::stages::Blocks;
+use crate::backend::gpu::stages::host::{uniform_block, wgsl};
 use crate::backend::gpu::stages::segmented_scan::SegmentSums;
 use crate::error::{Result, VladError};
 
-const SHADER: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/shaders/residual.wgsl"
-));
+const SHADER: &str = wgsl!("residual");
 /// The shader's workgroup size.
 const WORKGROUP: u32 = 64;
 
@@ -25,28 +24,22 @@ const WORKGROUP: u32 = 64;
 pub struct ResidualJob<'a> {
     /// What the segmented scan left.
     pub segments: &'a SegmentSums,
-    /// Out: `images × clusters × dim` f32, every element written. When it is
-    /// the buffer the scan wrote its sums into (`segments.sums`), only the
-    /// empty blocks are written (zeroed), in place.
-    pub blocks: &'a wgpu::Buffer,
-    /// Out: `images × clusters` u32 descriptor counts `n_{t,k}`.
-    pub counts: &'a wgpu::Buffer,
-    /// Number of images.
-    pub images: u32,
-    /// Number of centroids K.
-    pub clusters: u32,
-    /// Descriptor width F.
-    pub dim: u32,
+    /// Out, of the caller's shape, which `segments` must have: every
+    /// element of the blocks written, and the u32 descriptor counts
+    /// `n_{t,k}`. When the blocks are the buffer the scan wrote its sums
+    /// into (`segments.sums`), only the empty blocks are written (zeroed),
+    /// in place.
+    pub out: Blocks<'a>,
 }
 
-/// The shader's `Params` (uniform).
-#[repr(C)]
-#[derive(Copy, Clone, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    blocks: u32,
-    dim: u32,
-    clusters: u32,
+uniform_block! {
+    /// The shader's `Params` (uniform).
+    struct Params {
+        rows: u32,
+        blocks: u32,
+        dim: u32,
+        clusters: u32,
+    }
 }
 
 /// What this file assumes of the shader.
@@ -61,12 +54,7 @@ pub(crate) fn contracts() -> Vec<ShaderContract> {
             ("write_blocks", Some([WORKGROUP, 1, 1])),
             ("zero_empty_blocks", Some([WORKGROUP, 1, 1])),
         ],
-        uniform: uniform_layout!(Params {
-            rows,
-            blocks,
-            dim,
-            clusters,
-        }),
+        uniform: Params::layout(),
     }]
 }
 
@@ -95,14 +83,19 @@ impl ResidualStage {
         job: &ResidualJob<'_>,
     ) -> Result<()> {
         let seg = job.segments;
-        if (seg.images, seg.clusters, seg.dim) != (job.images, job.clusters, job.dim) {
+        let Blocks {
+            shape: want,
+            values: out,
+            counts,
+        } = job.out;
+        let have = seg.shape;
+        if want != have {
             return Err(VladError::DimensionMismatch(format!(
                 "residual layout of {}×{}×{} blocks from segment sums of {}×{}×{}",
-                job.images, job.clusters, job.dim, seg.images, seg.clusters, seg.dim
+                want.images, want.clusters, want.dim, have.images, have.clusters, have.dim
             )));
         }
-        let blocks = job.images as u64 * job.clusters as u64;
-        let elements = blocks * job.dim as u64;
+        let (blocks, elements) = (want.blocks(), want.values());
         if elements == 0 {
             return Ok(());
         }
@@ -113,8 +106,8 @@ impl ResidualStage {
             )));
         }
         for (what, buffer, need) in [
-            ("blocks", job.blocks, elements * 4),
-            ("counts", job.counts, blocks * 4),
+            ("blocks", out, elements * 4),
+            ("counts", counts, blocks * 4),
             ("segment sums", &seg.sums, elements * 4),
         ] {
             if buffer.size() < need {
@@ -130,8 +123,8 @@ impl ResidualStage {
             &Params {
                 rows: seg.rows,
                 blocks: blocks as u32,
-                dim: job.dim,
-                clusters: job.clusters,
+                dim: want.dim,
+                clusters: want.clusters,
             },
         )?;
         let count_group = ctx.bind_group_numbered(
@@ -139,19 +132,19 @@ impl ResidualStage {
             &self.count,
             &[
                 (0, params.as_entire_binding()),
-                (1, job.counts.as_entire_binding()),
+                (1, counts.as_entire_binding()),
                 (2, seg.sorted_keys.as_entire_binding()),
             ],
         )?;
-        let in_place = seg.sums == *job.blocks;
+        let in_place = seg.sums == *out;
         let (write, write_group) = if in_place {
             let group = ctx.bind_group_numbered(
                 "residual empty blocks",
                 &self.zero_empty,
                 &[
                     (0, params.as_entire_binding()),
-                    (1, job.counts.as_entire_binding()),
-                    (4, job.blocks.as_entire_binding()),
+                    (1, counts.as_entire_binding()),
+                    (4, out.as_entire_binding()),
                 ],
             )?;
             (&self.zero_empty, group)
@@ -161,9 +154,9 @@ impl ResidualStage {
                 &self.write,
                 &[
                     (0, params.as_entire_binding()),
-                    (1, job.counts.as_entire_binding()),
+                    (1, counts.as_entire_binding()),
                     (3, seg.sums.as_entire_binding()),
-                    (4, job.blocks.as_entire_binding()),
+                    (4, out.as_entire_binding()),
                 ],
             )?;
             (&self.write, group)

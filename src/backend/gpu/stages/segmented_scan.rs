@@ -13,14 +13,13 @@
 use std::sync::Mutex;
 
 use crate::backend::gpu::context::{GpuContext, dispatch_2d};
-use crate::backend::gpu::contract::{ShaderContract, uniform_layout};
+use crate::backend::gpu::contract::ShaderContract;
+use crate::backend::gpu::stages::host::{uniform_block, wgsl};
+use crate::backend::gpu::stages::{BlockShape, Descriptors};
 use crate::error::{Result, VladError};
 use crate::twins::segmented_scan::{CHUNK_ROWS, FANIN, tree_levels};
 
-const SHADER: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/shaders/segmented_scan.wgsl"
-));
+const SHADER: &str = wgsl!("segmented_scan");
 /// The shader's workgroup size.
 const WORKGROUP: u32 = 64;
 const FLAG_U8: u32 = 1;
@@ -34,20 +33,14 @@ pub struct ScanJob<'a> {
     /// `rows` u32 keys `image · clusters + label`, equal keys contiguous
     /// (the pipeline's sort leaves them in (label, image) order).
     pub sorted_keys: &'a wgpu::Buffer,
-    /// `rows` u32 row indices in the same order (into `descriptors`).
+    /// `rows` u32 row indices in the same order (into `input`).
     pub sorted_rows: &'a wgpu::Buffer,
-    /// Descriptors, f32 or packed u8 (see `AssignJob::descriptors`).
-    pub descriptors: &'a wgpu::Buffer,
-    /// Whether `descriptors` holds packed u8.
-    pub u8_input: bool,
+    /// The rows summed (as many as there are sorted keys), and their width.
+    pub input: Descriptors<'a>,
     /// `clusters × dim` f32 centroids.
     pub centroids: &'a wgpu::Buffer,
     /// Sum `v − c_label` (VLAD) when true, plain `v` (k-means update) when false.
     pub subtract_centroid: bool,
-    /// Number of rows.
-    pub rows: u32,
-    /// Descriptor width F.
-    pub dim: u32,
     /// Number of centroids K.
     pub clusters: u32,
     /// Number of images (keys are `< images · clusters`).
@@ -73,28 +66,24 @@ pub struct SegmentSums {
     pub sorted_keys: wgpu::Buffer,
     /// Number of sorted rows.
     pub rows: u32,
-    /// Number of images.
-    pub images: u32,
-    /// Number of centroids K.
-    pub clusters: u32,
-    /// Descriptor width F.
-    pub dim: u32,
+    /// The blocks the sums are laid out as.
+    pub shape: BlockShape,
 }
 
-/// The shader's `Params` (uniform), one per dispatch.
-#[repr(C)]
-#[derive(Copy, Clone, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    dim: u32,
-    clusters: u32,
-    flags: u32,
-    nodes: u32,
-    children: u32,
-    child_span: u32,
-    in_offset: u32,
-    out_offset: u32,
-    _pad: [u32; 3],
+uniform_block! {
+    /// The shader's `Params` (uniform), one per dispatch.
+    struct Params {
+        rows: u32,
+        dim: u32,
+        clusters: u32,
+        flags: u32,
+        nodes: u32,
+        children: u32,
+        child_span: u32,
+        in_offset: u32,
+        out_offset: u32,
+        _pad: [u32; 3],
+    }
 }
 
 /// What this file assumes of the shader: the twin's leaf size and fan-in,
@@ -115,18 +104,7 @@ pub(crate) fn contracts() -> Vec<ShaderContract> {
             ("leaf", Some([WORKGROUP, 1, 1])),
             ("combine", Some([WORKGROUP, 1, 1])),
         ],
-        uniform: uniform_layout!(Params {
-            rows,
-            dim,
-            clusters,
-            flags,
-            nodes,
-            children,
-            child_span,
-            in_offset,
-            out_offset,
-            _pad,
-        }),
+        uniform: Params::layout(),
     }]
 }
 
@@ -158,7 +136,7 @@ impl SegmentedScanStage {
     ///
     /// Equal keys of `job.sorted_keys` must be contiguous and every key
     /// `< images · clusters`, and
-    /// `job.sorted_rows` must index rows of `job.descriptors`: the stage
+    /// `job.sorted_rows` must index rows of `job.input`: the stage
     /// cannot check this on the device.
     pub fn record(
         &self,
@@ -182,21 +160,21 @@ impl SegmentedScanStage {
         job: &ScanJob<'_>,
         out: Option<&wgpu::Buffer>,
     ) -> Result<SegmentSums> {
-        if job.dim == 0 || job.clusters == 0 {
+        let Descriptors { rows, dim, .. } = job.input;
+        if dim == 0 || job.clusters == 0 {
             return Err(VladError::Empty(format!(
-                "segmented scan with F = {} and K = {}",
-                job.dim, job.clusters
+                "segmented scan with F = {dim} and K = {}",
+                job.clusters
             )));
         }
-        if job.rows > MAX_ROWS {
+        if rows > MAX_ROWS {
             return Err(VladError::InvalidArgument(format!(
-                "segmented scan of {} rows: at most {MAX_ROWS} per dispatch",
-                job.rows
+                "segmented scan of {rows} rows: at most {MAX_ROWS} per dispatch"
             )));
         }
-        let dim = job.dim as u64;
+        let dim = dim as u64;
         let sums_bytes = job.images as u64 * job.clusters as u64 * dim * 4;
-        let levels = tree_levels(job.rows as usize);
+        let levels = tree_levels(rows as usize);
         // Offset of each level in the levels buffer, in f32.
         let mut offsets = Vec::with_capacity(levels.len());
         let mut level_floats = 0u64;
@@ -234,25 +212,27 @@ impl SegmentedScanStage {
         let segments = SegmentSums {
             sums: sums.clone(),
             sorted_keys: job.sorted_keys.clone(),
-            rows: job.rows,
-            images: job.images,
-            clusters: job.clusters,
-            dim: job.dim,
+            rows,
+            shape: BlockShape {
+                images: job.images,
+                clusters: job.clusters,
+                dim: job.input.dim,
+            },
         };
         if levels.is_empty() {
             return Ok(segments);
         }
         let level_buffer = grow(ctx, &mut scratch.levels, "segment tree", level_floats * 4)?;
 
-        let flags = if job.u8_input { FLAG_U8 } else { 0 }
+        let flags = if job.input.u8_input { FLAG_U8 } else { 0 }
             | if job.subtract_centroid {
                 FLAG_SUBTRACT
             } else {
                 0
             };
         let base = Params {
-            rows: job.rows,
-            dim: job.dim,
+            rows,
+            dim: job.input.dim,
             clusters: job.clusters,
             flags,
             nodes: 0,
@@ -281,7 +261,7 @@ impl SegmentedScanStage {
                 level_buffer.as_entire_binding(),
                 sums.as_entire_binding(),
                 job.sorted_rows.as_entire_binding(),
-                job.descriptors.as_entire_binding(),
+                job.input.buffer.as_entire_binding(),
                 job.centroids.as_entire_binding(),
             ],
         )?;

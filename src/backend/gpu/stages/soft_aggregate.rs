@@ -7,16 +7,14 @@
 //! it does not; `mass` within a few ulp, the device's division not being
 //! correctly rounded).
 
-use crate::backend::gpu::context::{GpuContext, check_buffer_sizes, dispatch_2d};
-use crate::backend::gpu::contract::{ShaderContract, uniform_layout};
+use crate::backend::gpu::context::{GpuContext, check_buffer_sizes};
+use crate::backend::gpu::contract::ShaderContract;
 use crate::backend::gpu::specialize::for_input_type;
-use crate::backend::gpu::stages::Descriptors;
+use crate::backend::gpu::stages::host::{record_dispatch, uniform_block, wgsl};
+use crate::backend::gpu::stages::{BlockShape, Blocks, Descriptors};
 use crate::error::{Result, VladError};
 
-const SHADER: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/shaders/soft_aggregate.wgsl"
-));
+const SHADER: &str = wgsl!("soft_aggregate");
 /// Invocations per workgroup (the shader's `WG`), 4 features each.
 const WORKGROUP: u32 = 64;
 /// Clusters per workgroup (the shader's `KT`).
@@ -35,10 +33,10 @@ pub struct SoftAggregateJob<'a> {
     pub mass_weights: &'a wgpu::Buffer,
     /// `clusters × dim` f32 centroids.
     pub centroids: &'a wgpu::Buffer,
-    /// `images + 1` u32 local CSR offsets.
-    pub image_offsets: &'a wgpu::Buffer,
     /// K.
     pub clusters: u32,
+    /// `images + 1` u32 local CSR offsets.
+    pub image_offsets: &'a wgpu::Buffer,
     /// Images in the chunk.
     pub images: u32,
     /// Out: `images × clusters × dim` f32 sums.
@@ -47,34 +45,20 @@ pub struct SoftAggregateJob<'a> {
     pub mass: &'a wgpu::Buffer,
 }
 
-/// `mass` by the soft counts: blocks divided in place.
-pub struct MassJob<'a> {
-    /// In/out: `images × clusters × dim` f32 blocks.
-    pub blocks: &'a wgpu::Buffer,
-    /// `images × clusters` f32 soft counts.
-    pub mass: &'a wgpu::Buffer,
-    /// Images.
-    pub images: u32,
-    /// K.
-    pub clusters: u32,
-    /// F.
-    pub dim: u32,
-}
-
-/// The shader's uniform block.
-#[repr(C)]
-#[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    dim: u32,
-    clusters: u32,
-    images: u32,
-    f_tiles: u32,
-    k_tiles: u32,
-    elements: u32,
-    /// 1 when `mass_weights` is `weights` (no `rn`): the shader then reads
-    /// each weight once.
-    mass_is_weights: u32,
+uniform_block! {
+    /// The shader's uniform block.
+    struct Params {
+        rows: u32,
+        dim: u32,
+        clusters: u32,
+        images: u32,
+        f_tiles: u32,
+        k_tiles: u32,
+        elements: u32,
+        /// 1 when `mass_weights` is `weights` (no `rn`): the shader then reads
+        /// each weight once.
+        mass_is_weights: u32,
+    }
 }
 
 /// What this file assumes of every variant it compiles.
@@ -91,16 +75,7 @@ pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
             ("aggregate", Some([WORKGROUP, 1, 1])),
             ("divide_by_mass", Some([WORKGROUP, 1, 1])),
         ],
-        uniform_layout!(Params {
-            rows,
-            dim,
-            clusters,
-            images,
-            f_tiles,
-            k_tiles,
-            elements,
-            mass_is_weights,
-        }),
+        Params::layout(),
     )
 }
 
@@ -162,25 +137,23 @@ impl SoftAggregateStage {
                 "soft aggregate: {workgroups} workgroups exceed the dispatch grid"
             )));
         }
-        let params = ctx.uniform(
-            "soft aggregate params",
-            &Params {
-                rows: job.input.rows,
-                dim: job.input.dim,
-                clusters: job.clusters,
-                images: job.images,
-                f_tiles,
-                k_tiles,
-                elements: (images * k * dim) as u32,
-                mass_is_weights: u32::from(job.mass_weights == job.weights),
-            },
-        )?;
-        let pipeline = &self.aggregate[job.input.u8_input as usize];
-        let group = ctx.bind_group_numbered(
+        let params = Params {
+            rows: job.input.rows,
+            dim: job.input.dim,
+            clusters: job.clusters,
+            images: job.images,
+            f_tiles,
+            k_tiles,
+            elements: (images * k * dim) as u32,
+            mass_is_weights: u32::from(job.mass_weights == job.weights),
+        };
+        record_dispatch(
+            ctx,
+            encoder,
             "soft aggregate",
-            pipeline,
+            &self.aggregate[job.input.u8_input as usize],
+            &params,
             &[
-                (0, params.as_entire_binding()),
                 (1, job.input.buffer.as_entire_binding()),
                 (2, job.weights.as_entire_binding()),
                 (3, job.centroids.as_entire_binding()),
@@ -189,16 +162,9 @@ impl SoftAggregateStage {
                 (6, job.mass.as_entire_binding()),
                 (7, job.mass_weights.as_entire_binding()),
             ],
-        )?;
-        let (x, y) = dispatch_2d(workgroups as u32, max);
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("soft aggregate"),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(pipeline);
-        pass.set_bind_group(0, &group, &[]);
-        pass.dispatch_workgroups(x, y, 1);
-        Ok(())
+            workgroups as u32,
+            max,
+        )
     }
 
     /// Record `mass` with the soft counts: each block of `dim` of `blocks`
@@ -207,60 +173,52 @@ impl SoftAggregateStage {
         &self,
         ctx: &GpuContext,
         encoder: &mut wgpu::CommandEncoder,
-        job: &MassJob<'_>,
+        job: &Blocks<'_>,
     ) -> Result<()> {
-        let MassJob {
-            blocks,
-            mass,
+        let Blocks {
+            shape,
+            values: blocks,
+            counts: mass,
+        } = *job;
+        let BlockShape {
             images,
             clusters,
             dim,
-        } = *job;
-        let elements = images as u64 * clusters as u64 * dim as u64;
+        } = shape;
+        let elements = shape.values();
         if elements == 0 {
             return Ok(());
         }
         if elements > u32::MAX as u64
             || blocks.size() < elements * 4
-            || mass.size() < images as u64 * clusters as u64 * 4
+            || mass.size() < shape.blocks() * 4
         {
             return Err(VladError::Gpu(format!(
                 "soft mass: {elements} elements do not fit the buffers or a 32-bit index"
             )));
         }
-        let params = ctx.uniform(
-            "soft mass params",
-            &Params {
-                rows: 0,
-                dim,
-                clusters,
-                images,
-                f_tiles: 0,
-                k_tiles: 0,
-                elements: elements as u32,
-                mass_is_weights: 0,
-            },
-        )?;
-        let group = ctx.bind_group_numbered(
+        let params = Params {
+            rows: 0,
+            dim,
+            clusters,
+            images,
+            f_tiles: 0,
+            k_tiles: 0,
+            elements: elements as u32,
+            mass_is_weights: 0,
+        };
+        record_dispatch(
+            ctx,
+            encoder,
             "soft mass",
             &self.divide,
+            &params,
             &[
-                (0, params.as_entire_binding()),
                 (5, blocks.as_entire_binding()),
                 (6, mass.as_entire_binding()),
             ],
-        )?;
-        let (x, y) = dispatch_2d(
             (elements as u32).div_ceil(WORKGROUP),
             ctx.max_workgroups_per_dim(),
-        );
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("soft mass"),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&self.divide);
-        pass.set_bind_group(0, &group, &[]);
-        pass.dispatch_workgroups(x, y, 1);
-        Ok(())
+        )
     }
 }

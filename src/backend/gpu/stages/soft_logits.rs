@@ -15,16 +15,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::backend::gpu::context::{GpuContext, check_buffer_sizes, dispatch_2d};
-use crate::backend::gpu::contract::{ShaderContract, uniform_layout};
+use crate::backend::gpu::contract::ShaderContract;
 use crate::backend::gpu::specialize::specialize;
 use crate::backend::gpu::stages::Descriptors;
 use crate::backend::gpu::stages::assign::TileShape;
+use crate::backend::gpu::stages::host::{uniform_block, wgsl};
 use crate::error::{Result, VladError};
 
-const SHADER: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/shaders/soft_logits.wgsl"
-));
+const SHADER: &str = wgsl!("soft_logits");
 /// Features staged through workgroup memory per chunk (the shader's `BF`),
 /// and per block sum of a dot product (the twin's).
 const CHUNK_FEATURES: u32 = crate::twins::soft_logits::CHUNK_FEATURES as u32;
@@ -33,30 +31,15 @@ const ROW_WORKGROUP: u32 = 64;
 /// The shader's `SUM_BLOCK`.
 const SUM_BLOCK: u32 = crate::twins::soft_logits::SUM_BLOCK as u32;
 
-/// (CT, RT) of a tile shape: invocations along the clusters and the rows.
-fn invocations(shape: TileShape) -> (u32, u32) {
-    (
-        shape.clusters_per_tile() / 8,
-        shape.rows_per_workgroup() / 8,
-    )
-}
-
 /// The WGSL compiled for `shape` and input type.
 pub fn shader_source(shape: TileShape, u8_input: bool) -> Result<String> {
-    let (ct, rt) = invocations(shape);
-    specialize(
-        SHADER,
-        &[
-            ("CT", ct.into()),
-            ("RT", rt.into()),
-            ("BF", CHUNK_FEATURES.into()),
-            ("U8_INPUT", u8_input.into()),
-        ],
-    )
+    specialize(SHADER, &shape.specialization(CHUNK_FEATURES, u8_input))
 }
 
 /// Buffers and sizes of one chunk's soft assignment.
 pub struct SoftLogitsJob<'a> {
+    /// Divide each weight by `‖v − c_k‖` (`rn`), keeping `unscaled`.
+    pub residual_norm: bool,
     /// The chunk's descriptors (its rows and width with them).
     pub input: Descriptors<'a>,
     /// `clusters × dim` f32 `W`.
@@ -65,8 +48,6 @@ pub struct SoftLogitsJob<'a> {
     pub soft_bias: &'a wgpu::Buffer,
     /// `clusters × dim` f32 centroids (read only under `rn`).
     pub centroids: &'a wgpu::Buffer,
-    /// Divide each weight by `‖v − c_k‖` (`rn`).
-    pub residual_norm: bool,
     /// K.
     pub clusters: u32,
     /// Out: `rows × clusters` f32 weights.
@@ -78,18 +59,18 @@ pub struct SoftLogitsJob<'a> {
     pub unscaled: &'a wgpu::Buffer,
 }
 
-/// The shader's uniform block.
-#[repr(C)]
-#[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    dim: u32,
-    clusters: u32,
-    row_tiles: u32,
-    k_tiles: u32,
-    chunks: u32,
-    residual_norm: u32,
-    _pad1: u32,
+uniform_block! {
+    /// The shader's uniform block.
+    struct Params {
+        rows: u32,
+        dim: u32,
+        clusters: u32,
+        row_tiles: u32,
+        k_tiles: u32,
+        chunks: u32,
+        residual_norm: u32,
+        _pad1: u32,
+    }
 }
 
 /// What this file assumes of every variant it compiles.
@@ -97,36 +78,22 @@ pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
     let mut contracts = Vec::new();
     for shape in TileShape::ALL {
         for u8_input in [false, true] {
-            let (ct, rt) = invocations(shape);
+            let mut constants = shape.specialization(CHUNK_FEATURES, u8_input);
+            constants.extend(shape.extent());
+            constants.extend([
+                ("ROW_WG", ROW_WORKGROUP.into()),
+                ("SUM_BLOCK", SUM_BLOCK.into()),
+            ]);
             contracts.push(ShaderContract {
                 name: format!("soft_logits {shape:?} u8={u8_input}"),
                 file: "soft_logits",
                 source: shader_source(shape, u8_input)?,
-                constants: vec![
-                    ("CT", ct.into()),
-                    ("RT", rt.into()),
-                    ("BF", CHUNK_FEATURES.into()),
-                    ("U8_INPUT", u8_input.into()),
-                    ("WG", shape.workgroup_size().into()),
-                    ("BM", shape.rows_per_workgroup().into()),
-                    ("BN", shape.clusters_per_tile().into()),
-                    ("ROW_WG", ROW_WORKGROUP.into()),
-                    ("SUM_BLOCK", SUM_BLOCK.into()),
-                ],
+                constants,
                 entry_points: vec![
                     ("logits", Some([shape.workgroup_size(), 1, 1])),
                     ("softmax", Some([ROW_WORKGROUP, 1, 1])),
                 ],
-                uniform: uniform_layout!(Params {
-                    rows,
-                    dim,
-                    clusters,
-                    row_tiles,
-                    k_tiles,
-                    chunks,
-                    residual_norm,
-                    _pad1,
-                }),
+                uniform: Params::layout(),
             });
         }
     }

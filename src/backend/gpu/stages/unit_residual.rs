@@ -4,16 +4,14 @@
 //! [`crate::twins::unit_residual`] (within a few ulp: the device's division
 //! and square root are not correctly rounded).
 
-use crate::backend::gpu::context::{GpuContext, check_buffer_sizes, dispatch_2d};
-use crate::backend::gpu::contract::{ShaderContract, uniform_layout};
+use crate::backend::gpu::context::{GpuContext, check_buffer_sizes};
+use crate::backend::gpu::contract::ShaderContract;
 use crate::backend::gpu::specialize::for_input_type;
 use crate::backend::gpu::stages::Descriptors;
+use crate::backend::gpu::stages::host::{record_dispatch, uniform_block, wgsl};
 use crate::error::Result;
 
-const SHADER: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/shaders/unit_residual.wgsl"
-));
+const SHADER: &str = wgsl!("unit_residual");
 const WORKGROUP: u32 = 64;
 /// The shader's `SUM_BLOCK`.
 const SUM_BLOCK: u32 = crate::twins::unit_residual::SUM_BLOCK as u32;
@@ -32,13 +30,14 @@ pub struct UnitResidualJob<'a> {
     pub units: &'a wgpu::Buffer,
 }
 
-#[repr(C)]
-#[derive(Copy, Clone, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    dim: u32,
-    clusters: u32,
-    _pad: u32,
+uniform_block! {
+    /// The shader's uniform block.
+    struct Params {
+        rows: u32,
+        dim: u32,
+        clusters: u32,
+        _pad: u32,
+    }
 }
 
 /// What this file assumes of every variant it compiles.
@@ -48,12 +47,7 @@ pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
         |u8_input| for_input_type(SHADER, u8_input),
         &[("WG", WORKGROUP.into()), ("SUM_BLOCK", SUM_BLOCK.into())],
         &[("unit_residual", Some([WORKGROUP, 1, 1]))],
-        uniform_layout!(Params {
-            rows,
-            dim,
-            clusters,
-            _pad,
-        }),
+        Params::layout(),
     )
 }
 
@@ -100,38 +94,26 @@ impl UnitResidualStage {
                 ("units", job.units, rows * dim * 4),
             ],
         )?;
-        let params = ctx.uniform(
-            "unit residual params",
-            &Params {
-                rows: job.input.rows,
-                dim: job.input.dim,
-                clusters: job.clusters,
-                _pad: 0,
-            },
-        )?;
-        let pipeline = &self.pipelines[job.input.u8_input as usize];
-        let group = ctx.bind_group_numbered(
+        let params = Params {
+            rows: job.input.rows,
+            dim: job.input.dim,
+            clusters: job.clusters,
+            _pad: 0,
+        };
+        record_dispatch(
+            ctx,
+            encoder,
             "unit residual",
-            pipeline,
+            &self.pipelines[job.input.u8_input as usize],
+            &params,
             &[
-                (0, params.as_entire_binding()),
                 (1, job.input.buffer.as_entire_binding()),
                 (2, job.centroids.as_entire_binding()),
                 (3, job.labels.as_entire_binding()),
                 (4, job.units.as_entire_binding()),
             ],
-        )?;
-        let (x, y) = dispatch_2d(
             job.input.rows.div_ceil(WORKGROUP),
             ctx.max_workgroups_per_dim(),
-        );
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("unit residual"),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(pipeline);
-        pass.set_bind_group(0, &group, &[]);
-        pass.dispatch_workgroups(x, y, 1);
-        Ok(())
+        )
     }
 }
