@@ -54,9 +54,13 @@ def timed_call(call):
 
 
 def long_enough(make_call, at_least=0.1):
-    """(start, end) of the first call of growing size that lasts at_least s."""
+    """(start, end) of the first call of growing size that lasts at_least s.
+
+    Up to 1024 sizes: on a fast CPU (2 AVX-512 cores) the largest assign
+    of 256 × 500 rows against K = 1024 can finish in under 0.1 s.
+    """
     size = 1
-    while size <= 256:
+    while size <= 1024:
         call = make_call(size)
         start, end = timed_call(call)
         if end - start >= at_least:
