@@ -53,6 +53,57 @@ fn case() -> Case {
     }
 }
 
+/// `vlad encode` of the case with a 256 KiB memory limit on `backend` (GPU
+/// bindings capped at `max_binding` bytes, if given) runs in more than five
+/// batches and writes bit for bit what `lib` encodes in memory under the
+/// same cap; returns the run's `--json` report.
+fn stream_is_in_memory(
+    case: &Case,
+    backend: &str,
+    lib: Backend,
+    extra: &[&str],
+    norm: &str,
+    assignment: &Assignment,
+    max_binding: Option<u64>,
+) -> serde_json::Value {
+    let what = format!("{backend} {extra:?} {norm}");
+    let path = |name: &str| p(&case.folder.path(name)).to_string();
+    let out = path("v.npy");
+    let cmd = Cmd::encode()
+        .descriptors(path("d.npy"))
+        .centroids(path("c.npy"))
+        .offsets(path("o.npy"))
+        .out(&out)
+        .backend(backend)
+        .norm(norm)
+        .memory_limit("256KiB")
+        .json()
+        .args(extra);
+    let run = match max_binding {
+        Some(cap) => cmd.run_with_env(&[("VLAD_GPU_MAX_BINDING_BYTES", &cap.to_string())]),
+        None => cmd.run(),
+    };
+    assert!(run.status.success(), "{what}: {}", stderr(&run));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&run)).unwrap();
+    assert!(report["batches"].as_u64().unwrap() > 5, "{what}: {report}");
+    let streamed: Array2<f32> = read(Path::new(&out));
+    let in_memory = Encoder::builder(Codebook::new(case.centroids.view()).unwrap())
+        .backend(lib)
+        .normalization(norm.parse::<Normalization>().unwrap())
+        .assignment(assignment.clone())
+        .gpu_max_binding_bytes(max_binding)
+        .build()
+        .encode_ragged(case.rows.view(), &case.offsets)
+        .unwrap();
+    assert_eq!(streamed.dim(), in_memory.dim(), "{what}");
+    let first = streamed
+        .iter()
+        .zip(in_memory.iter())
+        .position(|(a, b)| a.to_bits() != b.to_bits());
+    assert_eq!(first, None, "{what}: first differing element");
+    report
+}
+
 #[test]
 fn soft_and_rn_stream_bitwise_the_in_memory_encoding() {
     let case = case();
@@ -78,41 +129,12 @@ fn soft_and_rn_stream_bitwise_the_in_memory_encoding() {
     for (backend, lib) in [("cpu", Backend::Cpu), ("reference", Backend::Reference)] {
         for (extra, norm, assignment) in &runs {
             let what = format!("{backend} {extra:?} {norm}");
-            let out = path("v.npy");
-            let (d, c, o) = (path("d.npy"), path("c.npy"), path("o.npy"));
-            let run = Cmd::encode()
-                .descriptors(&d)
-                .centroids(&c)
-                .offsets(&o)
-                .out(&out)
-                .backend(backend)
-                .norm(norm)
-                .memory_limit("256KiB")
-                .json()
-                .args(*extra)
-                .run();
-            assert!(run.status.success(), "{what}: {}", stderr(&run));
-            let report: serde_json::Value = serde_json::from_str(&stdout(&run)).unwrap();
-            assert!(report["batches"].as_u64().unwrap() > 5, "{what}: {report}");
+            let report = stream_is_in_memory(&case, backend, lib, extra, norm, assignment, None);
             assert_eq!(report["assignment"], assignment.name(), "{what}");
             if backend == "cpu" {
                 // Images cut into pieces, summed across them.
                 assert!(report["split_images"].as_u64().unwrap() >= 3, "{what}");
             }
-            let streamed: Array2<f32> = read(Path::new(&out));
-            let in_memory = Encoder::builder(Codebook::new(case.centroids.view()).unwrap())
-                .backend(lib)
-                .normalization(norm.parse::<Normalization>().unwrap())
-                .assignment((*assignment).clone())
-                .build()
-                .encode_ragged(case.rows.view(), &case.offsets)
-                .unwrap();
-            assert_eq!(streamed.dim(), in_memory.dim(), "{what}");
-            let first = streamed
-                .iter()
-                .zip(in_memory.iter())
-                .position(|(a, b)| a.to_bits() != b.to_bits());
-            assert_eq!(first, None, "{what}: first differing element");
         }
     }
 }
@@ -137,41 +159,18 @@ fn gpu_soft_stream_is_bitwise_the_in_memory_encoding() {
         ),
         (&["--soft-alpha", "0.5"], "rn,ssr,l2", &soft_alpha),
     ];
-    let cap = 16384;
     for (extra, norm, assignment) in &runs {
         let what = format!("gpu {extra:?} {norm}");
-        let out = path("v.npy");
-        let (d, c, o) = (path("d.npy"), path("c.npy"), path("o.npy"));
-        let run = Cmd::encode()
-            .descriptors(&d)
-            .centroids(&c)
-            .offsets(&o)
-            .out(&out)
-            .backend("gpu")
-            .norm(norm)
-            .memory_limit("256KiB")
-            .json()
-            .args(*extra)
-            .run_with_env(&[("VLAD_GPU_MAX_BINDING_BYTES", &cap.to_string())]);
-        assert!(run.status.success(), "{what}: {}", stderr(&run));
-        let report: serde_json::Value = serde_json::from_str(&stdout(&run)).unwrap();
-        assert!(report["batches"].as_u64().unwrap() > 5, "{what}: {report}");
+        let report = stream_is_in_memory(
+            &case,
+            "gpu",
+            Backend::Gpu,
+            extra,
+            norm,
+            assignment,
+            Some(16384),
+        );
         assert!(report["split_images"].as_u64().unwrap() >= 3, "{what}");
-        let streamed: Array2<f32> = read(Path::new(&out));
-        let in_memory = Encoder::builder(Codebook::new(case.centroids.view()).unwrap())
-            .backend(Backend::Gpu)
-            .normalization(norm.parse::<Normalization>().unwrap())
-            .assignment((*assignment).clone())
-            .gpu_max_binding_bytes(Some(cap))
-            .build()
-            .encode_ragged(case.rows.view(), &case.offsets)
-            .unwrap();
-        assert_eq!(streamed.dim(), in_memory.dim(), "{what}");
-        let first = streamed
-            .iter()
-            .zip(in_memory.iter())
-            .position(|(a, b)| a.to_bits() != b.to_bits());
-        assert_eq!(first, None, "{what}: first differing element");
     }
 }
 
