@@ -9,6 +9,8 @@
 //! one between threads (GPU calls run one at a time).
 
 use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::{Array1, Array2, ArrayView2, ArrayView3, ArrayViewMut2};
@@ -22,6 +24,7 @@ use crate::backend::{
     AddPiece, Assign, Backend, Compute, Cuts, EncodeInto, Engine, Model, on_engine,
 };
 use crate::error::{Result, VladError};
+use crate::io::model_file::{self, ModelParts};
 use crate::model::assignment::{Assignment, SoftParams};
 use crate::model::batch::Batch;
 use crate::model::codebook::Codebook;
@@ -30,6 +33,7 @@ use crate::model::normalization::Normalization;
 use crate::model::offset::Offset;
 use crate::model::report::{RunReport, StageTimes};
 use crate::verify::Verification;
+use crate::whitening::Whitening;
 
 /// An encoding with the labels it was computed from and what ran.
 #[derive(Clone, Debug)]
@@ -49,6 +53,17 @@ impl Encoded {
     /// Check this encoding of `batch` against the f64 reference under SPEC
     /// §4 (§10 for soft assignment and `rn`), from the same labels.
     pub fn verify<E: Element>(&self, encoder: &Encoder, batch: &Batch<'_, E>) -> Verification {
+        if let Some(w) = encoder.whitening() {
+            return crate::verify::verify_whitened(
+                encoder.codebook(),
+                batch,
+                encoder.assignment(),
+                encoder.normalization(),
+                w,
+                self.vlad.view(),
+                &self.labels,
+            );
+        }
         crate::verify::verify(
             encoder.codebook(),
             batch,
@@ -95,6 +110,9 @@ pub struct Encoder {
     backend: Backend,
     assignment: Assignment,
     gpu_options: GpuOptions,
+    /// The step after the normalization (SPEC §14), shared: its matrices
+    /// are large and every builder copy holds the same one.
+    whitening: Option<Arc<Whitening>>,
     /// The GPU session, made on first use and kept (shader compilation and
     /// device setup are too slow to repeat per call). A failure to make it
     /// — or `auto`'s decision not to (a software adapter) — is kept too, so
@@ -112,9 +130,56 @@ pub struct EncoderBuilder {
     backend: Backend,
     assignment: Assignment,
     gpu_options: GpuOptions,
+    whitening: Option<Arc<Whitening>>,
 }
 
 impl EncoderBuilder {
+    /// A builder holding a model's codebook, assignment, normalization and
+    /// whitening ([`crate::io::model_file`]); a model without a codebook
+    /// (a whitening alone) or with several (Multivoc) is refused here.
+    pub fn from_model(parts: ModelParts) -> Result<Self> {
+        let ModelParts {
+            mut codebooks,
+            assignment,
+            normalization,
+            whitening,
+        } = parts;
+        if codebooks.len() != 1 {
+            return Err(VladError::InvalidArgument(format!(
+                "an encoder takes a model of one codebook; this one has {} (a file of a                  whitening alone has none: give the codebook too)",
+                codebooks.len()
+            )));
+        }
+        let codebook = codebooks.remove(0);
+        assignment.soft_params(&codebook)?;
+        let builder = EncoderBuilder {
+            codebook,
+            normalization,
+            backend: Backend::Auto,
+            assignment,
+            gpu_options: GpuOptions::default(),
+            whitening,
+        };
+        if let Some(w) = &builder.whitening {
+            w.check_dims_in(builder.codebook.clusters() * builder.codebook.dim())?;
+        }
+        Ok(builder)
+    }
+
+    /// The codebook the encoder will hold.
+    pub fn codebook(&self) -> &Codebook {
+        &self.codebook
+    }
+
+    /// Whiten (or project) every encoding after its normalization (SPEC
+    /// §14): the encoder then gives `(T, D′)` rows instead of `(T, K·F)`.
+    /// Its `D` must be the encoding's `K·F` (checked by
+    /// [`EncoderBuilder::try_build`] and on every call).
+    pub fn whitening(mut self, whitening: impl Into<Arc<Whitening>>) -> Self {
+        self.whitening = Some(whitening.into());
+        self
+    }
+
     /// The normalization steps (default `ssr,l2`).
     pub fn normalization(mut self, normalization: Normalization) -> Self {
         self.normalization = normalization;
@@ -159,8 +224,18 @@ impl EncoderBuilder {
             backend: self.backend,
             assignment: self.assignment,
             gpu_options: self.gpu_options,
+            whitening: self.whitening,
             gpu: GpuSlot::new(),
         }
+    }
+
+    /// The encoder, with the whitening's width checked against the
+    /// codebook's `K·F` (SPEC §6).
+    pub fn try_build(self) -> Result<Encoder> {
+        if let Some(w) = &self.whitening {
+            w.check_dims_in(self.codebook.clusters() * self.codebook.dim())?;
+        }
+        Ok(self.build())
     }
 }
 
@@ -173,6 +248,7 @@ impl fmt::Debug for Encoder {
             .field("backend", &self.backend)
             .field("assignment", &self.assignment.name())
             .field("gpu_options", &self.gpu_options)
+            .field("dims_out", &self.dims_out())
             .field(
                 "gpu",
                 &match self.gpu.current() {
@@ -250,6 +326,7 @@ impl Encoder {
             backend: Backend::Auto,
             assignment: Assignment::Hard,
             gpu_options: GpuOptions::default(),
+            whitening: None,
         }
     }
 
@@ -262,7 +339,48 @@ impl Encoder {
             backend: self.backend,
             assignment: self.assignment.clone(),
             gpu_options: self.gpu_options.clone(),
+            whitening: self.whitening.clone(),
         }
+    }
+
+    /// What this encoder computes, as a model file stores it (SPEC §15).
+    pub fn model_parts(&self) -> ModelParts {
+        ModelParts {
+            codebooks: vec![self.codebook.clone()],
+            assignment: self.assignment.clone(),
+            normalization: self.normalization.clone(),
+            whitening: self.whitening.clone(),
+        }
+    }
+
+    /// Write this encoder's model (codebook, assignment, normalization,
+    /// whitening) to one `.npz` file, atomically (SPEC §15).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        model_file::write(path.as_ref(), &self.model_parts())
+    }
+
+    /// An encoder of the model file at `path` (backend `auto`; use
+    /// [`EncoderBuilder::from_model`] to choose).
+    pub fn load(path: impl AsRef<Path>) -> Result<Encoder> {
+        Ok(EncoderBuilder::from_model(model_file::read(path.as_ref())?)?.build())
+    }
+
+    /// The whitening applied after the normalization, if any.
+    pub fn whitening(&self) -> Option<&Whitening> {
+        self.whitening.as_deref()
+    }
+
+    /// The width of one encoding: `K·F`, or the whitening's `D′`.
+    pub fn dims_out(&self) -> usize {
+        match &self.whitening {
+            Some(w) => w.dims_out(),
+            None => self.raw_width(),
+        }
+    }
+
+    /// `K·F`: the width of the encoding before any whitening.
+    pub fn raw_width(&self) -> usize {
+        self.codebook.clusters() * self.codebook.dim()
     }
 
     /// The codebook.
@@ -299,7 +417,10 @@ impl Encoder {
     /// Fail with [`VladError::TooLarge`] when encoding `images` images with
     /// this codebook needs an output larger than can be allocated.
     pub fn check_output_fits(&self, images: usize) -> Result<()> {
-        check_output_fits(images, self.codebook.clusters(), self.codebook.dim())
+        match &self.whitening {
+            Some(w) => check_output_fits(images, 1, w.dims_out()),
+            None => check_output_fits(images, self.codebook.clusters(), self.codebook.dim()),
+        }
     }
 
     /// Encode fixed-size images `(T, L, F)` into `(T, K·F)`.
@@ -468,29 +589,39 @@ impl Encoder {
         Ok((cuts, report))
     }
 
-    /// Encode `batch` into `out` (`T·K·F` values) on the selected engine.
+    /// Encode `batch` into `out` (`T · dims_out` values) on the selected
+    /// engine. With a whitening, a backend that fuses it (the GPU: only
+    /// `T × D′` values come back) is given it; any other encodes `(T, K·F)`
+    /// into scratch memory and whitens that, on the same backend.
     fn encode_on_engine<E: Element>(
         &self,
         batch: &Batch<'_, E>,
         out: &mut [f32],
     ) -> Result<(Vec<u32>, RunReport)> {
+        let whitening = self.whitening.as_deref();
+        if let Some(w) = whitening {
+            w.check_dims_in(self.raw_width())?;
+        }
         self.run(|engine, model, stages| {
-            let call = EncodeInto {
-                model,
-                batch,
-                out,
-                stages,
-            };
-            on_engine!(engine, b => Compute::encode_into(b, call))
+            on_engine!(engine, b => match whitening {
+                Some(w) if !b.fuses_whitening() => {
+                    let mut raw = raw_scratch(batch.images(), self.raw_width())?;
+                    let call = EncodeInto { model, batch, out: &mut raw, stages, whitening: None };
+                    let labels = Compute::encode_into(b, call)?;
+                    stages.time("whiten", || b.whiten(w, &raw, out))?;
+                    Ok(labels)
+                }
+                _ => {
+                    let call = EncodeInto { model, batch, out: &mut *out, stages, whitening };
+                    Compute::encode_into(b, call)
+                }
+            })
         })
     }
 
-    /// The `(T, K·F)` shape of `batch`'s encoding.
+    /// The `(T, dims_out)` shape of `batch`'s encoding.
     fn output_shape<E: Element>(&self, batch: &Batch<'_, E>) -> (usize, usize) {
-        (
-            batch.images(),
-            self.codebook.clusters() * self.codebook.dim(),
-        )
+        (batch.images(), self.dims_out())
     }
 
     /// The batch's width and given labels against this codebook.
@@ -576,6 +707,18 @@ impl Encoder {
             session.simulate_loss_on_next_run();
         }
     }
+}
+
+/// Zeroed scratch for `images` raw `width`-wide encodings (whitened
+/// afterwards), or [`VladError::TooLarge`] up front.
+fn raw_scratch(images: usize, width: usize) -> Result<Vec<f32>> {
+    let (len, _) = output_size(images, 1, width)?;
+    let mut raw = Vec::new();
+    if raw.try_reserve_exact(len).is_err() {
+        return Err(too_large(images, 1, width, Some(len as u64 * 4)));
+    }
+    raw.resize(len, 0.0);
+    Ok(raw)
 }
 
 /// The report of a call that ran on `selected` for `total` seconds.
@@ -669,16 +812,27 @@ impl ImagePieces<'_> {
         self.image.pieces()
     }
 
-    /// The image's normalized `K·F` row into `out`, and what ran.
+    /// The image's normalized `K·F` row (or whitened `D′` row) into `out`,
+    /// and what ran.
     pub fn finish(mut self, out: &mut [f32]) -> Result<RunReport> {
         let start = Instant::now();
         let model = self.encoder.model(self.soft.as_ref());
         let stages = &mut self.stages;
         let (engine, image) = (&self.selected.engine, &self.image);
-        stages.time(
-            "normalize",
-            || on_engine!(engine, b => Compute::finish_image(b, &model, image, out)),
-        )?;
+        match self.encoder.whitening() {
+            None => stages.time(
+                "normalize",
+                || on_engine!(engine, b => Compute::finish_image(b, &model, image, out)),
+            )?,
+            Some(w) => {
+                let mut raw = raw_scratch(1, self.encoder.raw_width())?;
+                stages.time(
+                    "normalize",
+                    || on_engine!(engine, b => Compute::finish_image(b, &model, image, &mut raw)),
+                )?;
+                stages.time("whiten", || on_engine!(engine, b => b.whiten(w, &raw, out)))?;
+            }
+        }
         let total = self.seconds + start.elapsed().as_secs_f64();
         Ok(report(self.selected, total, self.stages))
     }

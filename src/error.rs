@@ -75,6 +75,10 @@ pub enum VladError {
         free: u64,
         hint: String,
     },
+    /// A model file (SPEC §15) that cannot be used: an entry missing or
+    /// malformed (named in `message`), or a newer format version.
+    #[error("model file {path}: {message}", path = path.display())]
+    Model { path: PathBuf, message: String },
     /// The requested backend cannot run here (no GPU adapter, feature off).
     #[error("backend unavailable: {0}")]
     BackendUnavailable(String),

@@ -22,7 +22,7 @@
 //! "multiple different versions of crate ndarray".
 //!
 //! Features: `gpu` (the wgpu backend) and `cli` (the `vlad` binary: clap,
-//! serde_json, indicatif), both on by default. A library user who wants
+//! indicatif), both on by default. A library user who wants
 //! neither writes `vlad = { version = "0.1", default-features = false }`:
 //! the CPU and reference backends, nothing that prints. The library never
 //! writes to stdout or stderr: why `auto` did not take the GPU is in
@@ -67,6 +67,7 @@ pub mod synthetic;
 #[doc(hidden)]
 pub mod twins;
 pub mod verify;
+mod whitening;
 
 pub use ndarray;
 
@@ -88,6 +89,7 @@ pub use model::element::{DType, Element};
 pub use model::normalization::{Normalization, Step};
 pub use model::offset::Offset;
 pub use model::report::{RunReport, StageTimes};
+pub use whitening::{Whitening, WhiteningAccumulator, WhiteningParams};
 
 /// The README's code blocks, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
@@ -103,3 +105,8 @@ pub struct RustGuideDoctests;
 #[doc = include_str!("../docs/netvlad.md")]
 #[cfg(doctest)]
 pub struct NetvladGuideDoctests;
+
+/// docs/whitening.md's code blocks, compiled and run as doctests.
+#[doc = include_str!("../docs/whitening.md")]
+#[cfg(doctest)]
+pub struct WhiteningGuideDoctests;

@@ -123,6 +123,58 @@ pub fn verify<E: Element>(
     }
 }
 
+/// Every whitened element within this of the reference, times
+/// `max(1, ‖y_ref‖)` (1e-4 absolute for the default post `l2`).
+pub const WHITENED_TOLERANCE: f64 = 1e-4;
+
+/// Compare a whitened `output` (`(T, D′)`, SPEC §14) with the reference:
+/// the f64 encoding from the same labels, normalized, then whitened in f64
+/// from the whitening's stored parts ([`reference::whiten_row`]). Labels
+/// are judged as in [`verify`]; every element must lie within
+/// [`WHITENED_TOLERANCE`] · max(1, ‖y_ref‖) of the reference. (The raw
+/// encoding's rounding is amplified by up to `(λ_min + ε)^p`: a whitening
+/// whose ε is tiny against its smallest eigenvalue can fail this honestly.)
+pub fn verify_whitened<E: Element>(
+    codebook: &Codebook,
+    batch: &Batch<'_, E>,
+    assignment: &Assignment,
+    norm: &Normalization,
+    whitening: &crate::whitening::Whitening,
+    output: ArrayView2<'_, f32>,
+    labels: &[u32],
+) -> Verification {
+    let rn = norm.residual_normalized();
+    let (sums, mass, exact) =
+        reference::aggregate_from(codebook, batch, assignment, rn, Some(labels));
+    let raw = reference::normalize(&sums, &mass, norm);
+    let (label_agreement, bad_labels) = if assignment.is_hard() {
+        hard_labels(codebook, batch, labels)
+    } else {
+        let same = exact.iter().zip(labels).filter(|(a, b)| a == b).count();
+        (fraction(same, exact.len()), 0)
+    };
+    let mut max_abs_error = 0.0f64;
+    let mut violations = 0;
+    for (row, got) in raw.outer_iter().zip(output.outer_iter()) {
+        let want = reference::whiten_row(whitening, &row.to_vec());
+        let scale = want.iter().map(|v| v * v).sum::<f64>().sqrt().max(1.0);
+        for (g, w) in got.iter().zip(&want) {
+            let err = (*g as f64 - w).abs();
+            max_abs_error = max_abs_error.max(err);
+            if err > WHITENED_TOLERANCE * scale || err.is_nan() {
+                violations += 1;
+            }
+        }
+    }
+    Verification {
+        label_agreement,
+        bad_labels,
+        max_abs_error,
+        violations,
+        rule: "every whitened element within 1e-4 · max(1, ‖y‖) of the f64 reference",
+    }
+}
+
 /// How the backend's hard `labels` compare with the exact argmin: the
 /// fraction equal, and how many differ by more than a near-tie (given
 /// labels are the batch's own: 1.0 and 0).

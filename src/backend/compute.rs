@@ -13,6 +13,7 @@ use crate::model::codebook::Codebook;
 use crate::model::element::{DType, Element};
 use crate::model::normalization::Normalization;
 use crate::model::report::StageTimes;
+use crate::whitening::Whitening;
 
 /// Everything a backend needs to know about an encoding: the codebook, how
 /// descriptors weigh on its centroids, and the normalization.
@@ -83,10 +84,15 @@ pub struct EncodeInto<'a, E: Element> {
     pub model: &'a Model<'a>,
     /// The images.
     pub batch: &'a Batch<'a, E>,
-    /// `T·K·F` values, row-major, any contents: every element is written.
+    /// `T·K·F` values (`T·D′` with a whitening), row-major, any contents:
+    /// every element is written.
     pub out: &'a mut [f32],
     /// Where each stage's seconds go.
     pub stages: &'a mut StageTimes,
+    /// The whitening to apply after the normalization: only ever given to
+    /// a backend whose [`Compute::fuses_whitening`] is true (the others
+    /// are given `None` and whiten afterwards through [`Compute::whiten`]).
+    pub whitening: Option<&'a Whitening>,
 }
 
 /// [`Compute::assign`]'s inputs: the nearest centroid of every descriptor
@@ -140,6 +146,18 @@ pub trait Compute {
     /// and the GPU pipeline follow it), so the finished image has the bits
     /// of the whole image.
     fn add_piece<E: Element>(&self, call: AddPiece<'_, E>) -> Result<Vec<u32>>;
+
+    /// Whiten finished `(n, D)` rows into `out` (`n × D′`), SPEC §14: the
+    /// projection, then its post normalization. Rows are whitened one by
+    /// one with the same bits whatever rows come with them, so a stream
+    /// gives the in-memory bits.
+    fn whiten(&self, whitening: &Whitening, rows: &[f32], out: &mut [f32]) -> Result<()>;
+
+    /// Whether [`Compute::encode_into`] applies a given whitening itself
+    /// (before reading the result back); by default it does not.
+    fn fuses_whitening(&self) -> bool {
+        false
+    }
 
     /// The finished `K·F` row of a split image into `out`: by default its
     /// f64 sums rounded once, then normalized ([`SplitImage::finish`]).

@@ -11,6 +11,7 @@ use crate::error::{Result, VladError};
 use crate::model::codebook::Codebook;
 use crate::model::element::{DType, Element};
 use crate::model::report::{Ceilings, StageTimes};
+use crate::whitening::Whitening;
 
 /// Why nothing here runs.
 pub const UNAVAILABLE: &str = "built without the gpu feature";
@@ -96,6 +97,10 @@ impl Compute for GpuBackend {
     }
 
     fn add_piece<E: Element>(&self, _call: AddPiece<'_, E>) -> Result<Vec<u32>> {
+        match self._never {}
+    }
+
+    fn whiten(&self, _whitening: &Whitening, _rows: &[f32], _out: &mut [f32]) -> Result<()> {
         match self._never {}
     }
 }

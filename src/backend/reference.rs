@@ -23,6 +23,7 @@ use crate::model::batch::Batch;
 use crate::model::codebook::Codebook;
 use crate::model::element::{DType, Element};
 use crate::model::normalization::{Normalization, Step};
+use crate::whitening::Whitening;
 
 /// Exact squared distance `‖v − c‖²` in f64.
 pub fn squared_distance<E: Element>(v: &[E], c: &[f32]) -> f64 {
@@ -405,4 +406,61 @@ impl Compute for ReferenceBackend {
         }
         Ok(())
     }
+
+    fn whiten(&self, whitening: &Whitening, rows: &[f32], out: &mut [f32]) -> Result<()> {
+        let (d, dout) = (whitening.dims_in(), whitening.dims_out());
+        crate::backend::compute::check_out_len(out, rows.len() / d * dout)?;
+        for (x, o) in rows.chunks_exact(d).zip(out.chunks_exact_mut(dout)) {
+            let x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+            let y = whiten_row(whitening, &x);
+            for (o, y) in o.iter_mut().zip(y) {
+                *o = y as f32;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// SPEC §14's whitening of one row, in f64 from the stored parts (the
+/// eigenvectors, `(λ + ε)^p`, the mean), not from the f32 projection the
+/// fast backends multiply by: `y_i = (λ_i + ε)^p · u_i·(x − μ)`, then the
+/// post normalization's powers and L2.
+pub fn whiten_row(whitening: &Whitening, x: &[f64]) -> Vec<f64> {
+    let mean = whitening.mean();
+    let centered: Vec<f64> = x
+        .iter()
+        .zip(mean.iter())
+        .map(|(&v, &m)| v - m as f64)
+        .collect();
+    let mut y: Vec<f64> = whitening
+        .components()
+        .outer_iter()
+        .zip(whitening.scales().iter())
+        .map(|(u, &s)| {
+            s * u
+                .iter()
+                .zip(&centered)
+                .map(|(&u, c)| u as f64 * c)
+                .sum::<f64>()
+        })
+        .collect();
+    for step in whitening.post().steps() {
+        match *step {
+            Step::Power(alpha) => {
+                for v in &mut y {
+                    *v = v.signum() * v.abs().powf(alpha as f64);
+                }
+            }
+            Step::L2 => {
+                let norm = y.iter().map(|v| v * v).sum::<f64>().sqrt();
+                if norm > 0.0 {
+                    for v in &mut y {
+                        *v /= norm;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    y
 }

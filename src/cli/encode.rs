@@ -26,9 +26,18 @@ pub struct EncodeArgs {
     /// --offsets (one image without them); float32, float64 or uint8.
     #[arg(long, value_name = "D.npy")]
     pub descriptors: PathBuf,
-    /// Centroids (K, F), float32 or float64.
-    #[arg(long, value_name = "C.npy")]
-    pub centroids: PathBuf,
+    /// Centroids (K, F), float32 or float64 (or give --model).
+    #[arg(long, value_name = "C.npy", required_unless_present = "model")]
+    pub centroids: Option<PathBuf>,
+    /// A model file (SPEC §15, `vlad model` or Python's `.save`): its
+    /// codebook, assignment, normalization and whitening, instead of
+    /// --centroids, --norm and the soft options.
+    #[arg(long, value_name = "M.npz", conflicts_with_all = ["centroids", "norm", "soft_weights", "soft_alpha"])]
+    pub model: Option<PathBuf>,
+    /// Whiten every encoding after its normalization with this whitening
+    /// (`vlad pca --out`, or a model file holding one): writes (T, D′).
+    #[arg(long, value_name = "W.npz")]
+    pub whitening: Option<PathBuf>,
     /// Where to write the (T, K·F) float32 encodings (written atomically:
     /// nothing is written when the run fails).
     #[arg(long, value_name = "V.npy")]
@@ -42,8 +51,9 @@ pub struct EncodeArgs {
     pub labels: Option<PathBuf>,
     /// Normalization steps, applied in order: rn (residual normalization,
     /// first only), mass, ssr, power=α, intra, l2, or none.
-    #[arg(long, value_name = "STEPS", default_value = "ssr,l2", value_parser = args::parse_norm)]
-    pub norm: Normalization,
+    /// [default: ssr,l2]
+    #[arg(long, value_name = "STEPS", value_parser = args::parse_norm)]
+    pub norm: Option<Normalization>,
     /// Which backend computes.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
@@ -70,7 +80,9 @@ pub fn run(args: &EncodeArgs) -> Result<(), Failure> {
         &args.out,
         &[
             ("--descriptors", Some(args.descriptors.as_path())),
-            ("--centroids", Some(args.centroids.as_path())),
+            ("--centroids", args.centroids.as_deref()),
+            ("--model", args.model.as_deref()),
+            ("--whitening", args.whitening.as_deref()),
             ("--offsets", args.offsets.as_deref()),
             ("--labels", args.labels.as_deref()),
         ],
@@ -87,7 +99,8 @@ pub fn run(args: &EncodeArgs) -> Result<(), Failure> {
 fn stream_encode(args: &EncodeArgs) -> Result<(), Failure> {
     let wall = Instant::now();
     let out = OutputFile::create(&args.out)?;
-    let codebook = io::read_centroids(&args.centroids).map_err(in_file(&args.centroids))?;
+    let builder = encoder_builder(args)?;
+    let codebook = builder.codebook().clone();
     let offsets = args.offsets.as_deref().map(io::read_offsets).transpose()?;
     let labels = match &args.labels {
         Some(path) => Some(io::read_labels(path, codebook.clusters()).map_err(in_file(path))?),
@@ -112,10 +125,10 @@ fn stream_encode(args: &EncodeArgs) -> Result<(), Failure> {
             input.rows_total()
         ))));
     }
-    let assignment = args.soft.assignment(&codebook)?;
-    let encoder = args::encoder(codebook, args.backend.into(), args.norm.clone())?
-        .assignment(assignment)
-        .build();
+    let encoder = builder.try_build().map_err(|e| match &args.whitening {
+        Some(path) => in_file(path)(e),
+        None => e.into(),
+    })?;
     let bar = Bar::new("encode");
     let progress = |p: StreamProgress| bar.update(p);
     let options = StreamOptions {
@@ -136,7 +149,12 @@ fn stream_encode(args: &EncodeArgs) -> Result<(), Failure> {
     bar.finish();
     let sizes = sizes(&streamed, &encoder);
     let mut json = summary::run_json(&streamed.report, sizes);
-    json.insert("normalization".into(), args.norm.to_string().into());
+    json.insert(
+        "normalization".into(),
+        encoder.normalization().to_string().into(),
+    );
+    json.insert("dims_out".into(), encoder.dims_out().into());
+    json.insert("whitened".into(), encoder.whitening().is_some().into());
     json.insert("assignment".into(), encoder.assignment().name().into());
     json.insert("output".into(), args.out.display().to_string().into());
     add_stream_fields(&mut json, &streamed, args.memory_limit, wall);
@@ -171,13 +189,47 @@ fn stream_encode(args: &EncodeArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The encoder the options describe: a model file's, or --centroids with
+/// --norm and the soft options; then --whitening, if given.
+fn encoder_builder(args: &EncodeArgs) -> Result<vlad::EncoderBuilder, Failure> {
+    let gpu = args::gpu_options()?;
+    let mut builder = match (&args.model, &args.centroids) {
+        (Some(path), _) => {
+            let parts = vlad::io::model_file::read(path)?;
+            vlad::EncoderBuilder::from_model(parts).map_err(in_file(path))?
+        }
+        (None, Some(path)) => {
+            let codebook = io::read_centroids(path).map_err(in_file(path))?;
+            let assignment = args.soft.assignment(&codebook)?;
+            let norm = args.norm.clone().unwrap_or_default();
+            args::encoder(codebook, args.backend.into(), norm)?.assignment(assignment)
+        }
+        (None, None) => {
+            return Err(VladError::InvalidArgument(
+                "give --centroids C.npy or --model M.npz".to_string(),
+            )
+            .into());
+        }
+    };
+    builder = builder.backend(args.backend.into()).gpu_options(gpu);
+    if let Some(path) = &args.whitening {
+        let w = vlad::Whitening::load(path).map_err(in_file(path))?;
+        builder = builder.whitening(w);
+    }
+    Ok(builder)
+}
+
 /// Name the file an error is about.
 fn locate(e: VladError, args: &EncodeArgs, has_offsets: bool) -> Failure {
     match e {
         VladError::DimensionMismatch(_) => within(format!(
             "{} and {}",
             args.descriptors.display(),
-            args.centroids.display()
+            args.centroids
+                .as_deref()
+                .or(args.model.as_deref())
+                .unwrap_or(args.descriptors.as_path())
+                .display()
         ))(e),
         VladError::InvalidOffsets(_) if has_offsets => {
             in_file(args.offsets.as_deref().unwrap_or(&args.descriptors))(e)

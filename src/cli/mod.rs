@@ -15,6 +15,8 @@ mod exit;
 mod failure;
 mod inputs;
 mod kmeans;
+mod model;
+mod pca;
 mod peak_rss;
 mod progress;
 mod same_file;
@@ -49,6 +51,12 @@ enum Command {
     Assign(assign::AssignArgs),
     /// Train a codebook by k-means (Lloyd): writes (K, F) float32 centroids.
     Kmeans(kmeans::KMeansArgs),
+    /// Learn a whitening (PCA, then (λ + ε)^p, SPEC §14) from encodings or
+    /// from descriptors and a codebook: writes a model file (.npz).
+    Pca(pca::PcaArgs),
+    /// Bundle a codebook, its assignment and normalization and a whitening
+    /// into one model file (.npz) for `vlad encode --model`.
+    Model(model::ModelArgs),
     /// Run the whole pipeline on built-in synthetic data with every backend
     /// and check each against the reference.
     Demo(demo::DemoArgs),
@@ -67,6 +75,8 @@ fn dispatch(command: &Command) -> Result<(), Failure> {
         Command::Assign(args) => assign::run(args),
         Command::Kmeans(args) => kmeans::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Pca(args) => pca::run(args),
+        Command::Model(args) => model::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Adapters(args) => adapters::run(args),
     }

@@ -11,6 +11,7 @@
 
 pub(crate) mod disk_space;
 pub mod mapped;
+pub mod model_file;
 pub mod npy_stream;
 
 use std::fmt;

@@ -472,7 +472,6 @@ fn run<E: Element>(
     out: OutputFile,
     options: &StreamOptions<'_>,
 ) -> Result<Streamed> {
-    let codebook = job.encoder.codebook();
     let budget = batch_budget(options.memory_limit);
     // What the encoder would run on, and where it lets a batch be cut.
     let (cuts, selected) = job.encoder.cuts(&job.offsets, E::DTYPE)?;
@@ -485,15 +484,15 @@ fn run<E: Element>(
     // the CPU (SPEC §7's fallback, batch by batch); under `gpu` it is the
     // run's error.
     let falls_back = job.encoder.backend() == Backend::Auto || options.gpu_falls_back;
-    let (k, f) = (codebook.clusters(), codebook.dim());
     let n = job.input.rows_total();
     let t = job.images();
     let stream = match job.task {
         Task::Encode => {
             // Overflow only: the output goes to disk batch by batch, so it
             // need not fit in memory (unlike `Encoder::check_output_fits`).
-            let (_, bytes) = crate::encoder::output_size(t, k, f)?;
-            NpyStream::start(out, "<f4", &[t, k * f], bytes)?
+            let width = job.encoder.dims_out();
+            let (_, bytes) = crate::encoder::output_size(t, 1, width)?;
+            NpyStream::start(out, "<f4", &[t, width], bytes)?
         }
         Task::Assign => NpyStream::start(out, "<i8", &[n], n as u64 * 8)?,
     };
@@ -812,7 +811,7 @@ impl<'j> Compute<'j> {
         if index + 1 < count {
             return Ok(None);
         }
-        let mut row = vec![0f32; k * f];
+        let mut row = vec![0f32; self.job.encoder.dims_out()];
         let report = self.image.take().map(|image| image.finish(&mut row));
         if let Some(report) = report {
             self.ran(&report?);
@@ -824,7 +823,6 @@ impl<'j> Compute<'j> {
     /// it used (what `--verify` checks).
     fn whole_images<E: Element>(&mut self, batch: &Batch<'_, E>) -> Result<Rows> {
         let encoder = self.encoder();
-        let codebook = encoder.codebook();
         match self.job.task {
             Task::Assign => {
                 let assigned = encoder.assign_batch(batch)?;
@@ -841,7 +839,7 @@ impl<'j> Compute<'j> {
                 Ok(Rows::F32(vlad))
             }
             Task::Encode => {
-                let width = codebook.clusters() * codebook.dim();
+                let width = encoder.dims_out();
                 let mut vlad = vec![0f32; batch.images() * width];
                 let view =
                     ndarray::ArrayViewMut2::from_shape((batch.images(), width), &mut vlad)
@@ -881,10 +879,22 @@ impl Checked {
         let encoder = job.encoder;
         let codebook = encoder.codebook();
         let norm = encoder.normalization();
-        let output =
-            ArrayView2::from_shape((batch.images(), codebook.clusters() * codebook.dim()), vlad)
-                .map_err(|e| VladError::DimensionMismatch(format!("batch output: {e}")))?;
-        let v = crate::verify::verify(codebook, batch, encoder.assignment(), norm, output, labels);
+        let output = ArrayView2::from_shape((batch.images(), encoder.dims_out()), vlad)
+            .map_err(|e| VladError::DimensionMismatch(format!("batch output: {e}")))?;
+        let v = match encoder.whitening() {
+            None => {
+                crate::verify::verify(codebook, batch, encoder.assignment(), norm, output, labels)
+            }
+            Some(w) => crate::verify::verify_whitened(
+                codebook,
+                batch,
+                encoder.assignment(),
+                norm,
+                w,
+                output,
+                labels,
+            ),
+        };
         // The agreement is `same / labels` of this batch: recover `same`.
         let n = batch.len() as u64;
         self.same += (v.label_agreement * n as f64).round() as u64;

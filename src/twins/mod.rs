@@ -16,3 +16,4 @@ pub mod segmented_scan;
 pub mod soft_aggregate;
 pub mod soft_logits;
 pub mod unit_residual;
+pub mod whiten;

@@ -23,3 +23,4 @@ mod soft;
 mod stream;
 mod stream_kmeans;
 mod stream_soft;
+mod whitening;

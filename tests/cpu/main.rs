@@ -18,3 +18,4 @@ mod soft_assignment;
 mod soft_fast_path;
 mod too_large;
 mod vs_reference;
+mod whitening;

@@ -37,3 +37,4 @@ mod soft_overlap;
 mod soft_stages;
 mod stream_fallback;
 mod util;
+mod whiten;

@@ -19,6 +19,7 @@ pub mod soft;
 pub mod soft_aggregate;
 pub mod soft_assign;
 pub mod soft_kernel;
+pub mod whiten;
 
 use ndarray::Array2;
 
@@ -31,6 +32,7 @@ use crate::model::codebook::Codebook;
 use crate::model::element::{DType, Element};
 use crate::model::normalization::Normalization;
 use crate::model::report::StageTimes;
+use crate::whitening::Whitening;
 
 /// Nearest-centroid labels of every descriptor in `batch` (stage "assign").
 pub fn assign<E: Element>(
@@ -144,6 +146,13 @@ impl crate::backend::compute::Compute for CpuBackend {
             image.fallback = Some(Box::new(plain));
         }
         Ok(image)
+    }
+
+    fn whiten(&self, whitening: &Whitening, rows: &[f32], out: &mut [f32]) -> Result<()> {
+        let (d, dout) = (whitening.dims_in(), whitening.dims_out());
+        crate::backend::compute::check_out_len(out, rows.len() / d * dout)?;
+        whiten::whiten_rows(whitening, rows, out);
+        Ok(())
     }
 
     fn add_piece<E: Element>(&self, call: AddPiece<'_, E>) -> Result<Vec<u32>> {

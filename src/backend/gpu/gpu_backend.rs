@@ -17,8 +17,11 @@ use crate::backend::gpu::chunking::{ChunkLimits, plan_chunks};
 use crate::backend::gpu::context::{GpuContext, GpuOptions};
 use crate::backend::gpu::pool::{BufferPool, Role};
 use crate::backend::gpu::route::Route;
-use crate::backend::gpu::runner::{self, DeviceCodebook, HostScratch, Input, Job, Session, Sink};
+use crate::backend::gpu::runner::{
+    self, DeviceCodebook, DeviceWhitening, HostScratch, Input, Job, Session, Sink,
+};
 use crate::backend::gpu::stages::CompiledStages;
+use crate::backend::gpu::stages::whiten::ProjectionGroups;
 use crate::backend::gpu::staging::StagingSet;
 use crate::backend::gpu::timing::GpuTimer;
 use crate::error::{Result, VladError};
@@ -26,6 +29,7 @@ use crate::model::codebook::Codebook;
 use crate::model::element::{DType, Element};
 use crate::model::normalization::Normalization;
 use crate::model::report::{Ceilings, StageTimes};
+use crate::whitening::Whitening;
 
 /// A ready-to-run GPU backend.
 pub struct GpuBackend {
@@ -180,6 +184,7 @@ impl GpuBackend {
             out: &mut sums,
             norm: &Normalization::none(),
             counts: Some(&mut counts),
+            whitening: None,
         };
         let labels = self.run(&job, sink, stages)?;
         Ok((labels, sums, counts))
@@ -288,6 +293,9 @@ fn one_image<E: Element>(codebook: &Codebook, rows: &[E], dim: usize) -> Result<
 impl Compute for GpuBackend {
     fn encode_into<E: Element>(&self, call: EncodeInto<'_, E>) -> Result<Vec<u32>> {
         let (model, batch, out, stages) = (call.model, call.batch, call.out, call.stages);
+        if let Some(w) = call.whitening {
+            w.check_dims_in(model.codebook.clusters() * model.codebook.dim())?;
+        }
         if !batch.finite_checked() {
             batch.check_finite()?;
         }
@@ -302,10 +310,18 @@ impl Compute for GpuBackend {
             route: Route::encoding(model),
             soft: model.soft,
         };
+        let device_whitening = match call.whitening {
+            Some(w) => Some(DeviceWhitening {
+                whitening: w,
+                projection: ProjectionGroups::upload(&self.ctx, w)?,
+            }),
+            None => None,
+        };
         let sink = Sink::Rows {
             out,
             norm: model.norm,
             counts: None,
+            whitening: device_whitening.as_ref(),
         };
         self.run(&job, sink, stages)
     }
@@ -367,6 +383,21 @@ impl Compute for GpuBackend {
             soft: model.soft,
         };
         self.run(&job, Sink::Piece(image), stages)
+    }
+
+    /// The runner whitens whole images on the device before read-back.
+    fn fuses_whitening(&self) -> bool {
+        true
+    }
+
+    fn whiten(&self, whitening: &Whitening, rows: &[f32], out: &mut [f32]) -> Result<()> {
+        crate::backend::gpu::whitening::whiten_rows(
+            &self.ctx,
+            &self.stages.whiten,
+            whitening,
+            rows,
+            out,
+        )
     }
 }
 

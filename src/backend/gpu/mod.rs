@@ -37,6 +37,7 @@ pub mod stages;
 pub(crate) mod staging;
 pub mod tensor_cores;
 pub(crate) mod timing;
+pub(crate) mod whitening;
 
 pub use crate::backend::slot::GpuSlot;
 pub use chunking::{Chunk, ChunkLimits, ChunkShape, Part, plan_chunks};

@@ -40,6 +40,8 @@ pub enum Role {
     Blocks,
     /// `images × K` u32 counts.
     Counts,
+    /// `images × W` f32 whitened rows (SPEC §14), `W` = `D′` padded.
+    Whitened,
     /// `K × F` f32 centroids.
     Centroids,
     /// `K` f32 squared centroid norms.

@@ -41,6 +41,7 @@ use crate::backend::gpu::stages::segmented_scan::ScanJob;
 use crate::backend::gpu::stages::soft_aggregate::SoftAggregateJob;
 use crate::backend::gpu::stages::soft_logits::SoftLogitsJob;
 use crate::backend::gpu::stages::unit_residual::UnitResidualJob;
+use crate::backend::gpu::stages::whiten::ProjectionGroups;
 use crate::backend::gpu::stages::{
     BlockShape, Blocks, CompiledStages, Descriptors, WeightedStages,
 };
@@ -54,6 +55,7 @@ use crate::model::codebook::Codebook;
 use crate::model::element::{DType, Element};
 use crate::model::normalization::Normalization;
 use crate::model::report::StageTimes;
+use crate::whitening::Whitening;
 
 /// The stage name of the host time spent recording each chunk's commands.
 const SETUP_STAGE: &str = "setup";
@@ -92,11 +94,34 @@ pub(crate) enum Sink<'o> {
         norm: &'o Normalization,
         /// The hard counts, when wanted.
         counts: Option<&'o mut [u32]>,
+        /// Whiten each finished row on the device (SPEC §14): `out` then
+        /// holds `T · D′` values, and only those are read back.
+        whitening: Option<&'o DeviceWhitening<'o>>,
     },
     /// The raw sums and counts of every chunk (the rows of one image) added
     /// to `image`, one piece per chunk: a piece of an image split across
     /// passes.
     Piece(&'o mut SplitImage),
+}
+
+/// A whitening with its matrices on the device, for one run.
+pub(crate) struct DeviceWhitening<'w> {
+    /// The whitening (its post normalization runs on the host).
+    pub(crate) whitening: &'w Whitening,
+    /// Its mean and `Pᵀ`, uploaded.
+    pub(crate) projection: ProjectionGroups,
+}
+
+impl DeviceWhitening<'_> {
+    /// Rows `whitened` (`n × W`, read back) into `out` (`n × D′`), each
+    /// post-normalized on the host.
+    fn finish_rows(&self, whitened: &[f32], out: &mut [f32]) {
+        let (width, dout) = (self.projection.width as usize, self.whitening.dims_out());
+        for (o, y) in out.chunks_exact_mut(dout).zip(whitened.chunks_exact(width)) {
+            o.copy_from_slice(&y[..dout]);
+            self.whitening.post_normalize_row(o);
+        }
+    }
 }
 
 /// Host vectors reused across chunks and calls.
@@ -108,6 +133,8 @@ pub(crate) struct HostScratch {
     /// One piece's `K·F` sums and `K` counts (u32, or f32 bits when soft).
     piece: Vec<f32>,
     piece_counts: Vec<u32>,
+    /// Whitened rows read back (`images × W`), before compaction.
+    whitened: Vec<f32>,
 }
 
 /// Everything one run borrows from the session.
@@ -196,11 +223,39 @@ pub(crate) fn run<E: Element>(
         Some(given) => given.to_vec(),
         None => host_memory::zeroed(n),
     };
-    // Only whole images without rows have no rows: zeros, written here.
-    if let Sink::Rows { out, counts, .. } = &mut sink {
-        for chunk in plan.iter().filter(|c| c.row_count() == 0) {
+    // Only whole images without rows have no rows: zeros, written here
+    // (whitened, the whitening of a zero row, computed once on the device).
+    if let Sink::Rows {
+        out,
+        counts,
+        whitening,
+        ..
+    } = &mut sink
+    {
+        let empty = plan.iter().filter(|c| c.row_count() == 0);
+        let row = match whitening {
+            Some(w) if plan.iter().any(|c| c.row_count() == 0) => {
+                let mut row = vec![0.0f32; w.whitening.dims_out()];
+                let zeros = vec![0.0f32; k * f];
+                crate::backend::gpu::whitening::whiten_rows(
+                    session.ctx,
+                    &session.stages.whiten,
+                    w.whitening,
+                    &zeros,
+                    &mut row,
+                )?;
+                row
+            }
+            Some(_) => Vec::new(),
+            None => vec![0.0f32; k * f],
+        };
+        for chunk in empty {
             let images = chunk.images.clone();
-            out[images.start * k * f..images.end * k * f].fill(0.0);
+            for o in out[images.start * row.len()..images.end * row.len()]
+                .chunks_exact_mut(row.len().max(1))
+            {
+                o.copy_from_slice(&row);
+            }
             if let Some(counts) = counts {
                 counts[images.start * k..images.end * k].fill(0);
             }
@@ -245,9 +300,16 @@ pub(crate) fn run<E: Element>(
 fn check_sink(sink: &Sink<'_>, route: Route, images: usize, k: usize, f: usize) -> Result<()> {
     let fits = match sink {
         Sink::Labels => route == Route::Assign,
-        Sink::Rows { out, counts, .. } => {
+        Sink::Rows {
+            out,
+            counts,
+            whitening,
+            ..
+        } => {
+            let width = whitening.map_or(k * f, |w| w.whitening.dims_out());
             route.aggregates()
-                && out.len() == images * k * f
+                && whitening.is_none_or(|w| w.whitening.dims_in() == k * f)
+                && out.len() == images * width
                 && counts.as_ref().is_none_or(|c| c.len() == images * k)
         }
         Sink::Piece(image) => {
@@ -737,6 +799,26 @@ impl<E: Element> Runner<'_, '_, E> {
             }
             clock.lap(&mut encoder, "normalize");
         }
+        // Whole images whitened on the device: only `images × W` values
+        // are read back instead of `images × K·F`.
+        let whitened = match (&self.sink, &blocks, combined) {
+            (
+                Sink::Rows {
+                    whitening: Some(w), ..
+                },
+                Some(blocks),
+                false,
+            ) => {
+                let bytes = images as u64 * w.projection.width as u64 * 4;
+                let out = pool.buffer(ctx, Role::Whitened, bytes)?;
+                stages
+                    .whiten
+                    .record(ctx, &mut encoder, &w.projection, blocks, images, &out)?;
+                clock.lap(&mut encoder, "whiten");
+                Some((out, bytes))
+            }
+            _ => None,
+        };
 
         let staging = &mut *self.session.staging;
         let slot = uploaded.slot;
@@ -746,8 +828,10 @@ impl<E: Element> Runner<'_, '_, E> {
             Ok(Some((to, bytes)))
         };
         let mut pending = Pending::default();
-        if let Some(blocks) = &blocks {
-            pending.blocks = copy(blocks, ReadKind::Blocks, sizes.blocks)?;
+        match (&whitened, &blocks) {
+            (Some((rows, bytes)), _) => pending.blocks = copy(rows, ReadKind::Blocks, *bytes)?,
+            (None, Some(blocks)) => pending.blocks = copy(blocks, ReadKind::Blocks, sizes.blocks)?,
+            (None, None) => {}
         }
         if let (Some(counts), true) = (&counts, reads_counts) {
             pending.counts = copy(counts, ReadKind::Counts, sizes.counts)?;
@@ -789,14 +873,37 @@ impl<E: Element> Runner<'_, '_, E> {
             let dst = bytemuck::cast_slice_mut(&mut scratch.piece_counts);
             return read_into(ctx, counts, dst, "counts");
         }
-        let Sink::Rows { out, counts, .. } = &mut self.sink else {
+        let Sink::Rows {
+            out,
+            counts,
+            whitening,
+            ..
+        } = &mut self.sink
+        else {
             return Err(VladError::Gpu(
                 "whole images read back without rows to write (a bug)".to_string(),
             ));
         };
         let images = chunk.images.clone();
-        let dst = bytemuck::cast_slice_mut(&mut out[images.start * k * f..images.end * k * f]);
-        read_into(ctx, blocks, dst, "blocks")?;
+        match whitening {
+            None => {
+                let dst =
+                    bytemuck::cast_slice_mut(&mut out[images.start * k * f..images.end * k * f]);
+                read_into(ctx, blocks, dst, "blocks")?;
+            }
+            Some(w) => {
+                let scratch = &mut self.session.scratch.whitened;
+                scratch.resize(images.len() * w.projection.width as usize, 0.0);
+                read_into(
+                    ctx,
+                    blocks,
+                    bytemuck::cast_slice_mut(scratch),
+                    "whitened rows",
+                )?;
+                let dout = w.whitening.dims_out();
+                w.finish_rows(scratch, &mut out[images.start * dout..images.end * dout]);
+            }
+        }
         if let (Some(counts), Some((staging, _))) = (counts, &pending.counts) {
             let dst = bytemuck::cast_slice_mut(&mut counts[images.start * k..images.end * k]);
             read_into(ctx, staging, dst, "counts")?;
@@ -817,7 +924,12 @@ impl<E: Element> Runner<'_, '_, E> {
         let (k, f) = (self.shape.clusters, self.shape.dim);
         match &mut self.sink {
             Sink::Piece(image) => image.add_f32(&scratch.piece, mass),
-            Sink::Rows { out, norm, counts } => {
+            Sink::Rows {
+                out,
+                norm,
+                counts,
+                whitening,
+            } => {
                 if chunk.part.is_none_or(|p| p.index == 0) {
                     self.split = Some(SplitImage::new(self.codebook));
                 }
@@ -829,7 +941,25 @@ impl<E: Element> Runner<'_, '_, E> {
                     return Ok(());
                 }
                 let t = chunk.images.start;
-                image.finish(self.codebook, norm, &mut out[t * k * f..(t + 1) * k * f])?;
+                match whitening {
+                    None => {
+                        image.finish(self.codebook, norm, &mut out[t * k * f..(t + 1) * k * f])?
+                    }
+                    // Finished on the host, whitened on the device, as a
+                    // split image of a stream is (the same stage's bits).
+                    Some(w) => {
+                        let mut raw = vec![0.0f32; k * f];
+                        image.finish(self.codebook, norm, &mut raw)?;
+                        let dout = w.whitening.dims_out();
+                        crate::backend::gpu::whitening::whiten_rows(
+                            self.session.ctx,
+                            &self.session.stages.whiten,
+                            w.whitening,
+                            &raw,
+                            &mut out[t * dout..(t + 1) * dout],
+                        )?;
+                    }
+                }
                 if let Some(counts) = counts {
                     for (c, &m) in counts[t * k..(t + 1) * k].iter_mut().zip(&image.mass) {
                         *c = m as u32;

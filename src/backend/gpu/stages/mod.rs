@@ -18,6 +18,7 @@ pub mod segmented_scan;
 pub mod soft_aggregate;
 pub mod soft_logits;
 pub mod unit_residual;
+pub mod whiten;
 
 use std::sync::{Arc, Mutex};
 
@@ -132,6 +133,7 @@ pub fn contracts() -> Result<Vec<ShaderContract>> {
     contracts.extend(soft_logits::contracts()?);
     contracts.extend(soft_aggregate::contracts()?);
     contracts.extend(unit_residual::contracts()?);
+    contracts.extend(whiten::contracts()?);
     Ok(contracts)
 }
 
@@ -154,6 +156,8 @@ pub struct CompiledStages {
     pub residual: ResidualStage,
     /// Normalization steps.
     pub normalize: NormalizeStage,
+    /// Whitening's projection (SPEC §14), after the normalization.
+    pub whiten: whiten::WhitenStage,
     weighted: Mutex<Option<Arc<WeightedStages>>>,
 }
 
@@ -180,6 +184,7 @@ impl CompiledStages {
             scan: SegmentedScanStage::new(ctx)?,
             residual: ResidualStage::new(ctx)?,
             normalize: NormalizeStage::new(ctx)?,
+            whiten: whiten::WhitenStage::new(ctx)?,
             weighted: Mutex::new(None),
         })
     }
