@@ -287,6 +287,25 @@ impl Encoder {
         PyArray2::from_owned_array(py, centroids)
     }
 
+    /// Soft assignment's learned `(K, F)` weights (a float32 copy), or
+    /// None for hard assignment and for a temperature.
+    #[getter]
+    fn weights<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyArray2<f32>>> {
+        glue::soft_weights(&self.inner).map(|(w, _)| PyArray2::from_owned_array(py, w))
+    }
+
+    /// Soft assignment's learned `(K,)` bias (a float32 copy), or None.
+    #[getter]
+    fn bias<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyArray1<f32>>> {
+        glue::soft_weights(&self.inner).map(|(_, b)| PyArray1::from_owned_array(py, b))
+    }
+
+    /// Soft assignment's temperature α (as float32 holds it), or None.
+    #[getter]
+    fn alpha(&self) -> Option<f32> {
+        glue::soft_alpha(&self.inner)
+    }
+
     /// Test hook: the address of the first descriptor value the library
     /// reads for this input (equal to `descriptors.ctypes.data` when it is
     /// read in place, without a copy).

@@ -5,7 +5,7 @@
 //! Everything here runs without the GIL (see [`crate::detach::compute`]),
 //! so it must not touch Python.
 
-use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, CowArray, Ix1, Ix2, Ix3, IxDyn};
+use ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayViewD, CowArray, Ix1, Ix2, Ix3, IxDyn};
 use vlad::kmeans::{Init, KMeans, KMeansProgress, KMeansResult, Lloyd, LloydStep, LloydWorker};
 use vlad::verify::{self, Verification};
 use vlad::{
@@ -148,6 +148,23 @@ pub fn backend_name(encoder: &Encoder) -> &'static str {
 /// The assignment: `hard`, `soft` (weights and bias) or `soft-alpha`.
 pub fn assignment_name(encoder: &Encoder) -> &'static str {
     encoder.assignment().name()
+}
+
+/// Soft assignment's learned `W (K, F)` and `b (K,)`, when it has them
+/// (what a pickled encoder is rebuilt from).
+pub fn soft_weights(encoder: &Encoder) -> Option<(Array2<f32>, Array1<f32>)> {
+    match encoder.assignment() {
+        Assignment::Soft { weights, bias } => Some((weights.clone(), bias.clone())),
+        _ => None,
+    }
+}
+
+/// Soft assignment's temperature α, when it was built from one.
+pub fn soft_alpha(encoder: &Encoder) -> Option<f32> {
+    match encoder.assignment() {
+        Assignment::SoftAlpha(alpha) => Some(*alpha),
+        _ => None,
+    }
 }
 
 /// `(K, F)`.
@@ -346,6 +363,19 @@ pub fn verification_message(checked: &Checked) -> String {
     .to_string()
 }
 
+/// One k-means progress event, in plain data for a Python callback:
+/// `stage` is `started`, `seeded`, `iteration` or `finished`; `text` the
+/// line `vlad kmeans` prints for it.
+pub struct ProgressData {
+    pub stage: &'static str,
+    pub iteration: usize,
+    pub max_iterations: usize,
+    pub text: String,
+}
+
+/// Where progress events go (a Python callable, called with the GIL).
+pub type ProgressSink = std::sync::Arc<dyn Fn(ProgressData) + Send + Sync>;
+
 /// `vlad.KMeans`' parameters.
 pub struct KMeansParams {
     pub n_clusters: usize,
@@ -357,6 +387,8 @@ pub struct KMeansParams {
     pub tol: f64,
     pub backend: String,
     pub verbose: bool,
+    /// Every progress event, when given (`verbose` then adds nothing).
+    pub progress: Option<ProgressSink>,
 }
 
 /// A fit's outcome, in plain data.
@@ -424,7 +456,9 @@ pub fn kmeans<E: Element>(
         .tolerance(params.tol)
         .backend(backend)
         .gpu_options(gpu_options()?);
-    if params.verbose {
+    if let Some(sink) = params.progress.clone() {
+        kmeans = kmeans.on_progress(move |event| sink(progress_data(event)));
+    } else if params.verbose {
         kmeans = kmeans.on_progress(progress_line);
     }
     let result: KMeansResult = kmeans
@@ -443,6 +477,34 @@ pub fn kmeans<E: Element>(
         seconds: result.seconds,
         setup_seconds: result.setup_seconds,
     })
+}
+
+fn progress_data(event: &KMeansProgress) -> ProgressData {
+    let (stage, iteration, max_iterations) = match event {
+        KMeansProgress::Started { .. } => ("started", 0, 0),
+        KMeansProgress::Seeded { .. } => ("seeded", 0, 0),
+        KMeansProgress::Iteration {
+            iteration,
+            max_iterations,
+            ..
+        } => ("iteration", *iteration, *max_iterations),
+        KMeansProgress::Finished { iterations, .. } => ("finished", *iterations, 0),
+        _ => ("other", 0, 0), // KMeansProgress is non_exhaustive
+    };
+    let mut text = event.to_string();
+    if let KMeansProgress::Started {
+        fallback_reason: Some(reason),
+        ..
+    } = event
+    {
+        text = format!("{text} ({reason})");
+    }
+    ProgressData {
+        stage,
+        iteration,
+        max_iterations,
+        text,
+    }
 }
 
 /// `verbose=True`: one line on stderr per event, as `vlad kmeans` prints

@@ -13,7 +13,8 @@ use crate::glue::{self, KMeansParams};
 /// fallback_reason, seconds, setup_seconds, training_points).
 #[pyfunction]
 #[pyo3(signature = (descriptors, n_clusters, n_iter = 25, seed = 1234, init = "k-means++",
-                    max_points_per_centroid = Some(256), tol = 1e-4, backend = "auto", verbose = false))]
+                    max_points_per_centroid = Some(256), tol = 1e-4, backend = "auto", verbose = false,
+                    progress = None))]
 #[allow(clippy::too_many_arguments)]
 pub fn kmeans_fit<'py>(
     py: Python<'py>,
@@ -26,7 +27,26 @@ pub fn kmeans_fit<'py>(
     tol: f64,
     backend: &str,
     verbose: bool,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    // Called from the computation's thread: it takes the GIL for the call.
+    // An exception in the callback is reported (as Python reports an
+    // exception it cannot raise) and training goes on.
+    let progress = progress.map(|callback| -> glue::ProgressSink {
+        std::sync::Arc::new(move |event: glue::ProgressData| {
+            Python::attach(|py| {
+                let args = (
+                    event.stage,
+                    event.iteration,
+                    event.max_iterations,
+                    event.text,
+                );
+                if let Err(error) = callback.call1(py, args) {
+                    error.write_unraisable(py, None);
+                }
+            })
+        })
+    });
     let params = KMeansParams {
         n_clusters,
         n_iter,
@@ -36,6 +56,7 @@ pub fn kmeans_fit<'py>(
         tol,
         backend: backend.to_string(),
         verbose,
+        progress,
     };
     let descriptors = arrays::descriptors(descriptors)?;
     let params = &params;

@@ -2,7 +2,8 @@
 
 Arrays of a dtype the library takes pass through untouched (the native
 module reads them in place); float16 is widened to float32, a non-native
-byte order is swapped, array-likes go through ``np.asarray``, and a list of
+byte order is swapped, objects with ``__dlpack__`` (CPU tensors) become
+numpy views of the same memory, array-likes go through ``np.asarray``, and a list of
 per-image ``(n_t, F)`` arrays becomes ``(N, F)`` rows plus CSR offsets.
 Everything else is left for the native module to refuse with the message
 the command line would give.
@@ -14,12 +15,15 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from . import _dlpack
 from ._vlad import InputError
 
 
-def array(x: Any) -> np.ndarray:
-    """``x`` as an ndarray the native module can read: float16 widened to
-    float32, other byte orders made native; never a copy otherwise."""
+def array(x: Any, what: str = "array") -> np.ndarray:
+    """``x`` as an ndarray the native module can read: a DLPack tensor
+    viewed in place, float16 widened to float32, other byte orders made
+    native; never a copy otherwise. ``what`` names ``x`` in messages."""
+    x = _dlpack.to_numpy(x, what)
     a = x if isinstance(x, np.ndarray) else np.asarray(x)
     if a.dtype == np.float16:
         return a.astype(np.float32)
@@ -28,12 +32,12 @@ def array(x: Any) -> np.ndarray:
     return a
 
 
-def integers(x: Any) -> Optional[np.ndarray]:
+def integers(x: Any, what: str = "array") -> Optional[np.ndarray]:
     """Offsets, labels or soft-assignment parameters: ``None`` stays
-    ``None``; lists become arrays."""
+    ``None``; lists and tensors become arrays."""
     if x is None:
         return None
-    return array(x)
+    return array(x, what)
 
 
 def images(
@@ -43,13 +47,13 @@ def images(
     per-image ``(n_t, F)`` arrays is concatenated, its offsets made from
     the lengths; anything else is one array with the offsets given."""
     if not isinstance(descriptors, (list, tuple)):
-        return array(descriptors), integers(offsets)
+        return array(descriptors, "descriptors"), integers(offsets, "offsets")
     if offsets is not None:
         raise InputError(
             "offsets come from the list of images: pass either a list of (n_t, F) "
             "arrays or (N, F) rows with offsets, not both"
         )
-    parts = [array(image) for image in descriptors]
+    parts = [array(image, f"images[{t}]") for t, image in enumerate(descriptors)]
     for t, part in enumerate(parts):
         if part.ndim != 2:
             raise InputError(

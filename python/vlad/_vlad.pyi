@@ -3,12 +3,29 @@
 Use the package ``vlad``: it wraps ``Encoder`` and adds ``KMeans``.
 """
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, final
 
 import numpy as np
 import numpy.typing as npt
 
 __version__: str
+__all__ = [
+    "__version__",
+    "InputError",
+    "BackendUnavailable",
+    "VerificationError",
+    "Encoder",
+    "Report",
+    "EncodeResult",
+    "Verification",
+    "kmeans_fit",
+    "kmeans_seed",
+    "LloydWorker",
+    "Lloyd",
+    "adapters",
+    "_panic_for_test",
+    "_last_compute_seconds",
+]
 
 class InputError(ValueError):
     """Bad input (SPEC §6): non-finite values, mismatched shapes, an
@@ -26,6 +43,8 @@ class VerificationError(RuntimeError):
     verification: Verification
     """The details of the failed check."""
 
+# A native (PyO3) class: it cannot be subclassed.
+@final
 class Report:
     """What ran and how long it took."""
 
@@ -54,6 +73,8 @@ class Report:
     def fallback_reason(self) -> Optional[str]:
         """Why backend="auto" fell back to the CPU, when it did."""
 
+# A native (PyO3) class: it cannot be subclassed.
+@final
 class EncodeResult:
     """An encoding with the labels it was computed from and a report."""
 
@@ -67,6 +88,8 @@ class EncodeResult:
     def report(self) -> Report:
         """What ran."""
 
+# A native (PyO3) class: it cannot be subclassed.
+@final
 class Verification:
     """The outcome of ``Encoder.verify``: SPEC §4 against the f64 reference."""
 
@@ -89,12 +112,14 @@ class Verification:
     def rule(self) -> str:
         """Which tolerance was applied, in words."""
 
+# A native (PyO3) class: it cannot be subclassed.
+@final
 class Encoder:
     """The native encoder behind ``vlad.Encoder``: numpy arrays of a native
     dtype only (float32, float64, uint8), no lists."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         centroids: np.ndarray,
         norm: str = "ssr,l2",
         backend: str = "auto",
@@ -102,7 +127,7 @@ class Encoder:
         weights: Optional[np.ndarray] = None,
         bias: Optional[np.ndarray] = None,
         alpha: Optional[float] = None,
-    ) -> None:
+    ) -> "Encoder":
         """``assignment="soft"`` takes ``weights`` ``(K, F)`` and ``bias``
         ``(K,)`` (float32 or float64), or ``alpha`` alone; ``"hard"`` takes
         none of them. Bad combinations raise InputError."""
@@ -150,6 +175,16 @@ class Encoder:
     @property
     def centroids(self) -> npt.NDArray[np.float32]:
         """A float32 copy of the ``(K, F)`` centroids."""
+    @property
+    def weights(self) -> Optional[npt.NDArray[np.float32]]:
+        """Soft assignment's learned ``(K, F)`` weights (a float32 copy), or
+        None for hard assignment and for a temperature."""
+    @property
+    def bias(self) -> Optional[npt.NDArray[np.float32]]:
+        """Soft assignment's learned ``(K,)`` bias (a float32 copy), or None."""
+    @property
+    def alpha(self) -> Optional[float]:
+        """Soft assignment's temperature α (as float32 holds it), or None."""
     def _rows_address(self, descriptors: np.ndarray, offsets: Optional[np.ndarray] = None) -> int:
         """Test hook: the address of the first descriptor value the library
         reads (``descriptors.ctypes.data`` when read in place)."""
@@ -160,14 +195,19 @@ def kmeans_fit(
     n_iter: int = 25,
     seed: int = 1234,
     init: str = "k-means++",
-    max_points_per_centroid: Optional[int] = 256,
+    max_points_per_centroid: Optional[int] = ...,  # 256 (a default PyO3 shows as ...)
     tol: float = 1e-4,
     backend: str = "auto",
     verbose: bool = False,
+    progress: Optional[Callable[[str, int, int, str], object]] = None,
 ) -> Dict[str, Any]:
     """Train a codebook; the fit's outcome as a dict (cluster_centers,
     inertia, n_iter, inertia_history, backend, adapter, adapter_kind,
-    fallback_reason, seconds, setup_seconds, training_points)."""
+    fallback_reason, seconds, setup_seconds, training_points).
+    ``verbose``: the command line's progress lines on the process's stderr;
+    ``progress``: called instead with ``(stage, iteration, max_iterations,
+    text)`` for each event (stage "started", "seeded", "iteration",
+    "finished")."""
 
 def kmeans_seed(
     sample: np.ndarray, n_clusters: int, seed: int = 1234, init: str = "k-means++"
@@ -175,9 +215,11 @@ def kmeans_seed(
     """The ``(K, F)`` centroids ``KMeans`` seeds from ``sample`` (every
     row of it: the sample is the training set)."""
 
+# A native (PyO3) class: it cannot be subclassed.
+@final
 class LloydWorker:
     """One block's Lloyd step on one backend (``vlad.ray.kmeans``' map)."""
-    def __init__(self, backend: str = "auto") -> None: ...
+    def __new__(cls, backend: str = "auto") -> "LloydWorker": ...
     @property
     def backend(self) -> str:
         """The backend that runs: "cpu" or "gpu"."""
@@ -186,12 +228,14 @@ class LloydWorker:
         float64, counts (K,) int64, errors (K,) float64 (each cluster's
         squared error), inertia and exact_inertia (floats)."""
 
+# A native (PyO3) class: it cannot be subclassed.
+@final
 class Lloyd:
     """The driver's side of a distributed fit (``vlad.ray.kmeans``' reduce):
     ``KMeans``' mean update, empty-cluster split and stopping rule."""
-    def __init__(
-        self, centroids: np.ndarray, n_iter: int = 25, seed: int = 1234, tol: float = 1e-4
-    ) -> None: ...
+    def __new__(
+        cls, centroids: np.ndarray, n_iter: int = 25, seed: int = 1234, tol: float = 1e-4
+    ) -> "Lloyd": ...
     @property
     def centroids(self) -> npt.NDArray[np.float32]:
         """The current ``(K, F)`` centroids."""

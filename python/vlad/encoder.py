@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from . import _inputs, _vlad
+from . import _inputs, _pickle, _vlad
 
 
 class Encoder:
@@ -43,8 +43,12 @@ class Encoder:
     by CSR ``offsets`` (one image without them), or a list of per-image
     ``(n_t, F)`` arrays; float32, float64 or uint8 (float16 is widened to
     float32), any memory order. A C-contiguous array of one of those dtypes
-    is read in place. Every call releases the GIL while it computes, and
-    one encoder may be shared by many threads.
+    is read in place. Every array argument may also be a CPU tensor with
+    ``__dlpack__`` (PyTorch, JAX, CuPy), read in place the same way; a
+    tensor on a device is an :class:`vlad.InputError`. Every call releases
+    the GIL while it computes, and one encoder may be shared by many
+    threads. An encoder pickles (as its configuration) and unpickles, in
+    this process or another, to one that gives the same bits.
     """
 
     __slots__ = ("_native",)
@@ -60,12 +64,12 @@ class Encoder:
         alpha: Optional[float] = None,
     ) -> None:
         self._native = _vlad.Encoder(
-            _inputs.array(centroids),
+            _inputs.array(centroids, "centroids"),
             norm,
             backend,
             assignment,
-            _inputs.integers(weights),
-            _inputs.integers(bias),
+            _inputs.integers(weights, "weights"),
+            _inputs.integers(bias, "bias"),
             None if alpha is None else float(alpha),
         )
 
@@ -78,7 +82,7 @@ class Encoder:
         descriptors encodes to a zero row.
         """
         rows, offsets = _inputs.images(descriptors, offsets, self._native.dim)
-        return self._native.encode(rows, offsets, _inputs.integers(labels))
+        return self._native.encode(rows, offsets, _inputs.integers(labels, "labels"))
 
     def assign(self, descriptors: Any) -> np.ndarray:
         """``(N,)`` int64 nearest-centroid labels (image-major for
@@ -91,7 +95,7 @@ class Encoder:
         """Encodings with their labels and a :class:`vlad.Report` (backend,
         adapter, seconds, stages). Same inputs as :meth:`encode`."""
         rows, offsets = _inputs.images(descriptors, offsets, self._native.dim)
-        return self._native.encode_batch(rows, offsets, _inputs.integers(labels))
+        return self._native.encode_batch(rows, offsets, _inputs.integers(labels, "labels"))
 
     def verify(
         self,
@@ -110,7 +114,9 @@ class Encoder:
         encoding is outside the tolerance.
         """
         rows, offsets = _inputs.images(descriptors, offsets, self._native.dim)
-        return self._native.verify(rows, vlad, offsets, _inputs.integers(labels))
+        return self._native.verify(
+            rows, _inputs.integers(vlad, "vlad"), offsets, _inputs.integers(labels, "labels")
+        )
 
     @property
     def n_clusters(self) -> int:
@@ -141,6 +147,12 @@ class Encoder:
     def centroids(self) -> np.ndarray:
         """A float32 copy of the ``(K, F)`` centroids."""
         return self._native.centroids
+
+    def __reduce__(
+        self,
+    ) -> Tuple[Callable[[Dict[str, Any]], "Encoder"], Tuple[Dict[str, Any]]]:
+        # Pickled as its configuration (the one place: vlad/_pickle.py).
+        return (_pickle.rebuild, (_pickle.state(self),))
 
     def __repr__(self) -> str:
         return (

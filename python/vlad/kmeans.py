@@ -6,27 +6,19 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from . import _inputs, _vlad
+from . import _progress, _sklearn, _vlad
+from ._vlad import InputError
 from .encoder import Encoder
 
-_PARAMS = (
-    "n_clusters",
-    "n_iter",
-    "seed",
-    "init",
-    "max_points_per_centroid",
-    "tol",
-    "backend",
-    "verbose",
-)
 
-
-class KMeans:
-    """k-means (Lloyd) codebook training, as ``vlad kmeans`` runs it.
+class KMeans(_sklearn.ClusterMixin, _sklearn.BaseEstimator):
+    """k-means (Lloyd) codebook training, as ``vlad kmeans`` runs it; a
+    scikit-learn clusterer (``clone``, ``Pipeline``, ``GridSearchCV`` and
+    ``check_estimator`` take it when scikit-learn is installed).
 
     Parameters
     ----------
-    n_clusters : int
+    n_clusters : int, default 8
         Number of centroids K (at most the number of distinct training points).
     n_iter : int, default 25
         Most Lloyd iterations; training stops earlier at a fixed point or
@@ -43,12 +35,24 @@ class KMeans:
         Relative inertia change under which training stops (0: never early).
     backend : {"auto", "gpu", "cpu"}, default "auto"
         Where the iterations run.
-    verbose : bool, default False
-        Report progress on stderr.
+    verbose : int or bool, default 0
+        Progress on stderr (never stdout), as scikit-learn's ``verbose``:
+        1 a tqdm bar over the iterations when tqdm is installed (plain
+        lines without it), 2 or more one line per iteration.
+    compute_labels : bool, default True
+        Whether :meth:`fit` labels every training point (``labels_``, one
+        assignment pass over all of ``X``); ``vlad.VLAD`` turns it off.
+
+    ``X`` is ``(N, F)`` rows (any array-like or CPU DLPack tensor; float32,
+    float64 and uint8 are read in place, other numeric dtypes become
+    float32), or, as extensions of scikit-learn's interface, ``(T, L, F)``
+    images (all ``T·L`` rows) or a list of ``(n_t, F)`` arrays.
 
     Attributes (after :meth:`fit`)
     ------------------------------
     cluster_centers_ : ndarray, shape (K, F), float32
+    labels_ : ndarray, shape (N,), int64
+        Each training row's nearest final centroid (when ``compute_labels``).
     inertia_ : float
         Sum of squared distances of the training points to their nearest
         final centroid (in float64).
@@ -67,14 +71,15 @@ class KMeans:
 
     def __init__(
         self,
-        n_clusters: int,
+        n_clusters: int = 8,
         n_iter: int = 25,
         seed: int = 1234,
-        init: str = "k-means++",
+        init: Any = "k-means++",
         max_points_per_centroid: Optional[int] = 256,
         tol: float = 1e-4,
         backend: str = "auto",
-        verbose: bool = False,
+        verbose: Any = 0,
+        compute_labels: bool = True,
     ) -> None:
         self.n_clusters = n_clusters
         self.n_iter = n_iter
@@ -84,28 +89,28 @@ class KMeans:
         self.tol = tol
         self.backend = backend
         self.verbose = verbose
+        self.compute_labels = compute_labels
 
     def fit(self, X: Any, y: Any = None) -> "KMeans":
-        """Train on ``X``: ``(N, F)`` rows, ``(T, L, F)`` images (all ``T·L``
-        rows) or a list of ``(n_t, F)`` arrays; float32, float64 or uint8.
-        Returns ``self``."""
+        """Train on ``X`` (see the class docstring); returns ``self``."""
         del y  # scikit-learn's signature; k-means is unsupervised
-        fit = _vlad.kmeans_fit(
-            _inputs.rows(X, 0),
-            int(self.n_clusters),
-            n_iter=int(self.n_iter),
-            seed=int(self.seed),
-            init=str(self.init),
-            max_points_per_centroid=self.max_points_per_centroid,
-            tol=float(self.tol),
-            backend=str(self.backend),
-            verbose=bool(self.verbose),
-        )
+        data = _sklearn.descriptors(self, X, reset=True)
+        n_clusters = int(self.n_clusters)
+        if 0 < data.n_rows < n_clusters:
+            raise InputError(
+                f"n_samples={data.n_rows} should be >= n_clusters={n_clusters}: "
+                "k-means needs at least one training point per centroid"
+            )
+        progress = _progress.kmeans_progress(self.verbose)
+        try:
+            fit = self._fit_native(data.data, n_clusters, progress)
+        finally:
+            if progress is not None:
+                progress.close()
         self.cluster_centers_: np.ndarray = fit["cluster_centers"]
         self.inertia_: float = fit["inertia"]
         self.n_iter_: int = fit["n_iter"]
         self.inertia_history_: List[float] = list(fit["inertia_history"])
-        self.n_features_in_: int = int(self.cluster_centers_.shape[1])
         self.backend_: str = fit["backend"]
         self.adapter_: Optional[str] = fit["adapter"]
         self.adapter_kind_: Optional[str] = fit["adapter_kind"]
@@ -113,40 +118,37 @@ class KMeans:
         self.training_points_: int = fit["training_points"]
         self.seconds_: float = fit["seconds"]
         self.setup_seconds_: float = fit["setup_seconds"]
+        if self.compute_labels:
+            self.labels_: np.ndarray = self._encoder().assign(data.data)
         return self
+
+    def _fit_native(
+        self, data: np.ndarray, n_clusters: int, progress: Optional[_progress.KMeansProgress]
+    ) -> Dict[str, Any]:
+        return _vlad.kmeans_fit(
+            data,
+            n_clusters,
+            n_iter=int(self.n_iter),
+            seed=int(self.seed),
+            init=self.init,
+            max_points_per_centroid=self.max_points_per_centroid,
+            tol=float(self.tol),
+            backend=str(self.backend),
+            progress=progress,
+        )
 
     def predict(self, X: Any) -> np.ndarray:
         """``(N,)`` int64 label of each row of ``X``: its nearest centroid."""
-        return self._encoder().assign(X)
+        _sklearn.check_is_fitted(self, "cluster_centers_")
+        return self._encoder().assign(_sklearn.descriptors(self, X, reset=False).data)
 
     def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
-        """:meth:`fit`, then :meth:`predict` on the same ``X``."""
-        return self.fit(X, y).predict(X)
+        """:meth:`fit`, then the label of each training row (``labels_``)."""
+        self.fit(X, y)
+        if not self.compute_labels:
+            return self.predict(X)
+        return self.labels_
 
     def _encoder(self) -> Encoder:
-        if not hasattr(self, "cluster_centers_"):
-            raise AttributeError(
-                "this KMeans is not fitted yet: call fit(X) before predict(X)"
-            )
+        _sklearn.check_is_fitted(self, "cluster_centers_")
         return Encoder(self.cluster_centers_, norm="none", backend=self.backend)
-
-    def get_params(self, deep: bool = True) -> Dict[str, Any]:
-        """The constructor's parameters (scikit-learn's protocol)."""
-        del deep
-        return {name: getattr(self, name) for name in _PARAMS}
-
-    def set_params(self, **params: Any) -> "KMeans":
-        """Set constructor parameters by name (scikit-learn's protocol)."""
-        for name, value in params.items():
-            if name not in _PARAMS:
-                raise ValueError(f"KMeans has no parameter {name!r}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        changed = [
-            f"{name}={getattr(self, name)!r}"
-            for name, default in zip(_PARAMS, (None, 25, 1234, "k-means++", 256, 1e-4, "auto", False))
-            if name == "n_clusters" or getattr(self, name) != default
-        ]
-        return f"vlad.KMeans({', '.join(changed)})"

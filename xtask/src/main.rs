@@ -37,6 +37,11 @@ const PYTHON_REQUIREMENTS: &[&str] = &[
     "ray[data]>=2.9",
     "pyarrow>=12",
     "aiohttp",
+    // scikit-learn's own estimator checks (python/tests/test_sklearn.py),
+    // tqdm for the progress bar's path, mypy for the stubs and --strict.
+    "scikit-learn>=1.6",
+    "tqdm",
+    "mypy>=1.10",
 ];
 
 const USAGE: &str = "usage: cargo xtask test [--python] [-- PYTEST_ARGS...]

@@ -1,6 +1,6 @@
 """vlad on Ray (SPEC §13): encoding and codebook training over a Ray
 Dataset, on a local cluster (``ray.init()``) or an existing one
-(``RAY_ADDRESS``). Needs ``pip install "vlad[ray]"``; ``import vlad`` alone
+(``RAY_ADDRESS``). Needs ``pip install "vlad-gpu[ray]"``; ``import vlad`` alone
 never imports Ray.
 
     import ray, vlad.ray

@@ -222,7 +222,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ray.data.DataContext.get_current().enable_progress_bars = False
         concurrency = args.concurrency
         if concurrency is None:
-            resources = ray.cluster_resources()
+            resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
             if args.num_gpus:
                 concurrency = max(1, int(resources.get("GPU", 1) / args.num_gpus))
             else:

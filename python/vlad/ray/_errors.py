@@ -13,7 +13,7 @@ from .._vlad import BackendUnavailable, InputError
 
 def _find(error: BaseException) -> Optional[BaseException]:
     seen = set()
-    stack = [error]
+    stack: list[Optional[BaseException]] = [error]
     while stack:
         e = stack.pop()
         if e is None or id(e) in seen:
@@ -21,7 +21,8 @@ def _find(error: BaseException) -> Optional[BaseException]:
         seen.add(id(e))
         if isinstance(e, (InputError, BackendUnavailable)):
             return e
-        stack.extend([e.__cause__, e.__context__, getattr(e, "cause", None)])
+        cause = getattr(e, "cause", None)  # Ray's wrapper keeps the original here
+        stack.extend([e.__cause__, e.__context__, cause if isinstance(cause, BaseException) else None])
     return None
 
 

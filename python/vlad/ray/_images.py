@@ -4,7 +4,7 @@ id (and shard) instead of a position inside a batch nobody sees."""
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from .._vlad import InputError
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8))
 
 
-def row_name(batch: dict, i: int, id_column: Optional[str]) -> str:
+def row_name(batch: Dict[str, Any], i: int, id_column: Optional[str]) -> str:
     """How an error names row ``i`` of ``batch``: its shard (a ``path``
     column, as ``read_parquet(include_paths=True)`` adds) and its id."""
     def plain(value: Any) -> Any:  # numpy scalars print as 17, not np.int64(17)
@@ -76,7 +76,7 @@ def check_finite(rows: np.ndarray) -> None:
 
 
 def images(
-    batch: dict, column: str, dim: Optional[int], id_column: Optional[str]
+    batch: Dict[str, Any], column: str, dim: Optional[int], id_column: Optional[str]
 ) -> Tuple[List[np.ndarray], int]:
     """Every row's ``(n, F)`` descriptors, checked (shape, width, NaN/Inf),
     and F (``dim``, else the first non-empty image's width, else 0)."""

@@ -1,0 +1,50 @@
+"""Progress like the ecosystem's (issue 20): `verbose=` as scikit-learn has
+it; a tqdm bar when tqdm is installed (verbose=1), plain lines otherwise or
+at verbose>=2; always on stderr, never on stdout."""
+
+import pytest
+
+from conftest import run_python
+
+FIT = """
+import numpy as np, vlad
+x = np.random.default_rng(0).normal(size=(300, 5))
+vlad.{what}(n_clusters=3, n_iter=4, tol=0, backend="cpu", verbose={verbose}).fit(x)
+"""
+
+NO_TQDM = """
+import sys
+class NoTqdm:
+    def find_spec(self, name, path=None, target=None):
+        if name == "tqdm" or name.startswith("tqdm."):
+            raise ImportError("no tqdm here")
+sys.meta_path.insert(0, NoTqdm())
+"""
+
+
+def iteration_lines(stderr):
+    return [ln for ln in stderr.splitlines() if ln.startswith("kmeans: iteration ")]
+
+
+@pytest.mark.parametrize("what", ["KMeans", "VLAD"])
+def test_plain_lines_without_tqdm(what):
+    run = run_python(NO_TQDM + FIT.format(what=what, verbose=1))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == ""
+    assert len(iteration_lines(run.stderr)) == 4
+    assert run.stderr.splitlines()[-1].startswith("kmeans: 4 iterations, inertia ")
+
+
+def test_verbose_0_is_silent():
+    run = run_python(FIT.format(what="KMeans", verbose=0))
+    assert run.returncode == 0 and run.stdout == "" and run.stderr == "", run.stderr
+
+
+def test_a_tqdm_bar_when_tqdm_is_installed():
+    pytest.importorskip("tqdm")  # in CI's requirements; optional for users
+    run = run_python(FIT.format(what="VLAD", verbose=True))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == ""
+    assert "kmeans: 100%" in run.stderr and "4/4" in run.stderr and "iter" in run.stderr
+    assert not iteration_lines(run.stderr)  # a bar, not lines
+    assert run.stderr.rstrip().splitlines()[-1].startswith("kmeans: 4 iterations, inertia ")
