@@ -1,31 +1,38 @@
 // Stable LSD key–value radix sort, one RADIX_BITS-bit digit per pass,
-// reduce-then-scan (no decoupled look-back, no inter-workgroup progress):
+// reduce-then-scan (no decoupled look-back, no inter-workgroup progress).
+// The pipeline's labels are < K, so for K ≤ 256 the sort is a single
+// stable counting pass, two for K ≤ 65,536:
 //
 //   count_digits   per tile of TILE pairs: digit histogram → hist[d · tiles + tile]
-//                  (per-thread counts in workgroup memory, no atomics)
+//                  (workgroup-memory integer atomics: the count is exact
+//                  whatever order they land in)
 //   scan_blocks    exclusive scan of SCAN_BLOCK entries per workgroup, in
 //                  place, block total → the next level (hierarchical)
 //   add_block_sums add each block's scanned total back into its entries
-//   scatter        stable within the tile: thread t owns ITEMS consecutive
-//                  pairs; pair positions come from per-(digit, thread)
-//                  counts scanned digit-major in workgroup memory.
+//   scatter        stable within the tile: the tile is taken in ITEMS
+//                  rounds of WG consecutive pairs; a pair's rank among the
+//                  equal digits of its round comes from comparing it with
+//                  every digit of the round (no atomics, no subgroups), and
+//                  each digit's running position is carried from round to
+//                  round in workgroup memory.
 //
 // The histogram is digit-major over tiles, so its exclusive scan gives each
 // (digit, tile) the number of pairs that precede it in the stable order:
 // all pairs with a smaller digit plus those with the same digit in earlier
-// tiles. All arithmetic is on integers: every order of evaluation gives the
-// same result.
+// tiles. Only `mask + 1` digits (bins) are counted and scanned: for K = 16
+// the histogram has 16 rows, not 256. All arithmetic is on integers: every
+// order of evaluation gives the same result.
 //
 // With `modulus` set, the digits are those of key % modulus: the pipeline
 // sorts its image · K + label keys by label alone, since its rows are in
-// image order already (half the passes or fewer; src/backend/gpu/stages/radix_sort.rs).
+// image order already (src/backend/gpu/stages/radix_sort.rs).
 //
 // The host may replace the `const` lines of SCAN_WG (threads of the scan
 // kernels) to test deep scan hierarchies on small inputs.
 
-const RADIX_BITS: u32 = 4u;
-const RADIX: u32 = 16u;
-// Threads per tile workgroup and pairs per thread in `scatter`.
+const RADIX_BITS: u32 = 8u;
+const RADIX: u32 = 256u;
+// Threads per tile workgroup, and rounds of WG pairs per tile.
 const WG: u32 = 128u;
 const ITEMS: u32 = 16u;
 const TILE: u32 = WG * ITEMS;
@@ -35,6 +42,8 @@ const SCAN_ITEMS: u32 = 4u;
 const SCAN_BLOCK: u32 = SCAN_WG * SCAN_ITEMS;
 // Threads per `add_block_sums` workgroup, one entry each.
 const ADD_WG: u32 = 256u;
+// The digit of a round's slot past the end: never equal to a real digit.
+const NO_DIGIT: u32 = RADIX;
 
 struct Params {
     // Pairs to sort.
@@ -42,7 +51,8 @@ struct Params {
     // ceil(len / TILE).
     tiles: u32,
     // First key bit of this pass, and the digit mask (narrower on the
-    // last pass when key_bits is not a multiple of RADIX_BITS).
+    // last pass when key_bits is not a multiple of RADIX_BITS); the pass
+    // has mask + 1 bins.
     shift: u32,
     mask: u32,
     // Scan kernels: this level's entries are data[scan_offset ..
@@ -79,13 +89,8 @@ fn digit_of(key: u32) -> u32 {
 
 // ---------------------------------------------------------------- count
 
-// Per (digit, thread) counts, digit-major: counts[d · WG + t]. Shared with
-// `scatter` (a workgroup only runs one entry point). Each thread counts
-// into its own column, so no atomics: no contention when keys repeat.
-var<workgroup> counts: array<u32, RADIX * WG>;
-var<workgroup> tile_partials: array<u32, WG>;
-
-const COUNT_PARTS: u32 = WG / RADIX; // threads summing one digit's row
+// The tile's count of each digit (integer atomics: exact in any order).
+var<workgroup> tile_counts: array<atomic<u32>, RADIX>;
 
 @compute @workgroup_size(WG)
 fn count_digits(
@@ -97,33 +102,23 @@ fn count_digits(
     if tile >= params.tiles {
         return;
     }
-    for (var d = 0u; d < RADIX; d++) {
-        counts[d * WG + lid] = 0u;
+    let bins = params.mask + 1u;
+    for (var d = lid; d < bins; d += WG) {
+        atomicStore(&tile_counts[d], 0u);
     }
+    workgroupBarrier();
     // Coalesced: consecutive threads read consecutive keys (the order of
     // counting does not matter).
     let base = tile * TILE;
     for (var i = 0u; i < ITEMS; i++) {
         let idx = base + i * WG + lid;
         if idx < params.len {
-            counts[digit_of(keys_in[idx]) * WG + lid] += 1u;
+            atomicAdd(&tile_counts[digit_of(keys_in[idx])], 1u);
         }
     }
     workgroupBarrier();
-    // Thread lid sums part lid % COUNT_PARTS of digit lid / COUNT_PARTS's row.
-    let first = (lid / COUNT_PARTS) * WG + (lid % COUNT_PARTS) * RADIX;
-    var sum = 0u;
-    for (var i = 0u; i < RADIX; i++) {
-        sum += counts[first + i];
-    }
-    tile_partials[lid] = sum;
-    workgroupBarrier();
-    if lid < RADIX {
-        var total = 0u;
-        for (var p = 0u; p < COUNT_PARTS; p++) {
-            total += tile_partials[lid * COUNT_PARTS + p];
-        }
-        scan_data[lid * params.tiles + tile] = total;
+    for (var d = lid; d < bins; d += WG) {
+        scan_data[d * params.tiles + tile] = atomicLoad(&tile_counts[d]);
     }
 }
 
@@ -195,13 +190,11 @@ fn add_block_sums(
 
 // ---------------------------------------------------------------- scatter
 
-// Here counts[d · WG + t] holds the pairs of digit d among thread t's
-// ITEMS, then their exclusive scan over the tile in (digit, thread) order,
-// then each thread's running position for digit d. Only thread t writes
-// column t after the scan.
-// Global position of the tile's first pair of digit d, minus the tile-local
-// position of that pair.
-var<workgroup> digit_base: array<u32, RADIX>;
+// The digits of the current round, one per thread (NO_DIGIT past the end).
+var<workgroup> round_digits: array<u32, WG>;
+// Where the next pair of digit d goes: the scanned histogram entry of
+// (d, tile), advanced by each round's pairs of digit d.
+var<workgroup> next_slot: array<u32, RADIX>;
 
 @compute @workgroup_size(WG)
 fn scatter(
@@ -213,65 +206,48 @@ fn scatter(
     if tile >= params.tiles {
         return;
     }
-    for (var d = 0u; d < RADIX; d++) {
-        counts[d * WG + lid] = 0u;
+    let bins = params.mask + 1u;
+    for (var d = lid; d < bins; d += WG) {
+        next_slot[d] = scan_data[d * params.tiles + tile];
     }
-    // Thread `lid` owns pairs first .. first + ITEMS, in input order.
-    let first = tile * TILE + lid * ITEMS;
-    var keys: array<u32, ITEMS>;
-    var values: array<u32, ITEMS>;
-    for (var i = 0u; i < ITEMS; i++) {
-        let idx = first + i;
+    // Round r holds pairs tile · TILE + r · WG + (0 .. WG), in input order:
+    // thread lid takes the lid-th. Stable: a pair goes after the pairs of
+    // its digit in earlier rounds (next_slot) and after those in its round
+    // with a lower lid (its rank).
+    for (var r = 0u; r < ITEMS; r++) {
+        let idx = tile * TILE + r * WG + lid;
+        var key = 0u;
+        var value = 0u;
+        var digit = NO_DIGIT;
         if idx < params.len {
-            keys[i] = keys_in[idx];
-            values[i] = values_in[idx];
-            counts[digit_of(keys[i]) * WG + lid] += 1u;
+            key = keys_in[idx];
+            value = values_in[idx];
+            digit = digit_of(key);
         }
-    }
-    workgroupBarrier();
-
-    // Exclusive scan of the RADIX · WG counts in (digit, thread) order:
-    // each thread takes RADIX consecutive entries.
-    let run = lid * RADIX;
-    var own: array<u32, RADIX>;
-    var sum = 0u;
-    for (var i = 0u; i < RADIX; i++) {
-        own[i] = counts[run + i];
-        sum += own[i];
-    }
-    tile_partials[lid] = sum;
-    workgroupBarrier();
-    for (var stride = 1u; stride < WG; stride <<= 1u) {
-        var left = 0u;
-        if lid >= stride {
-            left = tile_partials[lid - stride];
+        round_digits[lid] = digit;
+        // Also orders the previous round's next_slot updates before the
+        // reads below.
+        workgroupBarrier();
+        // Every thread reads the same entry at once (a broadcast).
+        var before = 0u;
+        var after = 0u;
+        for (var j = 0u; j < WG; j++) {
+            let same = round_digits[j] == digit;
+            before += select(0u, 1u, same && j < lid);
+            after += select(0u, 1u, same && j > lid);
         }
+        var slot = 0u;
+        if digit != NO_DIGIT {
+            slot = next_slot[digit];
+            let dst = slot + before;
+            keys_out[dst] = key;
+            values_out[dst] = value;
+        }
+        // Every thread has read round_digits and next_slot.
         workgroupBarrier();
-        tile_partials[lid] += left;
-        workgroupBarrier();
-    }
-    var running = tile_partials[lid] - sum;
-    for (var i = 0u; i < RADIX; i++) {
-        counts[run + i] = running;
-        running += own[i];
-    }
-    workgroupBarrier();
-    if lid < RADIX {
-        // Wrapping u32 arithmetic: the sum with a tile-local position below
-        // is always the true (non-negative) global position.
-        digit_base[lid] = scan_data[lid * params.tiles + tile] - counts[lid * WG];
-    }
-    workgroupBarrier();
-
-    for (var i = 0u; i < ITEMS; i++) {
-        if first + i < params.len {
-            let d = digit_of(keys[i]);
-            let slot = d * WG + lid;
-            let local = counts[slot];
-            counts[slot] = local + 1u;
-            let dst = digit_base[d] + local;
-            keys_out[dst] = keys[i];
-            values_out[dst] = values[i];
+        // The digit's last pair in the round moves its slot past the round.
+        if digit != NO_DIGIT && after == 0u {
+            next_slot[digit] = slot + before + 1u;
         }
     }
 }
