@@ -12,9 +12,9 @@
 //   scatter        stable within the tile: the tile is taken in ITEMS
 //                  rounds of WG consecutive pairs; a pair's rank among the
 //                  equal digits of its round comes from comparing it with
-//                  every digit of the round (no atomics, no subgroups), and
-//                  each digit's running position is carried from round to
-//                  round in workgroup memory.
+//                  the digits of the lanes below it, four bytes to a word
+//                  (no subgroups needed), and each digit's running position
+//                  is carried from round to round in workgroup memory.
 //
 // The histogram is digit-major over tiles, so its exclusive scan gives each
 // (digit, tile) the number of pairs that precede it in the stable order:
@@ -190,11 +190,25 @@ fn add_block_sums(
 
 // ---------------------------------------------------------------- scatter
 
-// The digits of the current round, one per thread (NO_DIGIT past the end).
-var<workgroup> round_digits: array<u32, WG>;
+// Workgroup memory of a round is double-buffered by the round's parity, so
+// a round's clean-up never races the next round's writes.
+// The digits of a round, four 8-bit digits per word (lane l in byte l % 4
+// of word l / 4); slots past the end hold 0, but they come after every
+// pair of the round, so no pair ever counts them.
+var<workgroup> round_digits: array<array<atomic<u32>, WORDS>, 2>;
+// The pairs of each digit in a round (integer atomics: exact in any order).
+var<workgroup> round_counts: array<array<atomic<u32>, RADIX>, 2>;
 // Where the next pair of digit d goes: the scanned histogram entry of
 // (d, tile), advanced by each round's pairs of digit d.
 var<workgroup> next_slot: array<u32, RADIX>;
+
+const WORDS: u32 = WG / 4u;
+
+// The number of bytes of `x` that are zero (exact, no false positives).
+fn zero_bytes(x: u32) -> u32 {
+    let y = (x & 0x7f7f7f7fu) + 0x7f7f7f7fu;
+    return countOneBits(~(y | x | 0x7f7f7f7fu));
+}
 
 @compute @workgroup_size(WG)
 fn scatter(
@@ -209,45 +223,62 @@ fn scatter(
     let bins = params.mask + 1u;
     for (var d = lid; d < bins; d += WG) {
         next_slot[d] = scan_data[d * params.tiles + tile];
+        atomicStore(&round_counts[0][d], 0u);
+        atomicStore(&round_counts[1][d], 0u);
     }
+    if lid < WORDS {
+        atomicStore(&round_digits[0][lid], 0u);
+        atomicStore(&round_digits[1][lid], 0u);
+    }
+    workgroupBarrier();
     // Round r holds pairs tile · TILE + r · WG + (0 .. WG), in input order:
     // thread lid takes the lid-th. Stable: a pair goes after the pairs of
     // its digit in earlier rounds (next_slot) and after those in its round
-    // with a lower lid (its rank).
+    // with a lower lid (its rank, counted four digits at a time).
+    let word = lid / 4u;
+    let byte = lid % 4u;
     for (var r = 0u; r < ITEMS; r++) {
+        let buf = r % 2u;
         let idx = tile * TILE + r * WG + lid;
+        let valid = idx < params.len;
         var key = 0u;
         var value = 0u;
-        var digit = NO_DIGIT;
-        if idx < params.len {
+        var digit = 0u;
+        if valid {
             key = keys_in[idx];
             value = values_in[idx];
             digit = digit_of(key);
+            atomicOr(&round_digits[buf][word], digit << (byte * 8u));
+            atomicAdd(&round_counts[buf][digit], 1u);
         }
-        round_digits[lid] = digit;
         // Also orders the previous round's next_slot updates before the
         // reads below.
         workgroupBarrier();
-        // Every thread reads the same entry at once (a broadcast).
-        var before = 0u;
-        var after = 0u;
-        for (var j = 0u; j < WG; j++) {
-            let same = round_digits[j] == digit;
-            before += select(0u, 1u, same && j < lid);
-            after += select(0u, 1u, same && j > lid);
-        }
-        var slot = 0u;
-        if digit != NO_DIGIT {
-            slot = next_slot[digit];
-            let dst = slot + before;
+        if valid {
+            // Each word read by every thread of a group at once (a broadcast).
+            let spread = digit * 0x01010101u;
+            var before = 0u;
+            for (var w = 0u; w < word; w++) {
+                before += zero_bytes(atomicLoad(&round_digits[buf][w]) ^ spread);
+            }
+            // The lanes of its own word below it: the bytes above are set
+            // to differ.
+            let own = atomicLoad(&round_digits[buf][word]) ^ spread;
+            let above = ~((1u << (byte * 8u)) - 1u);
+            before += zero_bytes(own | (above & 0x01010101u));
+            let dst = next_slot[digit] + before;
             keys_out[dst] = key;
             values_out[dst] = value;
         }
-        // Every thread has read round_digits and next_slot.
+        // Every thread has read this round's digits, counts and slots.
         workgroupBarrier();
-        // The digit's last pair in the round moves its slot past the round.
-        if digit != NO_DIGIT && after == 0u {
-            next_slot[digit] = slot + before + 1u;
+        // Move each digit's slot past the round; clear the round's buffers
+        // for round r + 2 (round r + 1 uses the other ones).
+        for (var d = lid; d < bins; d += WG) {
+            next_slot[d] += atomicExchange(&round_counts[buf][d], 0u);
+        }
+        if lid < WORDS {
+            atomicStore(&round_digits[buf][lid], 0u);
         }
     }
 }
