@@ -1,31 +1,38 @@
 // Stable LSD key–value radix sort, one RADIX_BITS-bit digit per pass,
-// reduce-then-scan (no decoupled look-back, no inter-workgroup progress):
+// reduce-then-scan (no decoupled look-back, no inter-workgroup progress).
+// The pipeline's labels are < K, so for K ≤ 256 the sort is a single
+// stable counting pass, two for K ≤ 65,536:
 //
 //   count_digits   per tile of TILE pairs: digit histogram → hist[d · tiles + tile]
-//                  (per-thread counts in workgroup memory, no atomics)
+//                  (workgroup-memory integer atomics: the count is exact
+//                  whatever order they land in)
 //   scan_blocks    exclusive scan of SCAN_BLOCK entries per workgroup, in
 //                  place, block total → the next level (hierarchical)
 //   add_block_sums add each block's scanned total back into its entries
-//   scatter        stable within the tile: thread t owns ITEMS consecutive
-//                  pairs; pair positions come from per-(digit, thread)
-//                  counts scanned digit-major in workgroup memory.
+//   scatter        stable within the tile: the tile is taken in ITEMS
+//                  rounds of WG consecutive pairs; a pair's rank among the
+//                  equal digits of its round comes from comparing it with
+//                  the digits of the lanes below it, four bytes to a word
+//                  (no subgroups needed), and each digit's running position
+//                  is carried from round to round in workgroup memory.
 //
 // The histogram is digit-major over tiles, so its exclusive scan gives each
 // (digit, tile) the number of pairs that precede it in the stable order:
 // all pairs with a smaller digit plus those with the same digit in earlier
-// tiles. All arithmetic is on integers: every order of evaluation gives the
-// same result.
+// tiles. Only `mask + 1` digits (bins) are counted and scanned: for K = 16
+// the histogram has 16 rows, not 256. All arithmetic is on integers: every
+// order of evaluation gives the same result.
 //
 // With `modulus` set, the digits are those of key % modulus: the pipeline
 // sorts its image · K + label keys by label alone, since its rows are in
-// image order already (half the passes or fewer; src/backend/gpu/stages/radix_sort.rs).
+// image order already (src/backend/gpu/stages/radix_sort.rs).
 //
 // The host may replace the `const` lines of SCAN_WG (threads of the scan
 // kernels) to test deep scan hierarchies on small inputs.
 
-const RADIX_BITS: u32 = 4u;
-const RADIX: u32 = 16u;
-// Threads per tile workgroup and pairs per thread in `scatter`.
+const RADIX_BITS: u32 = 8u;
+const RADIX: u32 = 256u;
+// Threads per tile workgroup, and rounds of WG pairs per tile.
 const WG: u32 = 128u;
 const ITEMS: u32 = 16u;
 const TILE: u32 = WG * ITEMS;
@@ -35,6 +42,8 @@ const SCAN_ITEMS: u32 = 4u;
 const SCAN_BLOCK: u32 = SCAN_WG * SCAN_ITEMS;
 // Threads per `add_block_sums` workgroup, one entry each.
 const ADD_WG: u32 = 256u;
+// The digit of a round's slot past the end: never equal to a real digit.
+const NO_DIGIT: u32 = RADIX;
 
 struct Params {
     // Pairs to sort.
@@ -42,7 +51,8 @@ struct Params {
     // ceil(len / TILE).
     tiles: u32,
     // First key bit of this pass, and the digit mask (narrower on the
-    // last pass when key_bits is not a multiple of RADIX_BITS).
+    // last pass when key_bits is not a multiple of RADIX_BITS); the pass
+    // has mask + 1 bins.
     shift: u32,
     mask: u32,
     // Scan kernels: this level's entries are data[scan_offset ..
@@ -79,13 +89,8 @@ fn digit_of(key: u32) -> u32 {
 
 // ---------------------------------------------------------------- count
 
-// Per (digit, thread) counts, digit-major: counts[d · WG + t]. Shared with
-// `scatter` (a workgroup only runs one entry point). Each thread counts
-// into its own column, so no atomics: no contention when keys repeat.
-var<workgroup> counts: array<u32, RADIX * WG>;
-var<workgroup> tile_partials: array<u32, WG>;
-
-const COUNT_PARTS: u32 = WG / RADIX; // threads summing one digit's row
+// The tile's count of each digit (integer atomics: exact in any order).
+var<workgroup> tile_counts: array<atomic<u32>, RADIX>;
 
 @compute @workgroup_size(WG)
 fn count_digits(
@@ -97,33 +102,23 @@ fn count_digits(
     if tile >= params.tiles {
         return;
     }
-    for (var d = 0u; d < RADIX; d++) {
-        counts[d * WG + lid] = 0u;
+    let bins = params.mask + 1u;
+    for (var d = lid; d < bins; d += WG) {
+        atomicStore(&tile_counts[d], 0u);
     }
+    workgroupBarrier();
     // Coalesced: consecutive threads read consecutive keys (the order of
     // counting does not matter).
     let base = tile * TILE;
     for (var i = 0u; i < ITEMS; i++) {
         let idx = base + i * WG + lid;
         if idx < params.len {
-            counts[digit_of(keys_in[idx]) * WG + lid] += 1u;
+            atomicAdd(&tile_counts[digit_of(keys_in[idx])], 1u);
         }
     }
     workgroupBarrier();
-    // Thread lid sums part lid % COUNT_PARTS of digit lid / COUNT_PARTS's row.
-    let first = (lid / COUNT_PARTS) * WG + (lid % COUNT_PARTS) * RADIX;
-    var sum = 0u;
-    for (var i = 0u; i < RADIX; i++) {
-        sum += counts[first + i];
-    }
-    tile_partials[lid] = sum;
-    workgroupBarrier();
-    if lid < RADIX {
-        var total = 0u;
-        for (var p = 0u; p < COUNT_PARTS; p++) {
-            total += tile_partials[lid * COUNT_PARTS + p];
-        }
-        scan_data[lid * params.tiles + tile] = total;
+    for (var d = lid; d < bins; d += WG) {
+        scan_data[d * params.tiles + tile] = atomicLoad(&tile_counts[d]);
     }
 }
 
@@ -195,13 +190,25 @@ fn add_block_sums(
 
 // ---------------------------------------------------------------- scatter
 
-// Here counts[d · WG + t] holds the pairs of digit d among thread t's
-// ITEMS, then their exclusive scan over the tile in (digit, thread) order,
-// then each thread's running position for digit d. Only thread t writes
-// column t after the scan.
-// Global position of the tile's first pair of digit d, minus the tile-local
-// position of that pair.
-var<workgroup> digit_base: array<u32, RADIX>;
+// Workgroup memory of a round is double-buffered by the round's parity, so
+// a round's clean-up never races the next round's writes.
+// The digits of a round, four 8-bit digits per word (lane l in byte l % 4
+// of word l / 4); slots past the end hold 0, but they come after every
+// pair of the round, so no pair ever counts them.
+var<workgroup> round_digits: array<array<atomic<u32>, WORDS>, 2>;
+// The pairs of each digit in a round (integer atomics: exact in any order).
+var<workgroup> round_counts: array<array<atomic<u32>, RADIX>, 2>;
+// Where the next pair of digit d goes: the scanned histogram entry of
+// (d, tile), advanced by each round's pairs of digit d.
+var<workgroup> next_slot: array<u32, RADIX>;
+
+const WORDS: u32 = WG / 4u;
+
+// The number of bytes of `x` that are zero (exact, no false positives).
+fn zero_bytes(x: u32) -> u32 {
+    let y = (x & 0x7f7f7f7fu) + 0x7f7f7f7fu;
+    return countOneBits(~(y | x | 0x7f7f7f7fu));
+}
 
 @compute @workgroup_size(WG)
 fn scatter(
@@ -213,65 +220,65 @@ fn scatter(
     if tile >= params.tiles {
         return;
     }
-    for (var d = 0u; d < RADIX; d++) {
-        counts[d * WG + lid] = 0u;
+    let bins = params.mask + 1u;
+    for (var d = lid; d < bins; d += WG) {
+        next_slot[d] = scan_data[d * params.tiles + tile];
+        atomicStore(&round_counts[0][d], 0u);
+        atomicStore(&round_counts[1][d], 0u);
     }
-    // Thread `lid` owns pairs first .. first + ITEMS, in input order.
-    let first = tile * TILE + lid * ITEMS;
-    var keys: array<u32, ITEMS>;
-    var values: array<u32, ITEMS>;
-    for (var i = 0u; i < ITEMS; i++) {
-        let idx = first + i;
-        if idx < params.len {
-            keys[i] = keys_in[idx];
-            values[i] = values_in[idx];
-            counts[digit_of(keys[i]) * WG + lid] += 1u;
+    if lid < WORDS {
+        atomicStore(&round_digits[0][lid], 0u);
+        atomicStore(&round_digits[1][lid], 0u);
+    }
+    workgroupBarrier();
+    // Round r holds pairs tile · TILE + r · WG + (0 .. WG), in input order:
+    // thread lid takes the lid-th. Stable: a pair goes after the pairs of
+    // its digit in earlier rounds (next_slot) and after those in its round
+    // with a lower lid (its rank, counted four digits at a time).
+    let word = lid / 4u;
+    let byte = lid % 4u;
+    for (var r = 0u; r < ITEMS; r++) {
+        let buf = r % 2u;
+        let idx = tile * TILE + r * WG + lid;
+        let valid = idx < params.len;
+        var key = 0u;
+        var value = 0u;
+        var digit = 0u;
+        if valid {
+            key = keys_in[idx];
+            value = values_in[idx];
+            digit = digit_of(key);
+            atomicOr(&round_digits[buf][word], digit << (byte * 8u));
+            atomicAdd(&round_counts[buf][digit], 1u);
         }
-    }
-    workgroupBarrier();
-
-    // Exclusive scan of the RADIX · WG counts in (digit, thread) order:
-    // each thread takes RADIX consecutive entries.
-    let run = lid * RADIX;
-    var own: array<u32, RADIX>;
-    var sum = 0u;
-    for (var i = 0u; i < RADIX; i++) {
-        own[i] = counts[run + i];
-        sum += own[i];
-    }
-    tile_partials[lid] = sum;
-    workgroupBarrier();
-    for (var stride = 1u; stride < WG; stride <<= 1u) {
-        var left = 0u;
-        if lid >= stride {
-            left = tile_partials[lid - stride];
+        // Also orders the previous round's next_slot updates before the
+        // reads below.
+        workgroupBarrier();
+        if valid {
+            // Each word read by every thread of a group at once (a broadcast).
+            let spread = digit * 0x01010101u;
+            var before = 0u;
+            for (var w = 0u; w < word; w++) {
+                before += zero_bytes(atomicLoad(&round_digits[buf][w]) ^ spread);
+            }
+            // The lanes of its own word below it: the bytes above are set
+            // to differ.
+            let own = atomicLoad(&round_digits[buf][word]) ^ spread;
+            let above = ~((1u << (byte * 8u)) - 1u);
+            before += zero_bytes(own | (above & 0x01010101u));
+            let dst = next_slot[digit] + before;
+            keys_out[dst] = key;
+            values_out[dst] = value;
         }
+        // Every thread has read this round's digits, counts and slots.
         workgroupBarrier();
-        tile_partials[lid] += left;
-        workgroupBarrier();
-    }
-    var running = tile_partials[lid] - sum;
-    for (var i = 0u; i < RADIX; i++) {
-        counts[run + i] = running;
-        running += own[i];
-    }
-    workgroupBarrier();
-    if lid < RADIX {
-        // Wrapping u32 arithmetic: the sum with a tile-local position below
-        // is always the true (non-negative) global position.
-        digit_base[lid] = scan_data[lid * params.tiles + tile] - counts[lid * WG];
-    }
-    workgroupBarrier();
-
-    for (var i = 0u; i < ITEMS; i++) {
-        if first + i < params.len {
-            let d = digit_of(keys[i]);
-            let slot = d * WG + lid;
-            let local = counts[slot];
-            counts[slot] = local + 1u;
-            let dst = digit_base[d] + local;
-            keys_out[dst] = keys[i];
-            values_out[dst] = values[i];
+        // Move each digit's slot past the round; clear the round's buffers
+        // for round r + 2 (round r + 1 uses the other ones).
+        for (var d = lid; d < bins; d += WG) {
+            next_slot[d] += atomicExchange(&round_counts[buf][d], 0u);
+        }
+        if lid < WORDS {
+            atomicStore(&round_digits[buf][lid], 0u);
         }
     }
 }

@@ -134,7 +134,7 @@ fn random_keys_every_width() {
     let ctx = gpu_or_skip!();
     let stage = RadixSortStage::new(&ctx).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(42);
-    for key_bits in [1, 7, 12, 32] {
+    for key_bits in [1, 7, 8, 12, 16, 32] {
         for len in [2, 100, 2048, 3 * 2048 + 17] {
             let few = random_keys(&mut rng, len, key_bits, Some(3));
             check(&ctx, &stage, &few, key_bits, "few distinct keys");
@@ -157,8 +157,9 @@ fn bits_above_key_bits_are_ignored_stably() {
 fn histogram_scan_over_many_workgroups() {
     let ctx = gpu_or_skip!();
     let mut rng = ChaCha8Rng::seed_from_u64(11);
-    // Default scan blocks of 1024 entries: 16 digits × 69 tiles = 1104
-    // entries take two blocks and a second level.
+    // Default scan blocks of 1024 entries: 256 digits × 69 tiles (the
+    // first pass) and 64 × 69 (the second) take several blocks and a
+    // second level.
     let stage = RadixSortStage::new(&ctx).unwrap();
     let len = 68 * TILE as usize + 1000;
     let keys = random_keys(&mut rng, len, 14, None);
@@ -194,9 +195,12 @@ fn where_the_result_lands_follows_the_pass_count() {
     let stage = RadixSortStage::new(&ctx).unwrap();
     let buf = ctx.upload("k", &[1u32, 0, 1, 0]).unwrap();
     for (key_bits, want) in [
+        // 8-bit digits: one pass up to 8 bits, two up to 16, ...
         (4, SortedIn::Alternate),
-        (8, SortedIn::Primary),
-        (12, SortedIn::Alternate),
+        (8, SortedIn::Alternate),
+        (12, SortedIn::Primary),
+        (16, SortedIn::Primary),
+        (24, SortedIn::Alternate),
         (32, SortedIn::Primary),
     ] {
         let (k, v, ak, av) = (
@@ -246,7 +250,7 @@ fn by_label_leaves_equal_keys_contiguous() {
     let ctx = gpu_or_skip!();
     let stage = RadixSortStage::new(&ctx).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(23);
-    for clusters in [1usize, 7, 64, 256, 1000] {
+    for clusters in [1usize, 7, 64, 255, 256, 257, 1000, 65_536] {
         let (key_bits, modulus) = vlad::backend::gpu::chunking::sort_by_label(clusters);
         let mut keys = Vec::new();
         for image in 0..40u32 {

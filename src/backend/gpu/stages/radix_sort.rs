@@ -1,12 +1,16 @@
 //! Host side of `shaders/radix_sort.wgsl`: stable LSD key–value radix sort
-//! (reduce-then-scan: count, scan, scatter), only as many passes as the
-//! keys' significant bits need. CPU twin: `cpu::radix_sort`.
+//! with 8-bit digits (reduce-then-scan: count, scan, scatter), only as many
+//! passes as the keys' significant bits need: the pipeline's sort by label
+//! is one stable counting pass for K ≤ 256, two for K ≤ 65,536. CPU twin:
+//! `twins::radix_sort`.
 //!
-//! Each pass: `count_digits` writes one digit histogram per tile of
-//! [`TILE`] pairs into the scratch buffer (digit-major over tiles); the
-//! histograms are scanned hierarchically (`scan_blocks` per level, then
-//! `add_block_sums` back down), so any number of tiles works without
-//! relying on inter-workgroup progress; `scatter` places each pair.
+//! Each pass: `count_digits` writes one histogram of the pass's `mask + 1`
+//! bins per tile of [`TILE`] pairs into the scratch buffer (digit-major
+//! over tiles); the histograms are scanned hierarchically (`scan_blocks`
+//! per level, then `add_block_sums` back down), so any number of tiles
+//! works without relying on inter-workgroup progress; `scatter` places
+//! each pair. For K ≤ 256 and up to four tiles of histograms per scan
+//! block that is three dispatches.
 
 use std::sync::Mutex;
 
@@ -15,10 +19,10 @@ use crate::backend::gpu::contract::ShaderContract;
 use crate::backend::gpu::specialize::specialize;
 use crate::backend::gpu::stages::host::{uniform_block, wgsl};
 use crate::error::{Result, VladError};
-use crate::twins::radix_sort::{RADIX, RADIX_BITS, passes};
+use crate::twins::radix_sort::{RADIX, RADIX_BITS, ROUND, ROUNDS, digit_mask, passes};
 
 /// Pairs per `count_digits` / `scatter` workgroup (the shader's `TILE`).
-pub const TILE: u32 = 2048;
+pub const TILE: u32 = crate::twins::radix_sort::TILE as u32;
 /// Threads of a `scan_blocks` workgroup by default (the shader's `SCAN_WG`).
 pub const DEFAULT_SCAN_WORKGROUP: u32 = 256;
 /// Histogram entries each scan thread takes (the shader's `SCAN_ITEMS`).
@@ -98,6 +102,8 @@ pub(crate) fn contracts() -> Result<Vec<ShaderContract>> {
             source: shader_source(scan_workgroup)?,
             constants: vec![
                 ("TILE", TILE.into()),
+                ("WG", (ROUND as u32).into()),
+                ("ITEMS", (ROUNDS as u32).into()),
                 ("RADIX_BITS", RADIX_BITS.into()),
                 ("RADIX", (RADIX as u32).into()),
                 ("SCAN_WG", scan_workgroup.into()),
@@ -224,42 +230,31 @@ impl RadixSortStage {
         }
 
         let tiles = job.len.div_ceil(TILE);
-        let (levels, scratch_len) = scan_levels(tiles * RADIX as u32, self.scan_block);
+        let pass_count = passes(job.key_bits);
+        // Each pass scans its own bins × tiles histogram entries (the last
+        // pass may have fewer bins); the scratch holds the largest.
+        let pass_levels: Vec<(Vec<ScanLevel>, u64)> = (0..pass_count)
+            .map(|pass| {
+                let bins = digit_mask(pass * RADIX_BITS, job.key_bits) + 1;
+                scan_levels(tiles * bins, self.scan_block)
+            })
+            .collect();
+        let scratch_len = pass_levels.iter().map(|(_, len)| *len).max().unwrap_or(1);
         let scratch = self.scratch_of_at_least(ctx, scratch_len * 4)?;
-
-        // The scan levels are the same every pass: bind them once.
-        let mut level_groups = Vec::with_capacity(levels.len());
-        for (i, level) in levels.iter().enumerate() {
-            let params = ctx.uniform(
-                "radix_sort scan params",
-                &Params {
-                    scan_offset: level.offset,
-                    scan_len: level.len,
-                    sums_offset: level.sums_offset,
-                    ..Params::default()
-                },
-            )?;
-            let entries = [params.as_entire_binding(), scratch.as_entire_binding()];
-            let scan = ctx.bind_group(&format!("radix_sort scan {i}"), &self.scan, &entries)?;
-            let add = ctx.bind_group(&format!("radix_sort add {i}"), &self.add, &entries)?;
-            level_groups.push((*level, scan, add));
-        }
 
         let max = ctx
             .max_workgroups_per_dim()
             .min(self.max_workgroups_per_dim.unwrap_or(u32::MAX));
-        let pass_count = passes(job.key_bits);
         let mut pass_groups = Vec::with_capacity(pass_count as usize);
-        for pass in 0..pass_count {
+        for (pass, (levels, _)) in (0..pass_count).zip(&pass_levels) {
             let shift = pass * RADIX_BITS;
-            let width = RADIX_BITS.min(job.key_bits - shift);
             let params = ctx.uniform(
                 "radix_sort pass params",
                 &Params {
                     len: job.len,
                     tiles,
                     shift,
-                    mask: (1u32 << width) - 1,
+                    mask: digit_mask(shift, job.key_bits),
                     modulus: job.modulus,
                     ..Params::default()
                 },
@@ -290,7 +285,23 @@ impl RadixSortStage {
                     dst_v.as_entire_binding(),
                 ],
             )?;
-            pass_groups.push((count, scatter));
+            let mut level_groups = Vec::with_capacity(levels.len());
+            for (i, level) in levels.iter().enumerate() {
+                let params = ctx.uniform(
+                    "radix_sort scan params",
+                    &Params {
+                        scan_offset: level.offset,
+                        scan_len: level.len,
+                        sums_offset: level.sums_offset,
+                        ..Params::default()
+                    },
+                )?;
+                let entries = [params.as_entire_binding(), scratch.as_entire_binding()];
+                let scan = ctx.bind_group(&format!("radix_sort scan {i}"), &self.scan, &entries)?;
+                let add = ctx.bind_group(&format!("radix_sort add {i}"), &self.add, &entries)?;
+                level_groups.push((*level, scan, add));
+            }
+            pass_groups.push((count, level_groups, scatter));
         }
 
         let tile_dispatch = dispatch_2d(tiles, max);
@@ -298,13 +309,13 @@ impl RadixSortStage {
             label: Some("radix_sort"),
             timestamp_writes: None,
         });
-        for (count, scatter) in &pass_groups {
+        for (count, level_groups, scatter) in &pass_groups {
             pass.set_pipeline(&self.count);
             pass.set_bind_group(0, count, &[]);
             pass.dispatch_workgroups(tile_dispatch.0, tile_dispatch.1, 1);
             // Up the hierarchy: scan each level's blocks, totals to the next.
             pass.set_pipeline(&self.scan);
-            for (level, scan, _) in &level_groups {
+            for (level, scan, _) in level_groups {
                 let (x, y) = dispatch_2d(level.len.div_ceil(self.scan_block), max);
                 pass.set_bind_group(0, scan, &[]);
                 pass.dispatch_workgroups(x, y, 1);
