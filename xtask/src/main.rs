@@ -42,6 +42,9 @@ const PYTHON_REQUIREMENTS: &[&str] = &[
     "scikit-learn>=1.6",
     "tqdm",
     "mypy>=1.10",
+    // benches/retrieval's photographs and SIFT (python/tests/test_retrieval.py);
+    // SIFT arrived in 0.19. About a minute to install here, with SciPy.
+    "scikit-image>=0.19",
 ];
 
 const USAGE: &str = "usage: cargo xtask test [--python] [-- PYTEST_ARGS...]
