@@ -20,8 +20,9 @@ from ._vlad import (
     __version__,
     adapters,
 )
-from .encoder import Encoder
+from .encoder import Encoder, load
 from .kmeans import KMeans
+from .whitening import Whitening
 
 __all__ = [
     "BackendUnavailable",
@@ -32,6 +33,8 @@ __all__ = [
     "Report",
     "Verification",
     "VerificationError",
+    "Whitening",
     "__version__",
     "adapters",
+    "load",
 ]
