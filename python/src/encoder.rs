@@ -14,6 +14,8 @@ use crate::detach::compute;
 use crate::errors::VerificationError;
 use crate::glue::{self, AssignedData, AssignmentArgs, Checked, EncodedData};
 use crate::results::{EncodeResult, Report, Verification};
+use crate::whitening::Whitening;
+use pyo3::types::PyBytes;
 
 /// Encodes images against one codebook (see `vlad.Encoder`).
 #[pyclass(module = "vlad._vlad", frozen, name = "Encoder")]
@@ -88,6 +90,16 @@ impl BatchJob for RowsAddress {
 }
 
 impl Encoder {
+    /// Wrap a library encoder.
+    pub(crate) fn from_inner(inner: VladEncoder) -> Self {
+        Encoder { inner }
+    }
+
+    /// The library encoder.
+    pub(crate) fn inner(&self) -> &VladEncoder {
+        &self.inner
+    }
+
     /// Check the arrays (dtype and rank, with the GIL), then build the batch
     /// and run `job` on it without the GIL.
     fn run<J: BatchJob>(
@@ -123,7 +135,7 @@ impl Encoder {
 impl Encoder {
     #[new]
     #[pyo3(signature = (centroids, norm = "ssr,l2", backend = "auto", assignment = "hard",
-                        weights = None, bias = None, alpha = None))]
+                        weights = None, bias = None, alpha = None, whitening = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -134,7 +146,9 @@ impl Encoder {
         weights: Option<&Bound<'_, PyAny>>,
         bias: Option<&Bound<'_, PyAny>>,
         alpha: Option<f64>,
+        whitening: Option<PyRef<'_, Whitening>>,
     ) -> PyResult<Self> {
+        let whitening = whitening.map(|w| w.inner.clone());
         let centroids = arrays::centroids(centroids)?;
         let args = AssignmentArgs {
             name: assignment.to_string(),
@@ -151,13 +165,13 @@ impl Encoder {
             Centroids::F32(a) => {
                 let view = a.as_array();
                 compute(py, move || {
-                    glue::encoder(glue::codebook_f32(view)?, &norm, &backend, args)
+                    glue::encoder(glue::codebook_f32(view)?, &norm, &backend, args, whitening)
                 })?
             }
             Centroids::F64(a) => {
                 let view = a.as_array();
                 compute(py, move || {
-                    glue::encoder(glue::codebook_f64(view)?, &norm, &backend, args)
+                    glue::encoder(glue::codebook_f64(view)?, &norm, &backend, args, whitening)
                 })?
             }
         };
@@ -248,6 +262,36 @@ impl Encoder {
             .value(py)
             .setattr("verification", Py::new(py, verification)?)?;
         Err(error)
+    }
+
+    /// The model-file bytes of this encoder (SPEC §15): what `save` writes
+    /// and pickling carries.
+    fn to_model_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = glue::model_bytes(&self.inner).map_err(crate::errors::to_py)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// The encoder of model-file bytes, on `backend`.
+    #[staticmethod]
+    #[pyo3(signature = (bytes, backend = "auto"))]
+    fn from_model_bytes(bytes: &[u8], backend: &str) -> PyResult<Self> {
+        let parts = vlad::io::model_file::from_bytes(bytes).map_err(crate::errors::to_py)?;
+        let inner = glue::encoder_from_model(parts, backend).map_err(crate::errors::to_py)?;
+        Ok(Encoder { inner })
+    }
+
+    /// The whitening applied after the normalization, if any.
+    #[getter]
+    fn whitening(&self) -> Option<Whitening> {
+        self.inner.whitening().map(|w| Whitening {
+            inner: std::sync::Arc::new(w.clone()),
+        })
+    }
+
+    /// The width of one encoding: `K·F`, or the whitening's `D′`.
+    #[getter]
+    fn dims_out(&self) -> usize {
+        glue::dims_out(&self.inner)
     }
 
     /// Number of centroids K.

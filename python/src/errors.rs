@@ -50,6 +50,7 @@ pub fn to_py(error: VladError) -> PyErr {
         | VladError::InvalidArgument(_)
         | VladError::Unsupported { .. }
         | VladError::Npy { .. }
+        | VladError::Model { .. }
         | VladError::Io { .. }
         | VladError::TooLarge { .. } => InputError::new_err(message),
         // A variant added later: bad input unless the library says otherwise,

@@ -122,17 +122,79 @@ pub fn encoder(
     norm: &str,
     backend: &str,
     args: AssignmentArgs,
+    whitening: Option<std::sync::Arc<vlad::Whitening>>,
 ) -> Result<Encoder, VladError> {
     let normalization: Normalization = norm.parse()?;
     let backend: Backend = backend.parse()?;
     let assignment = assignment(args)?;
     assignment.soft_params(&codebook)?;
-    Ok(Encoder::builder(codebook)
+    let mut builder = Encoder::builder(codebook)
         .normalization(normalization)
         .backend(backend)
         .assignment(assignment)
+        .gpu_options(gpu_options()?);
+    if let Some(w) = whitening {
+        builder = builder.whitening(w);
+    }
+    builder.try_build()
+}
+
+/// A whitening learned from `x` (SPEC §14).
+pub fn fit_whitening(
+    x: ndarray::ArrayView2<'_, f32>,
+    n_components: usize,
+    power: f64,
+    eps: Option<f64>,
+    max_points: Option<usize>,
+    seed: u64,
+    post: &str,
+) -> Result<vlad::Whitening, VladError> {
+    vlad::WhiteningParams::new(n_components)
+        .power(power)
+        .eps(eps)
+        .max_points(max_points)
+        .seed(seed)
+        .post(post.parse()?)
+        .fit(x)
+}
+
+/// The model-file bytes of a whitening alone.
+pub fn whitening_bytes(w: &std::sync::Arc<vlad::Whitening>) -> Result<Vec<u8>, VladError> {
+    vlad::io::model_file::to_bytes(&vlad::io::model_file::ModelParts {
+        codebooks: Vec::new(),
+        assignment: vlad::Assignment::Hard,
+        normalization: Normalization::none(),
+        whitening: Some(w.clone()),
+    })
+}
+
+/// The whitening of model-file bytes.
+pub fn whitening_from_bytes(bytes: &[u8]) -> Result<std::sync::Arc<vlad::Whitening>, VladError> {
+    vlad::io::model_file::from_bytes(bytes)?
+        .whitening
+        .ok_or_else(|| VladError::InvalidArgument("the model bytes hold no whitening".to_string()))
+}
+
+/// An encoder's model-file bytes (what pickling and `.save` carry).
+pub fn model_bytes(encoder: &Encoder) -> Result<Vec<u8>, VladError> {
+    vlad::io::model_file::to_bytes(&encoder.model_parts())
+}
+
+/// The encoder of a model (bytes, or a file's parts) on `backend`.
+pub fn encoder_from_model(
+    parts: vlad::io::model_file::ModelParts,
+    backend: &str,
+) -> Result<Encoder, VladError> {
+    let backend: Backend = backend.parse()?;
+    Ok(vlad::EncoderBuilder::from_model(parts)?
+        .backend(backend)
         .gpu_options(gpu_options()?)
         .build())
+}
+
+/// The width of one encoding: `K·F`, or the whitening's `D′`.
+pub fn dims_out(encoder: &Encoder) -> usize {
+    encoder.dims_out()
 }
 
 /// The normalization's canonical spelling (`ssr,l2`).
@@ -323,8 +385,9 @@ pub fn verify<E: Element>(
     let codebook = encoder.codebook();
     let norm = encoder.normalization();
     let assignment = encoder.assignment();
-    let check = |output: ArrayView2<'_, f32>, labels: &[u32]| {
-        verify::verify(codebook, batch, assignment, norm, output, labels)
+    let check = |output: ArrayView2<'_, f32>, labels: &[u32]| match encoder.whitening() {
+        None => verify::verify(codebook, batch, assignment, norm, output, labels),
+        Some(w) => verify::verify_whitened(codebook, batch, assignment, norm, w, output, labels),
     };
     let verification = match output {
         None => {
@@ -332,10 +395,10 @@ pub fn verify<E: Element>(
             check(encoded.vlad.view(), &encoded.labels)
         }
         Some(output) => {
-            let expected = (batch.images(), codebook.clusters() * codebook.dim());
+            let expected = (batch.images(), encoder.dims_out());
             if output.dim() != expected {
                 return Err(VladError::DimensionMismatch(format!(
-                    "the encoding to verify is {}, expected (T, K·F) = {}",
+                    "the encoding to verify is {}, expected (T, dims_out) = {}",
                     shape_string(output.shape()),
                     shape_string(&[expected.0, expected.1])
                 )));

@@ -16,7 +16,9 @@ mod errors;
 mod glue;
 mod kmeans;
 mod lloyd;
+mod model_file;
 mod results;
+mod whitening;
 
 use pyo3::prelude::*;
 
@@ -50,6 +52,7 @@ fn _vlad(m: &Bound<'_, PyModule>) -> PyResult<()> {
         py.get_type::<errors::VerificationError>(),
     )?;
     m.add_class::<encoder::Encoder>()?;
+    m.add_class::<whitening::Whitening>()?;
     m.add_class::<results::Report>()?;
     m.add_class::<results::EncodeResult>()?;
     m.add_class::<results::Verification>()?;
@@ -58,6 +61,9 @@ fn _vlad(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lloyd::LloydWorker>()?;
     m.add_class::<lloyd::Lloyd>()?;
     m.add_function(wrap_pyfunction!(adapters::adapters, m)?)?;
+    m.add_function(wrap_pyfunction!(model_file::load_model, m)?)?;
+    m.add_function(wrap_pyfunction!(model_file::save_encoder, m)?)?;
+    m.add_function(wrap_pyfunction!(model_file::save_whitening, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     m.add_function(wrap_pyfunction!(_last_compute_seconds, m)?)?;
     Ok(())

@@ -63,6 +63,22 @@ def test_encode_equals_one_encoder_bit_for_bit(ray_cluster, concurrency):
     assert not got[0].any()
 
 
+def test_encode_with_whitening_equals_one_encoder_bit_for_bit(ray_cluster):
+    images = ragged_images(30, seed=5)
+    rng = np.random.default_rng(2)
+    centroids = rng.standard_normal((4, F)).astype(np.float32)
+    raw = vlad.Encoder(centroids, backend="cpu").encode(images)
+    w = vlad.Whitening(10).fit(raw)
+    rows = vlad.ray.encode(
+        image_dataset(images, blocks=3), centroids, backend="cpu", batch_size=8, whitening=w
+    ).take_all()
+    rows.sort(key=lambda r: r["id"])
+    got = np.stack([r["vlad"] for r in rows])
+    expected = vlad.Encoder(centroids, backend="cpu", whitening=w).encode(images)
+    assert got.shape == (30, 10)
+    assert np.array_equal(got.view(np.uint32), expected.view(np.uint32))
+
+
 def kmeans_images():
     return ragged_images(120, seed=3, max_rows=60)
 

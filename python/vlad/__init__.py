@@ -29,7 +29,8 @@ from ._vlad import (  # noqa: E402
     __version__,
     adapters,
 )
-from .encoder import Encoder  # noqa: E402
+from .encoder import Encoder, load  # noqa: E402
+from .whitening import Whitening  # noqa: E402
 
 if TYPE_CHECKING:
     from .kmeans import KMeans
@@ -64,6 +65,8 @@ __all__ = [
     "VLAD",
     "Verification",
     "VerificationError",
+    "Whitening",
     "__version__",
     "adapters",
+    "load",
 ]

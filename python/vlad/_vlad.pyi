@@ -127,6 +127,7 @@ class Encoder:
         weights: Optional[np.ndarray] = None,
         bias: Optional[np.ndarray] = None,
         alpha: Optional[float] = None,
+        whitening: Optional[Whitening] = None,
     ) -> "Encoder":
         """``assignment="soft"`` takes ``weights`` ``(K, F)`` and ``bias``
         ``(K,)`` (float32 or float64), or ``alpha`` alone; ``"hard"`` takes
@@ -185,9 +186,76 @@ class Encoder:
     @property
     def alpha(self) -> Optional[float]:
         """Soft assignment's temperature α (as float32 holds it), or None."""
+    def to_model_bytes(self) -> bytes:
+        """The model-file bytes of this encoder (SPEC §15)."""
+    @staticmethod
+    def from_model_bytes(bytes: bytes, backend: str = "auto") -> Encoder:
+        """The encoder of model-file bytes, on ``backend``."""
+    @property
+    def whitening(self) -> Optional[Whitening]:
+        """The whitening applied after the normalization, if any."""
+    @property
+    def dims_out(self) -> int:
+        """The width of one encoding: K·F, or the whitening's D′."""
     def _rows_address(self, descriptors: np.ndarray, offsets: Optional[np.ndarray] = None) -> int:
         """Test hook: the address of the first descriptor value the library
         reads (``descriptors.ctypes.data`` when read in place)."""
+
+@final
+class Whitening:
+    """The native whitening behind ``vlad.Whitening`` (SPEC §14)."""
+    @staticmethod
+    def fit(
+        x: npt.NDArray[np.float32],
+        n_components: int,
+        power: float = -0.5,
+        eps: Optional[float] = None,
+        max_points: Optional[int] = None,
+        seed: int = 1234,
+        post: str = "l2",
+    ) -> Whitening:
+        """Learn from ``(n, D)`` float32 encodings."""
+    def transform(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """``(n, D′)`` float32: ``x`` whitened on the CPU backend."""
+    def to_bytes(self) -> bytes:
+        """The model-file bytes of this whitening alone."""
+    @staticmethod
+    def from_bytes(bytes: bytes) -> Whitening:
+        """The whitening in model-file bytes."""
+    @property
+    def mean(self) -> npt.NDArray[np.float32]:
+        """``μ``, ``(D,)`` float32."""
+    @property
+    def components(self) -> npt.NDArray[np.float32]:
+        """Unit eigenvectors as rows, ``(D′, D)`` float32."""
+    @property
+    def eigenvalues(self) -> npt.NDArray[np.float64]:
+        """``λ``, ``(D′,)`` float64, non-increasing."""
+    @property
+    def power(self) -> float:
+        """The power ``p``."""
+    @property
+    def eps(self) -> float:
+        """``ε``."""
+    @property
+    def post(self) -> str:
+        """The post normalization, e.g. "l2"."""
+    @property
+    def dims_in(self) -> int:
+        """``D``."""
+    @property
+    def dims_out(self) -> int:
+        """``D′``."""
+
+def load_model(path: str, backend: str = "auto") -> Tuple[str, Any]:
+    """The model file at ``path``: ``("encoder", Encoder)`` or, for a
+    whitening alone, ``("whitening", Whitening)``."""
+
+def save_encoder(encoder: Encoder, path: str) -> None:
+    """Write ``encoder``'s model to ``path``, atomically."""
+
+def save_whitening(whitening: Whitening, path: str) -> None:
+    """Write ``whitening`` alone to ``path``, atomically."""
 
 def kmeans_fit(
     descriptors: np.ndarray,

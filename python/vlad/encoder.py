@@ -6,7 +6,33 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+import os
+
 from . import _inputs, _pickle, _vlad
+
+from .whitening import Whitening
+
+
+def _native_whitening(whitening: Any) -> Optional[_vlad.Whitening]:
+    if whitening is None:
+        return None
+    if isinstance(whitening, Whitening):
+        return whitening._fitted()
+    if isinstance(whitening, _vlad.Whitening):
+        return whitening
+    raise _vlad.InputError(
+        f"whitening must be a fitted vlad.Whitening, got {type(whitening).__name__}"
+    )
+
+
+def load(path: "str | os.PathLike[str]", backend: str = "auto") -> "Encoder | Whitening":
+    """Read a model file (SPEC §15): an :class:`Encoder`, or a
+    :class:`Whitening` when the file holds a whitening alone
+    (``vlad pca --out``, ``Whitening.save``)."""
+    kind, native = _vlad.load_model(os.fspath(path), backend)
+    if kind == "whitening":
+        return Whitening._from_native(native)
+    return Encoder._from_native(native)
 
 
 class Encoder:
@@ -38,6 +64,14 @@ class Encoder:
         Soft assignment's learned parameters, float32 or float64.
     alpha : float, optional
         Soft assignment's temperature (> 0), instead of weights and bias.
+    whitening : vlad.Whitening, optional
+        A fitted whitening (SPEC §14) applied after the normalization: the
+        encoder then gives ``(T, D′)`` rows (``dims_out``) instead of
+        ``(T, K·F)``; on the GPU only those are read back.
+
+    An encoder is saved with :meth:`save` and read back with
+    :func:`vlad.load` (one ``.npz`` model file, SPEC §15), and it pickles
+    through the same bytes, so it crosses processes unchanged.
 
     Descriptors are ``(T, L, F)`` fixed-size images, ``(N, F)`` rows split
     by CSR ``offsets`` (one image without them), or a list of per-image
@@ -62,6 +96,7 @@ class Encoder:
         weights: Any = None,
         bias: Any = None,
         alpha: Optional[float] = None,
+        whitening: Any = None,
     ) -> None:
         self._native = _vlad.Encoder(
             _inputs.array(centroids, "centroids"),
@@ -71,10 +106,23 @@ class Encoder:
             _inputs.integers(weights, "weights"),
             _inputs.integers(bias, "bias"),
             None if alpha is None else float(alpha),
+            _native_whitening(whitening),
         )
 
+    @classmethod
+    def _from_native(cls, native: _vlad.Encoder) -> "Encoder":
+        encoder = cls.__new__(cls)
+        encoder._native = native
+        return encoder
+
+    def save(self, path: "str | os.PathLike[str]") -> None:
+        """Write this encoder's model (codebook, assignment, normalization,
+        whitening) to one ``.npz`` file, atomically (SPEC §15)."""
+        _vlad.save_encoder(self._native, os.fspath(path))
+
     def encode(self, descriptors: Any, offsets: Any = None, labels: Any = None) -> np.ndarray:
-        """``(T, K·F)`` float32 encodings, cluster-major within each row.
+        """``(T, K·F)`` float32 encodings, cluster-major within each row
+        (``(T, D′)`` with a whitening).
 
         ``offsets``: CSR offsets ``(T+1,)`` of any integer dtype for
         ``(N, F)`` rows. ``labels``: ``(N,)`` labels in ``[0, K)`` to use
@@ -117,6 +165,17 @@ class Encoder:
         return self._native.verify(
             rows, _inputs.integers(vlad, "vlad"), offsets, _inputs.integers(labels, "labels")
         )
+
+    @property
+    def dims_out(self) -> int:
+        """The width of one encoding: ``K·F``, or the whitening's ``D′``."""
+        return self._native.dims_out
+
+    @property
+    def whitening(self) -> Optional[Whitening]:
+        """The whitening applied after the normalization, if any."""
+        native = self._native.whitening
+        return None if native is None else Whitening._from_native(native)
 
     @property
     def n_clusters(self) -> int:

@@ -26,8 +26,10 @@ class _EncoderActor:
         id_column: Optional[str],
         norm: str,
         backend: str,
+        whitening: Any = None,
     ) -> None:
-        self.encoder = Encoder(centroids, norm=norm, backend=backend)
+        # `whitening` arrives pickled (through the model file's bytes).
+        self.encoder = Encoder(centroids, norm=norm, backend=backend, whitening=whitening)
         self.dim = int(np.asarray(centroids).shape[1])
         self.k = int(np.asarray(centroids).shape[0])
         self.column = column
@@ -39,7 +41,7 @@ class _EncoderActor:
         imgs, _ = _images.images(batch, self.column, self.dim, self.id_column)
         rows, offsets = _images.concatenate(imgs, self.dim)
         if len(imgs) == 0:
-            encoded = np.empty((0, self.k * self.dim), dtype=np.float32)
+            encoded = np.empty((0, self.encoder.dims_out), dtype=np.float32)
         else:
             encoded = self.encoder.encode(rows, offsets=offsets)
         out = {name: values for name, values in batch.items() if name != self.column}
@@ -79,6 +81,7 @@ def encode(
     num_cpus: Optional[float] = None,
     id_column: Optional[str] = "id",
     output_column: str = "vlad",
+    whitening: Any = None,
 ) -> Any:
     """Encode a Ray Dataset of images (SPEC §13).
 
@@ -90,6 +93,8 @@ def encode(
     encoding: row for row and bit for bit what one ``vlad.Encoder`` with the
     same centroids, ``norm`` and ``backend`` gives (an image's encoding never
     depends on the batch it is in). The descriptors column is dropped.
+    With ``whitening`` (a fitted ``vlad.Whitening``) each encoding is
+    whitened to ``(D′,)`` as ``vlad.Encoder(..., whitening=w)`` does.
 
     ``concurrency`` actors (each one ``vlad.Encoder``) run the batches of
     ``batch_size`` images; with ``num_gpus`` (e.g. 1) each actor asks Ray
@@ -111,7 +116,7 @@ def encode(
         raise InputError(f"centroids must be (K, F), got shape {centroids.shape}")
     # Fail here, on the driver, for a bad codebook or normalization rather
     # than in every actor.
-    Encoder(centroids, norm=norm, backend="cpu")
+    Encoder(centroids, norm=norm, backend="cpu", whitening=whitening)
     remote_args = _restart_bound(dataset.map_batches)
     with warnings.catch_warnings():
         # Passing the bound is our choice, not the caller's: the deprecation
@@ -126,6 +131,7 @@ def encode(
                 "id_column": id_column,
                 "norm": norm,
                 "backend": backend,
+                "whitening": whitening,
             },
             batch_size=batch_size,
             batch_format="numpy",
