@@ -2,14 +2,10 @@
 small function: PCA, whitening, several vocabularies (multivoc) and
 vocabulary adaptation.
 
-Each is written against vlad's API as SPEC §14 and issue 19 define it
-(`vlad.Whitening(n_components, power=-0.5, eps=None, max_points=None,
-seed=1234)`, `vlad.KMeans(init=array)`); until that API is on this
-branch, each function body is a plain numpy stand-in, marked
-`# stand-in until vlad.Whitening lands` (or `vlad.KMeans(init=...)`),
-with the call that replaces it written beside it. Swapping the body must
-not change the function's signature or meaning, so retrieval.py needs no
-change.
+PCA and whitening are `vlad.Whitening`'s. Multivoc is still one
+`vlad.Encoder` per codebook, concatenated here (the encoder does not hold
+several codebooks yet), and the adaptation step is marked where it does
+not yet use `vlad.KMeans(init=array)`.
 """
 
 from __future__ import annotations
@@ -28,51 +24,27 @@ def _l2_rows(y: np.ndarray) -> np.ndarray:
 
 
 def fit_whitening(train: np.ndarray, n_components: int, power: float = -0.5) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The whitening of ``train`` ``(n, D)``: its mean ``μ`` ``(D,)``, the top
-    ``n_components`` eigenvectors ``U`` ``(D, D′)`` of its covariance (divided
-    by n) and the scale ``(λ + ε)^p`` ``(D′,)``, ``ε = 1e-6·λ₀``."""
-    # stand-in until vlad.Whitening lands: numpy's eigh on the f64
-    # covariance, or on the n × n Gram matrix when n < D (SPEC §14).
-    x = np.asarray(train, dtype=np.float64)
-    n, d = x.shape
-    if not 1 <= n_components <= min(n, d):
-        raise ValueError(f"n_components = {n_components} must be in [1, min(n, D) = {min(n, d)}]")
-    mean = x.mean(axis=0)
-    centred = x - mean
-    if n < d:
-        # Covariance eigenpairs from the Gram matrix: G v = λ v with
-        # G = X Xᵀ / n gives u = Xᵀ v / ‖Xᵀ v‖ for the same λ.
-        values, vectors = np.linalg.eigh(centred @ centred.T / n)
-        top = np.argsort(values)[::-1][:n_components]
-        values = values[top]
-        components = centred.T @ vectors[:, top]
-        components /= np.linalg.norm(components, axis=0, keepdims=True)
-    else:
-        values, vectors = np.linalg.eigh(centred.T @ centred / n)
-        top = np.argsort(values)[::-1][:n_components]
-        values, components = values[top], vectors[:, top]
-    # The sign rule: each eigenvector's component of largest magnitude is
-    # positive, so a fit has one answer.
-    largest = np.argmax(np.abs(components), axis=0)
-    components *= np.sign(components[largest, np.arange(n_components)])
-    values = np.maximum(values, 0.0)
-    return mean, components, (values + 1e-6 * values[0]) ** power
+    """The whitening of ``train`` ``(n, D)`` by ``vlad.Whitening``: its mean
+    ``μ`` ``(D,)``, the top ``n_components`` eigenvectors ``U`` ``(D, D′)``
+    of its covariance (divisor n − 1) and the scale ``(λ + ε)^p`` ``(D′,)``,
+    ``ε = 1e-6·λ₀``, as float64 arrays."""
+    w = vlad.Whitening(n_components, power=power, post="none").fit(np.asarray(train, dtype=np.float32))
+    scale = (w.explained_variance_ + w.eps_) ** power
+    return w.mean_.astype(np.float64), w.components_.T.astype(np.float64), scale
 
 
 def whiten(train: np.ndarray, apply_to: np.ndarray, n_components: int, power: float = -0.5) -> np.ndarray:
-    """Fit a whitening on ``train`` ``(n, D)`` and apply it to ``apply_to``:
-    ``y = diag((λ + ε)^p)·Uᵀ(x − μ)``, then L2 (SPEC §14). ``power = 0`` is
-    plain PCA, ``-0.5`` whitens. Returns ``(T, n_components)`` float64."""
-    # With vlad.Whitening:
-    #   return vlad.Whitening(n_components, power=power).fit(train).transform(apply_to)
-    mean, components, scale = fit_whitening(train, n_components, power)  # stand-in until vlad.Whitening lands
-    return _l2_rows((np.asarray(apply_to, dtype=np.float64) - mean) @ components * scale)
+    """Fit a ``vlad.Whitening`` on ``train`` ``(n, D)`` and apply it to
+    ``apply_to``: ``y = diag((λ + ε)^p)·Uᵀ(x − μ)``, then L2 (SPEC §14).
+    ``power = 0`` is plain PCA, ``-0.5`` whitens. Returns ``(T,
+    n_components)``."""
+    w = vlad.Whitening(n_components, power=power).fit(np.asarray(train, dtype=np.float32))
+    return w.transform(np.asarray(apply_to, dtype=np.float32)).astype(np.float64)
 
 
 def pca(train: np.ndarray, apply_to: np.ndarray, n_components: int) -> np.ndarray:
     """Plain PCA (power 0) to ``n_components``, then L2."""
-    # With vlad.Whitening: vlad.Whitening(n_components, power=0.0).fit(train).transform(apply_to)
-    return whiten(train, apply_to, n_components, power=0.0)  # stand-in until vlad.Whitening lands
+    return whiten(train, apply_to, n_components, power=0.0)
 
 
 def multivoc_encode(codebooks: Sequence[np.ndarray], images: Sequence[np.ndarray], norm: str) -> np.ndarray:

@@ -50,18 +50,18 @@ def test_mean_average_precision_leaves_the_query_out_and_breaks_ties_against_it(
 
 
 @pytest.mark.parametrize("n, d", [(40, 6), (8, 30)], ids=["covariance", "gram"])
-def test_whitening_standin_whitens_its_training_set(n, d):
+def test_vlad_whitening_whitens_its_training_set(n, d):
     rng = np.random.default_rng(5)
     x = rng.normal(size=(n, d)) * np.linspace(3.0, 0.5, d)
     dims = min(n - 1, d, 4)
     mean, u, scale = fit_whitening(x, dims)
-    assert np.allclose(u.T @ u, np.eye(dims), atol=1e-10)
+    assert np.allclose(u.T @ u, np.eye(dims), atol=1e-5)
     assert np.all(u[np.argmax(np.abs(u), axis=0), np.arange(dims)] > 0)
     # The numpy oracle: eigh of the full covariance, same top eigenvalues.
-    values = np.linalg.eigvalsh(np.cov(x.T, bias=True))[::-1][:dims]
-    assert np.allclose((1 / scale) ** 2, values + 1e-6 * values[0], rtol=1e-8)
+    values = np.linalg.eigvalsh(np.cov(x.astype(np.float32).astype(np.float64).T))[::-1][:dims]
+    assert np.allclose((1 / scale) ** 2, values + 1e-6 * values[0], rtol=1e-5)
     y = (x - mean) @ u * scale
-    assert np.allclose(y.T @ y / n, np.eye(dims), atol=1e-8)
+    assert np.allclose(y.T @ y / (n - 1), np.eye(dims), atol=1e-3)
     out = whiten(x, x[:3], dims)
     assert out.shape == (3, dims) and np.allclose(np.linalg.norm(out, axis=1), 1.0)
     with pytest.raises(ValueError):

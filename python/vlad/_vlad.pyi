@@ -15,6 +15,7 @@ __all__ = [
     "BackendUnavailable",
     "VerificationError",
     "Encoder",
+    "Whitening",
     "Report",
     "EncodeResult",
     "Verification",
@@ -23,6 +24,9 @@ __all__ = [
     "LloydWorker",
     "Lloyd",
     "adapters",
+    "load_model",
+    "save_encoder",
+    "save_whitening",
     "_panic_for_test",
     "_last_compute_seconds",
 ]
@@ -208,13 +212,14 @@ class Whitening:
     def fit(
         x: npt.NDArray[np.float32],
         n_components: int,
-        power: float = -0.5,
+        power: float = ...,
         eps: Optional[float] = None,
         max_points: Optional[int] = None,
         seed: int = 1234,
         post: str = "l2",
     ) -> Whitening:
-        """Learn from ``(n, D)`` float32 encodings."""
+        """Learn from ``(n, D)`` float32 encodings (``power`` defaults to
+        -0.5)."""
     def transform(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """``(n, D′)`` float32: ``x`` whitened on the CPU backend."""
     def to_bytes(self) -> bytes:
