@@ -74,6 +74,11 @@ pub struct BenchArgs {
     /// each stage's median (B / A); nothing is measured.
     #[arg(long, num_args = 2, value_names = ["A.json", "B.json"])]
     pub compare: Option<Vec<std::path::PathBuf>>,
+    /// Also draw the stages on the device's roofline (arithmetic intensity
+    /// against GFLOP/s, the FMA and bandwidth ceilings as lines) into this
+    /// SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
 }
 
 fn parse_dtype(s: &str) -> Result<BenchDtype, String> {
@@ -131,8 +136,12 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
         }
     };
     check_ran(&report, explicit)?;
+    let doc = super::bench_json::single(&report, "", &host);
+    if let Some(path) = &args.plot {
+        super::bench_plot::write(&doc, path)?;
+    }
     if args.json {
-        println!("{}", super::bench_json::single(&report, "", &host));
+        println!("{doc}");
     } else {
         print!("{}", table(&report));
     }
@@ -193,8 +202,12 @@ fn run_suite(
         }
         runs.push((shape.label.to_string(), report));
     }
+    let doc = super::bench_json::suite(&runs, host);
+    if let Some(path) = &args.plot {
+        super::bench_plot::write(&doc, path)?;
+    }
     if args.json {
-        println!("{}", super::bench_json::suite(&runs, host));
+        println!("{doc}");
     }
     Ok(())
 }

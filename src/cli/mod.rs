@@ -11,6 +11,7 @@ mod bench;
 mod bench_compare;
 mod bench_files;
 mod bench_json;
+mod bench_plot;
 mod demo;
 mod encode;
 mod exit;

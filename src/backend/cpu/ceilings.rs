@@ -17,7 +17,9 @@
 //!
 //! Each is calibrated (doubled until one run lasts long enough to time) and
 //! the best of several runs is kept: a ceiling is what the machine can do,
-//! not what it did once while shared with other work.
+//! not what it did once while shared with other work. The FMA rate is
+//! timed by each thread's CPU time (see [`fma_gflops_on`]), so it holds
+//! still on a loaded machine.
 
 use std::time::Instant;
 
@@ -194,21 +196,62 @@ pub fn calibrate(
 
 /// FMA throughput of all rayon threads together on `path`, in GFLOP/s (2
 /// FLOPs per multiply-add).
+///
+/// Each thread times its own chains by the CPU time it was given (where the
+/// OS has a per-thread clock: Linux), and the threads' rates are summed:
+/// on a machine shared with other work a thread descheduled half the time
+/// still measures what a core does, so the ceiling does not move with the
+/// load (wall clock, it read 112–187 GFLOP/s on one loaded machine). On an
+/// idle machine the two agree. Elsewhere the wall clock of the whole run.
 pub fn fma_gflops_on(path: FmaPath) -> f64 {
     let threads = rayon::current_num_threads().max(1);
-    let mut lanes = 0u64;
-    let (iters, seconds) = calibrate(1 << 12, 1 << 32, FMA_MIN_SECONDS, FMA_RUNS, |iters| {
+    let mut best = 0.0f64;
+    calibrate(1 << 12, 1 << 32, FMA_MIN_SECONDS, FMA_RUNS, |iters| {
         let started = Instant::now();
-        let (sum, l): (f32, u64) = (0..threads)
+        let per_thread: Vec<(f32, f64)> = (0..threads)
             .into_par_iter()
-            .map(|t| path.chains(iters, 0.5, t as f32))
-            .reduce(|| (0.0, 0), |a, b| (a.0 + b.0, a.1.max(b.1)));
-        std::hint::black_box(sum);
-        lanes = l;
-        started.elapsed().as_secs_f64()
+            .map(|t| {
+                let cpu = thread_cpu_seconds();
+                let (sum, lanes) = path.chains(iters, 0.5, t as f32);
+                let flops = 2.0 * lanes as f64 * iters as f64;
+                let rate = match (cpu, thread_cpu_seconds()) {
+                    (Some(a), Some(b)) if b > a => flops / (b - a),
+                    _ => 0.0,
+                };
+                (sum, rate)
+            })
+            .collect();
+        let wall = started.elapsed().as_secs_f64();
+        std::hint::black_box(per_thread.iter().map(|p| p.0).sum::<f32>());
+        let lanes = path.chains(0, 0.5, 0.0).1;
+        let wall_rate = 2.0 * lanes as f64 * iters as f64 * threads as f64 / wall.max(1e-9);
+        let rate = if per_thread.iter().all(|p| p.1 > 0.0) {
+            per_thread.iter().map(|p| p.1).sum()
+        } else {
+            wall_rate
+        };
+        best = best.max(rate);
+        wall
     });
-    let flops = 2.0 * lanes as f64 * iters as f64 * threads as f64;
-    flops / seconds.max(1e-9) / 1e9
+    best / 1e9
+}
+
+/// CPU seconds this thread has run, where the OS has a per-thread clock.
+fn thread_cpu_seconds() -> Option<f64> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec for the call.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        (rc == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
 }
 
 /// FMA throughput of all rayon threads together on the widest path this
@@ -229,7 +272,7 @@ pub fn memory_gbps(bytes: usize) -> f64 {
     let piece = len
         .div_ceil(rayon::current_num_threads().max(1) * 4)
         .max(1 << 10);
-    let (copies, copy_seconds) = calibrate(1, 1 << 16, 0.01, 5, |reps| {
+    let (copies, copy_seconds) = calibrate(1, 1 << 16, 0.02, 7, |reps| {
         let started = Instant::now();
         for _ in 0..reps {
             dst.par_chunks_mut(piece)
@@ -239,7 +282,7 @@ pub fn memory_gbps(bytes: usize) -> f64 {
         started.elapsed().as_secs_f64()
     });
     std::hint::black_box(&dst);
-    let (reads, read_seconds) = calibrate(1, 1 << 16, 0.01, 5, |reps| {
+    let (reads, read_seconds) = calibrate(1, 1 << 16, 0.02, 7, |reps| {
         let started = Instant::now();
         for _ in 0..reps {
             let s: f32 = src.par_chunks(2 * piece).map(sum_lanes).sum();
