@@ -149,7 +149,21 @@ pub struct BenchReport {
 /// Bytes and FLOPs a stage must at least move and do, for `N` descriptors
 /// of width `F`, `K` centroids and `T` images (f32 data, u32 labels/keys).
 pub fn stage_work(stage: &str, n: f64, f: f64, k: f64, t: f64) -> (f64, f64) {
-    let input = n * f * 4.0;
+    stage_work_in(stage, n, f, k, t, 4.0)
+}
+
+/// [`stage_work`] for descriptors of `element_bytes` bytes each (1 for u8:
+/// the descriptors are read, and uploaded, in their own width; modelled
+/// as f32 a u8 upload ran at 202 % of the transfer ceiling).
+pub fn stage_work_in(
+    stage: &str,
+    n: f64,
+    f: f64,
+    k: f64,
+    t: f64,
+    element_bytes: f64,
+) -> (f64, f64) {
+    let input = n * f * element_bytes;
     let output = t * k * f * 4.0;
     match stage {
         // Read descriptors and centroids; write label, key and value.
@@ -337,7 +351,7 @@ pub fn run_on<E: crate::model::element::Element>(
                 })
                 .collect();
             let med = median(times.clone());
-            let (bytes, flops) = stage_work(&stage, n, ff, kk, tt);
+            let (bytes, flops) = stage_work_in(&stage, n, ff, kk, tt, element_bytes as f64);
             let per_s = |x: f64| if med > 0.0 { x / med } else { 0.0 };
             let (gbps, gflops) = (per_s(bytes) / 1e9, per_s(flops) / 1e9);
             let bound = ceilings.for_stage(&stage);

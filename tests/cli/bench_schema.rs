@@ -156,6 +156,13 @@ backend_test!(every_dtype_runs, [cpu, gpu], |backend| {
             assert!(c["fma_path"].is_string(), "{c}");
         }
         assert_run(&v);
+        // Each dtype's stages are modelled in its own width: none beats
+        // its ceiling (a u8 upload counted as f32 bytes did, at 202 %).
+        for r in v["rows"].as_array().unwrap() {
+            if let Some(p) = r["percent_of_ceiling"].as_f64() {
+                assert!(p <= 100.0, "{dtype}: {r}");
+            }
+        }
     }
 });
 
