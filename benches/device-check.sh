@@ -12,8 +12,15 @@
 #                                      working between GPU machines
 #
 # It writes into $OUT (or target/device-check/):
-#   summary.json   keys: adapters, bench, tests, torch, cross_check, machine,
-#                  tests_in_parallel
+#   summary.json   keys: adapters, bench, suite, tests, torch, cross_check,
+#                  machine, tests_in_parallel
+#   suite-DTYPE.json  `vlad bench --suite --json` (schema vlad-bench/2) per
+#                  dtype (u8, f16, f32), gpu and cpu; compare two machines'
+#                  with `vlad bench --compare A.json B.json`
+#   roofline.svg   the f32 suite's stages on the device's roofline
+#   bench-table.md the summary table for BENCHMARKS.md (ceilings, and per
+#                  suite shape, dtype and backend the stage medians and
+#                  % of ceiling)
 #   check.log      what ran, with timings
 #   tests.log      every test binary's output (CI=true: no GPU test skips)
 #   bench.log      vlad bench's stderr
@@ -21,8 +28,9 @@
 #
 #   coop_probe.txt what the cooperative matrices do (examples/coop_probe.rs)
 #
-# DEVICE_CHECK_SHAPES and DEVICE_CHECK_TESTS narrow it down (see below);
-# DEVICE_CHECK_TORCH=0 skips the PyTorch step.
+# DEVICE_CHECK_SHAPES, DEVICE_CHECK_SUITE_MAX_N ("u8 f16 f32" caps) and
+# DEVICE_CHECK_TESTS narrow it down (see below); DEVICE_CHECK_TORCH=0 skips
+# the PyTorch step.
 #
 # Steps, most wanted first: `vlad adapters --json`; `vlad bench --json` (gpu
 # and cpu) at the seed, SIFT-like and N = 10^6 shapes, with and without
@@ -78,6 +86,8 @@ for line in sys.stdin:
     netvlad="20:1200:512:64:3"
     torch_shapes="256,128,64,16"
     save_shape="256,128,64,16"
+    # The suite's seed shape only (lavapipe), each dtype.
+    suite_max_n="40000 40000 40000"
 else
     # Vulkan loader: the GPU image has the NVIDIA driver, maybe not libvulkan.
     if ! ldconfig -p | grep -q 'libvulkan.so.1'; then
@@ -111,6 +121,10 @@ else
     torch_shapes="256,128,64,16 200,500,128,64 2000,500,128,256"
     # The cross-check runs the f64 reference too (--verify): the SIFT-like shape.
     save_shape="200,500,128,64"
+    # `vlad bench --suite` caps per dtype (u8 f16 f32): the whole suite to
+    # N = 10^7 in f32 and u8; f16 (widened on the host until f16 uploads
+    # land) to 10^6.
+    suite_max_n="10000000 1000000 10000000"
 fi
 vlad=$repo/target/release/vlad
 # Overrides, to try the script quickly: DEVICE_CHECK_SHAPES="label:T:L:F:K:repeats ..."
@@ -167,6 +181,64 @@ for spec in $shapes; do
         fi
     done
 done
+
+# --- 3a. vlad bench --suite: ceilings and the fixed shapes, per dtype ----------
+# SPEC §16: the ceilings (FMA f32/f16, device memory, host<->device, one
+# empty dispatch) and the suite's seeded shapes, in the versioned schema.
+suite_max_n=${DEVICE_CHECK_SUITE_MAX_N:-$suite_max_n}
+read -r cap_u8 cap_f16 cap_f32 <<<"$suite_max_n"
+for spec in "u8:$cap_u8" "f16:$cap_f16" "f32:$cap_f32"; do
+    IFS=: read -r dtype cap <<<"$spec"
+    plot=()
+    [ "$dtype" = f32 ] && plot=(--plot "$out/roofline.svg")
+    say "bench --suite --dtype $dtype --max-n $cap"
+    if timeout "$(left 150)" "$vlad" bench --suite --max-n "$cap" --dtype "$dtype" --backend gpu --backend cpu \
+        "${plot[@]}" --json >"$out/suite-$dtype.json" 2>>"$out/bench.log"; then
+        say "bench --suite --dtype $dtype: ok"
+    else
+        say "bench --suite --dtype $dtype failed (rc $?)"
+        echo null >"$out/suite-$dtype.json"
+    fi
+done
+python3 - "$out" >"$out/bench-table.md" 2>>"$out/check.log" <<'EOF'
+import json, sys
+out = sys.argv[1]
+def fmt(s):
+    return "-" if s is None else (f"{s*1e3:.3f} ms" if s >= 1e-4 else f"{s*1e6:.1f} us")
+def num(x, d=1):
+    return "-" if x is None else f"{x:.{d}f}"
+print("| dtype | run | backend | stage | median | GB/s | GFLOP/s | % of ceiling |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+ceilings = {}
+for dtype in ["u8", "f16", "f32"]:
+    try:
+        doc = json.load(open(f"{out}/suite-{dtype}.json"))
+    except Exception:
+        doc = None
+    if not doc:
+        print(f"| {dtype} | (failed) | | | | | | |")
+        continue
+    host = doc["host"]["cpu"]
+    for run in doc["runs"]:
+        for c in run["ceilings"]:
+            ceilings.setdefault((c["backend"], c.get("adapter")), (c, host))
+        for r in run["rows"]:
+            p = r["percent_of_ceiling"]
+            bound = "-" if p is None else f"{p:.1f} % {r['ceiling']}"
+            emu = " (emulation)" if r.get("emulation") else ""
+            print(f"| {dtype} | {run['label']} | {r['backend']}{emu} | {r['stage']} | {fmt(r['median_seconds'])} "
+                  f"| {num(r['gigabytes_per_second'], 2)} | {num(r['gigaflops_per_second'])} | {bound} |")
+print()
+print("| backend | adapter (kind, driver) / host CPU | FMA f32 GFLOP/s | FMA f16 GFLOP/s | memory GB/s | upload GB/s | read-back GB/s | empty dispatch |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for (backend, adapter), (c, host) in ceilings.items():
+    who = f"{adapter} ({c['adapter_kind']}, {c['driver']})" if adapter else f"{host} ({c.get('fma_path')})"
+    if c.get("emulation"):
+        who += ", software adapter: CPU emulation, not GPU speed"
+    print(f"| {backend} | {who} | {num(c['fma_gflops'])} | {num(c['fma_f16_gflops'])} | {num(c['memory_gbps'])} "
+          f"| {num(c['upload_gbps'], 2)} | {num(c['readback_gbps'], 2)} | {fmt(c['dispatch_seconds'])} |")
+EOF
+say "bench-table.md: $(wc -l <"$out/bench-table.md") lines"
 
 # --- 3b. vlad bench, NetVLAD soft assignment (SPEC §10) -------------------------
 # The soft path's own stages (soft logits, per-image aggregation) on gpu and
@@ -293,6 +365,7 @@ summary = {
               "failed": sum(t["failed"] for t in tests),
               "all_ok": all(t["exit"] == 0 for t in tests)},
     "bench": bench,
+    "suite": {d: load(f"{out}/suite-{d}.json") for d in ("u8", "f16", "f32")},
     "torch": load(f"{w}/torch.json"),
     "cross_check": load(f"{w}/cross.json"),
     "tests_in_parallel": load(f"{w}/parallel.json"),

@@ -13,6 +13,12 @@ use crate::model::codebook::Codebook;
 use crate::model::normalization::Normalization;
 pub use crate::model::report::Ceilings;
 
+pub mod dtype;
+pub mod host;
+pub mod suite;
+
+pub use dtype::BenchDtype;
+
 /// The shape and protocol of a benchmark.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BenchConfig {
@@ -36,6 +42,8 @@ pub struct BenchConfig {
     pub assignment: crate::model::assignment::Assignment,
     /// The GPU's setup (adapter, graphics APIs, tensor cores).
     pub gpu_options: crate::backend::options::GpuOptions,
+    /// The element type of the synthetic descriptors (`vlad bench --dtype`).
+    pub dtype: BenchDtype,
 }
 
 impl Default for BenchConfig {
@@ -52,6 +60,7 @@ impl Default for BenchConfig {
             seed: 1234,
             assignment: crate::model::assignment::Assignment::Hard,
             gpu_options: Default::default(),
+            dtype: BenchDtype::F32,
         }
     }
 }
@@ -81,6 +90,9 @@ pub struct BenchRow {
     /// Modelled FLOPs ÷ median time (0 where the stage does no arithmetic
     /// worth counting).
     pub gigaflops_per_second: f64,
+    /// Modelled FLOPs per modelled byte: the stage's x on a roofline
+    /// (`None` where it does no counted arithmetic or moves no bytes).
+    pub arithmetic_intensity: Option<f64>,
     /// The ceiling that bounds this stage (`"fma"`, `"memory"`, `"upload"`,
     /// `"readback"`), where one does.
     pub ceiling: Option<&'static str>,
@@ -96,6 +108,16 @@ pub struct BackendCeilings {
     pub backend: Backend,
     /// GPU adapter name, when the GPU ran.
     pub adapter: Option<String>,
+    /// The adapter's kind (`discrete`, `software`…), when the GPU ran.
+    pub adapter_kind: Option<&'static str>,
+    /// The adapter's driver and its version, when the GPU ran.
+    pub driver: Option<String>,
+    /// Whether the numbers are a software adapter's (CPU emulation of a
+    /// GPU, never GPU speed).
+    pub emulation: bool,
+    /// How the CPU's FMA ceiling ran (`avx512`, `avx2`, `portable`), on the
+    /// cpu backends.
+    pub fma_path: Option<&'static str>,
     /// The values.
     pub ceilings: Ceilings,
 }
@@ -127,7 +149,21 @@ pub struct BenchReport {
 /// Bytes and FLOPs a stage must at least move and do, for `N` descriptors
 /// of width `F`, `K` centroids and `T` images (f32 data, u32 labels/keys).
 pub fn stage_work(stage: &str, n: f64, f: f64, k: f64, t: f64) -> (f64, f64) {
-    let input = n * f * 4.0;
+    stage_work_in(stage, n, f, k, t, 4.0)
+}
+
+/// [`stage_work`] for descriptors of `element_bytes` bytes each (1 for u8:
+/// the descriptors are read, and uploaded, in their own width; modelled
+/// as f32 a u8 upload ran at 202 % of the transfer ceiling).
+pub fn stage_work_in(
+    stage: &str,
+    n: f64,
+    f: f64,
+    k: f64,
+    t: f64,
+    element_bytes: f64,
+) -> (f64, f64) {
+    let input = n * f * element_bytes;
     let output = t * k * f * 4.0;
     match stage {
         // Read descriptors and centroids; write label, key and value.
@@ -195,20 +231,30 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
             "bench needs at least one repeat".to_string(),
         ));
     }
-    let data = crate::synthetic::clustered_images(t, l, f, k, config.seed);
+    let data = config
+        .dtype
+        .represent(crate::synthetic::clustered_images(t, l, f, k, config.seed));
     let flat = data
         .view()
         .into_shape_with_order((t * l, f))
         .map_err(|e| VladError::InvalidArgument(format!("bench data shape: {e}")))?;
     // The first K descriptors of distinct images: a fixed, untrained codebook
-    // (training is not what is measured here).
+    // (training is not what is measured here), in the data's own values.
     let centroids = flat.select(
         ndarray::Axis(0),
         &(0..k).map(|i| (i * l) % (t * l)).collect::<Vec<_>>(),
     );
     let codebook = Codebook::new(centroids.view())?;
-    let batch = Batch::fixed(data.view())?;
-    run_on(config, &codebook, &batch)
+    match config.dtype {
+        BenchDtype::U8 => {
+            // Exact: `represent` left integers in 0..=255.
+            let bytes = data.mapv(|x| x as u8);
+            run_on(config, &codebook, &Batch::fixed(bytes.view())?)
+        }
+        // f16 values, widened to f32 on the host: the library takes no f16
+        // array yet (dtype::BenchDtype::F16 says what is measured).
+        BenchDtype::F32 | BenchDtype::F16 => run_on(config, &codebook, &Batch::fixed(data.view())?),
+    }
 }
 
 /// The benchmark on given data (`vlad bench --descriptors …`): for each
@@ -305,7 +351,7 @@ pub fn run_on<E: crate::model::element::Element>(
                 })
                 .collect();
             let med = median(times.clone());
-            let (bytes, flops) = stage_work(&stage, n, ff, kk, tt);
+            let (bytes, flops) = stage_work_in(&stage, n, ff, kk, tt, element_bytes as f64);
             let per_s = |x: f64| if med > 0.0 { x / med } else { 0.0 };
             let (gbps, gflops) = (per_s(bytes) / 1e9, per_s(flops) / 1e9);
             let bound = ceilings.for_stage(&stage);
@@ -324,13 +370,22 @@ pub fn run_on<E: crate::model::element::Element>(
                 descriptors_per_second: per_s(n),
                 gigabytes_per_second: gbps,
                 gigaflops_per_second: gflops,
+                arithmetic_intensity: (bytes > 0.0 && flops > 0.0).then(|| flops / bytes),
                 ceiling: bound.map(|(name, _)| name),
                 percent_of_ceiling: percent,
             });
         }
+        let session = (ran == Backend::Gpu)
+            .then(|| encoder.gpu_backend())
+            .flatten();
         all_ceilings.push(BackendCeilings {
             backend: ran,
             adapter,
+            adapter_kind: warm.adapter_kind.map(|k| k.name()),
+            driver: session.map(|s| s.driver()),
+            emulation: software,
+            fma_path: (ran != Backend::Gpu)
+                .then(|| crate::backend::cpu::ceilings::FmaPath::detect().name()),
             ceilings,
         });
     }
@@ -358,9 +413,14 @@ fn measure_ceilings(
         })?;
         return session.ceilings(input_bytes, output_bytes);
     }
-    let memory_bytes = input_bytes.clamp(1 << 24, 1 << 28);
+    // The working set of the stages: the descriptors and the encodings, so
+    // a shape that fits in cache is bounded by the cache's bandwidth, not
+    // the DRAM's (which a cache-resident stage beats).
+    let memory_bytes = (input_bytes + output_bytes).clamp(1 << 16, 1 << 29);
     Ok(Ceilings {
         fma_gflops: crate::backend::cpu::ceilings::fma_gflops(),
+        fma_f16_gflops: None,
+        dispatch_seconds: None,
         memory_gbps: crate::backend::cpu::ceilings::memory_gbps(memory_bytes as usize),
         upload_gbps: None,
         readback_gbps: None,

@@ -52,6 +52,11 @@ impl GpuBackend {
     }
 
     /// Unreachable: no session exists.
+    pub fn driver(&self) -> String {
+        match self._never {}
+    }
+
+    /// Unreachable: no session exists.
     pub fn tensor_core_note(&self) -> Option<String> {
         match self._never {}
     }

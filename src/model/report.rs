@@ -77,9 +77,16 @@ pub struct RunReport {
 /// `crate::backend::gpu::stages::ceilings`).
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub struct Ceilings {
-    /// FMA throughput, GFLOP/s.
+    /// f32 FMA throughput, GFLOP/s: the CPU's widest vector FMA on every
+    /// core, or the GPU's unrolled FMA chains.
     pub fma_gflops: f64,
-    /// Memory bandwidth (copy: bytes read plus written), GB/s.
+    /// f16 FMA throughput, GFLOP/s (GPU with SHADER_F16 only).
+    pub fma_f16_gflops: Option<f64>,
+    /// Latency of one empty dispatch, seconds (GPU only).
+    pub dispatch_seconds: Option<f64>,
+    /// Memory bandwidth, GB/s: on the GPU a device copy (bytes read plus
+    /// written), on the CPU the faster of a read and a copy over the
+    /// stages' working set.
     pub memory_gbps: f64,
     /// Host → device through mapped staging, GB/s (GPU only).
     pub upload_gbps: Option<f64>,

@@ -15,6 +15,8 @@ mod adapters;
 mod bench;
 mod bench_ceilings;
 mod bench_files;
+mod bench_plot;
+mod bench_schema;
 mod encode;
 mod input_as_output;
 mod kmeans;

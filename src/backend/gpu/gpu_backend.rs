@@ -93,6 +93,15 @@ impl GpuBackend {
         self.ctx.adapter_name()
     }
 
+    /// The adapter's driver and its version, e.g. "NVIDIA 570.124.06"
+    /// (`vlad bench` names it beside every run).
+    pub fn driver(&self) -> String {
+        let info = &self.ctx.info;
+        format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string()
+    }
+
     /// The device context.
     pub fn context(&self) -> &GpuContext {
         &self.ctx
@@ -108,6 +117,8 @@ impl GpuBackend {
         )?;
         Ok(Ceilings {
             fma_gflops: g.fma_gflops,
+            fma_f16_gflops: g.fma_f16_gflops,
+            dispatch_seconds: Some(g.dispatch_seconds),
             memory_gbps: g.memory_gbps,
             upload_gbps: Some(g.upload_gbps),
             readback_gbps: Some(g.readback_gbps),
