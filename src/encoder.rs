@@ -306,14 +306,14 @@ impl Encoder {
     pub fn encode<E: Element>(&self, descriptors: ArrayView3<'_, E>) -> Result<Array2<f32>> {
         self.check_output_fits(descriptors.dim().0)?;
         let batch = Batch::fixed_deferred(descriptors)?;
-        Ok(self.encode_batch(&batch)?.vlad)
+        self.encode_batch_vlad(&batch)
     }
 
     /// Encode a list of images, one `(n_t, F)` array each.
     pub fn encode_images<E: Element>(&self, images: &[ArrayView2<'_, E>]) -> Result<Array2<f32>> {
         self.check_output_fits(images.len())?;
         let batch = Batch::from_images(images)?;
-        Ok(self.encode_batch(&batch)?.vlad)
+        self.encode_batch_vlad(&batch)
     }
 
     /// Encode ragged images: `(N, F)` rows plus CSR offsets `(T+1,)`
@@ -324,7 +324,7 @@ impl Encoder {
         offsets: &[O],
     ) -> Result<Array2<f32>> {
         let batch = Batch::ragged_deferred(descriptors, offsets)?;
-        Ok(self.encode_batch(&batch)?.vlad)
+        self.encode_batch_vlad(&batch)
     }
 
     /// Encode ragged images whose labels (`u32` in `[0, K)`) are already
@@ -337,13 +337,33 @@ impl Encoder {
     ) -> Result<Array2<f32>> {
         let batch =
             Batch::ragged(descriptors, offsets)?.with_labels(labels, self.codebook.clusters())?;
-        Ok(self.encode_batch(&batch)?.vlad)
+        self.encode_batch_vlad(&batch)
     }
 
     /// Encode a validated [`Batch`], returning labels and a [`RunReport`]
     /// (a batch built with finiteness deferred is checked here, see
     /// [`Batch::finite_checked`]).
     pub fn encode_batch<E: Element>(&self, batch: &Batch<'_, E>) -> Result<Encoded> {
+        let (vlad, labels, report) = self.encode_owned(batch, true)?;
+        Ok(Encoded {
+            vlad,
+            labels,
+            report,
+        })
+    }
+
+    /// [`Encoder::encode_batch`]'s encoding alone: no labels are built
+    /// (the CPU's one pass then never stores them).
+    pub fn encode_batch_vlad<E: Element>(&self, batch: &Batch<'_, E>) -> Result<Array2<f32>> {
+        Ok(self.encode_owned(batch, false)?.0)
+    }
+
+    /// Encode into a fresh `(T, K·F)` array, with the labels when asked.
+    fn encode_owned<E: Element>(
+        &self,
+        batch: &Batch<'_, E>,
+        want_labels: bool,
+    ) -> Result<(Array2<f32>, Vec<u32>, RunReport)> {
         self.check_batch(batch)?;
         self.check_output_fits(batch.images())?;
         // The CPU's soft pooling reads every value anyway and finds a
@@ -357,12 +377,8 @@ impl Encoder {
         let out = vlad
             .as_slice_mut()
             .unwrap_or_else(|| unreachable!("a fresh array is contiguous"));
-        let (labels, report) = self.encode_on_engine(batch, out)?;
-        Ok(Encoded {
-            vlad,
-            labels,
-            report,
-        })
+        let (labels, report) = self.encode_on_engine(batch, out, want_labels)?;
+        Ok((vlad, labels, report))
     }
 
     /// Encode a validated [`Batch`] into `out`, the caller's `(T, K·F)`
@@ -391,14 +407,14 @@ impl Encoder {
             )));
         }
         let (_, report) = match out.as_slice_mut() {
-            Some(flat) => self.encode_on_engine(batch, flat)?,
+            Some(flat) => self.encode_on_engine(batch, flat, false)?,
             // A strided view: computed contiguous, then copied in.
             None => {
                 let mut vlad = Array2::<f32>::zeros(want);
                 let flat = vlad
                     .as_slice_mut()
                     .unwrap_or_else(|| unreachable!("a fresh array is contiguous"));
-                let ran = self.encode_on_engine(batch, flat)?;
+                let ran = self.encode_on_engine(batch, flat, false)?;
                 out.assign(&vlad);
                 ran
             }
@@ -468,11 +484,13 @@ impl Encoder {
         Ok((cuts, report))
     }
 
-    /// Encode `batch` into `out` (`T·K·F` values) on the selected engine.
+    /// Encode `batch` into `out` (`T·K·F` values) on the selected engine;
+    /// the labels come back when `want_labels` (else maybe none).
     fn encode_on_engine<E: Element>(
         &self,
         batch: &Batch<'_, E>,
         out: &mut [f32],
+        want_labels: bool,
     ) -> Result<(Vec<u32>, RunReport)> {
         self.run(|engine, model, stages| {
             let call = EncodeInto {
@@ -480,6 +498,7 @@ impl Encoder {
                 batch,
                 out,
                 stages,
+                want_labels,
             };
             on_engine!(engine, b => Compute::encode_into(b, call))
         })

@@ -87,6 +87,9 @@ pub struct EncodeInto<'a, E: Element> {
     pub out: &'a mut [f32],
     /// Where each stage's seconds go.
     pub stages: &'a mut StageTimes,
+    /// Whether the caller keeps the labels: a backend may return none when
+    /// not (the CPU's one pass then never stores them).
+    pub want_labels: bool,
 }
 
 /// [`Compute::assign`]'s inputs: the nearest centroid of every descriptor
@@ -120,7 +123,8 @@ pub struct AddPiece<'a, E: Element> {
 pub trait Compute {
     /// Encode the whole images of `call.batch` into `call.out`; returns
     /// the label of every descriptor (the batch's own, the nearest
-    /// centroid, or under soft assignment the centroid of largest weight).
+    /// centroid, or under soft assignment the centroid of largest weight),
+    /// or possibly none when `call.want_labels` is false.
     fn encode_into<E: Element>(&self, call: EncodeInto<'_, E>) -> Result<Vec<u32>>;
 
     /// The nearest-centroid label of every descriptor of `call.batch`.

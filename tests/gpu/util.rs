@@ -33,6 +33,7 @@ pub fn encode<E: Element>(
         batch,
         out: flat,
         stages,
+        want_labels: true,
     };
     let labels = gpu.encode_into(call)?;
     Ok((out, labels))
