@@ -357,6 +357,9 @@ pub struct KMeansParams {
     pub tol: f64,
     pub backend: String,
     pub verbose: bool,
+    /// `init=array`: the checked `(K, F)` starting centroids (then `init`
+    /// is not read).
+    pub init_centroids: Option<Array2<f32>>,
 }
 
 /// A fit's outcome, in plain data.
@@ -399,7 +402,10 @@ pub fn kmeans<E: Element>(
                 .to_string(),
         ));
     }
-    let init: Init = params.init.parse()?;
+    let init: Init = match &params.init_centroids {
+        Some(_) => Init::Given,
+        None => params.init.parse()?,
+    };
     let shape = descriptors.shape().to_vec();
     let (points, dim, per_image) = match shape[..] {
         [n, f] => (n, f, None),
@@ -424,6 +430,18 @@ pub fn kmeans<E: Element>(
         .tolerance(params.tol)
         .backend(backend)
         .gpu_options(gpu_options()?);
+    if let Some(centroids) = &params.init_centroids {
+        // scikit-learn's rule: an init array must have n_clusters rows.
+        if centroids.nrows() != params.n_clusters {
+            return Err(VladError::InvalidArgument(format!(
+                "init: the initial centroids have shape {}, which does not match \
+                 n_clusters = {}",
+                shape_string(centroids.shape()),
+                params.n_clusters
+            )));
+        }
+        kmeans = kmeans.initial_centroids(centroids.clone());
+    }
     if params.verbose {
         kmeans = kmeans.on_progress(progress_line);
     }

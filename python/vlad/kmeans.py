@@ -34,8 +34,11 @@ class KMeans:
     seed : int, default 1234
         Seed of every random draw: the same data and seed give bitwise
         identical centroids, whatever the thread count.
-    init : {"k-means++", "random"}, default "k-means++"
-        Greedy k-means++ seeding, or K distinct points drawn uniformly.
+    init : {"k-means++", "random"} or array of shape (K, F), default "k-means++"
+        Greedy k-means++ seeding, K distinct points drawn uniformly, or (as
+        scikit-learn takes it) the starting centroids themselves, float32 or
+        float64, with ``K == n_clusters``. From a codebook trained
+        elsewhere, ``n_iter=1`` is vocabulary adaptation.
     max_points_per_centroid : int or None, default 256
         Train on at most ``K × max_points_per_centroid`` points drawn with
         the seed; ``None`` (or 0) trains on every point.
@@ -90,16 +93,18 @@ class KMeans:
         rows) or a list of ``(n_t, F)`` arrays; float32, float64 or uint8.
         Returns ``self``."""
         del y  # scikit-learn's signature; k-means is unsupervised
+        given = None if isinstance(self.init, str) else np.asarray(self.init)
         fit = _vlad.kmeans_fit(
             _inputs.rows(X, 0),
             int(self.n_clusters),
             n_iter=int(self.n_iter),
             seed=int(self.seed),
-            init=str(self.init),
+            init=str(self.init) if given is None else "k-means++",
             max_points_per_centroid=self.max_points_per_centroid,
             tol=float(self.tol),
             backend=str(self.backend),
             verbose=bool(self.verbose),
+            init_centroids=given,
         )
         self.cluster_centers_: np.ndarray = fit["cluster_centers"]
         self.inertia_: float = fit["inertia"]
@@ -147,6 +152,8 @@ class KMeans:
         changed = [
             f"{name}={getattr(self, name)!r}"
             for name, default in zip(_PARAMS, (None, 25, 1234, "k-means++", 256, 1e-4, "auto", False))
-            if name == "n_clusters" or getattr(self, name) != default
+            if name == "n_clusters"
+            or not isinstance(getattr(self, name), type(default))
+            or getattr(self, name) != default
         ]
         return f"vlad.KMeans({', '.join(changed)})"
