@@ -156,6 +156,9 @@ def test_out_of_the_wrong_shape_dtype_or_layout_is_an_input_error():
     for out in bad:
         with pytest.raises(vlad.InputError):
             enc.encode(x, out=out)
+    shared = np.zeros((6, width), np.float32)
+    with pytest.raises(vlad.InputError, match="share memory"):
+        enc.encode(shared.reshape(6, -1, enc.dim), out=shared)
     frozen = np.zeros((6, width), np.float32)
     frozen.setflags(write=False)
     with pytest.raises(vlad.InputError):

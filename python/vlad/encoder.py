@@ -88,6 +88,8 @@ class Encoder:
         buffer; any other array raises InputError.
         """
         rows, offsets = _inputs.images(descriptors, offsets, self._native.dim)
+        if isinstance(out, np.ndarray) and isinstance(rows, np.ndarray) and np.may_share_memory(out, rows):
+            raise _vlad.InputError("out must not share memory with the descriptors")
         return self._native.encode(rows, offsets, _inputs.integers(labels), out)
 
     def assign(self, descriptors: Any) -> np.ndarray:
