@@ -373,6 +373,85 @@ fn segment_sums<E: Element>(
     (sums, counts, split)
 }
 
+/// One k-means (Lloyd) assignment in one pass: each row's label and its
+/// squared distance to that centroid, and the rows' plain sums and counts
+/// per cluster added onto `sums` (`K·F`) and `counts` (`K`), block by block
+/// while the rows are in cache. Bitwise what
+/// [`assign_rows_with_distances`](super::assign::assign_rows_with_distances)
+/// then [`add_cluster_sums`](super::aggregate::add_cluster_sums) give: the
+/// same [`PARTIAL_ROWS`]-row partials from the start of `rows`, each summed
+/// from zero, added in order.
+///
+/// # Panics
+///
+/// If `rows` is not whole `F`-wide rows or `sums`, `counts` are not
+/// `K·F`, `K` long.
+pub fn label_and_sum_rows<E: Element>(
+    codebook: &Codebook,
+    rows: &[E],
+    sums: &mut [f64],
+    counts: &mut [u64],
+) -> (Vec<u32>, Vec<f32>) {
+    let (k, f) = (codebook.clusters(), codebook.dim());
+    assert_eq!(rows.len() % f, 0, "rows must hold a whole number of rows");
+    assert_eq!(sums.len(), k * f, "K·F sums");
+    assert_eq!(counts.len(), k, "K counts");
+    let n = rows.len() / f;
+    let mut labels = vec![0u32; n];
+    let mut distances = vec![0f32; n];
+    let block = block_rows(k);
+    let segments: Vec<Range<usize>> = (0..n)
+        .step_by(PARTIAL_ROWS)
+        .map(|s| s..(s + PARTIAL_ROWS).min(n))
+        .collect();
+    let mut label_parts: Vec<&mut [u32]> = labels.chunks_mut(PARTIAL_ROWS).collect();
+    let mut distance_parts: Vec<&mut [f32]> = distances.chunks_mut(PARTIAL_ROWS).collect();
+    for ((round, labels), distances) in segments
+        .chunks(PARTIALS_PER_ROUND)
+        .zip(label_parts.chunks_mut(PARTIALS_PER_ROUND))
+        .zip(distance_parts.chunks_mut(PARTIALS_PER_ROUND))
+    {
+        let partials: Vec<(Vec<f64>, Vec<u64>)> = round
+            .par_iter()
+            .zip(labels.par_iter_mut())
+            .zip(distances.par_iter_mut())
+            .map(|((segment, labels), distances)| {
+                let mut partial = vec![0f64; k * f];
+                let mut partial_counts = vec![0u64; k];
+                for start in segment.clone().step_by(block) {
+                    let end = (start + block).min(segment.end);
+                    let at = start - segment.start..end - segment.start;
+                    let block_labels = &mut labels[at.clone()];
+                    label_range(
+                        codebook,
+                        rows,
+                        start..end,
+                        block_labels,
+                        Some(&mut distances[at]),
+                    );
+                    let input = Labelled {
+                        rows: &rows[start * f..end * f],
+                        dim: f,
+                        labels: block_labels,
+                        centroids: None,
+                    };
+                    accumulate(input, &mut partial, &mut partial_counts, false);
+                }
+                (partial, partial_counts)
+            })
+            .collect();
+        for (partial, partial_counts) in &partials {
+            for (s, p) in sums.iter_mut().zip(partial) {
+                *s += p;
+            }
+            for (c, p) in counts.iter_mut().zip(partial_counts) {
+                *c += p;
+            }
+        }
+    }
+    (labels, distances)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,6 +520,41 @@ mod tests {
             let mut alone = vec![f32::NAN; want_sums.len()];
             pool.install(|| encode_sums_into(&codebook, &batch, &mut alone, None));
             assert_eq!(bits(&alone), bits(&want_sums), "K = {k}, one thread");
+        }
+    }
+
+    /// k-means' one-pass step: the labels, distances and sums of the two
+    /// passes, bit for bit, carried over two windows.
+    #[test]
+    fn lloyd_step_in_one_pass_gives_the_two_passes_bits() {
+        for (k, f) in [(256, 24), (16, 8), (3, 5)] {
+            let n = 3 * PARTIAL_ROWS + 17;
+            let centroids = pseudo_random(k * f, 5);
+            let codebook =
+                Codebook::new(ndarray::ArrayView2::from_shape((k, f), &centroids).unwrap())
+                    .unwrap();
+            let rows = pseudo_random(n * f, 9);
+            let (mut want_sums, mut want_counts) = (vec![0f64; k * f], vec![0u64; k]);
+            let (mut sums, mut counts) = (vec![0f64; k * f], vec![0u64; k]);
+            for window in [&rows[..2 * PARTIAL_ROWS * f], &rows[2 * PARTIAL_ROWS * f..]] {
+                let (want_labels, want_distances) =
+                    assign::assign_rows_with_distances(&codebook, window, f);
+                aggregate::add_cluster_sums(
+                    window,
+                    f,
+                    &want_labels,
+                    k,
+                    &mut want_sums,
+                    &mut want_counts,
+                );
+                let (labels, distances) =
+                    label_and_sum_rows(&codebook, window, &mut sums, &mut counts);
+                assert_eq!(labels, want_labels, "K = {k}");
+                assert_eq!(bits(&distances), bits(&want_distances), "K = {k}");
+            }
+            let bits64 = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits64(&sums), bits64(&want_sums), "K = {k}");
+            assert_eq!(counts, want_counts, "K = {k}");
         }
     }
 
