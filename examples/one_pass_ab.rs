@@ -8,13 +8,15 @@
 //! ```
 //!
 //! Prints one line per shape: the median seconds of each (after one
-//! warm-up each), the ratio one/two, and that both gave the same bits.
+//! warm-up each), the ratio one/two, and that both gave the same bits; then
+//! the same for k-means' Lloyd step (labels, distances, cluster sums) on
+//! those rows.
 
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vlad::backend::cpu::{aggregate, assign, encode_into, normalize};
+use vlad::backend::cpu::{aggregate, assign, encode_into, normalize, one_pass};
 use vlad::{Batch, Codebook, Normalization, StageTimes};
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -78,6 +80,36 @@ fn main() {
         let (a, b) = (median(a), median(b));
         println!(
             "{t}x{l}x{f} K{k}: two passes {:.2} ms, one pass {:.2} ms, ratio {:.3}, same bits: {same}",
+            a * 1e3,
+            b * 1e3,
+            b / a
+        );
+        // k-means' Lloyd step on the same rows: labels, distances, sums.
+        let lloyd_two = || {
+            let (labels, distances) = assign::assign_rows_with_distances(&codebook, &rows, f);
+            let (mut sums, mut counts) = (vec![0f64; k * f], vec![0u64; k]);
+            aggregate::add_cluster_sums(&rows, f, &labels, k, &mut sums, &mut counts);
+            (labels, distances, sums)
+        };
+        let lloyd_one = || {
+            let (mut sums, mut counts) = (vec![0f64; k * f], vec![0u64; k]);
+            let (labels, distances) =
+                one_pass::label_and_sum_rows(&codebook, &rows, &mut sums, &mut counts);
+            (labels, distances, sums)
+        };
+        let same = lloyd_two() == lloyd_one();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..repeats {
+            let start = Instant::now();
+            std::hint::black_box(lloyd_two());
+            a.push(start.elapsed().as_secs_f64());
+            let start = Instant::now();
+            std::hint::black_box(lloyd_one());
+            b.push(start.elapsed().as_secs_f64());
+        }
+        let (a, b) = (median(a), median(b));
+        println!(
+            "  Lloyd step on those {n} rows: two passes {:.2} ms, one pass {:.2} ms, ratio {:.3}, same: {same}",
             a * 1e3,
             b * 1e3,
             b / a

@@ -115,7 +115,15 @@ pub fn encode_sums_into<E: Element>(
         return (counts, Split::default());
     }
     let block = block_rows(k);
-    let jobs = plan(batch, block, k * f, k, out, counts_flat, labels);
+    let jobs = plan(
+        batch,
+        job_rows(batch.len(), block),
+        k * f,
+        k,
+        out,
+        counts_flat,
+        labels,
+    );
     let split = jobs
         .into_par_iter()
         .map(|job| {
@@ -128,6 +136,18 @@ pub fn encode_sums_into<E: Element>(
         .reduce(Split::default, Split::add);
     (counts, split)
 }
+
+/// Rows per run of short images: one GEMM block, or fewer in a small batch
+/// so that it still makes at least [`MIN_JOBS`] jobs (whole images of a
+/// few milliseconds of work, where a thread descheduled on a busy machine
+/// would otherwise hold a large share of it); never under 1024 rows (the
+/// GEMM's own per-call cost). A function of the batch's size and `K` alone.
+fn job_rows(rows: usize, block: usize) -> usize {
+    (rows / MIN_JOBS).clamp(1024, block.max(1024))
+}
+
+/// Jobs a small batch is cut into at least (see [`job_rows`]).
+const MIN_JOBS: usize = 16;
 
 /// Cut the images into jobs: each long image (over [`PARTIAL_ROWS`] rows)
 /// alone, the others in runs of consecutive images of at most `block` rows
