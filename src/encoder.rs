@@ -427,14 +427,14 @@ impl Encoder {
     pub fn encode<E: Element>(&self, descriptors: ArrayView3<'_, E>) -> Result<Array2<f32>> {
         self.check_output_fits(descriptors.dim().0)?;
         let batch = Batch::fixed_deferred(descriptors)?;
-        Ok(self.encode_batch(&batch)?.vlad)
+        self.encode_batch_vlad(&batch)
     }
 
     /// Encode a list of images, one `(n_t, F)` array each.
     pub fn encode_images<E: Element>(&self, images: &[ArrayView2<'_, E>]) -> Result<Array2<f32>> {
         self.check_output_fits(images.len())?;
         let batch = Batch::from_images(images)?;
-        Ok(self.encode_batch(&batch)?.vlad)
+        self.encode_batch_vlad(&batch)
     }
 
     /// Encode ragged images: `(N, F)` rows plus CSR offsets `(T+1,)`
@@ -445,7 +445,7 @@ impl Encoder {
         offsets: &[O],
     ) -> Result<Array2<f32>> {
         let batch = Batch::ragged_deferred(descriptors, offsets)?;
-        Ok(self.encode_batch(&batch)?.vlad)
+        self.encode_batch_vlad(&batch)
     }
 
     /// Encode ragged images whose labels (`u32` in `[0, K)`) are already
@@ -458,13 +458,33 @@ impl Encoder {
     ) -> Result<Array2<f32>> {
         let batch =
             Batch::ragged(descriptors, offsets)?.with_labels(labels, self.codebook.clusters())?;
-        Ok(self.encode_batch(&batch)?.vlad)
+        self.encode_batch_vlad(&batch)
     }
 
     /// Encode a validated [`Batch`], returning labels and a [`RunReport`]
     /// (a batch built with finiteness deferred is checked here, see
     /// [`Batch::finite_checked`]).
     pub fn encode_batch<E: Element>(&self, batch: &Batch<'_, E>) -> Result<Encoded> {
+        let (vlad, labels, report) = self.encode_owned(batch, true)?;
+        Ok(Encoded {
+            vlad,
+            labels,
+            report,
+        })
+    }
+
+    /// [`Encoder::encode_batch`]'s encoding alone: no labels are built
+    /// (the CPU's one pass then never stores them).
+    pub fn encode_batch_vlad<E: Element>(&self, batch: &Batch<'_, E>) -> Result<Array2<f32>> {
+        Ok(self.encode_owned(batch, false)?.0)
+    }
+
+    /// Encode into a fresh `(T, K·F)` array, with the labels when asked.
+    fn encode_owned<E: Element>(
+        &self,
+        batch: &Batch<'_, E>,
+        want_labels: bool,
+    ) -> Result<(Array2<f32>, Vec<u32>, RunReport)> {
         self.check_batch(batch)?;
         self.check_output_fits(batch.images())?;
         // The CPU's soft pooling reads every value anyway and finds a
@@ -478,12 +498,8 @@ impl Encoder {
         let out = vlad
             .as_slice_mut()
             .unwrap_or_else(|| unreachable!("a fresh array is contiguous"));
-        let (labels, report) = self.encode_on_engine(batch, out)?;
-        Ok(Encoded {
-            vlad,
-            labels,
-            report,
-        })
+        let (labels, report) = self.encode_on_engine(batch, out, want_labels)?;
+        Ok((vlad, labels, report))
     }
 
     /// Encode a validated [`Batch`] into `out`, the caller's `(T, K·F)`
@@ -512,14 +528,14 @@ impl Encoder {
             )));
         }
         let (_, report) = match out.as_slice_mut() {
-            Some(flat) => self.encode_on_engine(batch, flat)?,
+            Some(flat) => self.encode_on_engine(batch, flat, false)?,
             // A strided view: computed contiguous, then copied in.
             None => {
                 let mut vlad = Array2::<f32>::zeros(want);
                 let flat = vlad
                     .as_slice_mut()
                     .unwrap_or_else(|| unreachable!("a fresh array is contiguous"));
-                let ran = self.encode_on_engine(batch, flat)?;
+                let ran = self.encode_on_engine(batch, flat, false)?;
                 out.assign(&vlad);
                 ran
             }
@@ -590,13 +606,15 @@ impl Encoder {
     }
 
     /// Encode `batch` into `out` (`T · dims_out` values) on the selected
-    /// engine. With a whitening, a backend that fuses it (the GPU: only
-    /// `T × D′` values come back) is given it; any other encodes `(T, K·F)`
-    /// into scratch memory and whitens that, on the same backend.
+    /// engine; the labels come back when `want_labels` (else maybe none).
+    /// With a whitening, a backend that fuses it (the GPU: only `T × D′`
+    /// values come back) is given it; any other encodes `(T, K·F)` into
+    /// scratch memory and whitens that, on the same backend.
     fn encode_on_engine<E: Element>(
         &self,
         batch: &Batch<'_, E>,
         out: &mut [f32],
+        want_labels: bool,
     ) -> Result<(Vec<u32>, RunReport)> {
         let whitening = self.whitening.as_deref();
         if let Some(w) = whitening {
@@ -606,13 +624,13 @@ impl Encoder {
             on_engine!(engine, b => match whitening {
                 Some(w) if !b.fuses_whitening() => {
                     let mut raw = raw_scratch(batch.images(), self.raw_width())?;
-                    let call = EncodeInto { model, batch, out: &mut raw, stages, whitening: None };
+                    let call = EncodeInto { model, batch, out: &mut raw, stages, whitening: None, want_labels };
                     let labels = Compute::encode_into(b, call)?;
                     stages.time("whiten", || b.whiten(w, &raw, out))?;
                     Ok(labels)
                 }
                 _ => {
-                    let call = EncodeInto { model, batch, out: &mut *out, stages, whitening };
+                    let call = EncodeInto { model, batch, out: &mut *out, stages, whitening, want_labels };
                     Compute::encode_into(b, call)
                 }
             })

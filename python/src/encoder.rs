@@ -4,8 +4,8 @@
 //! Frozen and `Sync`: one encoder is shared by any number of Python threads,
 //! and every call releases the GIL while it computes.
 
-use ndarray::{Array1, Array2};
-use numpy::{PyArray1, PyArray2, PyReadonlyArray2};
+use ndarray::{Array1, Array2, ArrayViewMut2};
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use vlad::{Batch, Element, Encoder as VladEncoder, VladError};
 
@@ -45,6 +45,28 @@ impl BatchJob for Encode {
         let encoded = glue::encode(encoder, batch)?;
         let labels = encoded.labels.iter().map(|&l| i64::from(l)).collect();
         Ok((encoded, labels))
+    }
+}
+
+/// The encoding alone (no labels built): into the caller's array when one
+/// is given, else into a fresh one.
+struct EncodeOnly<'a> {
+    out: Option<ArrayViewMut2<'a, f32>>,
+}
+impl BatchJob for EncodeOnly<'_> {
+    type Out = Option<Array2<f32>>;
+    fn run<E: Element>(
+        self,
+        encoder: &VladEncoder,
+        batch: &Batch<'_, E>,
+    ) -> Result<Self::Out, VladError> {
+        match self.out {
+            Some(out) => {
+                encoder.encode_batch_into(batch, out)?;
+                Ok(None)
+            }
+            None => encoder.encode_batch_vlad(batch).map(Some),
+        }
     }
 }
 
@@ -131,6 +153,33 @@ impl Encoder {
     }
 }
 
+/// `out=` as the array the encoding is written into: float32, 2-D,
+/// C-contiguous (its shape is checked against the batch later); anything
+/// else is an `InputError` saying what it must be.
+fn output_array<'py>(out: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let want = "out must be a C-contiguous float32 numpy array of shape (T, K·F)";
+    let Ok(array) = out.cast::<numpy::PyUntypedArray>() else {
+        return Err(crate::errors::input_error(format!(
+            "{want}, got {}",
+            out.get_type().name()?
+        )));
+    };
+    let Ok(typed) = out.cast::<PyArray2<f32>>() else {
+        return Err(crate::errors::input_error(format!(
+            "{want}, got dtype {} with shape {}",
+            array.dtype(),
+            arrays::shape_string(array.shape())
+        )));
+    };
+    if !typed.is_c_contiguous() {
+        return Err(crate::errors::input_error(format!(
+            "{want}, got a non-contiguous view: pass np.ascontiguousarray(out) or a fresh \
+             np.empty((T, K·F), np.float32)"
+        )));
+    }
+    Ok(typed.clone())
+}
+
 #[pymethods]
 impl Encoder {
     #[new]
@@ -178,17 +227,35 @@ impl Encoder {
         Ok(Encoder { inner })
     }
 
-    /// `(T, K·F)` float32 encodings.
-    #[pyo3(signature = (descriptors, offsets = None, labels = None))]
+    /// `(T, K·F)` float32 encodings; with `out`, written into that
+    /// C-contiguous, writeable float32 `(T, K·F)` array, which is returned.
+    #[pyo3(signature = (descriptors, offsets = None, labels = None, out = None))]
     fn encode<'py>(
         &self,
         py: Python<'py>,
         descriptors: &Bound<'py, PyAny>,
         offsets: Option<&Bound<'py, PyAny>>,
         labels: Option<&Bound<'py, PyAny>>,
+        out: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let (encoded, _) = self.run(py, descriptors, offsets, labels, Encode)?;
-        Ok(PyArray2::from_owned_array(py, encoded.vlad))
+        let Some(out) = out else {
+            let job = EncodeOnly { out: None };
+            let vlad = self.run(py, descriptors, offsets, labels, job)?;
+            let vlad = vlad.unwrap_or_else(|| unreachable!("no out: a fresh array"));
+            return Ok(PyArray2::from_owned_array(py, vlad));
+        };
+        let array = output_array(out)?;
+        let mut writable = array.try_readwrite().map_err(|e| {
+            crate::errors::input_error(format!(
+                "out must be a writeable array that shares no memory with the inputs ({e})"
+            ))
+        })?;
+        let job = EncodeOnly {
+            out: Some(writable.as_array_mut()),
+        };
+        self.run(py, descriptors, offsets, labels, job)?;
+        drop(writable);
+        Ok(array)
     }
 
     /// `(N,)` int64 nearest-centroid labels.

@@ -452,6 +452,9 @@ pub struct KMeansParams {
     pub verbose: bool,
     /// Every progress event, when given (`verbose` then adds nothing).
     pub progress: Option<ProgressSink>,
+    /// `init=array`: the checked `(K, F)` starting centroids (then `init`
+    /// is not read).
+    pub init_centroids: Option<Array2<f32>>,
 }
 
 /// A fit's outcome, in plain data.
@@ -494,7 +497,10 @@ pub fn kmeans<E: Element>(
                 .to_string(),
         ));
     }
-    let init: Init = params.init.parse()?;
+    let init: Init = match &params.init_centroids {
+        Some(_) => Init::Given,
+        None => params.init.parse()?,
+    };
     let shape = descriptors.shape().to_vec();
     let (points, dim, per_image) = match shape[..] {
         [n, f] => (n, f, None),
@@ -519,6 +525,18 @@ pub fn kmeans<E: Element>(
         .tolerance(params.tol)
         .backend(backend)
         .gpu_options(gpu_options()?);
+    if let Some(centroids) = &params.init_centroids {
+        // scikit-learn's rule: an init array must have n_clusters rows.
+        if centroids.nrows() != params.n_clusters {
+            return Err(VladError::InvalidArgument(format!(
+                "init: the initial centroids have shape {}, which does not match \
+                 n_clusters = {}",
+                shape_string(centroids.shape()),
+                params.n_clusters
+            )));
+        }
+        kmeans = kmeans.initial_centroids(centroids.clone());
+    }
     if let Some(sink) = params.progress.clone() {
         kmeans = kmeans.on_progress(move |event| sink(progress_data(event)));
     } else if params.verbose {

@@ -4,17 +4,19 @@ use numpy::PyArray2;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::arrays::{self, with_descriptors};
+use crate::arrays::{self, Centroids, with_descriptors};
 use crate::detach::compute;
 use crate::glue::{self, KMeansParams};
 
 /// Train a codebook; returns a dict of the fit's outcome (centroids,
 /// inertia, iterations, inertia_history, backend, adapter, adapter_kind,
 /// fallback_reason, seconds, setup_seconds, training_points).
+/// `init_centroids`: a `(K, F)` float32/float64 array to start from
+/// (`init` is then not read).
 #[pyfunction]
 #[pyo3(signature = (descriptors, n_clusters, n_iter = 25, seed = 1234, init = "k-means++",
                     max_points_per_centroid = Some(256), tol = 1e-4, backend = "auto", verbose = false,
-                    progress = None))]
+                    progress = None, init_centroids = None))]
 #[allow(clippy::too_many_arguments)]
 pub fn kmeans_fit<'py>(
     py: Python<'py>,
@@ -28,6 +30,7 @@ pub fn kmeans_fit<'py>(
     backend: &str,
     verbose: bool,
     progress: Option<Py<PyAny>>,
+    init_centroids: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     // Called from the computation's thread: it takes the GIL for the call.
     // An exception in the callback is reported (as Python reports an
@@ -47,6 +50,16 @@ pub fn kmeans_fit<'py>(
             })
         })
     });
+    let init_centroids = match init_centroids {
+        None => None,
+        Some(array) => {
+            let codebook = match arrays::centroids(array)? {
+                Centroids::F32(a) => glue::codebook_f32(a.as_array()),
+                Centroids::F64(a) => glue::codebook_f64(a.as_array()),
+            };
+            Some(codebook.map_err(crate::errors::to_py)?.into_centroids())
+        }
+    };
     let params = KMeansParams {
         n_clusters,
         n_iter,
@@ -57,6 +70,7 @@ pub fn kmeans_fit<'py>(
         backend: backend.to_string(),
         verbose,
         progress,
+        init_centroids,
     };
     let descriptors = arrays::descriptors(descriptors)?;
     let params = &params;

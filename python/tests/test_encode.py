@@ -121,3 +121,45 @@ def test_exact_ties_go_to_the_lowest_centroid():
     for backend in ("cpu", "reference"):
         labels = vlad.Encoder(centroids, backend=backend).assign(rows)
         np.testing.assert_array_equal(labels, [0, 0, 0])
+
+
+def test_out_receives_the_encoding_and_is_returned():
+    enc = vlad.Encoder(C, backend="cpu")
+    x = fixed_images(t=6, l=9)
+    want = enc.encode(x)
+    out = np.full((6, want.shape[1]), np.nan, dtype=np.float32)
+    got = enc.encode(x, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, want)
+    # Reused: every element is written again (ragged, an empty image).
+    rows = x.reshape(-1, x.shape[2])
+    offsets = np.array([0, 9, 9, 20, 30, 40, 54])
+    out[:] = np.nan
+    enc.encode(rows, offsets, out=out)
+    np.testing.assert_array_equal(out, enc.encode(rows, offsets))
+    assert not out[1].any()
+
+
+def test_out_of_the_wrong_shape_dtype_or_layout_is_an_input_error():
+    enc = vlad.Encoder(C, backend="cpu")
+    x = fixed_images(t=6, l=9)
+    width = enc.n_clusters * enc.dim
+    bad = [
+        np.zeros((5, width), np.float32),  # T
+        np.zeros((6, width + 1), np.float32),  # K·F
+        np.zeros((6, width), np.float64),  # dtype
+        np.zeros((6 * width,), np.float32),  # rank
+        np.zeros((width, 6), np.float32).T,  # F order
+        np.zeros((6, 2 * width), np.float32)[:, ::2],  # strided
+        [[0.0] * width] * 6,  # not an array
+    ]
+    for out in bad:
+        with pytest.raises(vlad.InputError):
+            enc.encode(x, out=out)
+    shared = np.zeros((6, width), np.float32)
+    with pytest.raises(vlad.InputError, match="share memory"):
+        enc.encode(shared.reshape(6, -1, enc.dim), out=shared)
+    frozen = np.zeros((6, width), np.float32)
+    frozen.setflags(write=False)
+    with pytest.raises(vlad.InputError):
+        enc.encode(x, out=frozen)

@@ -211,3 +211,33 @@ vlad.KMeans(3, n_iter=4, tol=0, backend="cpu").fit(x)
     assert [ln.split(":")[1] for ln in iterations] == [f" iteration {i}/4" for i in (1, 2, 3, 4)]
     assert all(": inertia " in ln for ln in iterations)
     assert lines[-1].startswith("kmeans: 4 iterations, inertia ")
+
+
+def test_init_array_one_iteration_is_one_lloyd_step_by_hand():
+    """Vocabulary adaptation: from a codebook trained elsewhere, n_iter=1 is
+    one Lloyd step (nearest given centroid, then each cluster's mean),
+    computed here in numpy (f64)."""
+    x = data(n=2000, seed=60)
+    given = (CENTRES + 0.7).astype(np.float32)
+    km = vlad.KMeans(12, n_iter=1, init=given, max_points_per_centroid=None, backend="cpu").fit(x)
+    assert km.n_iter_ == 1
+    labels = oracle.assign(x, given)
+    want = np.stack([x[labels == c].astype(np.float64).mean(axis=0) for c in range(12)])
+    assert not np.allclose(want, given)
+    np.testing.assert_allclose(km.cluster_centers_, want, rtol=1e-6, atol=1e-5)
+    # float64 given centroids are rounded to float32, as an Encoder does.
+    again = vlad.KMeans(12, n_iter=1, init=given.astype(np.float64), max_points_per_centroid=None,
+                        backend="cpu").fit(x)
+    np.testing.assert_array_equal(again.cluster_centers_, km.cluster_centers_)
+    assert "init=" in repr(km)
+
+
+def test_init_array_must_match_n_clusters_width_and_be_finite():
+    x = data(n=500)
+    for bad in [CENTRES[:5], CENTRES[:, :3], np.zeros(8)]:
+        with pytest.raises(vlad.InputError):
+            vlad.KMeans(12, init=bad.astype(np.float32), backend="cpu").fit(x)
+    nan = CENTRES.astype(np.float32)
+    nan[3, 2] = np.nan
+    with pytest.raises(vlad.InputError):
+        vlad.KMeans(12, init=nan, backend="cpu").fit(x)

@@ -141,8 +141,9 @@ class Encoder:
         descriptors: np.ndarray,
         offsets: Optional[np.ndarray] = None,
         labels: Optional[np.ndarray] = None,
+        out: Optional[npt.NDArray[np.float32]] = None,
     ) -> npt.NDArray[np.float32]:
-        """``(T, K·F)`` float32 encodings."""
+        """``(T, K·F)`` float32 encodings (into ``out`` when given)."""
     def assign(self, descriptors: np.ndarray) -> npt.NDArray[np.int64]:
         """``(N,)`` int64 nearest-centroid labels."""
     def encode_batch(
@@ -273,6 +274,7 @@ def kmeans_fit(
     backend: str = "auto",
     verbose: bool = False,
     progress: Optional[Callable[[str, int, int, str], object]] = None,
+    init_centroids: Optional[np.ndarray] = None,
 ) -> Dict[str, Any]:
     """Train a codebook; the fit's outcome as a dict (cluster_centers,
     inertia, n_iter, inertia_history, backend, adapter, adapter_kind,

@@ -120,17 +120,29 @@ class Encoder:
         whitening) to one ``.npz`` file, atomically (SPEC §15)."""
         _vlad.save_encoder(self._native, os.fspath(path))
 
-    def encode(self, descriptors: Any, offsets: Any = None, labels: Any = None) -> np.ndarray:
+    def encode(
+        self,
+        descriptors: Any,
+        offsets: Any = None,
+        labels: Any = None,
+        *,
+        out: Optional[np.ndarray] = None,
+    ) -> np.ndarray:
         """``(T, K·F)`` float32 encodings, cluster-major within each row
         (``(T, D′)`` with a whitening).
 
         ``offsets``: CSR offsets ``(T+1,)`` of any integer dtype for
         ``(N, F)`` rows. ``labels``: ``(N,)`` labels in ``[0, K)`` to use
         instead of the nearest-centroid assignment. An image with no
-        descriptors encodes to a zero row.
+        descriptors encodes to a zero row. ``out``: a C-contiguous,
+        writeable float32 ``(T, K·F)`` array to write the encodings into
+        (every element is written) and return, so that a loop reuses one
+        buffer; any other array raises InputError.
         """
         rows, offsets = _inputs.images(descriptors, offsets, self._native.dim)
-        return self._native.encode(rows, offsets, _inputs.integers(labels, "labels"))
+        if isinstance(out, np.ndarray) and isinstance(rows, np.ndarray) and np.may_share_memory(out, rows):
+            raise _vlad.InputError("out must not share memory with the descriptors")
+        return self._native.encode(rows, offsets, _inputs.integers(labels, "labels"), out)
 
     def assign(self, descriptors: Any) -> np.ndarray:
         """``(N,)`` int64 nearest-centroid labels (image-major for

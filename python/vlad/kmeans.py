@@ -26,8 +26,11 @@ class KMeans(_sklearn.ClusterMixin, _sklearn.BaseEstimator):
     seed : int, default 1234
         Seed of every random draw: the same data and seed give bitwise
         identical centroids, whatever the thread count.
-    init : {"k-means++", "random"}, default "k-means++"
-        Greedy k-means++ seeding, or K distinct points drawn uniformly.
+    init : {"k-means++", "random"} or array of shape (K, F), default "k-means++"
+        Greedy k-means++ seeding, K distinct points drawn uniformly, or (as
+        scikit-learn takes it) the starting centroids themselves, float32 or
+        float64, with ``K == n_clusters``. From a codebook trained
+        elsewhere, ``n_iter=1`` is vocabulary adaptation.
     max_points_per_centroid : int or None, default 256
         Train on at most ``K × max_points_per_centroid`` points drawn with
         the seed; ``None`` (or 0) trains on every point.
@@ -125,12 +128,16 @@ class KMeans(_sklearn.ClusterMixin, _sklearn.BaseEstimator):
     def _fit_native(
         self, data: np.ndarray, n_clusters: int, progress: Optional[_progress.KMeansProgress]
     ) -> Dict[str, Any]:
+        # scikit-learn's init: a string, or the (K, F) starting centroids
+        # (vocabulary adaptation: SPEC §14).
+        given = None if isinstance(self.init, str) else np.asarray(self.init)
         return _vlad.kmeans_fit(
             data,
             n_clusters,
             n_iter=int(self.n_iter),
             seed=int(self.seed),
-            init=self.init,
+            init=str(self.init) if given is None else "k-means++",
+            init_centroids=given,
             max_points_per_centroid=self.max_points_per_centroid,
             tol=float(self.tol),
             backend=str(self.backend),

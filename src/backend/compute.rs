@@ -93,6 +93,9 @@ pub struct EncodeInto<'a, E: Element> {
     /// a backend whose [`Compute::fuses_whitening`] is true (the others
     /// are given `None` and whiten afterwards through [`Compute::whiten`]).
     pub whitening: Option<&'a Whitening>,
+    /// Whether the caller keeps the labels: a backend may return none when
+    /// not (the CPU's one pass then never stores them).
+    pub want_labels: bool,
 }
 
 /// [`Compute::assign`]'s inputs: the nearest centroid of every descriptor
@@ -126,7 +129,8 @@ pub struct AddPiece<'a, E: Element> {
 pub trait Compute {
     /// Encode the whole images of `call.batch` into `call.out`; returns
     /// the label of every descriptor (the batch's own, the nearest
-    /// centroid, or under soft assignment the centroid of largest weight).
+    /// centroid, or under soft assignment the centroid of largest weight),
+    /// or possibly none when `call.want_labels` is false.
     fn encode_into<E: Element>(&self, call: EncodeInto<'_, E>) -> Result<Vec<u32>>;
 
     /// The nearest-centroid label of every descriptor of `call.batch`.

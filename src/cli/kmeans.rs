@@ -28,21 +28,33 @@ pub enum KMeansBackendArg {
     Reference,
 }
 
-/// `--init`: how the centroids are seeded.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+/// `--init`: how the centroids are seeded, or the `.npy` file of the
+/// `(K, F)` centroids to start from.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InitArg {
-    /// Greedy k-means++ (scikit-learn's default).
-    #[value(name = "kmeans++", alias = "k-means++")]
-    KMeansPlusPlus,
-    /// K distinct training points drawn uniformly (faiss' default).
-    Random,
+    /// A seeding rule: k-means++ or random.
+    Rule(Init),
+    /// Start from these centroids (float32 or float64, `(K, F)`).
+    Given(PathBuf),
 }
 
-impl From<InitArg> for Init {
-    fn from(arg: InitArg) -> Self {
-        match arg {
-            InitArg::KMeansPlusPlus => Init::KMeansPlusPlus,
-            InitArg::Random => Init::Random,
+/// `kmeans++` (or `k-means++`), `random`, or else a path to a `.npy` file.
+fn parse_init(text: &str) -> Result<InitArg, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "kmeans++" | "k-means++" => Ok(InitArg::Rule(Init::KMeansPlusPlus)),
+        "random" => Ok(InitArg::Rule(Init::Random)),
+        _ if text.to_ascii_lowercase().ends_with(".npy") => Ok(InitArg::Given(PathBuf::from(text))),
+        _ => Err(format!(
+            "expected kmeans++, random or the path of a (K, F) centroids .npy file, got {text:?}"
+        )),
+    }
+}
+
+impl InitArg {
+    fn init(&self) -> Init {
+        match self {
+            InitArg::Rule(init) => *init,
+            InitArg::Given(_) => Init::Given,
         }
     }
 }
@@ -71,8 +83,12 @@ pub struct KMeansArgs {
     /// the same seed and input give a byte-identical output.
     #[arg(long, default_value_t = 1234)]
     pub seed: u64,
-    /// How the centroids are seeded.
-    #[arg(long, value_enum, default_value_t = InitArg::KMeansPlusPlus)]
+    /// How the centroids are seeded: kmeans++ (greedy, scikit-learn's
+    /// default), random (K distinct training points, faiss' default), or
+    /// C.npy: start from these (K, F) centroids (float32 or float64; K must
+    /// be -k, F the descriptors' width). With --iters 1 and a codebook
+    /// trained elsewhere, this is vocabulary adaptation.
+    #[arg(long, value_name = "kmeans++|random|C.npy", default_value = "kmeans++", value_parser = parse_init)]
     pub init: InitArg,
     /// Train on at most K × this many points, drawn with the seed; 0 trains
     /// on every point.
@@ -112,17 +128,43 @@ pub fn run(args: &KMeansArgs) -> Result<(), Failure> {
         }
     };
     check_options(args)?;
+    let given = match &args.init {
+        InitArg::Given(path) => Some(path.as_path()),
+        InitArg::Rule(_) => None,
+    };
     super::same_file::refuse_input_as_output(
         &args.out,
-        &[("--descriptors", Some(args.descriptors.as_path()))],
+        &[
+            ("--descriptors", Some(args.descriptors.as_path())),
+            ("--init", given),
+        ],
     )?;
+    let initial = given
+        .map(|path| vlad::io::read_centroids(path).map_err(in_file(path)))
+        .transpose()?;
     // Reserve the output first: an unwritable destination fails before any work.
     let out = OutputFile::create(&args.out)?;
     let input = vlad::io::mapped::MappedNpy::open(&args.descriptors)?;
     let kmeans = KMeans::new(args.clusters)
         .iterations(args.iters)
         .seed(args.seed)
-        .init(args.init.into())
+        .init(args.init.init());
+    let kmeans = match &initial {
+        Some(codebook) => {
+            if codebook.clusters() != args.clusters {
+                return Err(VladError::DimensionMismatch(format!(
+                    "--init {} holds {} centroids but -k is {}",
+                    given.map(|p| p.display().to_string()).unwrap_or_default(),
+                    codebook.clusters(),
+                    args.clusters
+                ))
+                .into());
+            }
+            kmeans.initial_centroids(codebook.centroids().to_owned())
+        }
+        None => kmeans,
+    };
+    let kmeans = kmeans
         .max_points_per_centroid(match args.max_points_per_centroid {
             0 => None,
             m => Some(m),
@@ -216,7 +258,7 @@ fn to_json(args: &KMeansArgs, trained: &Trained) -> Map<String, Value> {
     map.insert("dim".into(), json!(trained.dim));
     map.insert("points".into(), json!(trained.points));
     map.insert("training_points".into(), json!(trained.training_points));
-    map.insert("init".into(), json!(Init::from(args.init).name()));
+    map.insert("init".into(), json!(args.init.init().name()));
     map.insert("seed".into(), json!(args.seed));
     map.insert("max_iterations".into(), json!(args.iters));
     map.insert("iterations".into(), json!(result.iterations));

@@ -204,6 +204,7 @@ impl KMeans {
         let centroids = match self.init {
             Init::KMeansPlusPlus => init::kmeans_plus_plus(&source, self.k, self.seed)?,
             Init::Random => init::random_points(&source, self.k, self.seed)?,
+            Init::Given => self.given_centroids(dim)?,
         };
         codebook_from(&centroids, self.k, dim)
     }

@@ -14,7 +14,7 @@ use crate::error::{Result, VladError};
 use crate::model::codebook::Codebook;
 use crate::model::element::Element;
 
-use crate::backend::cpu::{aggregate::add_cluster_sums, assign::assign_rows_with_distances};
+use crate::backend::cpu::{assign::assign_rows_with_distances, one_pass::label_and_sum_rows};
 
 /// Per-cluster sums of the rows (`K × F` row-major, f64) and counts, added
 /// up window after window.
@@ -127,16 +127,15 @@ impl Engine {
         acc.windows += 1;
         match self.kind {
             EngineKind::Cpu => {
-                let (labels, distances) = assign_rows_with_distances(codebook, rows, dim);
-                add_cluster_sums(
+                // Labels, distances and sums in one pass over the rows,
+                // bitwise the assignment then the sums.
+                debug_assert_eq!(dim, codebook.dim());
+                Ok(label_and_sum_rows(
+                    codebook,
                     rows,
-                    dim,
-                    &labels,
-                    codebook.clusters(),
                     &mut acc.sums,
                     &mut acc.counts,
-                );
-                Ok((labels, distances))
+                ))
             }
             EngineKind::Gpu(ref gpu) => {
                 if acc.windows > 1 {

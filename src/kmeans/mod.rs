@@ -77,6 +77,10 @@ pub enum Init {
     /// `K` training points with distinct values, drawn uniformly (faiss'
     /// default).
     Random,
+    /// The centroids given to [`KMeans::initial_centroids`] (say, a
+    /// codebook trained elsewhere: one iteration from it on new data is
+    /// "All about VLAD"'s vocabulary adaptation).
+    Given,
 }
 
 impl Init {
@@ -85,6 +89,7 @@ impl Init {
         match self {
             Init::KMeansPlusPlus => "kmeans++",
             Init::Random => "random",
+            Init::Given => "given",
         }
     }
 }
@@ -270,6 +275,8 @@ pub struct KMeans {
     backend: Backend,
     gpu_options: GpuOptions,
     progress: Option<ProgressFn>,
+    /// The `K × F` starting centroids of [`Init::Given`].
+    given: Option<Arc<Array2<f32>>>,
 }
 
 impl KMeans {
@@ -285,6 +292,7 @@ impl KMeans {
             backend: Backend::Auto,
             gpu_options: GpuOptions::default(),
             progress: None,
+            given: None,
         }
     }
 
@@ -300,10 +308,51 @@ impl KMeans {
         self
     }
 
-    /// How the centroids are seeded.
+    /// How the centroids are seeded ([`Init::Given`] needs
+    /// [`KMeans::initial_centroids`], which sets it).
     pub fn init(mut self, init: Init) -> Self {
         self.init = init;
         self
+    }
+
+    /// Start from these `(K, F)` centroids instead of seeding ([`Init::Given`]):
+    /// `K` must be this k-means' cluster count and `F` the data's width,
+    /// every value finite (checked by [`KMeans::fit`], SPEC §6). No random
+    /// draw seeds them; the seed still draws the subsample and the
+    /// empty-cluster splits.
+    pub fn initial_centroids(mut self, centroids: Array2<f32>) -> Self {
+        self.init = Init::Given;
+        self.given = Some(Arc::new(centroids));
+        self
+    }
+
+    /// The given starting centroids, checked against `k` and `dim`.
+    fn given_centroids(&self, dim: usize) -> Result<Vec<f32>> {
+        let Some(given) = &self.given else {
+            return Err(VladError::InvalidArgument(
+                "k-means init \"given\" needs the starting centroids \
+                 (KMeans::initial_centroids)"
+                    .to_string(),
+            ));
+        };
+        let (k, f) = given.dim();
+        if k != self.k || f != dim {
+            return Err(VladError::DimensionMismatch(format!(
+                "the initial centroids are ({k}, {f}); k-means of {} clusters on \
+                 {dim}-wide descriptors needs ({}, {dim})",
+                self.k, self.k
+            )));
+        }
+        if let Some((index, &value)) = given.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+            return Err(VladError::NonFinite {
+                what: "initial centroids",
+                row: index / f.max(1),
+                image: None,
+                col: index % f.max(1),
+                value: f64::from(value),
+            });
+        }
+        Ok(given.iter().copied().collect())
     }
 
     /// Train on at most `k × m` points drawn with the seed (`None`: all).
@@ -410,6 +459,7 @@ impl KMeans {
         let mut centroids = match self.init {
             Init::KMeansPlusPlus => init::kmeans_plus_plus(&source, k, self.seed)?,
             Init::Random => init::random_points(&source, k, self.seed)?,
+            Init::Given => self.given_centroids(dim)?,
         };
         self.report(KMeansProgress::Seeded {
             seconds: init_start.elapsed().as_secs_f64(),
@@ -486,6 +536,13 @@ impl KMeans {
     }
 
     fn check_settings(&self) -> Result<()> {
+        if self.init == Init::Given && self.given.is_none() {
+            return Err(VladError::InvalidArgument(
+                "k-means init \"given\" needs the starting centroids \
+                 (KMeans::initial_centroids)"
+                    .to_string(),
+            ));
+        }
         if self.max_points_per_centroid == Some(0) {
             return Err(VladError::InvalidArgument(
                 "max_points_per_centroid must be at least 1 (or None for all points)".to_string(),

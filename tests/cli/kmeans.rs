@@ -546,3 +546,84 @@ fn gpu_backend_exits_3_or_trains_on_the_gpu() {
         other => panic!("--backend gpu exited {other:?}: {}", stderr(&run)),
     }
 }
+
+/// `--init C.npy`: the given centroids are the start (`--iters 0` returns
+/// them as they are; `--iters 1` is the library's one step from them), and
+/// a file of the wrong K, F or with a NaN exits 2 naming the problem.
+#[test]
+fn init_from_a_centroids_file() {
+    let scratch = Scratch::new();
+    let truth = far_centres(3, 4, 21);
+    let points = blobs(&truth, 30, 1.0, 22);
+    let d = scratch.write("d.npy", &points);
+    let given = truth.mapv(|x| x + 0.5);
+    let c = scratch.write("given.npy", &given);
+    let out = scratch.path("c.npy");
+    let run = kmeans_ok(
+        &d,
+        &out,
+        3,
+        &[
+            "--init",
+            p(&c),
+            "--iters",
+            "0",
+            "--backend",
+            "cpu",
+            "--json",
+        ],
+    );
+    assert_eq!(json_of(&run)["init"], "given");
+    assert_eq!(read_f32(&out), given);
+    kmeans_ok(
+        &d,
+        &out,
+        3,
+        &["--init", p(&c), "--iters", "1", "--backend", "cpu"],
+    );
+    let want = ::vlad::kmeans::KMeans::new(3)
+        .backend(::vlad::Backend::Cpu)
+        .initial_centroids(given.clone())
+        .iterations(1)
+        .fit(points.view())
+        .unwrap();
+    assert_eq!(read_f32(&out).view(), want.codebook.centroids());
+    assert_ne!(read_f32(&out), given);
+
+    let wrong_k = scratch.write("k4.npy", &Array2::<f32>::zeros((4, 4)));
+    expect_failure(
+        &scratch,
+        &d,
+        &out,
+        &["-k", "3", "--init", p(&wrong_k)],
+        2,
+        &["4 centroids", "-k is 3"],
+    );
+    let wrong_f = scratch.write("f5.npy", &Array2::<f32>::zeros((3, 5)));
+    expect_failure(
+        &scratch,
+        &d,
+        &out,
+        &["-k", "3", "--init", p(&wrong_f)],
+        2,
+        &["(3, 5)"],
+    );
+    let mut nan = given.clone();
+    nan[[1, 2]] = f32::NAN;
+    let nan = scratch.write("nan.npy", &nan);
+    expect_failure(
+        &scratch,
+        &d,
+        &out,
+        &["-k", "3", "--init", p(&nan)],
+        2,
+        &["nan.npy", "NaN"],
+    );
+    let run = Cmd::kmeans()
+        .descriptors(&d)
+        .out(&out)
+        .args(["-k", "3", "--init", "sideways"])
+        .run();
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(stderr(&run).contains("C.npy"), "{}", stderr(&run));
+}

@@ -456,3 +456,94 @@ fn init_names_parse() {
     assert!("forgy".parse::<Init>().is_err());
     assert_eq!(Init::default().to_string(), "kmeans++");
 }
+
+/// Vocabulary adaptation: one iteration from given centroids is one Lloyd
+/// step, computed here by hand (nearest given centroid in f64, then each
+/// cluster's mean). Integer-valued points near far-apart centroids: no
+/// near-tie, and every sum is exact, so the means match bit for bit.
+#[test]
+fn one_iteration_from_given_centroids_is_one_lloyd_step_by_hand() {
+    let (k, dim, n) = (5, 7, 600);
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let given = Array2::from_shape_fn((k, dim), |(c, f)| ((c * 7 + f * 3) % 11) as f32 * 20.0);
+    let points = Array2::from_shape_fn((n, dim), |(i, f)| {
+        given[[i % k, f]] + rng.random_range(-3i32..=4) as f32
+    });
+    let result = cpu_kmeans(k)
+        .initial_centroids(given.clone())
+        .iterations(1)
+        .max_points_per_centroid(None)
+        .fit(points.view())
+        .unwrap();
+    assert_eq!(result.iterations, 1);
+    let mut sums = vec![0f64; k * dim];
+    let mut counts = vec![0u64; k];
+    for row in points.rows() {
+        let distance = |c: usize| -> f64 {
+            (0..dim)
+                .map(|f| (row[f] as f64 - given[[c, f]] as f64).powi(2))
+                .sum()
+        };
+        let nearest = (0..k)
+            .min_by(|&a, &b| distance(a).total_cmp(&distance(b)))
+            .unwrap();
+        counts[nearest] += 1;
+        for f in 0..dim {
+            sums[nearest * dim + f] += row[f] as f64;
+        }
+    }
+    let want = Array2::from_shape_fn((k, dim), |(c, f)| {
+        (sums[c * dim + f] / counts[c] as f64) as f32
+    });
+    assert_ne!(want, given, "the step must move the centroids");
+    assert_eq!(result.codebook.centroids(), want.view());
+
+    // Zero iterations: the given centroids come back untouched.
+    let unchanged = cpu_kmeans(k)
+        .initial_centroids(given.clone())
+        .iterations(0)
+        .fit(points.view())
+        .unwrap();
+    assert_eq!(unchanged.codebook.centroids(), given.view());
+}
+
+#[test]
+fn given_centroids_of_the_wrong_shape_or_not_finite_are_clear_errors() {
+    let points = Array2::from_shape_fn((50, 3), |(i, f)| (i * 3 + f) as f32);
+    let fit =
+        |given: Array2<f32>, k: usize| cpu_kmeans(k).initial_centroids(given).fit(points.view());
+    let wrong_k = fit(Array2::zeros((4, 3)), 3).unwrap_err();
+    assert!(
+        matches!(&wrong_k, VladError::DimensionMismatch(m) if m.contains("(4, 3)") && m.contains("(3, 3)")),
+        "{wrong_k}"
+    );
+    let wrong_f = fit(Array2::zeros((3, 2)), 3).unwrap_err();
+    assert!(
+        matches!(wrong_f, VladError::DimensionMismatch(_)),
+        "{wrong_f}"
+    );
+    let mut nan = Array2::zeros((3, 3));
+    nan[[2, 1]] = f32::NAN;
+    let not_finite = fit(nan, 3).unwrap_err();
+    assert!(
+        matches!(
+            not_finite,
+            VladError::NonFinite {
+                what: "initial centroids",
+                row: 2,
+                col: 1,
+                ..
+            }
+        ),
+        "{not_finite}"
+    );
+    // Init::Given without centroids.
+    let missing = cpu_kmeans(3)
+        .init(Init::Given)
+        .fit(points.view())
+        .unwrap_err();
+    assert!(
+        matches!(missing, VladError::InvalidArgument(_)),
+        "{missing}"
+    );
+}

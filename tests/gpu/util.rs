@@ -34,6 +34,7 @@ pub fn encode<E: Element>(
         out: flat,
         stages,
         whitening: None,
+        want_labels: true,
     };
     let labels = gpu.encode_into(call)?;
     Ok((out, labels))

@@ -27,7 +27,7 @@ pub const PARTIAL_ROWS: usize = 4096;
 
 /// How many block partials are held at once while they are combined in
 /// order; bounds memory to this many `K × F` f64 arrays.
-const PARTIALS_PER_ROUND: usize = 16;
+pub(super) const PARTIALS_PER_ROUND: usize = 16;
 
 /// Per-thread f64 accumulators of one image, reused across images.
 #[derive(Default)]
@@ -331,17 +331,17 @@ fn blocked_sums_into<E: Element>(
 /// Labelled rows to add to per-cluster sums: `dim`-wide `rows`, one label
 /// each, and the centroids to subtract (`None`: plain sums, for k-means).
 #[derive(Clone, Copy)]
-struct Labelled<'a, E> {
-    rows: &'a [E],
-    dim: usize,
-    labels: &'a [u32],
-    centroids: Option<&'a [f32]>,
+pub(super) struct Labelled<'a, E> {
+    pub(super) rows: &'a [E],
+    pub(super) dim: usize,
+    pub(super) labels: &'a [u32],
+    pub(super) centroids: Option<&'a [f32]>,
 }
 
 /// Add each row's residual to its cluster's f64 block, in row order.
 /// With `lazy_clear`, a block is zeroed on its first descriptor instead of
 /// relying on `sums` being zero on entry.
-fn accumulate<E: Element>(
+pub(super) fn accumulate<E: Element>(
     input: Labelled<'_, E>,
     sums: &mut [f64],
     counts: &mut [u64],
@@ -405,7 +405,7 @@ fn accumulate_portable<E: Element>(
 }
 
 /// Round an f64 block to f32 once; `+ 0.0` turns a `-0.0` into `0.0`.
-fn round_into(block: &[f64], out: &mut [f32]) {
+pub(super) fn round_into(block: &[f64], out: &mut [f32]) {
     for (o, &s) in out.iter_mut().zip(block) {
         *o = s as f32 + 0.0;
     }
@@ -414,7 +414,7 @@ fn round_into(block: &[f64], out: &mut [f32]) {
 /// A count as the f32 mass `mass` divides by: exact up to 2²⁴, the nearest
 /// f32 beyond (what converting the u32 count gave before; more than 4·10⁹
 /// descriptors in one cluster of one image does not fit in memory anyway).
-fn mass_of(n: u64) -> f32 {
+pub(super) fn mass_of(n: u64) -> f32 {
     n as f32
 }
 

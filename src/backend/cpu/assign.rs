@@ -45,7 +45,7 @@ thread_local! {
 
 /// Rows per block for a codebook of `clusters` centroids: a function of `K`
 /// alone (determinism), sized so a block's dot products stay in L2.
-fn block_rows(clusters: usize) -> usize {
+pub(crate) fn block_rows(clusters: usize) -> usize {
     (BLOCK_DOTS / clusters.max(1)).clamp(MIN_BLOCK_ROWS, MAX_BLOCK_ROWS)
 }
 
@@ -66,8 +66,11 @@ pub fn assign_rows<E: Element>(codebook: &Codebook, rows: &[E], dim: usize) -> V
     let block = block_rows(codebook.clusters());
     labels
         .par_chunks_mut(block)
-        .zip(rows.par_chunks(block * dim))
-        .for_each(|(labels, rows)| assign_block(codebook, rows, labels, None));
+        .enumerate()
+        .for_each(|(b, labels)| {
+            let start = b * block;
+            label_range(codebook, rows, start..start + labels.len(), labels, None)
+        });
     labels
 }
 
@@ -90,9 +93,11 @@ pub fn assign_rows_with_distances<E: Element>(
     labels
         .par_chunks_mut(block)
         .zip(distances.par_chunks_mut(block))
-        .zip(rows.par_chunks(block * dim))
-        .for_each(|((labels, distances), rows)| {
-            assign_block(codebook, rows, labels, Some(distances))
+        .enumerate()
+        .for_each(|(b, (labels, distances))| {
+            let start = b * block;
+            let range = start..start + labels.len();
+            label_range(codebook, rows, range, labels, Some(distances))
         });
     (labels, distances)
 }
@@ -106,15 +111,55 @@ fn check_shape<E: Element>(codebook: &Codebook, rows: &[E], dim: usize) {
     assert_eq!(rows.len() % dim, 0, "rows must hold a whole number of rows");
 }
 
-/// Label one block of rows (`labels.len()` of them), and fill `distances`
-/// when asked.
-fn assign_block<E: Element>(
+/// Fewest rows one GEMM call is given, so that gemm always runs its packed
+/// kernels with their cache-derived depth blocking: below `m·K ≤ 256`, at
+/// `m ≤ 1`, or at `m ≤ 64` (another depth blocking past F = 512) it takes
+/// other paths that sum `v·c` in another order. Every call at least this
+/// tall gives each row's dot products the same bits whichever block the row
+/// falls in, so the one-pass encoder, [`assign_rows`] and k-means, which cut
+/// rows into different blocks, agree on every label (checked in the tests).
+fn min_gemm_rows(clusters: usize) -> usize {
+    65usize.max(256 / clusters.max(1) + 1)
+}
+
+/// The rows a GEMM for `range` of `total` rows is run on: `range` itself,
+/// widened (backwards first, then forwards) to [`min_gemm_rows`] rows when
+/// it is shorter and the input has that many.
+fn gemm_span(
+    range: &std::ops::Range<usize>,
+    total: usize,
+    clusters: usize,
+) -> std::ops::Range<usize> {
+    let want = min_gemm_rows(clusters);
+    if range.len() >= want {
+        return range.clone();
+    }
+    let start = range.start.min(range.end.saturating_sub(want));
+    let end = (start + want).min(total).max(range.end);
+    start..end
+}
+
+/// Label rows `range` of the row-major `rows` (all of the input, `F` wide:
+/// a short range is widened into its neighbours for the GEMM, see
+/// [`gemm_span`]) into `labels` (`range.len()` of them), and fill
+/// `distances` when asked. Exact ties go to the lowest index.
+///
+/// # Panics
+///
+/// If `labels` (or `distances`) is not `range.len()` long or `range`
+/// reaches past the rows.
+pub(crate) fn label_range<E: Element>(
     codebook: &Codebook,
     rows: &[E],
+    range: std::ops::Range<usize>,
     labels: &mut [u32],
     distances: Option<&mut [f32]>,
 ) {
-    let (m, k, f) = (labels.len(), codebook.clusters(), codebook.dim());
+    let (k, f) = (codebook.clusters(), codebook.dim());
+    assert_eq!(labels.len(), range.len(), "one label per row of the range");
+    let span = gemm_span(&range, rows.len() / f.max(1), k);
+    let (m, skip) = (span.len(), range.start - span.start);
+    let rows = &rows[span.start * f..span.end * f];
     SCRATCH.with(|scratch| {
         let scratch = &mut *scratch.borrow_mut();
         let lhs: &[f32] = match as_f32(rows) {
@@ -127,7 +172,7 @@ fn assign_block<E: Element>(
             }
         };
         scratch.dots.resize(m * k, 0.0);
-        scratch.best.resize(m, 0.0);
+        scratch.best.resize(labels.len(), 0.0);
         // SAFETY: dst is m×k row-major (row stride k, column stride 1) in a
         // buffer of m·k; lhs is the m×f row-major block; rhs is the
         // codebook read as f×k (element (d, j) = c[j·f + d]). All three
@@ -158,14 +203,11 @@ fn assign_block<E: Element>(
         // No `vzeroupper` needed here: gemm's AVX kernels end with one (the
         // compiler inserts it; checked in the disassembly of gemm 0.19), and
         // the argmin that follows is VEX-encoded AVX2 code anyway.
-        argmin_rows(
-            &scratch.dots,
-            codebook.squared_norms(),
-            &mut scratch.best,
-            labels,
-        );
+        let dots = &scratch.dots[skip * k..(skip + labels.len()) * k];
+        argmin_rows(dots, codebook.squared_norms(), &mut scratch.best, labels);
         if let Some(distances) = distances {
-            for ((d, best), v) in distances.iter_mut().zip(&scratch.best).zip(lhs.chunks(f)) {
+            let own = &lhs[skip * f..(skip + labels.len()) * f];
+            for ((d, best), v) in distances.iter_mut().zip(&scratch.best).zip(own.chunks(f)) {
                 *d = (squared_norm(v) + best).max(0.0);
             }
         }
@@ -379,6 +421,47 @@ mod tests {
         assert_eq!(labels, vec![0, 1, 2, 0]);
         assert_eq!(distances, vec![1.0, 2.0, 0.25, 4.0]);
         assert_eq!(assign_rows(&codebook, &rows, 2), labels);
+    }
+
+    /// The one-pass encoder and k-means cut rows into other blocks than
+    /// [`assign_rows`]: a row's distance bits must not depend on its block.
+    #[test]
+    fn a_rows_bits_do_not_depend_on_the_block_it_falls_in() {
+        let mut seed = 99u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        for (k, f) in [(1, 3), (3, 5), (16, 64), (64, 128), (256, 128), (5, 600)] {
+            let n = 1500;
+            let centroids: Vec<f32> = (0..k * f).map(|_| next()).collect();
+            let codebook =
+                Codebook::new(ndarray::ArrayView2::from_shape((k, f), &centroids).unwrap())
+                    .unwrap();
+            let rows: Vec<f32> = (0..n * f).map(|_| next()).collect();
+            let (labels, distances) = assign_rows_with_distances(&codebook, &rows, f);
+            for cut in [
+                (0, 1),
+                (0, 7),
+                (3, 4),
+                (100, 117),
+                (1499, 1500),
+                (200, 1300),
+            ] {
+                let len = cut.1 - cut.0;
+                let (mut l, mut d) = (vec![0u32; len], vec![0f32; len]);
+                label_range(&codebook, &rows, cut.0..cut.1, &mut l, Some(&mut d));
+                assert_eq!(l, labels[cut.0..cut.1], "k={k} f={f} {cut:?}");
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&d),
+                    bits(&distances[cut.0..cut.1]),
+                    "k={k} f={f} {cut:?}"
+                );
+            }
+        }
     }
 
     #[test]

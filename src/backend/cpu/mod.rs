@@ -7,6 +7,10 @@
 //! 2. [`aggregate`]: per-image residual sums in f64, rounded once to f32;
 //! 3. [`normalize`]: SPEC §3's steps per row with fixed-order f64 norms.
 //!
+//! Under hard assignment without given labels the first two run as one
+//! pass ([`one_pass`]): each block's rows are summed while still in cache,
+//! with the two passes' bits.
+//!
 //! The shaders' CPU twins live apart, in [`crate::twins`]: the backend
 //! itself needs no sort.
 
@@ -14,6 +18,7 @@ pub mod aggregate;
 pub mod assign;
 pub mod ceilings;
 pub mod normalize;
+pub mod one_pass;
 pub mod residual_norm;
 pub mod soft;
 pub mod soft_aggregate;
@@ -46,7 +51,8 @@ pub fn assign<E: Element>(
 }
 
 /// [`encode`] into the caller's `out` (`T · K · F` values, row-major, any
-/// contents: every element is written); returns the labels used.
+/// contents: every element is written); returns the labels used when
+/// `want_labels` (else none: the one pass keeps only each block's).
 ///
 /// # Panics
 ///
@@ -57,14 +63,35 @@ pub fn encode_into<E: Element>(
     norm: &Normalization,
     stages: &mut StageTimes,
     out: &mut [f32],
+    want_labels: bool,
 ) -> Vec<u32> {
-    let labels = match batch.labels() {
-        Some(given) => given.to_vec(),
-        None => assign(codebook, batch, stages),
+    let (mass, labels) = match batch.labels() {
+        Some(given) => {
+            let mass = stages.time("aggregate", || {
+                aggregate::aggregate_into(codebook, batch, given, out)
+            });
+            (
+                mass,
+                if want_labels {
+                    given.to_vec()
+                } else {
+                    Vec::new()
+                },
+            )
+        }
+        None => {
+            let mut labels = if want_labels {
+                vec![0u32; batch.len()]
+            } else {
+                Vec::new()
+            };
+            let wanted = want_labels.then_some(labels.as_mut_slice());
+            let start = std::time::Instant::now();
+            let (mass, split) = one_pass::encode_sums_into(codebook, batch, out, wanted);
+            split.record(start.elapsed().as_secs_f64(), stages);
+            (mass, labels)
+        }
     };
-    let mass = stages.time("aggregate", || {
-        aggregate::aggregate_into(codebook, batch, &labels, out)
-    });
     stages.time("normalize", || {
         let mass = mass.as_slice().unwrap_or_default();
         normalize::normalize_flat_rows(out, mass, codebook.clusters(), codebook.dim(), norm)
@@ -105,7 +132,15 @@ impl crate::backend::compute::Compute for CpuBackend {
             if !batch.finite_checked() {
                 batch.check_finite()?;
             }
-            return Ok(encode_into(codebook, batch, model.norm, stages, out));
+            let want_labels = call.want_labels;
+            return Ok(encode_into(
+                codebook,
+                batch,
+                model.norm,
+                stages,
+                out,
+                want_labels,
+            ));
         }
         // Soft pooling checks a deferred finiteness check through its
         // outputs (one pass over the input saved); see `soft::try_encode`.
