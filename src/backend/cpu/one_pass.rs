@@ -1,10 +1,10 @@
 //! The hard route's encoding in one pass over the descriptors: each block of
-//! rows is labelled (blocked GEMM + argmin, [`label_range`]) and its
+//! rows is labelled (blocked GEMM + argmin, `label_range`) and its
 //! residuals added to their image's per-cluster sums while the rows are
 //! still in cache, instead of an assignment pass over all rows followed by
 //! an aggregation pass that reads every descriptor from memory again.
 //!
-//! The arithmetic is [`aggregate`]'s, in its order, so the bits are those
+//! The arithmetic is `aggregate`'s, in its order, so the bits are those
 //! of the two passes (SPEC §4, §5):
 //!
 //! * an image of up to [`PARTIAL_ROWS`] rows is summed by one thread in row
@@ -14,7 +14,7 @@
 //!   start, each summed from zero (in parallel), the partials added in
 //!   segment order;
 //! * a row's label does not depend on the block it is labelled in (see
-//!   [`label_range`]).
+//!   `label_range`).
 //!
 //! Parallel work is planned from the images alone (runs of consecutive
 //! short images of about one GEMM block, or one long image), never from the

@@ -6,7 +6,7 @@
 //! call, because a row's bits must not depend on which rows it is computed
 //! with: a stream cuts its batches anywhere and must give the in-memory
 //! bits (SPEC §11). Here every output is summed over `x`'s columns in the
-//! same order whatever the batch — in [`KB`]-wide blocks, each summed from
+//! same order whatever the batch — in `KB`-wide blocks, each summed from
 //! zero in registers then added to the row's running sum — and rows only
 //! share the loads of `P`, never arithmetic.
 

@@ -303,7 +303,7 @@ pub fn memory_gbps(ctx: &GpuContext, bytes: u64) -> Result<f64> {
 
 /// The latency of one dispatch: a single workgroup of the copy kernel with
 /// nothing to copy, recorded, submitted and waited for; the median of
-/// [`LATENCY_RUNS`] (after one untimed), in seconds. It bounds how small a
+/// `LATENCY_RUNS` (after one untimed), in seconds. It bounds how small a
 /// chunk is worth submitting on its own.
 pub fn dispatch_seconds(ctx: &GpuContext) -> Result<f64> {
     let pipeline = ctx.pipeline("ceiling dispatch", COPY_SHADER, "copy")?;
@@ -359,7 +359,7 @@ fn fit(ctx: &GpuContext, bytes: u64) -> u64 {
 /// Host → device: copy `bytes` from touched host memory into a mapped
 /// staging buffer (in parallel), then the device copies it into a storage
 /// buffer; seconds from the first byte written to the copy's completion.
-/// Best of [`TRANSFER_ROUNDS`], GB/s.
+/// Best of `TRANSFER_ROUNDS`, GB/s.
 pub fn upload_gbps(ctx: &GpuContext, bytes: u64) -> Result<f64> {
     let bytes = fit(ctx, bytes).max(1 << 16) & !3;
     let host: Vec<u8> = (0..bytes as usize)
@@ -400,7 +400,7 @@ pub fn upload_gbps(ctx: &GpuContext, bytes: u64) -> Result<f64> {
 
 /// Device → host: the device copies `bytes` into a mapped staging buffer,
 /// which is mapped and copied (in parallel) into touched host memory.
-/// Best of [`TRANSFER_ROUNDS`], GB/s.
+/// Best of `TRANSFER_ROUNDS`, GB/s.
 pub fn readback_gbps(ctx: &GpuContext, bytes: u64) -> Result<f64> {
     let bytes = fit(ctx, bytes).max(1 << 16) & !3;
     let source = ctx.storage_buffer("ceiling readback source", bytes)?;

@@ -3,7 +3,7 @@
 //! back `T × D′` values instead of `T × K·F`. CPU twin:
 //! [`crate::twins::whiten`] (bit for bit where the device's `fma` is
 //! fused). The post normalization (`l2` over `D′` values) is applied on the
-//! host after read-back ([`Whitening::post_normalize_row`]).
+//! host after read-back (`Whitening::post_normalize_row`).
 //!
 //! `Pᵀ` (`D × W`, `W` = `D′` rounded up to 64) is bound whole when it fits
 //! one storage binding; a larger one is split into groups of output
