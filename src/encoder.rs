@@ -370,6 +370,11 @@ impl Encoder {
         self.whitening.as_deref()
     }
 
+    /// The same whitening, shared (its matrices are not copied).
+    pub fn shared_whitening(&self) -> Option<Arc<Whitening>> {
+        self.whitening.clone()
+    }
+
     /// The width of one encoding: `K·F`, or the whitening's `D′`.
     pub fn dims_out(&self) -> usize {
         match &self.whitening {

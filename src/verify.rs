@@ -79,12 +79,7 @@ pub fn verify<E: Element>(
     let (sums, mass, exact) =
         reference::aggregate_from(codebook, batch, assignment, rn, Some(labels));
     let expected = reference::normalize(&sums, &mass, norm);
-    let (label_agreement, bad_labels) = if assignment.is_hard() {
-        hard_labels(codebook, batch, labels)
-    } else {
-        let same = exact.iter().zip(labels).filter(|(a, b)| a == b).count();
-        (fraction(same, exact.len()), 0)
-    };
+    let (label_agreement, bad_labels) = judge_labels(codebook, batch, assignment, labels, &exact);
     let max_abs_error = max_abs_diff(output, &expected);
     // Raw sums or means (`rn` comes first and is no output step).
     let raw_or_mean = norm
@@ -147,12 +142,7 @@ pub fn verify_whitened<E: Element>(
     let (sums, mass, exact) =
         reference::aggregate_from(codebook, batch, assignment, rn, Some(labels));
     let raw = reference::normalize(&sums, &mass, norm);
-    let (label_agreement, bad_labels) = if assignment.is_hard() {
-        hard_labels(codebook, batch, labels)
-    } else {
-        let same = exact.iter().zip(labels).filter(|(a, b)| a == b).count();
-        (fraction(same, exact.len()), 0)
-    };
+    let (label_agreement, bad_labels) = judge_labels(codebook, batch, assignment, labels, &exact);
     let mut max_abs_error = 0.0f64;
     let mut violations = 0;
     for (row, got) in raw.outer_iter().zip(output.outer_iter()) {
@@ -172,6 +162,25 @@ pub fn verify_whitened<E: Element>(
         max_abs_error,
         violations,
         rule: "every whitened element within 1e-4 · max(1, ‖y‖) of the f64 reference",
+    }
+}
+
+/// The labels' part of a verification: under hard assignment how they
+/// compare with the exact argmin ([`hard_labels`]); under soft assignment
+/// the fraction equal to the reference's strongest weight (`exact`), with
+/// no label counted bad.
+fn judge_labels<E: Element>(
+    codebook: &Codebook,
+    batch: &Batch<'_, E>,
+    assignment: &Assignment,
+    labels: &[u32],
+    exact: &[u32],
+) -> (f64, usize) {
+    if assignment.is_hard() {
+        hard_labels(codebook, batch, labels)
+    } else {
+        let same = exact.iter().zip(labels).filter(|(a, b)| a == b).count();
+        (fraction(same, exact.len()), 0)
     }
 }
 

@@ -350,9 +350,9 @@ impl Encoder {
     /// The whitening applied after the normalization, if any.
     #[getter]
     fn whitening(&self) -> Option<Whitening> {
-        self.inner.whitening().map(|w| Whitening {
-            inner: std::sync::Arc::new(w.clone()),
-        })
+        self.inner
+            .shared_whitening()
+            .map(|inner| Whitening { inner })
     }
 
     /// The width of one encoding: `K·F`, or the whitening's `D′`.

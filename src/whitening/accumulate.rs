@@ -91,19 +91,7 @@ impl WhiteningAccumulator {
                 self.rows
             )));
         }
-        if let Some((row, col, value)) = rows
-            .indexed_iter()
-            .find(|(_, v)| !v.is_finite())
-            .map(|((r, c), v)| (r, c, *v))
-        {
-            return Err(VladError::NonFinite {
-                what: "encodings",
-                row: first_row + row,
-                image: None,
-                col,
-                value: value as f64,
-            });
-        }
+        super::check_finite(rows, first_row)?;
         for (i, row) in rows.outer_iter().enumerate() {
             let global = first_row + i;
             let keep = match &self.picked {
@@ -168,69 +156,59 @@ pub(crate) const PANEL: usize = 64;
 /// (the upper block triangle), `a` being `b × n` row-major f64: `AᵀA`
 /// without the half a symmetric product does not need.
 pub(crate) fn add_gram_of_columns(out: &mut [f64], a: &[f64], b: usize, n: usize) {
-    out.par_chunks_mut(PANEL * n)
-        .enumerate()
-        .for_each(|(p, panel)| {
-            let i0 = p * PANEL;
-            let m = panel.len() / n;
-            // SAFETY: dst is rows i0..i0+m, columns i0..n of `out`
-            // (inside `panel`, row stride n); lhs is Aᵀ rows i0..i0+m (element
-            // (i, r) = a[r·n + i0 + i]); rhs is A columns i0..n (element
-            // (r, j) = a[r·n + i0 + j]); all within their slices.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n - i0,
-                    b,
-                    panel.as_mut_ptr().add(i0),
-                    1,
-                    n as isize,
-                    true,
-                    a.as_ptr().add(i0),
-                    n as isize,
-                    1,
-                    a.as_ptr().add(i0),
-                    1,
-                    n as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-        });
+    // The n vectors are a's columns: element (i, r) at a[i·1 + r·n].
+    upper_gram(out, a, n, b, 1, n, true);
 }
 
 /// `out[i·n + j] = Σ_d a[i·w + d] · a[j·w + d]` for the upper block
 /// triangle: `AAᵀ` of an `n × w` row-major f64 matrix.
 pub(crate) fn gram_of_rows(a: &[f64], n: usize, w: usize) -> Vec<f64> {
     let mut out = vec![0.0f64; n * n];
+    // The n vectors are a's rows: element (i, d) at a[i·w + d·1].
+    upper_gram(&mut out, a, n, w, w, 1, false);
+    out
+}
+
+/// The dot products of `n` vectors of `len` components, element `(i, r)`
+/// at `a[i·vector_stride + r·component_stride]`, into the upper block
+/// triangle of `out` (`n × n` row-major; added to it when `accumulate`),
+/// one single-threaded GEMM per row panel of [`PANEL`] rows.
+fn upper_gram(
+    out: &mut [f64],
+    a: &[f64],
+    n: usize,
+    len: usize,
+    vector_stride: usize,
+    component_stride: usize,
+    accumulate: bool,
+) {
+    let (sv, sc) = (vector_stride as isize, component_stride as isize);
     out.par_chunks_mut(PANEL * n)
         .enumerate()
         .for_each(|(p, panel)| {
             let i0 = p * PANEL;
             let m = panel.len() / n;
-            // SAFETY: dst is rows i0..i0+m, columns i0..n of `out`; lhs is
-            // A rows i0..i0+m (row-major, width w); rhs is Aᵀ columns i0..n
-            // (element (d, j) = a[(i0 + j)·w + d]); all within the slices.
+            // SAFETY: dst is rows i0..i0+m, columns i0..n of `out` (inside
+            // `panel`, row stride n); lhs is vectors i0..i0+m as rows
+            // (element (i, r) = a[(i0 + i)·sv + r·sc]); rhs is vectors i0..n
+            // as columns (element (r, j) = a[(i0 + j)·sv + r·sc]); every
+            // element they reach lies within `a`.
             unsafe {
                 gemm::gemm(
                     m,
                     n - i0,
-                    w,
+                    len,
                     panel.as_mut_ptr().add(i0),
                     1,
                     n as isize,
-                    false,
-                    a.as_ptr().add(i0 * w),
-                    1,
-                    w as isize,
-                    a.as_ptr().add(i0 * w),
-                    w as isize,
-                    1,
-                    0.0,
+                    accumulate,
+                    a.as_ptr().add(i0 * vector_stride),
+                    sc,
+                    sv,
+                    a.as_ptr().add(i0 * vector_stride),
+                    sv,
+                    sc,
+                    if accumulate { 1.0 } else { 0.0 },
                     1.0,
                     false,
                     false,
@@ -239,7 +217,6 @@ pub(crate) fn gram_of_rows(a: &[f64], n: usize, w: usize) -> Vec<f64> {
                 );
             }
         });
-    out
 }
 
 /// Copy the upper triangle of a square `n × n` matrix onto its lower one.

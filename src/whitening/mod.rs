@@ -399,15 +399,7 @@ impl Whitening {
         use crate::backend::Compute;
         let (n, dim) = encodings.dim();
         self.check_dims_in(dim)?;
-        if let Some(((row, col), &value)) = encodings.indexed_iter().find(|(_, v)| !v.is_finite()) {
-            return Err(VladError::NonFinite {
-                what: "encodings",
-                row,
-                image: None,
-                col,
-                value: value as f64,
-            });
-        }
+        check_finite(encodings, 0)?;
         let rows = encodings.as_standard_layout();
         let flat = rows
             .as_slice()
@@ -458,6 +450,21 @@ impl Whitening {
             )));
         }
         Ok(())
+    }
+}
+
+/// Encodings `first_row ..` hold no NaN or ±Inf (SPEC §6): the first one
+/// found is named by its row (counted from the input's start) and column.
+pub(crate) fn check_finite(rows: ArrayView2<'_, f32>, first_row: usize) -> Result<()> {
+    match rows.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        None => Ok(()),
+        Some(((row, col), &value)) => Err(VladError::NonFinite {
+            what: "encodings",
+            row: first_row + row,
+            image: None,
+            col,
+            value: value as f64,
+        }),
     }
 }
 

@@ -304,9 +304,6 @@ fn one_image<E: Element>(codebook: &Codebook, rows: &[E], dim: usize) -> Result<
 impl Compute for GpuBackend {
     fn encode_into<E: Element>(&self, call: EncodeInto<'_, E>) -> Result<Vec<u32>> {
         let (model, batch, out, stages) = (call.model, call.batch, call.out, call.stages);
-        if let Some(w) = call.whitening {
-            w.check_dims_in(model.codebook.clusters() * model.codebook.dim())?;
-        }
         if !batch.finite_checked() {
             batch.check_finite()?;
         }
@@ -402,10 +399,12 @@ impl Compute for GpuBackend {
     }
 
     fn whiten(&self, whitening: &Whitening, rows: &[f32], out: &mut [f32]) -> Result<()> {
+        let projection = ProjectionGroups::upload(&self.ctx, whitening)?;
         crate::backend::gpu::whitening::whiten_rows(
             &self.ctx,
             &self.stages.whiten,
             whitening,
+            &projection,
             rows,
             out,
         )

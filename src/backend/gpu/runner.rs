@@ -241,6 +241,7 @@ pub(crate) fn run<E: Element>(
                     session.ctx,
                     &session.stages.whiten,
                     w.whitening,
+                    &w.projection,
                     &zeros,
                     &mut row,
                 )?;
@@ -955,6 +956,7 @@ impl<E: Element> Runner<'_, '_, E> {
                             self.session.ctx,
                             &self.session.stages.whiten,
                             w.whitening,
+                            &w.projection,
                             &raw,
                             &mut out[t * dout..(t + 1) * dout],
                         )?;

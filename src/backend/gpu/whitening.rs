@@ -11,11 +11,14 @@ use crate::backend::gpu::stages::whiten::{ProjectionGroups, WhitenStage};
 use crate::error::{Result, VladError};
 use crate::whitening::Whitening;
 
-/// Whiten `rows` (`n × D`) into `out` (`n × D′`) on the device.
+/// Whiten `rows` (`n × D`) into `out` (`n × D′`) on the device, with
+/// `w`'s matrices already uploaded (`projection`: a run whitening many
+/// rows uploads them once).
 pub(crate) fn whiten_rows(
     ctx: &GpuContext,
     stage: &WhitenStage,
     w: &Whitening,
+    projection: &ProjectionGroups,
     rows: &[f32],
     out: &mut [f32],
 ) -> Result<()> {
@@ -25,7 +28,6 @@ pub(crate) fn whiten_rows(
     if n == 0 {
         return Ok(());
     }
-    let projection = ProjectionGroups::upload(ctx, w)?;
     let width = projection.width as usize;
     let max = ctx.max_binding_bytes() as usize;
     let per_pass = (max / (dim * 4))
@@ -51,7 +53,7 @@ pub(crate) fn whiten_rows(
         stage.record(
             ctx,
             &mut encoder,
-            &projection,
+            projection,
             &input,
             count as u32,
             &projected,
