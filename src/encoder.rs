@@ -519,8 +519,57 @@ impl Encoder {
     pub fn encode_batch_into<E: Element>(
         &self,
         batch: &Batch<'_, E>,
-        mut out: ArrayViewMut2<'_, f32>,
+        out: ArrayViewMut2<'_, f32>,
     ) -> Result<RunReport> {
+        self.check_batch_into(batch, &out)?;
+        self.encode_checked_into(batch, out)
+    }
+
+    /// [`Encoder::encode_batch_into`] that tells how far it has got:
+    /// `progress(done, total)` is called with `(0, T)` before anything
+    /// runs and then after each group of whole images (about twenty
+    /// groups for a large batch, none smaller than 2¹⁸ rows). The batch is
+    /// cut only where the backend that runs lets a pass be cut without
+    /// changing a bit — the cuts the stream plans its batches by — so the
+    /// result is bitwise [`Encoder::encode_batch_into`]'s; where the
+    /// backend plans the input as one (an image split on the GPU), that
+    /// part is one group. The report sums the groups' seconds and stages.
+    pub fn encode_batch_into_with_progress<E: Element>(
+        &self,
+        batch: &Batch<'_, E>,
+        mut out: ArrayViewMut2<'_, f32>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<RunReport> {
+        self.check_batch_into(batch, &out)?;
+        let images = batch.images();
+        progress(0, images);
+        let (cuts, _) = self.cuts(batch.offsets(), E::DTYPE)?;
+        let groups = progress_groups(batch.offsets(), &cuts);
+        let mut total: Option<RunReport> = None;
+        for group in groups {
+            let part = batch.images_part(group.clone(), true);
+            let report =
+                self.encode_checked_into(&part, out.slice_mut(ndarray::s![group.clone(), ..]))?;
+            total = Some(match total {
+                None => report,
+                Some(sum) => sum_reports(sum, report),
+            });
+            progress(group.end, images);
+        }
+        match total {
+            Some(report) => Ok(report),
+            // No images at all: the plain call says what that gives.
+            None => self.encode_checked_into(batch, out),
+        }
+    }
+
+    /// The checks of [`Encoder::encode_batch_into`]: the batch against
+    /// this codebook, finiteness, and `out`'s shape.
+    fn check_batch_into<E: Element>(
+        &self,
+        batch: &Batch<'_, E>,
+        out: &ArrayViewMut2<'_, f32>,
+    ) -> Result<()> {
         self.check_batch(batch)?;
         if !batch.finite_checked() {
             batch.check_finite()?;
@@ -532,6 +581,16 @@ impl Encoder {
                 out.dim()
             )));
         }
+        Ok(())
+    }
+
+    /// [`Encoder::encode_batch_into`] once its checks have passed.
+    fn encode_checked_into<E: Element>(
+        &self,
+        batch: &Batch<'_, E>,
+        mut out: ArrayViewMut2<'_, f32>,
+    ) -> Result<RunReport> {
+        let want = self.output_shape(batch);
         let (_, report) = match out.as_slice_mut() {
             Some(flat) => self.encode_on_engine(batch, flat, false)?,
             // A strided view: computed contiguous, then copied in.
@@ -859,4 +918,57 @@ impl ImagePieces<'_> {
         let total = self.seconds + start.elapsed().as_secs_f64();
         Ok(report(self.selected, total, self.stages))
     }
+}
+
+/// The groups of whole images [`Encoder::encode_batch_into_with_progress`]
+/// encodes one after another: cut only at an image boundary that `cuts`
+/// allows (for a backend's own plan, between two spans of whole images),
+/// each at least `max(N/20, 2¹⁸)` rows where the cuts allow.
+fn progress_groups(offsets: &[usize], cuts: &Cuts) -> Vec<std::ops::Range<usize>> {
+    let images = offsets.len().saturating_sub(1);
+    let rows = offsets.last().copied().unwrap_or(0);
+    let allowed: Vec<usize> = match cuts {
+        Cuts::Aligned(_) | Cuts::Whole => (1..images).collect(),
+        Cuts::Planned(spans) => spans
+            .windows(2)
+            .filter(|pair| pair[0].part.is_none() && pair[1].part.is_none())
+            .map(|pair| pair[0].images.end)
+            .collect(),
+    };
+    let least = rows.div_ceil(20).max(1 << 18);
+    let mut groups = Vec::new();
+    let mut start = 0;
+    for cut in allowed {
+        if cut > start && offsets[cut] - offsets[start] >= least {
+            groups.push(start..cut);
+            start = cut;
+        }
+    }
+    if start < images {
+        groups.push(start..images);
+    }
+    groups
+}
+
+/// Two consecutive calls' reports as one: seconds and stages summed, the
+/// later call's backend (a fallback part-way shows), every note once.
+fn sum_reports(earlier: RunReport, mut later: RunReport) -> RunReport {
+    later.seconds += earlier.seconds;
+    later.setup_seconds += earlier.setup_seconds;
+    let mut stages = earlier.stages;
+    for (name, seconds) in later.stages.iter() {
+        stages.add(name, seconds);
+    }
+    later.stages = stages;
+    if later.fallback_reason.is_none() {
+        later.fallback_reason = earlier.fallback_reason;
+    }
+    let mut notes = earlier.notes;
+    for note in later.notes.drain(..) {
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
+    }
+    later.notes = notes;
+    later
 }

@@ -52,6 +52,8 @@ impl BatchJob for Encode {
 /// is given, else into a fresh one.
 struct EncodeOnly<'a> {
     out: Option<ArrayViewMut2<'a, f32>>,
+    /// `(images done, images)` after each group, when asked for.
+    progress: Option<EncodeProgress>,
 }
 impl BatchJob for EncodeOnly<'_> {
     type Out = Option<Array2<f32>>;
@@ -60,14 +62,43 @@ impl BatchJob for EncodeOnly<'_> {
         encoder: &VladEncoder,
         batch: &Batch<'_, E>,
     ) -> Result<Self::Out, VladError> {
+        let Some(progress) = self.progress else {
+            return match self.out {
+                Some(out) => {
+                    encoder.encode_batch_into(batch, out)?;
+                    Ok(None)
+                }
+                None => encoder.encode_batch_vlad(batch).map(Some),
+            };
+        };
+        let mut report = |done: usize, total: usize| progress(done, total);
         match self.out {
             Some(out) => {
-                encoder.encode_batch_into(batch, out)?;
+                encoder.encode_batch_into_with_progress(batch, out, &mut report)?;
                 Ok(None)
             }
-            None => encoder.encode_batch_vlad(batch).map(Some),
+            None => {
+                encoder.check_output_fits(batch.images())?;
+                let mut vlad = Array2::<f32>::zeros((batch.images(), encoder.dims_out()));
+                encoder.encode_batch_into_with_progress(batch, vlad.view_mut(), &mut report)?;
+                Ok(Some(vlad))
+            }
         }
     }
+}
+
+/// An encode's progress, to a Python callable `(done, total)` called with
+/// the GIL (an exception in it is reported as unraisable; encoding goes on).
+type EncodeProgress = Box<dyn Fn(usize, usize) + Send + Sync>;
+
+fn encode_progress(callback: Py<PyAny>) -> EncodeProgress {
+    Box::new(move |done, total| {
+        Python::attach(|py| {
+            if let Err(error) = callback.call1(py, (done, total)) {
+                error.write_unraisable(py, None);
+            }
+        })
+    })
 }
 
 struct Assign;
@@ -229,7 +260,9 @@ impl Encoder {
 
     /// `(T, K·F)` float32 encodings; with `out`, written into that
     /// C-contiguous, writeable float32 `(T, K·F)` array, which is returned.
-    #[pyo3(signature = (descriptors, offsets = None, labels = None, out = None))]
+    /// With `progress`, a callable `(images done, images)` is called as
+    /// groups of whole images finish (the same bits).
+    #[pyo3(signature = (descriptors, offsets = None, labels = None, out = None, progress = None))]
     fn encode<'py>(
         &self,
         py: Python<'py>,
@@ -237,9 +270,14 @@ impl Encoder {
         offsets: Option<&Bound<'py, PyAny>>,
         labels: Option<&Bound<'py, PyAny>>,
         out: Option<&Bound<'py, PyAny>>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let progress = progress.map(encode_progress);
         let Some(out) = out else {
-            let job = EncodeOnly { out: None };
+            let job = EncodeOnly {
+                out: None,
+                progress,
+            };
             let vlad = self.run(py, descriptors, offsets, labels, job)?;
             let vlad = vlad.unwrap_or_else(|| unreachable!("no out: a fresh array"));
             return Ok(PyArray2::from_owned_array(py, vlad));
@@ -252,6 +290,7 @@ impl Encoder {
         })?;
         let job = EncodeOnly {
             out: Some(writable.as_array_mut()),
+            progress,
         };
         self.run(py, descriptors, offsets, labels, job)?;
         drop(writable);

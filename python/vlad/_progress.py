@@ -1,7 +1,8 @@
 """Progress like the ecosystem's: ``verbose=`` as scikit-learn has it.
 
 ``verbose`` 0 (or False): nothing. 1 (or True): a tqdm bar over the Lloyd
-iterations when tqdm is installed, else one line per event. 2 or more:
+iterations (or over the images of an encode) when tqdm is installed, else
+one line per event. 2 or more:
 one line per event always (what ``vlad kmeans`` prints when its stderr is
 not a terminal), with or without tqdm. Everything goes to ``sys.stderr``
 (so notebooks and pytest see it), never to stdout.
@@ -59,3 +60,38 @@ def kmeans_progress(verbose: Any, what: str = "kmeans") -> Optional[KMeansProgre
     if not verbose:
         return None
     return KMeansProgress(verbose, what)
+
+
+class EncodeProgress:
+    """The ``progress`` callback of ``_vlad.Encoder.encode``: called with
+    ``(images done, images)`` before the encode and after each group of
+    whole images."""
+
+    def __init__(self, verbose: Any, what: str = "encode") -> None:
+        level = int(verbose)
+        self._what = what
+        self._tqdm = _tqdm() if level == 1 else None
+        self._bar: Optional[Any] = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._tqdm is None:
+            print(f"{self._what}: {done}/{total} images", file=sys.stderr, flush=True)
+            return
+        if self._bar is None:
+            self._bar = self._tqdm(total=total, desc=self._what, unit="img", file=sys.stderr)
+        self._bar.update(done - self._bar.n)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        """End the bar (an encode that fails stops short of the total)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def encode_progress(verbose: Any, what: str = "encode") -> Optional[EncodeProgress]:
+    """The callback for an encode's ``verbose``, or None for nothing."""
+    if not verbose:
+        return None
+    return EncodeProgress(verbose, what)

@@ -142,8 +142,10 @@ class Encoder:
         offsets: Optional[np.ndarray] = None,
         labels: Optional[np.ndarray] = None,
         out: Optional[npt.NDArray[np.float32]] = None,
+        progress: Optional[Callable[[int, int], None]] = None,
     ) -> npt.NDArray[np.float32]:
-        """``(T, K·F)`` float32 encodings (into ``out`` when given)."""
+        """``(T, K·F)`` float32 encodings (into ``out`` when given);
+        ``progress(done, total)`` over the images when given."""
     def assign(self, descriptors: np.ndarray) -> npt.NDArray[np.int64]:
         """``(N,)`` int64 nearest-centroid labels."""
     def encode_batch(

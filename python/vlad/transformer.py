@@ -51,7 +51,9 @@ class VLAD(_sklearn.TransformerMixin, _sklearn.BaseEstimator):
         Where encoding runs (k-means takes ``auto``, ``gpu`` or ``cpu``;
         with ``reference`` the codebook is trained on the CPU).
     n_iter, seed, init, max_points_per_centroid, tol, verbose
-        :class:`vlad.KMeans`' parameters of the codebook training.
+        :class:`vlad.KMeans`' parameters of the codebook training;
+        ``verbose`` also shows the progress of the encodes (as
+        :meth:`vlad.Encoder.encode` does, with the same bits).
 
     Attributes (after :meth:`fit`)
     ------------------------------
@@ -137,8 +139,8 @@ class VLAD(_sklearn.TransformerMixin, _sklearn.BaseEstimator):
     def _encode(self, data: _sklearn.Descriptors) -> np.ndarray:
         if data.kind == "rows":
             # Each row one image of one descriptor: (N, 1, F), a view.
-            return self.encoder_.encode(data.data[:, np.newaxis, :])
-        return self.encoder_.encode(data.data, offsets=data.offsets)
+            return self.encoder_.encode(data.data[:, np.newaxis, :], verbose=self.verbose)
+        return self.encoder_.encode(data.data, offsets=data.offsets, verbose=self.verbose)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """``c{k}_{feature}`` for cluster k and input feature (cluster-major,

@@ -265,6 +265,33 @@ impl<'a, E: Element> Batch<'a, E> {
     pub fn labels(&self) -> Option<&[u32]> {
         self.labels.as_deref()
     }
+
+    /// Images `range` as a batch of their own, borrowing this batch's rows
+    /// and labels (offsets rebased to 0). `finite_checked` is what the
+    /// caller knows of the rows: true only once the whole batch was
+    /// checked finite, so that the part is not checked again.
+    pub(crate) fn images_part(
+        &self,
+        range: std::ops::Range<usize>,
+        finite_checked: bool,
+    ) -> Batch<'_, E> {
+        let (first, last) = (self.offsets[range.start], self.offsets[range.end]);
+        Batch {
+            rows: Cow::Borrowed(&self.rows[first * self.dim..last * self.dim]),
+            dim: self.dim,
+            offsets: Cow::Owned(
+                self.offsets[range.start..=range.end]
+                    .iter()
+                    .map(|o| o - first)
+                    .collect(),
+            ),
+            labels: self
+                .labels
+                .as_deref()
+                .map(|labels| Cow::Borrowed(&labels[first..last])),
+            finite_checked,
+        }
+    }
 }
 
 fn contiguous2<E: Element>(a: ArrayView2<'_, E>) -> Cow<'_, [E]> {

@@ -92,3 +92,59 @@ fn assert_bits_eq(got: &Array2<f32>, want: &Array2<f32>, what: &str) {
         assert_eq!(g.to_bits(), w.to_bits(), "{what}: element {i}: {g} vs {w}");
     }
 }
+
+/// `encode_batch_into_with_progress` on `backend` against `encode_batch`,
+/// bit for bit: on [`data`] (one group; with `builder`'s binding caps the
+/// GPU splits images) and on 600 ragged images of 600 k rows in all (a
+/// few groups); the progress starts at `(0, T)`, grows, ends at `(T, T)`.
+pub fn check_progress(
+    backend: Backend,
+    builder: fn(vlad::EncoderBuilder) -> vlad::EncoderBuilder,
+    large: bool,
+) {
+    let (codebook, rows, offsets) = data(12);
+    check_progress_on(backend, builder, &codebook, &rows, &offsets, 2);
+    if !large {
+        return;
+    }
+
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let (k, f) = (5, 4);
+    let codebook = random_codebook(&mut rng, k, f);
+    let sizes: Vec<usize> = (0..600).map(|t| (t * 7919) % 2001).collect();
+    let offsets = super::cases::offsets_from_sizes(sizes);
+    let n = offsets[offsets.len() - 1];
+    assert!(n > 2 * (1 << 18), "{n} rows: more than two groups' worth");
+    let rows = random_matrix(&mut rng, n, f);
+    check_progress_on(backend, |b| b, &codebook, &rows, &offsets, 3);
+}
+
+fn check_progress_on(
+    backend: Backend,
+    builder: fn(vlad::EncoderBuilder) -> vlad::EncoderBuilder,
+    codebook: &Codebook,
+    rows: &Array2<f32>,
+    offsets: &[usize],
+    least_calls: usize,
+) {
+    let batch = Batch::ragged(rows.view(), offsets).unwrap();
+    let t = batch.images();
+    let encoder = builder(Encoder::builder(codebook.clone()).backend(backend)).build();
+    let want = encoder.encode_batch(&batch).unwrap();
+    let mut out = Array2::from_elem(want.vlad.dim(), f32::NAN);
+    let mut calls: Vec<(usize, usize)> = Vec::new();
+    let report = encoder
+        .encode_batch_into_with_progress(&batch, out.view_mut(), &mut |done, total| {
+            calls.push((done, total))
+        })
+        .unwrap();
+    assert_eq!(report.backend, backend);
+    assert_bits_eq(&out, &want.vlad, &format!("{backend:?} with progress"));
+    assert!(calls.len() >= least_calls, "{backend:?}: {calls:?}");
+    assert_eq!(calls.first(), Some(&(0, t)), "{calls:?}");
+    assert_eq!(calls.last(), Some(&(t, t)), "{calls:?}");
+    assert!(
+        calls.windows(2).all(|w| w[0].0 < w[1].0 && w[1].1 == t),
+        "{calls:?}"
+    );
+}

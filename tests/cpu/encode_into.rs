@@ -17,3 +17,13 @@ fn cpu_writes_what_encode_batch_returns() {
 fn reference_writes_what_encode_batch_returns() {
     check_backend(Backend::Reference, &["ssr,l2", "mass,intra"], |b| b);
 }
+
+#[test]
+fn cpu_with_progress_gives_the_same_bits() {
+    crate::common::encode_into::check_progress(Backend::Cpu, |b| b, true);
+}
+
+#[test]
+fn reference_with_progress_gives_the_same_bits() {
+    crate::common::encode_into::check_progress(Backend::Reference, |b| b, true);
+}
