@@ -100,13 +100,13 @@ fn assert_bits_eq(got: &Array2<f32>, want: &Array2<f32>, what: &str) {
 pub fn check_progress(
     backend: Backend,
     builder: fn(vlad::EncoderBuilder) -> vlad::EncoderBuilder,
-    large: bool,
+    large: Option<fn(vlad::EncoderBuilder) -> vlad::EncoderBuilder>,
 ) {
     let (codebook, rows, offsets) = data(12);
     check_progress_on(backend, builder, &codebook, &rows, &offsets, 2);
-    if !large {
+    let Some(large_builder) = large else {
         return;
-    }
+    };
 
     let mut rng = ChaCha8Rng::seed_from_u64(13);
     let (k, f) = (5, 4);
@@ -116,7 +116,7 @@ pub fn check_progress(
     let n = offsets[offsets.len() - 1];
     assert!(n > 2 * (1 << 18), "{n} rows: more than two groups' worth");
     let rows = random_matrix(&mut rng, n, f);
-    check_progress_on(backend, |b| b, &codebook, &rows, &offsets, 3);
+    check_progress_on(backend, large_builder, &codebook, &rows, &offsets, 3);
 }
 
 fn check_progress_on(

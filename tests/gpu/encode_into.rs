@@ -18,11 +18,16 @@ fn gpu_writes_what_encode_batch_returns() {
 #[test]
 fn gpu_with_progress_gives_the_same_bits() {
     crate::common::gpu_or_skip!();
-    crate::common::encode_into::check_progress(Backend::Gpu, |b| b, true);
+    crate::common::encode_into::check_progress(
+        Backend::Gpu,
+        |b| b,
+        // 1 MiB bindings: ~65 k rows of F = 4 per planned chunk.
+        Some(|b| b.gpu_max_binding_bytes(Some(1 << 20))),
+    );
     // 4 KiB bindings on the small case: split images, planned spans.
     crate::common::encode_into::check_progress(
         Backend::Gpu,
         |b| b.gpu_max_binding_bytes(Some(4096)),
-        false,
+        None,
     );
 }
